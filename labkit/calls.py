@@ -1,0 +1,202 @@
+"""`Call`: one call leg, controlled through the real vonage SDK, watched through the event log."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from labkit import validate
+from labkit.errors import (
+    AuthenticationError,
+    CallEndedError,
+    CallError,
+    CallNotAnsweredError,
+)
+from labkit.events import FINAL_STATUSES, Event, EventLog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+
+
+@contextlib.contextmanager
+def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
+    """Re-raise SDK and HTTP errors as labkit errors that say what happened and what to do."""
+    import requests
+    from vonage_http_client import errors as http_errors
+
+    call = f"call {uuid}" if uuid else "the call"
+    try:
+        yield
+    except http_errors.AuthenticationError as exc:
+        raise AuthenticationError(
+            f"{action} failed: the Voice API refused the credentials (401). Check VONAGE_APPLICATION_ID and "
+            "that VONAGE_PRIVATE_KEY is that application's key (`labkit doctor` checks both).",
+            status=401, body=_body(exc)) from None
+    except http_errors.NotFoundError as exc:
+        raise CallEndedError(
+            f"{action} failed: {call} is unknown or already over (404). Place a new call with lab.call(...).",
+            status=404, body=_body(exc)) from None
+    except http_errors.HttpRequestError as exc:
+        status = exc.response.status_code
+        body = _body(exc)
+        if status == 400 and uuid is not None:
+            raise CallNotAnsweredError(
+                f"{action} failed: {call} is not answered yet (400). Wait for it first: "
+                "call.wait_for('answered').", status=400, body=body) from None
+        detail = _problem_detail(body)
+        raise CallError(f"{action} failed: the Voice API answered {status}{detail}.", status=status,
+                        body=body) from None
+    except requests.Timeout:
+        raise CallError(f"{action} failed: the Voice API did not answer in time. Is the network up? "
+                        "(In sandbox mode: is the sandbox running? lab.sandbox)") from None
+    except requests.ConnectionError as exc:
+        raise CallError(f"{action} failed: could not reach the Voice API ({type(exc).__name__}).") from None
+
+
+def _body(exc) -> Any:
+    try:
+        return exc.response.json()
+    except Exception:  # noqa: BLE001
+        return getattr(exc.response, "text", None)
+
+
+def _problem_detail(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts = [str(body.get("title") or ""), str(body.get("detail") or "")]
+    for p in body.get("invalid_parameters") or []:
+        parts.append(f"{p.get('name')}: {p.get('reason')}")
+    text = "; ".join(x for x in parts if x)
+    return f" ({text})" if text else ""
+
+
+class Call:
+    """A call leg the lab placed or received. Methods map one to one onto the Voice API."""
+
+    def __init__(self, lab: Lab, uuid: str, *, conversation_uuid: str | None = None,
+                 to: str | None = None, direction: str = "outbound"):
+        self.lab = lab
+        self.uuid = uuid
+        self.conversation_uuid = conversation_uuid
+        self.to = to
+        self.direction = direction
+        self._started_seq = 0
+
+    # -- watching ----------------------------------------------------------------------------
+    @property
+    def events(self) -> EventLog:
+        """Everything the webhooks received about this call, as a table."""
+        return self.lab.events.filter(self.uuid)
+
+    @property
+    def status(self) -> str | None:
+        statuses = [e.status for e in self.lab.events.filter(self.uuid, kind="event") if e.payload.get("status")]
+        return statuses[-1] if statuses else None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def wait_for(self, status: str, timeout: float = 30.0) -> Event:
+        """Wait until the event webhook reports `status` for this call (already-received events count)."""
+        return self.lab.events.wait_for(status, uuid=self.uuid, timeout=timeout)
+
+    def info(self):
+        """The platform's view of the call (`vonage_voice.CallInfo`)."""
+        with api_errors("Getting the call's details", self.uuid):
+            return self.lab.voice.get_call(self.uuid)
+
+    # -- audio -------------------------------------------------------------------------------
+    def stream(self, file_or_url: str, loop: int = 1, level: float = 0):
+        """Play an audio file (a bare name is served by the lab) into the call over REST.
+
+        loop=0 repeats until `stop_stream()`; level goes from -1 to 1 (0 is normal).
+        """
+        from vonage_voice import AudioStreamOptions
+
+        if not isinstance(file_or_url, str):
+            raise validate.InvalidInput(
+                "stream() takes one file name or URL (Vonage plays one URL per stream), "
+                f"not {type(file_or_url).__name__}.")
+        options = AudioStreamOptions(stream_url=[self.lab.audio_url(file_or_url)], loop=validate.loop(loop),
+                                     level=validate.level(level))
+        with api_errors("Starting the stream", self.uuid):
+            return self.lab.voice.play_audio_into_call(self.uuid, options)
+
+    def stop_stream(self):
+        with api_errors("Stopping the stream", self.uuid):
+            return self.lab.voice.stop_audio_stream(self.uuid)
+
+    def say(self, text: str, *, language: str = "en-US", style: int = 0, premium: bool = False,
+            loop: int = 1, level: float = 0):
+        """Speak text into the call (text-to-speech over REST)."""
+        from vonage_voice import TtsStreamOptions
+
+        if not text or not str(text).strip():
+            raise validate.InvalidInput("say() needs some text to speak.")
+        options = TtsStreamOptions(text=str(text), language=language, style=style, premium=premium,
+                                   loop=validate.loop(loop), level=validate.level(level))
+        with api_errors("Speaking into the call", self.uuid):
+            return self.lab.voice.play_tts_into_call(self.uuid, options)
+
+    def stop_talk(self):
+        with api_errors("Stopping the speech", self.uuid):
+            return self.lab.voice.stop_tts(self.uuid)
+
+    def dtmf(self, digits: str):
+        """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""
+        digits = validate.dtmf(digits)
+        with api_errors("Sending DTMF", self.uuid):
+            return self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+
+    # -- call control ------------------------------------------------------------------------
+    def hangup(self) -> None:
+        with api_errors("Hanging up", self.uuid):
+            self.lab.voice.hangup(self.uuid)
+
+    def mute(self) -> None:
+        with api_errors("Muting", self.uuid):
+            self.lab.voice.mute(self.uuid)
+
+    def unmute(self) -> None:
+        with api_errors("Unmuting", self.uuid):
+            self.lab.voice.unmute(self.uuid)
+
+    def earmuff(self) -> None:
+        with api_errors("Earmuffing", self.uuid):
+            self.lab.voice.earmuff(self.uuid)
+
+    def unearmuff(self) -> None:
+        with api_errors("Un-earmuffing", self.uuid):
+            self.lab.voice.unearmuff(self.uuid)
+
+    def transfer(self, ncco_or_url) -> None:
+        """Replace the call's script: with an NCCO (models or dicts), or an answer URL to fetch one from."""
+        if isinstance(ncco_or_url, str):
+            url = validate.public_url(ncco_or_url, "transfer answer URL")
+            with api_errors("Transferring the call", self.uuid):
+                self.lab.voice.transfer_call_answer_url(self.uuid, url)
+            return
+        from labkit.ncco import to_json
+
+        with api_errors("Transferring the call", self.uuid):
+            # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
+            http = self.lab.voice.http_client
+            http.put(http.api_host, f"/v1/calls/{self.uuid}",
+                     {"action": "transfer", "destination": {"type": "ncco", "ncco": to_json(ncco_or_url)}})
+
+    # -- display -----------------------------------------------------------------------------
+    def timeline(self, ax=None):
+        """The call's events, streams and talks on one time axis (matplotlib figure)."""
+        from labkit.media.plots import call_timeline
+
+        return call_timeline(self.events, ax=ax)
+
+    def __repr__(self) -> str:
+        return f"Call({self.uuid!r}, to={self.to!r}, status={self.status!r})"
+
+    def _repr_html_(self) -> str:
+        return (f"<b>Call</b> {html.escape(self.uuid)} to {html.escape(str(self.to))}: "
+                f"<code>{html.escape(str(self.status))}</code>" + self.events._repr_html_())

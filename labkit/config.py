@@ -1,0 +1,216 @@
+"""Settings from the environment and `.env`: which mode the lab runs in, and the live credentials.
+
+Secrets (private key, signature secret, ngrok authtoken) never appear in a repr or a message: only
+whether each one is set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from labkit.errors import ConfigError
+
+Mode = Literal["sandbox", "live"]
+E164 = re.compile(r"^[1-9]\d{6,14}$")
+SECRET_FIELDS = ("private_key", "signature_secret", "ngrok_authtoken")
+
+# Where each live setting comes from, for the one message that lists what is missing.
+WHERE = {
+    "VONAGE_APPLICATION_ID": "Vonage dashboard > Applications > your voice application > Application ID",
+    "VONAGE_PRIVATE_KEY": "the private.key downloaded when you generated the application's keys "
+    "(a file path, or the PEM text itself)",
+    "VONAGE_NUMBER": "Vonage dashboard > Numbers > Your numbers, linked to the application (E.164, no '+')",
+    "TO_NUMBER": "the phone you want the lab to call (E.164, no '+', e.g. 447700900001)",
+    "NGROK_AUTHTOKEN": "ngrok dashboard > Your Authtoken (or set PUBLIC_URL to a public URL you already have)",
+    "PUBLIC_URL": "a public https URL that forwards to the lab's port, instead of ngrok",
+}
+
+
+def _env_file_default() -> Path | None:
+    """The nearest `.env` from the working directory upwards (notebooks run from notebooks/)."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / ".env"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def state_dir() -> Path:
+    """Per-installation state (sandbox certificate and keys): `LABKIT_HOME` or ~/.cache/labkit."""
+    base = os.environ.get("LABKIT_HOME") or Path.home() / ".cache" / "labkit"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the lab reads from its environment. Build with `Settings.load()`."""
+
+    application_id: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    vonage_number: str | None = None
+    to_number: str | None = None
+    signature_secret: str | None = field(default=None, repr=False)
+    ngrok_authtoken: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    requested_mode: str = "auto"
+    port: int = 0
+    sandbox_speed: float = 1.0
+    env_file: str | None = None
+
+    @classmethod
+    def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
+        """Read `environ` (default os.environ) over the values in `env_file` (default: nearest .env)."""
+        from dotenv import dotenv_values
+
+        path = Path(env_file) if env_file else _env_file_default()
+        values: dict[str, str | None] = {}
+        if path is not None and path.is_file():
+            values.update(dotenv_values(path))
+        values.update(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = values.get(name)
+            return value.strip() if isinstance(value, str) and value.strip() else None
+
+        mode = (get("LABKIT_MODE") or "auto").lower()
+        if mode not in ("auto", "sandbox", "live"):
+            raise ConfigError(f"LABKIT_MODE={mode!r} is not one of sandbox, live, auto (the default).")
+        try:
+            port = int(get("LABKIT_PORT") or 0)
+            speed = float(get("LABKIT_SANDBOX_SPEED") or 1.0)
+        except ValueError as exc:
+            raise ConfigError(f"LABKIT_PORT must be an integer and LABKIT_SANDBOX_SPEED a number: {exc}") from None
+        return cls(
+            application_id=get("VONAGE_APPLICATION_ID"),
+            private_key=get("VONAGE_PRIVATE_KEY"),
+            vonage_number=_strip_plus(get("VONAGE_NUMBER")),
+            to_number=_strip_plus(get("TO_NUMBER")),
+            signature_secret=get("VONAGE_SIGNATURE_SECRET"),
+            ngrok_authtoken=get("NGROK_AUTHTOKEN"),
+            public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
+            requested_mode=mode,
+            port=port,
+            sandbox_speed=speed,
+            env_file=str(path) if path else None,
+        )
+
+    @property
+    def mode(self) -> Mode:
+        """live when asked, or (auto) when an application id and key are present; else sandbox."""
+        if self.requested_mode == "live":
+            return "live"
+        if self.requested_mode == "sandbox":
+            return "sandbox"
+        return "live" if (self.application_id and self.private_key) else "sandbox"
+
+    def which_set(self) -> dict[str, bool]:
+        """Which settings hold a value (never the values): for `labkit doctor` and reprs."""
+        names = {
+            "VONAGE_APPLICATION_ID": self.application_id,
+            "VONAGE_PRIVATE_KEY": self.private_key,
+            "VONAGE_NUMBER": self.vonage_number,
+            "TO_NUMBER": self.to_number,
+            "VONAGE_SIGNATURE_SECRET": self.signature_secret,
+            "NGROK_AUTHTOKEN": self.ngrok_authtoken,
+            "PUBLIC_URL": self.public_url,
+        }
+        return {name: bool(value) for name, value in names.items()}
+
+    def problems(self) -> list[str]:
+        """Every reason live mode cannot run, one line each with where to get the value."""
+        out: list[str] = []
+        if not self.application_id:
+            out.append(f"VONAGE_APPLICATION_ID is missing: {WHERE['VONAGE_APPLICATION_ID']}")
+        elif not re.fullmatch(r"[0-9a-fA-F-]{36}", self.application_id):
+            out.append("VONAGE_APPLICATION_ID is not a UUID like aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee: "
+                       f"{WHERE['VONAGE_APPLICATION_ID']}")
+        if not self.private_key:
+            out.append(f"VONAGE_PRIVATE_KEY is missing: {WHERE['VONAGE_PRIVATE_KEY']}")
+        else:
+            try:
+                load_private_key(self.private_key)
+            except ConfigError as exc:
+                out.append(str(exc))
+        if not self.vonage_number:
+            out.append(f"VONAGE_NUMBER is missing: {WHERE['VONAGE_NUMBER']}")
+        elif not E164.match(self.vonage_number):
+            out.append(f"VONAGE_NUMBER is not an E.164 number: {WHERE['VONAGE_NUMBER']}")
+        if self.to_number and not E164.match(self.to_number):
+            out.append(f"TO_NUMBER is not an E.164 number: {WHERE['TO_NUMBER']}")
+        if not self.ngrok_authtoken and not self.public_url:
+            out.append(f"NGROK_AUTHTOKEN is missing: {WHERE['NGROK_AUTHTOKEN']}")
+        if self.public_url and not self.public_url.startswith("https://"):
+            out.append(f"PUBLIC_URL must start with https:// (got a {self.public_url.split(':')[0]} URL)")
+        return out
+
+    def require_live(self) -> None:
+        """Raise one ConfigError listing every problem with the live settings."""
+        problems = self.problems()
+        if problems:
+            where = f" (read from {self.env_file} and the environment)" if self.env_file else ""
+            raise ConfigError(
+                "Live mode needs these settings fixed" + where + ":\n  - " + "\n  - ".join(problems)
+                + "\nPut them in a .env file next to the notebooks, or set LABKIT_MODE=sandbox."
+            )
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = "<set>" if value else None
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings(mode={self.mode!r}, {', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _strip_plus(number: str | None) -> str | None:
+    return number.lstrip("+").replace(" ", "") if number else number
+
+
+def load_private_key(value: str) -> str:
+    """Return the key as PKCS#8 PEM text, from a path or PEM text; PKCS#1 keys are converted.
+
+    The SDK rejects PKCS#1 (`BEGIN RSA PRIVATE KEY`) strings, so the lab always hands it PKCS#8.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    text = value.replace("\\n", "\n").strip()
+    if "-----BEGIN" not in text:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"VONAGE_PRIVATE_KEY points to {path}, which does not exist: "
+                f"{WHERE['VONAGE_PRIVATE_KEY']}"
+            )
+        text = path.read_text()
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            "VONAGE_PRIVATE_KEY is not a readable unencrypted PEM private key "
+            f"({type(exc).__name__}): {WHERE['VONAGE_PRIVATE_KEY']}"
+        ) from None
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def key_format(value: str) -> str:
+    """'PKCS#8', 'PKCS#1' or 'unknown', for `labkit doctor`."""
+    text = value.replace("\\n", "\n")
+    if "-----BEGIN" not in text and Path(text).expanduser().is_file():
+        text = Path(text).expanduser().read_text()
+    if "BEGIN PRIVATE KEY" in text:
+        return "PKCS#8"
+    if "BEGIN RSA PRIVATE KEY" in text:
+        return "PKCS#1"
+    return "unknown"

@@ -1,0 +1,211 @@
+"""The event log: every webhook the lab receives, kept in arrival order, thread-safe.
+
+Webhook threads append; notebook code waits on it and widgets subscribe to it. Nothing else holds
+call state, so what a user sees is exactly what the platform sent.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from labkit.errors import WaitTimeout
+
+# Statuses after which a call can no longer change: waiting for anything else is pointless.
+FINAL_STATUSES = frozenset(
+    {"completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"}
+)
+_seq = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One webhook (or WebSocket event) as received: arrival time, call uuid, status and raw payload."""
+
+    kind: str  # "answer", "event", "socket", ...
+    payload: dict[str, Any]
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    seq: int = field(default_factory=lambda: next(_seq))
+
+    @property
+    def uuid(self) -> str | None:
+        """The call leg this event is about (`call_uuid` on machine-detection events)."""
+        return self.payload.get("uuid") or self.payload.get("call_uuid")
+
+    @property
+    def conversation_uuid(self) -> str | None:
+        return self.payload.get("conversation_uuid")
+
+    @property
+    def status(self) -> str | None:
+        """The call status, or what kind of event this is when it carries none (input, record...)."""
+        if self.payload.get("status"):
+            return self.payload["status"]
+        for key in ("dtmf", "speech"):
+            if key in self.payload:
+                return "input"
+        if "recording_url" in self.payload:
+            return "record"
+        if "reason" in self.payload and self.kind == "event":
+            return "error"
+        return self.payload.get("event") or self.kind
+
+    def summary(self) -> str:
+        """One line for logs and widgets; never includes secrets (webhooks carry none)."""
+        extra = ""
+        p = self.payload
+        if "dtmf" in p and isinstance(p["dtmf"], dict):
+            extra = f" digits={p['dtmf'].get('digits')!r}"
+        elif "digit" in p:
+            extra = f" digit={p['digit']!r}"
+        elif "reason" in p:
+            extra = f" reason={p['reason']!r}"
+        elif "detail" in p:
+            extra = f" detail={p['detail']!r}"
+        elif "recording_url" in p:
+            extra = f" recording={p['recording_url']}"
+        uuid = (self.uuid or "")[:8]
+        return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
+
+
+class EventLog:
+    """Thread-safe, append-only list of events with waiting and subscriptions."""
+
+    def __init__(self, events: Iterable[Event] = ()):
+        self._events: list[Event] = list(events)
+        self._cond = threading.Condition()
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, kind: str, payload: dict[str, Any]) -> Event:
+        """Record one event and tell subscribers (their errors are swallowed: a widget must not
+        break the webhook that fed it)."""
+        event = Event(kind=kind, payload=dict(payload))
+        with self._cond:
+            self._events.append(event)
+            subscribers = list(self._subscribers)
+            self._cond.notify_all()
+        for fn in subscribers:
+            try:
+                fn(event)
+            except Exception:  # noqa: BLE001 - subscribers are UI code; never break delivery
+                pass
+        return event
+
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `fn(event)` for every new event (on the webhook's thread); returns an unsubscribe."""
+        with self._cond:
+            self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if fn in self._subscribers:
+                    self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    def clear(self) -> None:
+        with self._cond:
+            self._events.clear()
+
+    # -- reading -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[Event]:
+        with self._cond:
+            return iter(list(self._events))
+
+    def __getitem__(self, index):
+        with self._cond:
+            return self._events[index]
+
+    def filter(self, uuid: str | None = None, *, kind: str | None = None,
+               conversation_uuid: str | None = None) -> EventLog:
+        """A snapshot holding only the events of one call (and/or of one kind)."""
+        with self._cond:
+            picked = [
+                e for e in self._events
+                if (uuid is None or e.uuid == uuid)
+                and (kind is None or e.kind == kind)
+                and (conversation_uuid is None or e.conversation_uuid == conversation_uuid)
+            ]
+        return EventLog(picked)
+
+    def statuses(self, uuid: str | None = None) -> list[str]:
+        return [e.status or "" for e in self.filter(uuid)]
+
+    def wait_for(self, status: str | Callable[[Event], bool], *, uuid: str | None = None,
+                 timeout: float = 30.0, after: int = 0) -> Event:
+        """Block until an event with `status` (or matching a predicate) arrives for `uuid`.
+
+        Events already received count, so waiting after the fact works. Raises WaitTimeout listing
+        the statuses that did arrive, and stops early when the call ended without it.
+        """
+        match = status if callable(status) else (lambda e: e.status == status)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                ended = None
+                for event in self._events:
+                    if event.seq <= after or (uuid is not None and event.uuid != uuid):
+                        continue
+                    if match(event):
+                        return event
+                    if event.kind == "event" and event.status in FINAL_STATUSES:
+                        ended = event
+                if ended is not None and not callable(status) and status not in FINAL_STATUSES:
+                    raise WaitTimeout(self._timeout_message(status, uuid, timeout, ended=ended))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeout(self._timeout_message(status, uuid, timeout))
+                self._cond.wait(remaining)
+
+    def _timeout_message(self, status, uuid, timeout, ended: Event | None = None) -> str:
+        what = status if isinstance(status, str) else getattr(status, "__name__", "a matching event")
+        seen = [e.status for e in self._events if uuid is None or e.uuid == uuid]
+        call = f" for call {uuid}" if uuid else ""
+        if ended is not None:
+            detail = f" ({ended.payload.get('detail')})" if ended.payload.get("detail") else ""
+            return (f"The call ended with '{ended.status}'{detail} before '{what}' arrived{call}. "
+                    f"Statuses received: {', '.join(seen) or 'none'}.")
+        hint = ("" if seen else " No webhook reached the lab at all: check that the event URL is the lab's "
+                "public URL (lab.public_url) and that the tunnel is up.")
+        return (f"No '{what}' event within {timeout:g} s{call}. Statuses received: "
+                f"{', '.join(s or '?' for s in seen) or 'none'}.{hint}")
+
+    # -- display -----------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Plain dicts (time, kind, uuid, status, detail) for tables and DataFrames."""
+        out = []
+        for e in self:
+            detail = {k: v for k, v in e.payload.items()
+                      if k not in ("uuid", "status", "conversation_uuid", "timestamp")}
+            out.append({"time": e.received_at, "kind": e.kind, "uuid": e.uuid, "status": e.status,
+                        "detail": detail})
+        return out
+
+    def __repr__(self) -> str:
+        lines = [e.summary() for e in self]
+        return f"EventLog({len(lines)} events)" + ("\n" + "\n".join(lines[-20:]) if lines else "")
+
+    def _repr_html_(self) -> str:
+        cells = []
+        for e in self:
+            detail = ", ".join(f"{k}={v}" for k, v in e.payload.items()
+                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to"))
+            cells.append(
+                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+                    f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,
+                    e.payload.get("from", ""), e.payload.get("to", ""), detail[:160],
+                )) + "</tr>"
+            )
+        head = "".join(f"<th>{h}</th>" for h in ("time", "kind", "call", "status", "from", "to", "detail"))
+        return (f"<table class='labkit-events'><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}"
+                f"</tbody></table><small>{len(cells)} events</small>")

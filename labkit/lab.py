@@ -1,0 +1,422 @@
+"""The Lab facade: starts the webhook server, the sandbox or the tunnel, and the SDK client, once.
+
+`Lab.start()` is idempotent across cell re-runs and `importlib.reload`: the running lab hangs off a
+named daemon thread, which survives both (module globals do not survive a reload).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from labkit import validate
+from labkit.calls import Call, api_errors
+from labkit.config import Settings, load_private_key
+from labkit.errors import AudioError, ConfigError, InvalidInput, LabkitError, SandboxError, WaitTimeout
+from labkit.events import EventLog
+from labkit.ncco import default_answer, to_json
+
+log = logging.getLogger("labkit")
+
+REGISTRY_THREAD = "labkit-lab"
+PACKAGE_AUDIO = Path(__file__).resolve().parent.parent / "audio"
+HTTP_TIMEOUT = 10.0  # seconds: the SDK has none by default, and a hung server would block a cell forever
+DEFAULT_LENGTH_TIMER = 900  # seconds: a lab call that nobody hangs up ends after 15 minutes
+
+
+def running_lab() -> Lab | None:
+    """The lab started earlier in this process, if it is still running."""
+    for thread in threading.enumerate():
+        if thread.name == REGISTRY_THREAD and thread.is_alive():
+            lab = getattr(thread, "lab", None)
+            if lab is not None and not lab.stopped:
+                return lab
+    return None
+
+
+class Lab:
+    """One running lab: server + (sandbox | tunnel) + SDK client + event log + recordings."""
+
+    def __init__(self, settings: Settings, *, port: int | None = None, speed: float | None = None,
+                 quiet: bool = False):
+        self.settings = settings
+        self.mode = settings.mode
+        self.events = EventLog()
+        self.calls: dict[str, Call] = {}
+        self.stopped = False
+        self.started_at = time.time()
+        self._answer_fn: Callable[[dict], Any] | None = None
+        self._event_fns: list[Callable[[dict], Any]] = []
+        self._inbound = threading.Condition()
+        self._requested_port = settings.port if port is None else port
+        self._speed = settings.sandbox_speed if speed is None else speed
+        self._quiet = quiet
+        self.audio_dirs: list[Path] = _default_audio_dirs()
+        self.sandbox = None
+        self.tunnel = None
+        self.runner = None
+        self.sockets = None
+        self.client = None
+        self.number: str | None = None
+        self.public_url: str = ""
+        self._signature_secret: str | None = None
+        self._keeper: threading.Thread | None = None
+        self._stop_event = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def start(cls, mode: str | None = None, *, port: int | None = None, speed: float | None = None,
+              env_file: str | os.PathLike | None = None, quiet: bool = False) -> Lab:
+        """Start the lab, or return the one already running (re-running a cell is safe).
+
+        mode: "sandbox" or "live" overrides LABKIT_MODE; speed: sandbox clock factor (tests use >1).
+        """
+        existing = running_lab()
+        if existing is not None:
+            wanted = mode or existing.settings.requested_mode
+            if wanted in ("auto", existing.mode) and (speed is None or speed == existing._speed):
+                return existing
+            existing.stop()  # asked for something different: restart rather than return a wrong lab
+        settings = Settings.load(env_file)
+        if mode is not None:
+            if mode not in ("sandbox", "live", "auto"):
+                raise InvalidInput(f"mode must be 'sandbox', 'live' or 'auto', not {mode!r}.")
+            settings = _replace(settings, requested_mode=mode)
+        lab = cls(settings, port=port, speed=speed, quiet=quiet)
+        try:
+            lab._start()
+        except BaseException:
+            lab.stop()
+            raise
+        return lab
+
+    def _start(self) -> None:
+        from labkit.server import ServerContext, ServerRunner, create_app
+        from labkit.server.sockets import SocketHub
+
+        if self.mode == "live":
+            self.settings.require_live()
+        self._signature_secret = self.settings.signature_secret if self.mode == "live" \
+            else secrets.token_urlsafe(24)
+        self.sockets = SocketHub(self)
+        ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
+                            instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
+                            signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
+        self._ctx = ctx
+        self.runner = ServerRunner(create_app(ctx), "127.0.0.1", self._requested_port,
+                                   on_stop=self.sockets.close_all).start()
+        if self.mode == "sandbox":
+            self._start_sandbox()
+        else:
+            self._start_live()
+        self._keeper = threading.Thread(target=self._stop_event.wait, name=REGISTRY_THREAD, daemon=True)
+        self._keeper.lab = self  # type: ignore[attr-defined]
+        self._keeper.start()
+        if not self._quiet:
+            print(self.describe())
+
+    def _start_sandbox(self) -> None:
+        from vonage import Auth, HttpClientOptions, Vonage
+
+        from labkit.sandbox import Sandbox
+
+        self.public_url = self.local_url
+        try:
+            sb = Sandbox(port=0, speed=self._speed).start()
+        except LabkitError:
+            raise
+        except Exception as exc:
+            raise SandboxError(f"The sandbox could not start: {type(exc).__name__}: {exc}") from exc
+        sb.trust()
+        sb.configure(answer_url=self.url("/webhooks/answer"), event_url=self.url("/webhooks/event"),
+                     signature_secret=self._signature_secret)
+        self.sandbox = sb
+        self.number = sb.number
+        self.client = Vonage(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
+                             HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
+
+    def _start_live(self) -> None:
+        from vonage import Auth, HttpClientOptions, Vonage
+
+        from labkit.tunnel import Tunnel
+
+        s = self.settings
+        try:
+            key = load_private_key(s.private_key or "")
+        except ConfigError:
+            raise
+        self.tunnel = Tunnel(s)
+        self.public_url = self.tunnel.open(self.port).rstrip("/")
+        host = urlparse(self.public_url).hostname
+        if host:
+            self._ctx.allowed_hosts.add(host.lower())
+        self.number = s.vonage_number
+        self.client = Vonage(Auth(application_id=s.application_id, private_key=key),
+                             HttpClientOptions(timeout=HTTP_TIMEOUT))
+
+    def stop(self) -> None:
+        """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._stop_event.set()
+        errors = []
+        for part in (self.runner, self.sandbox):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
+                    errors.append(exc)
+        if self.tunnel is not None:
+            try:
+                self.tunnel.close()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if errors:
+            raise LabkitError("The lab stopped, but not cleanly: " + "; ".join(map(str, errors)))
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.runner.port if self.runner else 0
+
+    @property
+    def local_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        """The URL at which the platform reaches `path` on the lab's server."""
+        return self.public_url + "/" + path.lstrip("/")
+
+    def socket_url(self, link: str | None = None) -> str:
+        """The lab's WebSocket endpoint (ws:// or wss://), with the token that guards it."""
+        base = re.sub(r"^http", "ws", self.public_url)
+        return self.sockets.url(base, link)
+
+    def add_audio_dir(self, path: str | os.PathLike) -> Path:
+        """Serve the audio files in another folder too (bare names are looked up in order)."""
+        folder = Path(path).expanduser().resolve()
+        if not folder.is_dir():
+            raise AudioError(f"{folder} is not a folder: give the folder that holds your .mp3/.wav files.")
+        if folder not in self.audio_dirs:
+            self.audio_dirs.insert(0, folder)
+        return folder
+
+    def audio_files(self) -> list[str]:
+        return self._ctx.audio_names() if self.runner else []
+
+    def audio_path(self, name: str) -> Path:
+        path = self._ctx.find_audio(name)
+        if path is None:
+            raise AudioError(
+                f"No audio file {name!r} in the lab's audio folders ({', '.join(map(str, self.audio_dirs))}). "
+                f"Available: {', '.join(self.audio_files()) or 'none'}. Add a folder with lab.add_audio_dir(...)."
+            )
+        return path
+
+    def audio_url(self, name_or_url: str) -> str:
+        """A bare file name -> the URL the platform fetches it from; URLs pass through (checked)."""
+        if re.match(r"^[a-z]+://", str(name_or_url), re.I):
+            return validate.public_url(name_or_url, "audio stream")
+        path = self.audio_path(name_or_url)
+        if path.suffix.lower() not in (".mp3", ".wav"):
+            raise AudioError(f"{path.name}: Vonage streams only MP3 or 16-bit WAV files.")
+        return self.url("/audio/" + quote(name_or_url))
+
+    # -- SDK -----------------------------------------------------------------------------------
+    @property
+    def voice(self):
+        """The real `vonage` SDK's Voice client, pointed at the sandbox or at Vonage."""
+        if self.client is None:
+            raise LabkitError("The lab is not running: call Lab.start() first.")
+        return self.client.voice
+
+    # -- handlers ------------------------------------------------------------------------------
+    def on_answer(self, fn: Callable[[dict], Any] | None) -> Callable[[dict], Any] | None:
+        """Replace the answer handler: `fn(fields)` returns NCCO models or dicts. Usable as a decorator.
+        `on_answer(None)` restores the default."""
+        self._answer_fn = fn
+        return fn
+
+    def on_event(self, fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        """Add an event handler. For instruction events (input, notify, disconnected...) the first
+        handler returning an NCCO replaces the rest of the call's script."""
+        self._event_fns.append(fn)
+        return fn
+
+    def clear_handlers(self) -> None:
+        self._answer_fn = None
+        self._event_fns.clear()
+
+    def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        uuid = payload.get("uuid")
+        if uuid and uuid not in self.calls:
+            with self._inbound:
+                self.calls[uuid] = Call(self, uuid, conversation_uuid=payload.get("conversation_uuid"),
+                                        to=payload.get("from"), direction="inbound")
+                self._inbound.notify_all()
+        script = self._answer_fn(payload) if self._answer_fn else default_answer(self, payload)
+        ncco = to_json(script)
+        if uuid:
+            self.sockets.bind_links(ncco, uuid)
+        return ncco
+
+    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+        for fn in list(self._event_fns):
+            result = fn(payload)
+            if result is not None:
+                ncco = to_json(result)
+                if payload.get("uuid"):
+                    self.sockets.bind_links(ncco, payload["uuid"])
+                return ncco
+        return None
+
+    # -- calls ---------------------------------------------------------------------------------
+    def call(self, to: str | None = None, ncco: Any = None, *, answer_url: str | None = None,
+             from_number: str | None = None, length_timer: int | None = DEFAULT_LENGTH_TIMER,
+             ringing_timer: int | None = None, event_url: str | None = None) -> Call:
+        """Place an outbound call. Without `ncco` or `answer_url` the lab's answer handler gives the
+        script (by default: a greeting, then silence that keeps the call open for REST control)."""
+        to = validate.phone_number(to or self.settings.to_number or "", "number to call") if (
+            to or self.settings.to_number) else _missing_to()
+        sender = validate.phone_number(from_number or self.number or "", "caller number (VONAGE_NUMBER)")
+        if ncco is not None and answer_url is not None:
+            raise InvalidInput("Give either ncco= or answer_url=, not both.")
+        body: dict[str, Any] = {
+            "to": [{"type": "phone", "number": to}],
+            "from": {"type": "phone", "number": sender},
+            "event_url": [event_url or self.url("/webhooks/event")],
+        }
+        script = to_json(ncco) if ncco is not None else None
+        if script is not None:
+            body["ncco"] = script
+        else:
+            body["answer_url"] = [answer_url or self.url("/webhooks/answer")]
+        if length_timer is not None:
+            body["length_timer"] = length_timer
+        if ringing_timer is not None:
+            body["ringing_timer"] = ringing_timer
+        with api_errors("Placing the call"):
+            response = self._create_call(body, ncco)
+        call = Call(self, response.uuid, conversation_uuid=response.conversation_uuid, to=to)
+        self.calls[call.uuid] = call
+        if script:
+            self.sockets.bind_links(script, call.uuid)
+        return call
+
+    def _create_call(self, body: dict[str, Any], ncco: Any):
+        """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
+        from vonage_voice import CreateCallRequest, CreateCallResponse
+
+        items = [] if ncco is None else ([ncco] if isinstance(ncco, Mapping) or hasattr(ncco, "model_dump")
+                                         else list(ncco))
+        if all(hasattr(a, "model_dump") for a in items):
+            request = CreateCallRequest.model_validate({**body, **({"ncco": items} if items else {})})
+            return self.voice.create_call(request)
+        http = self.voice.http_client
+        return CreateCallResponse(**http.post(http.api_host, "/v1/calls", body))
+
+    def wait_for_call(self, timeout: float = 30.0) -> Call:
+        """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
+        deadline = time.monotonic() + timeout
+        with self._inbound:
+            while True:
+                for call in self.calls.values():
+                    if call.direction == "inbound" and not getattr(call, "_claimed", False):
+                        call._claimed = True  # type: ignore[attr-defined]
+                        return call
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeout(f"No inbound call reached the lab within {timeout:g} s. Call "
+                                      f"{self.number} (in sandbox mode: lab.sandbox.dial(...)).")
+                self._inbound.wait(remaining)
+
+    @property
+    def last_call(self) -> Call | None:
+        return next(reversed(self.calls.values()), None) if self.calls else None
+
+    # -- audio over the WebSocket ----------------------------------------------------------------
+    def socket(self, call: Call | str, timeout: float = 10.0):
+        """The live WebSocket session of a call (waits up to `timeout` s for it to connect)."""
+        return self.sockets.session_for(call.uuid if isinstance(call, Call) else call, timeout=timeout)
+
+    @property
+    def recordings(self):
+        """Every WebSocket recording made by this lab, oldest first."""
+        return self.sockets.recordings()
+
+    # -- sandbox shortcuts -----------------------------------------------------------------------
+    def phone(self, number: str):
+        """Sandbox only: the virtual phone at `number`."""
+        if self.sandbox is None:
+            raise LabkitError("Virtual phones exist only in sandbox mode (Lab.start('sandbox')).")
+        return self.sandbox.phone(validate.phone_number(number))
+
+    # -- display -------------------------------------------------------------------------------
+    def panel(self, **kwargs):
+        """The ipywidgets control panel for placing and steering calls."""
+        from labkit.widgets import panel
+
+        return panel(self, **kwargs)
+
+    def describe(self) -> str:
+        parts = [f"labkit {self.mode} mode", f"server {self.local_url}"]
+        if self.runner is not None and self.runner.note:
+            parts.append(self.runner.note)
+        if self.mode == "sandbox" and self.sandbox is not None:
+            parts.append(f"sandbox Voice API {self.sandbox.base_url}")
+            parts.append(f"your number {self.number}")
+        elif self.mode == "live":
+            parts.append(f"public URL {self.public_url}")
+            parts.append(f"your number {self.number}")
+        return " | ".join(parts)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else "running"
+        return f"<Lab {state}: {self.describe()}>"
+
+    def _repr_html_(self) -> str:
+        rows = [("mode", self.mode), ("server", self.local_url), ("public URL", self.public_url),
+                ("number", self.number), ("calls", len(self.calls)), ("events", len(self.events))]
+        if self.sandbox is not None:
+            rows.append(("sandbox", self.sandbox.base_url))
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in rows)
+        return f"<b>labkit</b> ({'stopped' if self.stopped else 'running'})<table>{body}</table>"
+
+
+def _replace(settings: Settings, **changes) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def _missing_to():
+    raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
+
+
+def _default_audio_dirs() -> list[Path]:
+    """LABKIT_AUDIO_DIRS, then ./audio, then the repo's audio/ folder."""
+    dirs: list[Path] = []
+    for raw in filter(None, os.environ.get("LABKIT_AUDIO_DIRS", "").split(os.pathsep)):
+        dirs.append(Path(raw).expanduser().resolve())
+    for candidate in (Path.cwd() / "audio", PACKAGE_AUDIO):
+        resolved = candidate.resolve()
+        if resolved.is_dir() and resolved not in dirs:
+            dirs.append(resolved)
+    return dirs

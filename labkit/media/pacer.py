@@ -1,0 +1,398 @@
+"""Send audio into a call's WebSocket at real-time pace, one 20 ms frame at a time.
+
+The Voice API plays what it receives immediately and buffers at most ~3072 frames; audio sent in a
+burst is either played too fast or dropped, and audio sent with a ``sleep(0.02)`` loop drifts late
+by the time each iteration itself takes (hundreds of ms per minute). :class:`PacedSender` keeps an
+absolute schedule instead (frame *n* is due at ``start + n * 20 ms``), sends a little early as
+Vonage advises, and resynchronises after a stall rather than bursting to catch up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from labkit.errors import InvalidInput, SocketError
+from labkit.media.frames import FRAME_MS, frame_bytes, frame_samples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.media.audio import AudioSource
+
+__all__ = ["PacedSender", "PacingStats", "PlayHandle"]
+
+_PERIOD = FRAME_MS / 1000.0
+_LE_INT16 = np.dtype("<i2")
+
+
+@dataclass(frozen=True)
+class PacingStats:
+    """How well the sender kept time: send instants plus the figures derived from them."""
+
+    send_times: np.ndarray = field(repr=False)  #: clock() at each send, seconds (most recent ones)
+    frames_sent: int  #: total frames handed to ``send``
+    resyncs: int  #: times the schedule restarted because the sender fell behind
+    dropped: int  #: echo frames refused because the queue was full
+
+    @property
+    def intervals_ms(self) -> np.ndarray:
+        """Gaps between consecutive sends, in ms."""
+        return np.diff(self.send_times) * 1000.0
+
+    def jitter_ms(self, percentile: float = 50.0) -> float:
+        """Percentile of ``|interval - 20 ms|`` in ms (0 with fewer than two sends)."""
+        iv = self.intervals_ms
+        return float(np.percentile(np.abs(iv - FRAME_MS), percentile)) if iv.size else 0.0
+
+    @property
+    def drift_ms(self) -> float:
+        """Elapsed time minus scheduled time over the recorded sends (meaningful for one continuous
+        stream): positive means the audio ran late."""
+        n = self.send_times.size
+        if n < 2:
+            return 0.0
+        return float((self.send_times[-1] - self.send_times[0]) - (n - 1) * _PERIOD) * 1000.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.frames_sent} frames, jitter p50={self.jitter_ms(50):.3f} ms "
+            f"p99={self.jitter_ms(99):.3f} ms, drift={self.drift_ms:+.2f} ms, "
+            f"resyncs={self.resyncs}, dropped={self.dropped}"
+        )
+
+
+class PlayHandle:
+    """Progress of one :meth:`PacedSender.play`: a small Future-like object.
+
+    ``done`` is set when the last frame was sent, the play was cleared/cancelled, or sending
+    failed; check ``error`` and ``cancelled`` to tell which.
+    """
+
+    def __init__(self, frames_total: int, sender: PacedSender | None = None) -> None:
+        self.frames_total = frames_total
+        self.frames_sent = 0
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.done = threading.Event()
+        self._sender = sender
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio this play holds."""
+        return self.frames_total * _PERIOD
+
+    @property
+    def ok(self) -> bool:
+        """True once every frame was sent without error or cancellation."""
+        return self.done.is_set() and self.error is None and not self.cancelled
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until done (or ``timeout`` seconds); return whether it is done."""
+        return self.done.wait(timeout)
+
+    def cancel(self) -> int:
+        """Drop this play's unsent frames; return how many were dropped."""
+        if self._sender is None or self.done.is_set():
+            return 0
+        return self._sender._cancel(self)
+
+    def __repr__(self) -> str:
+        state = (
+            "failed" if self.error is not None else "cancelled" if self.cancelled
+            else "done" if self.done.is_set() else "playing"
+        )
+        return f"<PlayHandle {state} {self.frames_sent}/{self.frames_total} frames>"
+
+
+class _Play:
+    """Queued audio with a cursor: frames are cut one at a time when due, never all up front."""
+
+    __slots__ = ("samples", "pos", "nframes", "handle")
+
+    def __init__(self, samples: np.ndarray, nframes: int, handle: PlayHandle) -> None:
+        self.samples = samples
+        self.pos = 0
+        self.nframes = nframes
+        self.handle = handle
+
+
+def _finish(handle: PlayHandle | None, *, error: BaseException | None = None, cancelled: bool = False) -> None:
+    if handle is None or handle.done.is_set():
+        return
+    handle.error = error
+    handle.cancelled = cancelled
+    handle.done.set()
+
+
+class PacedSender:
+    """Deadline-scheduled 20 ms frames on a daemon thread.
+
+    ``send(frame)`` is called with exactly ``frame_bytes(rate)`` bytes per frame, in order, at one
+    frame per 20 ms. ``lead_ms`` sends that much before each deadline (Vonage advises 18-19 ms
+    pacing so its jitter buffer never runs dry). ``max_queued_frames`` bounds echoed frames held in
+    memory (Vonage itself buffers 3072); plays keep a cursor into their samples so even an hour of
+    audio costs no extra memory. If ``send`` raises, the sender stops, keeps the exception in
+    ``error`` and finishes pending plays with that error.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        rate: int,
+        *,
+        lead_ms: float = 2.0,
+        max_queued_frames: int = 3000,
+        resync_after_frames: int = 3,
+        stats_limit: int = 180_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(send):
+            raise InvalidInput(f"send must be a callable taking bytes, not {type(send).__name__}")
+        if not 0 <= lead_ms < FRAME_MS:
+            raise InvalidInput(f"lead_ms must be between 0 and {FRAME_MS} ms, not {lead_ms}")
+        if max_queued_frames < 1 or resync_after_frames < 1 or stats_limit < 2:
+            raise InvalidInput("max_queued_frames and resync_after_frames must be >= 1, stats_limit >= 2")
+        self.rate = int(rate)
+        self.frame_samples = frame_samples(self.rate)  # validates the rate
+        self.frame_bytes = frame_bytes(self.rate)
+        self.lead = lead_ms / 1000.0
+        self.max_queued_frames = int(max_queued_frames)
+        self.error: BaseException | None = None
+        self._send = send
+        self._clock = clock
+        self._resync_after = resync_after_frames * _PERIOD
+        self._stats_limit = int(stats_limit)
+        self._cond = threading.Condition(threading.Lock())
+        self._stop = threading.Event()
+        self._items: deque[_Play | bytes] = deque()
+        self._pending = 0  # frames not yet sent, plays and echoes together
+        self._echo_pending = 0
+        self._closed = False
+        self._times = array("d")
+        self._frames_sent = 0
+        self._resyncs = 0
+        self._dropped = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"labkit-pacer-{self.rate}-{id(self):x}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ producer side
+
+    def play(self, source: AudioSource | np.ndarray | list, rate: int | None = None) -> PlayHandle:
+        """Queue audio behind whatever is already queued; return a :class:`PlayHandle` at once.
+
+        ``source`` is samples (int16 or -1..1 float; ``rate`` defaults to the sender's) or anything
+        :func:`labkit.media.audio.load` takes (a path, file bytes, ``(samples, rate)``, a Recording).
+        """
+        from labkit.media.audio import load
+
+        if isinstance(source, (np.ndarray, list)):
+            samples = load((np.asarray(source), rate or self.rate), self.rate)
+        elif rate is not None:
+            raise InvalidInput("rate= only applies to bare sample arrays; files and Recordings carry their own")
+        else:
+            samples = load(source, self.rate)
+        samples = samples.astype(_LE_INT16, copy=False)
+        nframes = -(-samples.size // self.frame_samples)
+        handle = PlayHandle(nframes, self)
+        with self._cond:
+            self._raise_if_stopped()
+            if nframes == 0:
+                _finish(handle)
+                return handle
+            self._items.append(_Play(samples, nframes, handle))
+            self._pending += nframes
+            self._cond.notify()
+        return handle
+
+    def echo(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Queue one raw frame (e.g. to echo a caller back to themselves).
+
+        Returns False, and counts it in ``stats.dropped``, when ``max_queued_frames`` echoed frames
+        are already waiting: like the platform's own buffer, what does not fit is dropped rather
+        than delaying everything after it.
+        """
+        data = bytes(frame)
+        if len(data) != self.frame_bytes:
+            raise SocketError(
+                f"an echoed frame has {len(data)} bytes; at {self.rate} Hz every frame must be "
+                f"{self.frame_bytes} bytes (20 ms of 16-bit mono)"
+            )
+        with self._cond:
+            self._raise_if_stopped()
+            if self._echo_pending >= self.max_queued_frames:
+                self._dropped += 1
+                return False
+            self._items.append(data)
+            self._pending += 1
+            self._echo_pending += 1
+            self._cond.notify()
+        return True
+
+    def clear(self) -> int:
+        """Drop everything not yet sent (barge-in); return the number of frames dropped."""
+        with self._cond:
+            dropped = self._pending
+            for item in self._items:
+                if isinstance(item, _Play):
+                    _finish(item.handle, cancelled=True)
+            self._items.clear()
+            self._pending = 0
+            self._echo_pending = 0
+        return dropped
+
+    def _cancel(self, handle: PlayHandle) -> int:
+        with self._cond:
+            for item in self._items:
+                if isinstance(item, _Play) and item.handle is handle:
+                    dropped = item.nframes - item.pos
+                    self._items.remove(item)
+                    self._pending -= dropped
+                    _finish(handle, cancelled=True)
+                    return dropped
+        return 0
+
+    def _raise_if_stopped(self) -> None:
+        if self.error is not None:
+            raise SocketError(
+                f"the paced sender stopped because sending failed ({self.error!r}); the call's "
+                "WebSocket is probably closed: start a new sender on a new connection"
+            ) from self.error
+        if self._closed:
+            raise SocketError("the paced sender is closed; create a new PacedSender to send more audio")
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be sent (all queued plays and echoes)."""
+        with self._cond:
+            return self._pending
+
+    @property
+    def queued_seconds(self) -> float:
+        return self.queued * _PERIOD
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stats(self) -> PacingStats:
+        """Send instants (the last ``stats_limit`` of them) and pacing figures."""
+        with self._cond:
+            times = np.frombuffer(self._times, dtype=np.float64)[-self._stats_limit :].copy()
+            return PacingStats(times, self._frames_sent, self._resyncs, self._dropped)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread and cancel unsent audio. Safe to call twice or from ``send`` itself."""
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                for item in self._items:
+                    if isinstance(item, _Play):
+                        _finish(item.handle, cancelled=True)
+                self._items.clear()
+                self._pending = self._echo_pending = 0
+            self._cond.notify_all()
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> PacedSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error is not None else "closed" if self._closed else "running"
+        return f"<PacedSender {self.rate} Hz {state}, {self._pending} frames queued, {self._frames_sent} sent>"
+
+    # ------------------------------------------------------------------ sender thread
+
+    def _next_frame(self) -> tuple[bytes, PlayHandle | None, bool] | None:
+        """Cut the next frame off the queue (lock held). Returns (frame, handle, last_of_play)."""
+        if not self._items:
+            return None
+        item = self._items[0]
+        self._pending -= 1
+        if isinstance(item, bytes):
+            self._items.popleft()
+            self._echo_pending -= 1
+            return item, None, False
+        n = self.frame_samples
+        chunk = item.samples[item.pos * n : (item.pos + 1) * n]
+        if chunk.size < n:
+            chunk = np.concatenate([chunk, np.zeros(n - chunk.size, dtype=_LE_INT16)])
+        item.pos += 1
+        last = item.pos == item.nframes
+        if last:
+            self._items.popleft()
+        return chunk.tobytes(), item.handle, last
+
+    def _run(self) -> None:
+        clock = self._clock
+        deadline: float | None = None  # when the next frame is due (it is sent `lead` earlier)
+        while True:
+            idled = False
+            with self._cond:
+                while not self._closed and not self._items:
+                    idled = True
+                    self._cond.wait()
+                if self._closed:
+                    return
+            now = clock()
+            if deadline is None or (idled and now > deadline):
+                deadline = now  # a fresh stream starts now
+            elif now - deadline > self._resync_after:
+                # Stalled (GC pause, busy machine): start a new schedule instead of bursting the
+                # missed frames, which the platform would play too fast or drop.
+                deadline = now
+                self._resyncs += 1
+            wait = deadline - self.lead - clock()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            with self._cond:
+                if self._closed:
+                    return
+                nxt = self._next_frame()
+            if nxt is None:  # cleared while we slept; keep the schedule for what comes next
+                continue
+            frame, handle, last = nxt
+            sent_at = clock()
+            try:
+                self._send(frame)
+            except Exception as exc:  # noqa: BLE001 - any failure means the socket is unusable
+                self._fail(exc, handle)
+                return
+            with self._cond:
+                self._times.append(sent_at)
+                if len(self._times) >= 2 * self._stats_limit:
+                    del self._times[: self._stats_limit]
+                self._frames_sent += 1
+                if handle is not None:
+                    handle.frames_sent += 1
+                    if last:
+                        _finish(handle)
+            deadline += _PERIOD
+
+    def _fail(self, exc: BaseException, current: PlayHandle | None) -> None:
+        with self._cond:
+            self.error = exc
+            self._closed = True
+            _finish(current, error=exc)
+            for item in self._items:
+                if isinstance(item, _Play):
+                    _finish(item.handle, error=exc)
+            self._items.clear()
+            self._pending = self._echo_pending = 0
+            self._cond.notify_all()
+        self._stop.set()

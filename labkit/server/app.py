@@ -1,0 +1,145 @@
+"""Flask app factory for the webhooks the Voice API calls, the audio it fetches, and the call WebSocket.
+
+The app holds no state of its own: everything goes through a `ServerContext` that the Lab builds,
+so the same app serves sandbox and live mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request, send_file
+from werkzeug.security import safe_join
+
+from labkit.events import EventLog
+
+log = logging.getLogger("labkit.server")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav"}
+
+
+@dataclass
+class ServerContext:
+    """What the server needs from the lab: where events go and who decides call scripts."""
+
+    events: EventLog
+    answer: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    instruction: Callable[[dict[str, Any]], list[dict[str, Any]] | None] = lambda payload: None
+    audio_dirs: list[Path] = field(default_factory=list)
+    allowed_hosts: set[str] = field(default_factory=lambda: set(LOOPBACK_HOSTS))
+    signature_secret: str | None = None
+    sockets: Any = None  # labkit.server.sockets.SocketHub, when WebSockets are wired in
+    mode: str = "sandbox"
+
+    def find_audio(self, name: str) -> Path | None:
+        """The first file called `name` in the audio folders, refusing anything outside them."""
+        for folder in self.audio_dirs:
+            joined = safe_join(str(folder), name)
+            if joined is not None and Path(joined).is_file():
+                return Path(joined)
+        return None
+
+    def audio_names(self) -> list[str]:
+        names: set[str] = set()
+        for folder in self.audio_dirs:
+            if Path(folder).is_dir():
+                names.update(p.name for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_TYPES)
+        return sorted(names)
+
+
+def _payload() -> dict[str, Any]:
+    """Webhook fields from a JSON body (POST) or the query string (GET)."""
+    data: dict[str, Any] = request.args.to_dict()
+    if request.method == "POST":
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            data.update(body)
+        elif request.form:
+            data.update(request.form.to_dict())
+    return data
+
+
+def create_app(ctx: ServerContext) -> Flask:
+    """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz, /socket."""
+    app = Flask("labkit")
+    app.config["LABKIT"] = ctx
+
+    @app.before_request
+    def check_host_and_signature() -> Response | None:
+        # DNS-rebinding protection: only loopback names and the tunnel's host may address us.
+        host = (request.host or "").rsplit(":", 1)[0] if not request.host.startswith("[") else \
+            request.host.split("]")[0] + "]"
+        if host.lower() not in ctx.allowed_hosts:
+            return Response(f"Host {host!r} is not allowed: the lab only answers to loopback names "
+                            "and its tunnel.\n", status=403, mimetype="text/plain")
+        if ctx.signature_secret and request.path.startswith("/webhooks/"):
+            from labkit.errors import SignatureError
+            from labkit.server.signing import verify_webhook
+
+            try:
+                verify_webhook(request.headers.get("Authorization"), request.get_data(), ctx.signature_secret)
+            except SignatureError as exc:
+                ctx.events.add("lab", {"status": "refused", "reason": f"unsigned or badly signed "
+                                       f"webhook to {request.path}: {exc}"})
+                return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+        return None
+
+    @app.route("/webhooks/answer", methods=["GET", "POST"])
+    def answer() -> Response:
+        payload = _payload()
+        ctx.events.add("answer", payload)
+        try:
+            ncco = ctx.answer(payload)
+        except Exception as exc:  # the user's handler: report it where they look, and fail the call
+            ctx.events.add("lab", {"uuid": payload.get("uuid"), "status": "answer-handler-error",
+                                   "reason": f"{type(exc).__name__}: {exc}",
+                                   "traceback": traceback.format_exc(limit=5)})
+            return Response(f"answer handler failed: {exc}\n", status=500, mimetype="text/plain")
+        return jsonify(ncco)
+
+    @app.route("/webhooks/event", methods=["GET", "POST"])
+    def event() -> Response:
+        payload = _payload()
+        ctx.events.add("event", payload)
+        try:
+            ncco = ctx.instruction(payload)
+        except Exception as exc:
+            ctx.events.add("lab", {"uuid": payload.get("uuid"), "status": "event-handler-error",
+                                   "reason": f"{type(exc).__name__}: {exc}",
+                                   "traceback": traceback.format_exc(limit=5)})
+            return Response(status=204)
+        if ncco is None:
+            return Response(status=204)
+        return jsonify(ncco)
+
+    @app.get("/audio/<path:name>")
+    def audio(name: str) -> Response:
+        path = ctx.find_audio(name)
+        if path is None:
+            available = ", ".join(ctx.audio_names()) or "none"
+            return Response(f"No audio file {name!r} in the lab's audio folders. Available: {available}.\n",
+                            status=404, mimetype="text/plain")
+        mime = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
+            or "application/octet-stream"
+        # conditional=True gives ETag/Last-Modified and Range (206) support.
+        return send_file(path, mimetype=mime, conditional=True, max_age=60)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"ok": True, "service": "labkit", "mode": ctx.mode})
+
+    if ctx.sockets is not None:
+        ctx.sockets.register(app)
+
+    @app.errorhandler(405)
+    def not_allowed(_exc) -> tuple[str, int]:
+        return f"{request.method} is not allowed on {request.path}\n", 405
+
+    return app
