@@ -288,7 +288,7 @@ class PacedSender:
     def stats(self) -> PacingStats:
         """Send instants (the last ``stats_limit`` of them) and pacing figures."""
         with self._cond:
-            times = np.frombuffer(self._times, dtype=np.float64)[-self._stats_limit :].copy()
+            times = np.array(self._times[-self._stats_limit :], dtype=np.float64)
             return PacingStats(times, self._frames_sent, self._resyncs, self._dropped)
 
     def close(self, timeout: float = 2.0) -> None:
@@ -370,7 +370,7 @@ class PacedSender:
             sent_at = clock()
             try:
                 self._send(frame)
-            except Exception as exc:  # noqa: BLE001 - any failure means the socket is unusable
+            except Exception as exc:  # any failure means the socket is unusable
                 self._fail(exc, handle)
                 return
             with self._cond:

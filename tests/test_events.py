@@ -1,0 +1,85 @@
+"""The event log: waiting, the timeout message, subscriptions, and thread safety."""
+
+import threading
+import time
+
+import pytest
+
+from labkit.errors import WaitTimeout
+from labkit.events import EventLog
+
+
+def test_wait_for_event_that_already_arrived():
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "answered"})
+    assert log.wait_for("answered", uuid="u1", timeout=0.1).status == "answered"
+
+
+def test_wait_for_event_from_another_thread():
+    log = EventLog()
+    threading.Timer(0.05, lambda: log.add("event", {"uuid": "u1", "status": "ringing"})).start()
+    assert log.wait_for("ringing", uuid="u1", timeout=2).uuid == "u1"
+
+
+def test_timeout_lists_statuses_that_did_arrive():
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "started"})
+    log.add("event", {"uuid": "u1", "status": "ringing"})
+    log.add("event", {"uuid": "u2", "status": "answered"})
+    with pytest.raises(WaitTimeout) as info:
+        log.wait_for("answered", uuid="u1", timeout=0.05)
+    assert "started, ringing" in str(info.value) and "answered" in str(info.value)
+
+
+def test_wait_stops_early_when_the_call_ended():
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "busy"})
+    start = time.monotonic()
+    with pytest.raises(WaitTimeout, match="ended with 'busy'"):
+        log.wait_for("answered", uuid="u1", timeout=5)
+    assert time.monotonic() - start < 1
+
+
+def test_status_of_instruction_events():
+    log = EventLog()
+    assert log.add("event", {"uuid": "u", "dtmf": {"digits": "12", "timed_out": False}}).status == "input"
+    assert log.add("event", {"recording_url": "https://x/v1/files/1"}).status == "record"
+    assert log.add("event", {"reason": "Syntax error"}).status == "error"
+
+
+def test_subscribers_get_events_and_their_errors_do_not_break_delivery():
+    log = EventLog()
+    seen = []
+
+    def bad(_):
+        raise RuntimeError("widget bug")
+
+    log.subscribe(bad)
+    unsubscribe = log.subscribe(seen.append)
+    log.add("event", {"uuid": "u", "status": "started"})
+    unsubscribe()
+    log.add("event", {"uuid": "u", "status": "ringing"})
+    assert [e.status for e in seen] == ["started"] and len(log) == 2
+
+
+def test_concurrent_writers_lose_nothing():
+    log = EventLog()
+
+    def write(n):
+        for i in range(500):
+            log.add("event", {"uuid": f"u{n}", "status": "x", "i": i})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(log) == 4000
+    assert len(log.filter("u3")) == 500
+    assert sorted(e.seq for e in log) == [e.seq for e in log]
+
+
+def test_html_table_escapes_payloads():
+    log = EventLog()
+    log.add("event", {"uuid": "u", "status": "<script>"})
+    assert "<script>" not in log._repr_html_() and "&lt;script&gt;" in log._repr_html_()
