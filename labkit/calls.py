@@ -190,7 +190,7 @@ class Call:
     # -- display -----------------------------------------------------------------------------
     def timeline(self, ax=None):
         """The call's events, streams and talks on one time axis (matplotlib figure)."""
-        from labkit.media.plots import call_timeline
+        from labkit.timeline import call_timeline
 
         return call_timeline(self.events, ax=ax)
 
