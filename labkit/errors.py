@@ -98,3 +98,50 @@ class TunnelSessionLimitError(TunnelError):
 
 class TunnelTimeoutError(TunnelError, TimeoutError):
     """The ngrok agent did not connect within the startup timeout."""
+
+
+# --- sandbox (local Voice API) errors: raised by labkit.sandbox's platform model, mapped to the wire
+# format (RFC 7807 problem+json bodies) in labkit/sandbox/exceptions.py, like moto's exceptions.
+
+
+class SandboxApiError(SandboxError):
+    """A request to the sandbox's REST API was refused; `status` is the HTTP status it answers with."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, message: str, *, invalid_parameters: list[dict] | None = None):
+        super().__init__(message)
+        self.detail = message
+        self.invalid_parameters = invalid_parameters
+
+
+class SandboxUnauthorized(SandboxApiError):
+    """401: the request carried no JWT, or one not signed with the sandbox application's key."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class SandboxInvalidParameters(SandboxApiError):
+    """400 with `invalid_parameters`: the body does not have the shape the Voice API accepts."""
+
+
+class SandboxCallNotActive(SandboxApiError):
+    """400: the call exists but is not answered yet, so it cannot be controlled (wait for 'answered')."""
+
+
+class SandboxNotFound(SandboxApiError):
+    """404: no such call (or it has ended), or no such recording file."""
+
+    status = 404
+    title = "Not Found"
+
+
+class NccoError(SandboxError):
+    """An NCCO failed validation; `detail` says which action and why (the wire only says 'Syntax error')."""
+
+    def __init__(self, detail: str, *, index: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.index = index

@@ -107,7 +107,7 @@ class Lab:
             self.settings.require_live()
         self._signature_secret = self.settings.signature_secret if self.mode == "live" \
             else secrets.token_urlsafe(24)
-        self.sockets = SocketHub(self)
+        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path)
         ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                             instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
                             signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)

@@ -21,7 +21,8 @@ Behaviour is switched by environment variables:
 
 * `FAKE_NGROK_MODE`: `ok` (default), `bad_token` (ERR_NGROK_4018 then exit 1, as the real agent does),
   `session_limit` (ERR_NGROK_108 then exit 1), `hang` (never connects; keeps printing info lines),
-  `offline` (never connects; keeps printing dial errors, like the real agent with no network).
+  `offline` (never connects; keeps printing dial errors, like the real agent with no network),
+  `echo_token` (ERR_NGROK_105, which like the real agent echoes the authtoken it was given, then exit 1).
   In `ok` mode with no authtoken at all (flag, config file or NGROK_AUTHTOKEN) it fails like `bad_token`.
 * `FAKE_NGROK_LOG`: a file to which every invocation appends one JSON line `{"pid", "argv"}`.
 * `FAKE_NGROK_DOMAIN`: the public domain (default `fake-ngrok.test`, a reserved TLD).
@@ -48,6 +49,10 @@ AUTH_4018 = (
 SESSION_108 = (
     "authentication failed: Your account is limited to 1 simultaneous ngrok agent sessions.\\n"
     "You can view your current agent sessions in the dashboard.\\r\\n\\r\\nERR_NGROK_108\\r\\n"
+)
+MALFORMED_105 = (
+    "The authtoken you specified does not look like a proper ngrok authtoken.\\nYour authtoken: {token}\\n"
+    "Instructions to install your authtoken are on your ngrok dashboard.\\r\\n\\r\\nERR_NGROK_105\\r\\n"
 )
 OFFLINE = 'failed to dial ngrok server with address \\"connect.ngrok-agent.test:443\\": no such host'
 
@@ -201,6 +206,8 @@ def run_agent(argv: list[str]) -> int:
         return fail_auth(AUTH_4018)
     if mode == "session_limit":
         return fail_auth(SESSION_108)
+    if mode == "echo_token":
+        return fail_auth(MALFORMED_105.format(token=token or ""))
     if mode in ("hang", "offline"):
         while True:  # pyngrok only checks its timeout between lines, so keep talking
             if mode == "offline":

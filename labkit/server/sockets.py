@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from labkit import protocol
 from labkit.errors import SocketError, WaitTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.events import EventLog
     from labkit.media.recording import Recording
 
 log = logging.getLogger("labkit.socket")
@@ -94,7 +94,7 @@ class SocketSession:
         self._event({k: v for k, v in message.items()})
 
     def _event(self, payload: dict[str, Any]) -> None:
-        self.hub.lab.events.add("socket", {"uuid": self.call_uuid, "link": self.link, **payload})
+        self.hub.events.add("socket", {"uuid": self.call_uuid, "link": self.link, **payload})
 
     def add_frame_listener(self, fn) -> callable:
         """Call `fn(frame_bytes)` for every audio frame received (the live waveform widget uses this)."""
@@ -120,8 +120,9 @@ class SocketSession:
         self._check_open()
         from labkit.media.audio import load
 
-        if isinstance(source, str) and "/" not in source and not Path(source).exists():
-            source = self.hub.lab.audio_path(source)
+        if (isinstance(source, str) and "/" not in source and not Path(source).exists()
+                and self.hub.resolve_audio is not None):
+            source = self.hub.resolve_audio(source)
         samples = load(source if rate is None else (source, rate), self.rate)
         return self.pacer.play(samples)
 
@@ -179,8 +180,8 @@ class SocketSession:
     def recording(self) -> Recording:
         from labkit.media.recording import Recording
 
-        return Recording.from_file(
-            self.path, call_uuid=self.call_uuid, started_at=self.started_at,
+        return Recording(
+            self.path, self.rate, call_uuid=self.call_uuid, started_at=self.started_at,
             frames_received=self.frames_received, frames_malformed=self.frames_malformed,
         )
 
@@ -207,8 +208,10 @@ class RecordingList(list):
 class SocketHub:
     """All WebSocket sessions of one lab, the token that guards them, and link -> call bindings."""
 
-    def __init__(self, lab: Lab, folder: Path | None = None):
-        self.lab = lab
+    def __init__(self, events: EventLog, *, folder: Path | None = None,
+                 resolve_audio: Callable[[str], Path] | None = None):
+        self.events = events
+        self.resolve_audio = resolve_audio
         self.token = secrets.token_urlsafe(18)
         self.folder = Path(folder) if folder else Path.cwd() / "recordings"
         self.sessions: list[SocketSession] = []
@@ -244,7 +247,7 @@ class SocketHub:
             if request.path == "/socket":
                 given = request.args.get("token", "")
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
-                    self.lab.events.add("socket", {"status": "refused", "reason":
+                    self.events.add("socket", {"status": "refused", "reason":
                                                    "WebSocket without the lab's token refused"})
                     return Response("This WebSocket needs the lab's token (use lab.socket_url()).\n",
                                     status=403, mimetype="text/plain")
@@ -265,14 +268,14 @@ class SocketHub:
             return
         hello = protocol.parse(first) if isinstance(first, str) else {}
         if hello.get("event") != protocol.CONNECTED:
-            self.lab.events.add("socket", {"status": "refused", "link": link, "reason":
+            self.events.add("socket", {"status": "refused", "link": link, "reason":
                                            "the first message was not websocket:connected"})
             ws.close(reason=1008, message="expected websocket:connected")
             return
         try:
             rate = parse_content_type(str(hello.get("content-type", "")))
         except SocketError as exc:
-            self.lab.events.add("socket", {"status": "refused", "link": link, "reason": str(exc)})
+            self.events.add("socket", {"status": "refused", "link": link, "reason": str(exc)})
             ws.close(reason=1003, message="unsupported content-type")
             return
         headers = {k: v for k, v in hello.items() if k not in ("event", "content-type")}

@@ -1,0 +1,209 @@
+"""The sandbox's TLS: a local CA and a server certificate for 127.0.0.1, made once per installation.
+
+Why HTTPS at all: the vonage SDK hard-codes `https://{api_host}`, so a local Voice API must speak TLS and
+the SDK must trust it. The SDK (requests) lets `REQUESTS_CA_BUNDLE` win over any per-session setting, so
+the sandbox writes a bundle = the CAs already trusted (from the file the environment names, or certifi)
++ the sandbox CA, and `Sandbox.trust()` points `REQUESTS_CA_BUNDLE` at it: every other HTTPS request
+keeps working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import ipaddress
+import os
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+SERVER_DAYS = 825
+RENEW_BEFORE = dt.timedelta(days=30)
+BEGIN_MARK = "# >>> labkit sandbox CA >>>"
+END_MARK = "# <<< labkit sandbox CA <<<"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Paths of the generated material (all under `<home>/tls`)."""
+
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """An SSL context serving the sandbox certificate (TLS 1.2+)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(self.server_cert), str(self.server_key))
+        return ctx
+
+
+@contextlib.contextmanager
+def home_lock(home: Path) -> Iterator[None]:
+    """Serialise first-time generation between processes (two notebooks starting at once)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _still_valid(cert_path: Path, key_path: Path) -> bool:
+    if not (cert_path.is_file() and key_path.is_file()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError:
+        return False
+    now = dt.datetime.now(dt.timezone.utc)
+    return cert.not_valid_after_utc - now > RENEW_BEFORE
+
+
+def ensure_tls(home: Path) -> TlsFiles:
+    """Create (first run) or reuse the CA and server certificate under `home/tls`.
+
+    The server certificate is re-issued when it is close to expiry or the CA was replaced; the CA itself
+    lives ten years, so a bundle built once keeps working across runs.
+    """
+    folder = Path(home) / "tls"
+    files = TlsFiles(folder / "ca.pem", folder / "ca.key", folder / "server.pem", folder / "server.key")
+    with home_lock(Path(home)):
+        folder.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.timezone.utc)
+        if not _still_valid(files.ca_cert, files.ca_key):
+            ca_key = ec.generate_private_key(ec.SECP256R1())
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "labkit sandbox local CA")])
+            ca_cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(ca_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(
+                    x509.KeyUsage(
+                        digital_signature=True, content_commitment=False, key_encipherment=False,
+                        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                        encipher_only=False, decipher_only=False,
+                    ),
+                    critical=True,
+                )
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+                .sign(ca_key, hashes.SHA256())
+            )
+            _write_private(files.ca_key, _key_pem(ca_key))
+            _write_public(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+            files.server_cert.unlink(missing_ok=True)
+        ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+        reissue = not _still_valid(files.server_cert, files.server_key)
+        if not reissue:
+            server = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+            reissue = server.issuer != ca_cert.subject
+        if reissue:
+            ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+                .issuer_name(ca_cert.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
+                .add_extension(
+                    x509.SubjectAlternativeName(
+                        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                    ),
+                    critical=False,
+                )
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
+                )
+                .sign(ca_key, hashes.SHA256())
+            )
+            _write_private(files.server_key, _key_pem(key))
+            _write_public(files.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+def system_ca_source() -> Path | None:
+    """The CA file the environment already trusts: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, else certifi's."""
+    for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(var)
+        if value and Path(value).is_file():
+            return Path(value)
+    try:
+        import certifi
+
+        return Path(certifi.where())
+    except ImportError:
+        pass
+    default = ssl.get_default_verify_paths().cafile
+    return Path(default) if default and Path(default).is_file() else None
+
+
+def _strip_sandbox_sections(text: str) -> str:
+    """Drop sandbox CA sections a previous bundle added, so bundles never grow when nested."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(BEGIN_MARK):
+            skipping = True
+            continue
+        if line.startswith(END_MARK):
+            skipping = False
+            continue
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+def write_bundle(files: TlsFiles, target: Path) -> Path:
+    """Write `target` = the currently trusted CAs + the sandbox CA (atomic replace)."""
+    source = system_ca_source()
+    base = ""
+    if source is not None:
+        base = _strip_sandbox_sections(source.read_text(errors="replace"))
+    if base and not base.endswith("\n"):
+        base += "\n"
+    text = base + f"{BEGIN_MARK}\n" + files.ca_cert.read_text() + f"{END_MARK}\n"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+    return target

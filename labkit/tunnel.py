@@ -1,0 +1,570 @@
+"""A public https URL for the lab's server: `PUBLIC_URL` when given, otherwise an ngrok tunnel via pyngrok.
+
+Notebook cells get re-run, interrupted and reloaded, and a free ngrok account allows one agent session,
+so this module works hard to have exactly one agent:
+
+* the agent is started in its own session (`start_new_session=True`), so interrupting a cell (SIGINT to
+  the kernel's process group) does not kill it;
+* `Tunnel.open(port)` reuses a tunnel to the same port that the running agent already has;
+* a process-wide registry (kept in `sys.modules`, so `importlib.reload` does not reset it) serialises
+  opens and remembers which agents exist; agent pids are also written to the state directory so that
+  `labkit tunnel kill` can stop an agent left behind by a kernel that died.
+
+Every pyngrok failure becomes a `TunnelError` subclass saying what happened and what to do
+(`translate_error` holds the whole mapping). The authtoken never appears in messages or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from labkit.config import WHERE, Settings, state_dir
+from labkit.errors import (
+    TunnelAuthtokenInvalidError,
+    TunnelAuthtokenMissingError,
+    TunnelError,
+    TunnelInstallError,
+    TunnelSessionLimitError,
+    TunnelTimeoutError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyngrok.conf import PyngrokConfig
+    from pyngrok.ngrok import NgrokTunnel
+
+__all__ = ["Tunnel", "kill_agents", "translate_error"]
+
+DEFAULT_STARTUP_TIMEOUT = 15.0
+AUTH_CODES = frozenset({"ERR_NGROK_4018", "ERR_NGROK_105", "ERR_NGROK_107"})
+SESSION_LIMIT_CODES = frozenset({"ERR_NGROK_108"})
+_REGISTRY_MODULE = "labkit._tunnel_registry"
+_PIDFILE = "ngrok-agents.json"
+_CODE = re.compile(r"ERR_NGROK_\d+")
+
+
+# --------------------------------------------------------------------------- process-wide state
+
+
+def _registry() -> types.ModuleType:
+    """State shared by every Tunnel in this process, surviving `importlib.reload(labkit.tunnel)`.
+
+    Module globals are rebuilt on reload; an entry in `sys.modules` under its own name is not.
+    """
+    registry = sys.modules.get(_REGISTRY_MODULE)
+    if registry is None:
+        fresh = types.ModuleType(_REGISTRY_MODULE, "labkit.tunnel's process-wide state (do not import)")
+        fresh.lock = threading.RLock()  # type: ignore[attr-defined]
+        fresh.tunnels = {}  # type: ignore[attr-defined]  # (ngrok_path, port) -> public_url
+        fresh.agents = {}  # type: ignore[attr-defined]  # ngrok_path -> pid of the agent we started
+        fresh.secrets = set()  # type: ignore[attr-defined]  # authtokens to redact from pyngrok's logs
+        fresh.log_filter = None  # type: ignore[attr-defined]
+        registry = sys.modules.setdefault(_REGISTRY_MODULE, fresh)  # atomic: first one wins
+    return registry
+
+
+class _RedactSecrets(logging.Filter):
+    """Replace authtokens in pyngrok's copies of the agent's log lines (ERR_NGROK_105 echoes the token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _registry().secrets
+        if secrets:
+            message = record.getMessage()
+            redacted = _redact(message, secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def _protect_secret(token: str | None) -> None:
+    registry = _registry()
+    if not token:
+        return
+    with registry.lock:
+        registry.secrets.add(token)
+        if registry.log_filter is None:
+            registry.log_filter = _RedactSecrets()
+            logging.getLogger("pyngrok.process.ngrok").addFilter(registry.log_filter)
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+# --------------------------------------------------------------------------- agent pid file
+
+
+def _pidfile() -> Path:
+    return state_dir() / _PIDFILE
+
+
+def _read_agents() -> list[dict[str, Any]]:
+    try:
+        data = json.loads(_pidfile().read_text())
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict) and isinstance(entry.get("pid"), int)]
+
+
+def _write_agents(entries: list[dict[str, Any]]) -> None:
+    path = _pidfile()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(entries))
+        os.replace(tmp, path)
+    except OSError:  # the pid file is a convenience for `labkit tunnel kill`, never a reason to fail
+        tmp.unlink(missing_ok=True)
+
+
+def _remember_agent(pid: int, ngrok_path: str) -> None:
+    entries = [entry for entry in _read_agents() if entry["pid"] != pid and _pid_alive(entry["pid"])]
+    entries.append({"pid": pid, "ngrok_path": ngrok_path, "owner": os.getpid(), "started": time.time()})
+    _write_agents(entries)
+
+
+def _forget_agent(pid: int | None) -> None:
+    entries = _read_agents()
+    kept = [entry for entry in entries if entry["pid"] != pid and _pid_alive(entry["pid"])]
+    if kept != entries:
+        _write_agents(kept)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _reap(pid)
+
+
+def _reap(pid: int) -> bool:
+    """Collect `pid` if it is our own exited child (a zombie still answers kill(pid, 0))."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def _looks_like_agent(pid: int) -> bool:
+    """True if `pid` runs `... start --none --log ...`, the command line pyngrok starts the agent with.
+
+    Guards against killing an unrelated process that reused a recorded pid.
+    """
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        try:
+            out = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
+                                 timeout=5, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        args = out.split()
+    return "start" in args and "--none" in args and "--log" in args
+
+
+def _terminate(pid: int, grace: float = 3.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds; True once the process is gone."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return True
+            time.sleep(0.05)
+    return not _pid_alive(pid)
+
+
+# --------------------------------------------------------------------------- error mapping
+
+
+def translate_error(
+    exc: BaseException,
+    *,
+    startup_timeout: float | None = None,
+    elapsed: float | None = None,
+    secrets: Iterable[str] = (),
+) -> TunnelError:
+    """Turn a pyngrok exception into the TunnelError subclass that says what to do (the one mapping).
+
+    `elapsed` (seconds spent starting the agent) tells a startup timeout from an agent that quit early.
+    The result carries `ngrok_error_code` and `agent_log` (the agent's lines, secrets redacted).
+    """
+    from pyngrok.exception import (
+        PyngrokNgrokError,
+        PyngrokNgrokHTTPError,
+        PyngrokNgrokInstallError,
+        PyngrokNgrokURLError,
+    )
+
+    secrets = [s for s in secrets if s]
+    lines = [_redact(getattr(log, "line", str(log)), secrets) for log in getattr(exc, "ngrok_logs", None) or []]
+    agent_error = getattr(exc, "ngrok_error", None)
+    message = _redact(str(exc), secrets)
+    code = getattr(exc, "ngrok_error_code", None)
+    if code is None:
+        found = _CODE.search(" ".join([message, agent_error or "", *lines]))
+        code = found.group(0) if found else None
+    detail = _one_line(_redact(agent_error, secrets) if agent_error else message)
+    fallback = "set PUBLIC_URL to a public https URL that forwards to the lab's port instead of ngrok"
+
+    error: TunnelError
+    if isinstance(exc, PyngrokNgrokInstallError) or "ngrok binary was not found" in message:
+        error = TunnelInstallError(
+            "ngrok is not installed and could not be downloaded: no internet? Install the ngrok agent "
+            "and put it on PATH or set PYNGROK_NGROK_PATH to it, or " + fallback + f". ({detail})"
+        )
+    elif code in AUTH_CODES:
+        error = TunnelAuthtokenInvalidError(
+            f"ngrok refused the authtoken ({code}): it is mistyped, revoked, or the account is not "
+            f"verified. Copy it again from {WHERE['NGROK_AUTHTOKEN'].split(' (')[0]} into NGROK_AUTHTOKEN "
+            "in .env and restart the kernel, or " + fallback + "."
+        )
+    elif code in SESSION_LIMIT_CODES:
+        error = TunnelSessionLimitError(
+            f"Another ngrok agent is already using this account's only session ({code}). Stop it: close "
+            "other notebooks or terminals running ngrok, or run `labkit tunnel kill` (it stops agents "
+            "labkit started, even from a kernel that died); the ngrok dashboard's Agents page lists "
+            "running agents. Or " + fallback + "."
+        )
+    elif isinstance(exc, (PyngrokNgrokHTTPError, PyngrokNgrokURLError)):
+        error = TunnelError(
+            f"The ngrok agent's local API failed ({detail}). Run `labkit tunnel kill` and try again."
+        )
+    elif (
+        isinstance(exc, PyngrokNgrokError)
+        and startup_timeout is not None
+        and elapsed is not None
+        and elapsed >= 0.9 * startup_timeout
+    ):
+        last = f" The agent's last error: {detail}." if agent_error else ""
+        error = TunnelTimeoutError(
+            f"ngrok did not connect within {startup_timeout:g} s.{last} No internet, or a firewall or "
+            "proxy blocks ngrok? Check the connection and try again, allow a longer startup timeout "
+            "(Tunnel(settings, startup_timeout=...)), or " + fallback + "."
+        )
+    elif code:
+        error = TunnelError(f"ngrok failed with {code}: {detail}. Look {code} up in ngrok's error "
+                            "reference, or " + fallback + ".")
+    else:
+        error = TunnelError(f"ngrok failed: {detail}. Run `labkit tunnel kill` and try again, or "
+                            + fallback + ".")
+    error.ngrok_error_code = code  # type: ignore[attr-defined]
+    error.agent_log = lines  # type: ignore[attr-defined]
+    return error
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    """The agent's multi-line error (escaped \\n and \\r\\n inside logfmt) as one short line."""
+    text = re.sub(r"(\\r|\\n|\s)+", " ", text).strip().rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- the tunnel
+
+
+def _default_ngrok_path() -> str:
+    """PYNGROK_NGROK_PATH, else pyngrok's own copy if present, else `ngrok` on PATH, else pyngrok's path
+    (where it will try to download the agent)."""
+    from pyngrok import conf
+
+    configured = os.environ.get("PYNGROK_NGROK_PATH")
+    if configured:
+        return configured
+    if os.path.exists(conf.DEFAULT_NGROK_PATH):
+        return conf.DEFAULT_NGROK_PATH
+    return shutil.which("ngrok") or conf.DEFAULT_NGROK_PATH
+
+
+def _upstream_port(tunnel: NgrokTunnel) -> int | None:
+    target = str((tunnel.upstream or {}).get("url") or (tunnel.config or {}).get("addr") or "")
+    if "://" in target:
+        try:
+            return urlsplit(target).port
+        except ValueError:
+            return None
+    tail = target.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+class Tunnel:
+    """The lab's public URL. `open(port)` is idempotent across cell re-runs, interrupts and reloads."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        ngrok_path: str | None = None,
+        config_path: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.load()
+        self.startup_timeout = startup_timeout
+        self._ngrok_path = ngrok_path
+        self.config_path = config_path
+        self.region = region
+        self._public_url: str | None = None
+        self._port: int | None = None
+        _protect_secret(self.settings.ngrok_authtoken)
+
+    # ----- properties
+
+    @property
+    def ngrok_path(self) -> str:
+        """The agent binary pyngrok runs (resolved lazily so that constructing a Tunnel is cheap)."""
+        if self._ngrok_path is None:
+            self._ngrok_path = _default_ngrok_path()
+        return self._ngrok_path
+
+    @property
+    def public_url(self) -> str | None:
+        """The https URL Vonage should call, once `open()` has run."""
+        return self._public_url
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def host(self) -> str | None:
+        """The public Host header value (host[:port], lower case), for the server's Host allow list."""
+        return urlsplit(self._public_url).netloc.lower() if self._public_url else None
+
+    @property
+    def uses_ngrok(self) -> bool:
+        return not self.settings.public_url
+
+    @property
+    def agent_pid(self) -> int | None:
+        """The pid of the ngrok agent this process runs for `ngrok_path`, if any."""
+        if not self.uses_ngrok:
+            return None
+        from pyngrok import ngrok, process
+
+        if not process.is_process_running(self.ngrok_path):
+            return None
+        return ngrok.get_ngrok_process(self.pyngrok_config()).proc.pid
+
+    def pyngrok_config(self) -> PyngrokConfig:
+        """The PyngrokConfig used for every call (new session, so cell interrupts spare the agent)."""
+        from pyngrok.conf import PyngrokConfig
+
+        return PyngrokConfig(
+            ngrok_path=self.ngrok_path,
+            config_path=self.config_path,
+            auth_token=self.settings.ngrok_authtoken,
+            region=self.region,
+            startup_timeout=self.startup_timeout,  # type: ignore[arg-type]  # used as seconds, float is fine
+            start_new_session=True,
+        )
+
+    # ----- operations
+
+    def open(self, port: int) -> str:
+        """Return a public https URL forwarding to `127.0.0.1:port`, reusing an existing tunnel."""
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise TunnelError(f"The port to tunnel to must be 1-65535 (got {port!r}).")
+        if self.settings.public_url:
+            self._public_url, self._port = self.settings.public_url.rstrip("/"), port
+            return self._public_url
+
+        from pyngrok import ngrok
+        from pyngrok.exception import PyngrokError
+
+        registry = _registry()
+        with registry.lock:
+            config = self.pyngrok_config()
+            existing = self._existing_tunnel(port, config)
+            if existing is None:
+                self._require_authtoken()
+                started = time.monotonic()
+                try:
+                    tunnel = ngrok.connect(str(port), "http", pyngrok_config=config)
+                except PyngrokError as exc:
+                    raise translate_error(exc, startup_timeout=self.startup_timeout,
+                                          elapsed=time.monotonic() - started,
+                                          secrets=registry.secrets) from None
+                except KeyboardInterrupt:
+                    self._discard_unhealthy_agent(config)
+                    raise
+                existing = tunnel.public_url or ""
+                if existing.startswith("http://"):
+                    existing = "https://" + existing[len("http://"):]  # ngrok http endpoints serve both
+            self._note_agent()
+            registry.tunnels[(self.ngrok_path, port)] = existing
+            self._public_url, self._port = existing, port
+            return existing
+
+    def close(self) -> None:
+        """Disconnect this tunnel; the agent keeps running for the next `open()` (use `kill()` to stop it)."""
+        url, port = self._public_url, self._port
+        self._public_url = None
+        if not self.uses_ngrok or url is None:
+            return
+        from pyngrok import ngrok
+        from pyngrok.exception import PyngrokError
+
+        registry = _registry()
+        with registry.lock:
+            registry.tunnels.pop((self.ngrok_path, port), None)
+            if not self._agent_running():
+                return
+            try:
+                ngrok.disconnect(url, pyngrok_config=self.pyngrok_config())
+            except PyngrokError as exc:
+                raise translate_error(exc, secrets=registry.secrets) from None
+
+    def kill(self) -> None:
+        """Stop the ngrok agent (and with it every tunnel it holds), freeing the account's session."""
+        self._public_url = None
+        if not self.uses_ngrok:
+            return
+        from pyngrok import ngrok
+
+        registry = _registry()
+        with registry.lock:
+            pid = self.agent_pid
+            ngrok.kill(self.pyngrok_config())
+            registry.agents.pop(self.ngrok_path, None)
+            for key in [key for key in registry.tunnels if key[0] == self.ngrok_path]:
+                registry.tunnels.pop(key, None)
+            if pid is not None:
+                _forget_agent(pid)
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        source = "PUBLIC_URL" if not self.uses_ngrok else "ngrok"
+        return f"Tunnel({source}, port={self._port!r}, public_url={self._public_url!r})"
+
+    # ----- helpers
+
+    def _agent_running(self) -> bool:
+        from pyngrok import process
+
+        return process.is_process_running(self.ngrok_path)
+
+    def _note_agent(self) -> None:
+        """Record the running agent's pid (registry and pid file) so `kill_agents` can find it later."""
+        registry = _registry()
+        pid = self.agent_pid
+        if pid is not None and registry.agents.get(self.ngrok_path) != pid:
+            registry.agents[self.ngrok_path] = pid
+            _remember_agent(pid, self.ngrok_path)
+
+    def _existing_tunnel(self, port: int, config: PyngrokConfig) -> str | None:
+        """The https URL of a tunnel to `port` in the running agent, or None (restarting a broken agent)."""
+        if not self._agent_running():
+            return None
+        from pyngrok import ngrok
+        from pyngrok.exception import PyngrokError
+
+        agent = ngrok.get_ngrok_process(config)
+        if not agent.healthy():  # e.g. a cell interrupted while the agent was starting
+            self._discard_unhealthy_agent(config)
+            return None
+        try:
+            tunnels = ngrok.get_tunnels(config)
+        except PyngrokError:
+            self._discard_unhealthy_agent(config, force=True)
+            return None
+        for tunnel in tunnels:
+            if _upstream_port(tunnel) == port and (tunnel.public_url or "").startswith("https://"):
+                return tunnel.public_url
+        return None
+
+    def _discard_unhealthy_agent(self, config: PyngrokConfig, *, force: bool = False) -> None:
+        from pyngrok import ngrok
+
+        try:
+            if not self._agent_running():
+                return
+            agent = ngrok.get_ngrok_process(config)
+            if force or not agent.healthy():
+                pid = agent.proc.pid
+                ngrok.kill(config)
+                _registry().agents.pop(self.ngrok_path, None)
+                _forget_agent(pid)
+        except Exception:  # best effort while already handling another failure
+            logging.getLogger(__name__).debug("could not discard the ngrok agent", exc_info=True)
+
+    def _require_authtoken(self) -> None:
+        if self.settings.ngrok_authtoken or os.environ.get("NGROK_AUTHTOKEN") or self._config_has_authtoken():
+            return
+        raise TunnelAuthtokenMissingError(
+            f"NGROK_AUTHTOKEN is not set, and ngrok needs one to open a tunnel. Get it from "
+            f"{WHERE['NGROK_AUTHTOKEN']}; put NGROK_AUTHTOKEN=... in the .env file next to the notebooks "
+            "and restart the kernel."
+        )
+
+    def _config_has_authtoken(self) -> bool:
+        """Whether the agent's own config file (`ngrok config add-authtoken`) already holds a token."""
+        from pyngrok import conf
+
+        path = Path(self.config_path or conf.DEFAULT_NGROK_CONFIG_PATH)
+        try:
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+        except Exception:  # missing or unreadable config: no token there
+            return False
+        if not isinstance(data, dict):
+            return False
+        agent = data.get("agent") if isinstance(data.get("agent"), dict) else {}
+        return bool(agent.get("authtoken") or data.get("authtoken"))
+
+
+def kill_agents() -> list[int]:
+    """Stop every ngrok agent labkit started: this process's, and any left by kernels that died.
+
+    Returns the pids that were stopped. Only processes whose command line is an agent's are touched.
+    """
+    from pyngrok import ngrok, process
+    from pyngrok.conf import PyngrokConfig
+
+    stopped: list[int] = []
+    registry = _registry()
+    with registry.lock:
+        for path, pid in list(registry.agents.items()):
+            if process.is_process_running(path):
+                ngrok.kill(PyngrokConfig(ngrok_path=path))  # pyngrok kills and reaps its child
+                stopped.append(pid)
+            registry.agents.pop(path, None)
+        registry.tunnels.clear()
+        for entry in _read_agents():
+            pid = entry["pid"]
+            if pid in stopped or not _pid_alive(pid):
+                continue
+            if _looks_like_agent(pid) and _terminate(pid):
+                stopped.append(pid)
+        _write_agents([entry for entry in _read_agents()
+                       if entry["pid"] not in stopped and _pid_alive(entry["pid"])])
+    return stopped

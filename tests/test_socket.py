@@ -1,0 +1,243 @@
+"""The lab's /socket endpoint with a plain `websockets` client standing in for the platform.
+
+The sandbox end-to-end tests (tests/test_recording_e2e.py) cover the same path with the platform
+emulator; these pin down the endpoint's own rules: token, framing, recording, sending back.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import wave
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from labkit import protocol
+from labkit.events import EventLog
+from labkit.media.frames import content_type, frame_bytes, to_frames
+from labkit.server import ServerContext, ServerRunner, create_app
+from labkit.server.sockets import SocketHub
+
+
+@pytest.fixture
+def hub(tmp_path):
+    events = EventLog()
+    hub = SocketHub(events, folder=tmp_path / "recordings")
+    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
+                          on_stop=hub.close_all).start()
+    hub.base = f"ws://127.0.0.1:{runner.port}"
+    yield hub
+    runner.stop()
+
+
+def speech_like(seconds: float, rate: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave_ = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    return (np.clip(wave_ + 0.02 * rng.standard_normal(t.size), -1, 1) * 32767).astype(np.int16)
+
+
+def open_socket(hub, rate=16000, link="L1", headers=None):
+    ws = connect(hub.url(hub.base, link))
+    ws.send(protocol.connected(content_type(rate), headers or {"caller": "447700900001"}))
+    return ws
+
+
+def wait_closed(hub, n=1, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(hub.sessions) >= n and all(not s.open for s in hub.sessions):
+            return
+        time.sleep(0.01)
+    raise AssertionError("sessions did not close")
+
+
+def test_no_token_no_connection(hub):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        connect(hub.base + "/socket?link=x")
+    assert info.value.response.status_code == 403
+    with pytest.raises(InvalidStatus):
+        connect(hub.base + "/socket?token=wrong&link=x")
+    assert not hub.sessions
+    assert [e.status for e in hub.events] == ["refused", "refused"]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_recording_holds_every_frame_sent(hub, rate):
+    audio = speech_like(1.5, rate)
+    hub.bind_links([{"action": "connect", "endpoint": [{"uri": hub.url(hub.base, "L1")}]}], "call-1")
+    ws = open_socket(hub, rate)
+    frames = to_frames(audio, rate)
+    for frame in frames:
+        ws.send(frame)
+    ws.close()
+    wait_closed(hub)
+    rec = hub.recordings()[0]
+    assert rec.rate == rate and rec.call_uuid == "call-1"
+    assert rec.frames_received == len(frames) and rec.frames_malformed == 0
+    np.testing.assert_array_equal(rec.samples[: audio.size], audio)
+    connected = [e for e in hub.events if e.status == protocol.CONNECTED][0]
+    assert connected.payload["caller"] == "447700900001" and connected.uuid == "call-1"
+
+
+def test_wrong_size_frames_counted_never_written(hub):
+    ws = open_socket(hub, 16000)
+    good = to_frames(speech_like(0.2, 16000), 16000)
+    ws.send(good[0])
+    ws.send(b"\x01\x02" * 100)  # 200 bytes: not 640
+    ws.send(good[1] + b"\x00")  # one byte too many
+    ws.send(good[2])
+    ws.close()
+    wait_closed(hub)
+    rec = hub.recordings()[0]
+    assert rec.frames_received == 2 and rec.frames_malformed == 2
+    assert rec.samples.size == 2 * frame_bytes(16000) // 2
+    assert any(e.status == "malformed-frame" and "640" in e.payload["reason"] for e in hub.events)
+
+
+def test_bad_first_message_and_content_type_refused(hub):
+    ws = connect(hub.url(hub.base))
+    ws.send(json.dumps({"event": "websocket:connected", "content-type": "audio/l16;rate=44100"}))
+    with pytest.raises(Exception):
+        ws.recv(timeout=2)
+    assert any(e.status == "refused" and "44100" in e.payload["reason"] for e in hub.events)
+
+
+def test_twenty_concurrent_calls_lose_nothing(hub):
+    clips = {n: speech_like(2.0, 16000, seed=n) for n in range(20)}
+
+    def one_call(n):
+        hub.bind_links([{"endpoint": [{"uri": hub.url(hub.base, f"L{n}")}]}], f"call-{n}")
+        ws = open_socket(hub, 16000, link=f"L{n}")
+        for frame in to_frames(clips[n], 16000):
+            ws.send(frame)
+            time.sleep(0.002)
+        ws.close()
+
+    threads = [threading.Thread(target=one_call, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_closed(hub, 20)
+    recordings = {r.call_uuid: r for r in hub.recordings()}
+    assert len(recordings) == 20
+    for n, clip in clips.items():
+        rec = recordings[f"call-{n}"]
+        assert rec.frames_malformed == 0
+        np.testing.assert_array_equal(rec.samples[: clip.size], clip)
+
+
+def test_audio_sent_back_is_paced_exact_frames(hub):
+    ws = open_socket(hub, 16000, link="L1")
+    hub.bind_links([{"endpoint": [{"uri": hub.url(hub.base, "L1")}]}], "call-1")
+    session = hub.session_for("call-1", timeout=5)
+    clip = speech_like(1.0, 16000)
+    handle = session.play((clip, 16000))
+    got, times = [], []
+    while len(got) < 50:
+        msg = ws.recv(timeout=5)
+        times.append(time.monotonic())
+        got.append(msg)
+    assert all(isinstance(m, bytes) and len(m) == 640 for m in got)
+    np.testing.assert_array_equal(np.frombuffer(b"".join(got), "<i2"), clip)
+    assert handle.wait(5)
+    # 50 frames took about a second of wall clock, not a burst
+    assert times[-1] - times[0] > 0.7
+    ws.close()
+
+
+def test_dtmf_clear_and_notify(hub):
+    ws = open_socket(hub, 16000, link="L1")
+    hub.bind_links([{"endpoint": [{"uri": hub.url(hub.base, "L1")}]}], "call-1")
+    session = hub.session_for("call-1", timeout=5)
+    ws.send(protocol.dtmf("5"))
+    hub.events.wait_for(protocol.DTMF, uuid="call-1", timeout=5)
+    assert [e for e in hub.events if e.status == protocol.DTMF][0].payload["digit"] == "5"
+    session.play((speech_like(5.0, 16000), 16000))
+    time.sleep(0.1)
+    dropped = session.clear()
+    assert dropped > 100
+    session.notify({"mark": "end"})
+    texts = []
+    deadline = time.monotonic() + 5
+    while len(texts) < 2 and time.monotonic() < deadline:
+        msg = ws.recv(timeout=5)
+        if isinstance(msg, str):
+            texts.append(json.loads(msg))
+    assert texts == [{"action": "clear"}, {"action": "notify", "payload": {"mark": "end"}}]
+    ws.close()
+
+
+def test_stop_closes_open_sockets(tmp_path):
+    events = EventLog()
+    hub = SocketHub(events, folder=tmp_path)
+    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
+                          on_stop=hub.close_all).start()
+    ws = open_socket(type("H", (), {"url": hub.url, "base": f"ws://127.0.0.1:{runner.port}"})())
+    deadline = time.monotonic() + 5
+    while not hub.sessions and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.stop()
+    with pytest.raises(Exception):
+        ws.recv(timeout=3)
+    assert not hub.sessions[0].open
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from labkit.events import EventLog
+    from labkit.server import ServerContext, ServerRunner, create_app
+    from labkit.server.sockets import SocketHub
+    events = EventLog()
+    hub = SocketHub(events, folder=sys.argv[1])
+    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub))).start()
+    print(runner.port, hub.token, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_recording_survives_sigkill(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port, token = child.stdout.readline().split()
+        ws = connect(f"ws://127.0.0.1:{port}/socket?token={token}&link=k")
+        ws.send(protocol.connected(content_type(16000)))
+        clip = speech_like(3.0, 16000)
+        frames = to_frames(clip, 16000)
+        sent = 100
+        for frame in frames[:sent]:
+            ws.send(frame)
+        deadline = time.monotonic() + 10
+        path = None
+        while time.monotonic() < deadline:
+            files = list(tmp_path.glob("*.wav"))
+            if files:
+                path = files[0]
+                try:
+                    with wave.open(str(path)) as w:
+                        if w.getnframes() >= sent * 320:
+                            break
+                except (wave.Error, EOFError):
+                    pass
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 16000 and w.getsampwidth() == 2
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert data.size == sent * 320
+    np.testing.assert_array_equal(data, clip[: sent * 320])
