@@ -238,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             fresh = write_all(Path(tmp))
             bad = [
-                p.name
-                for p in fresh
-                if not (args.out / p.name).is_file() or _digest(p) != _digest(args.out / p.name)
+                p.name for p in fresh if not (args.out / p.name).is_file() or _digest(p) != _digest(args.out / p.name)
             ]
         if bad:
             print(f"differs from a fresh build: {', '.join(bad)} (run python audio/make_audio.py)")

@@ -123,11 +123,16 @@ class Call:
         options = AudioStreamOptions(stream_url=[self.lab.audio_url(file_or_url)], loop=validate.loop(loop),
                                      level=validate.level(level))
         with api_errors("Starting the stream", self.uuid):
-            return self.lab.voice.play_audio_into_call(self.uuid, options)
+            result = self.lab.voice.play_audio_into_call(self.uuid, options)
+        self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,
+                                    "loop": loop, "level": level})
+        return result
 
     def stop_stream(self):
         with api_errors("Stopping the stream", self.uuid):
-            return self.lab.voice.stop_audio_stream(self.uuid)
+            result = self.lab.voice.stop_audio_stream(self.uuid)
+        self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-stopped"})
+        return result
 
     def say(self, text: str, *, language: str = "en-US", style: int = 0, premium: bool = False,
             loop: int = 1, level: float = 0):
@@ -139,11 +144,15 @@ class Call:
         options = TtsStreamOptions(text=str(text), language=language, style=style, premium=premium,
                                    loop=validate.loop(loop), level=validate.level(level))
         with api_errors("Speaking into the call", self.uuid):
-            return self.lab.voice.play_tts_into_call(self.uuid, options)
+            result = self.lab.voice.play_tts_into_call(self.uuid, options)
+        self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})
+        return result
 
     def stop_talk(self):
         with api_errors("Stopping the speech", self.uuid):
-            return self.lab.voice.stop_tts(self.uuid)
+            result = self.lab.voice.stop_tts(self.uuid)
+        self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-stopped"})
+        return result
 
     def dtmf(self, digits: str):
         """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""

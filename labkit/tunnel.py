@@ -412,8 +412,13 @@ class Tunnel:
                     self._discard_unhealthy_agent(config)
                     raise
                 existing = tunnel.public_url or ""
-                if existing.startswith("http://"):
-                    existing = "https://" + existing[len("http://"):]  # ngrok http endpoints serve both
+                if not existing.startswith("https://"):
+                    ngrok.disconnect(existing, pyngrok_config=config)
+                    raise TunnelError(
+                        f"ngrok opened {existing!r}, which is not an https URL, and Vonage's webhooks need "
+                        "https. A 'pyngrok-default' endpoint in ngrok's config file may be forcing http: "
+                        "remove it, or set PUBLIC_URL."
+                    )
             self._note_agent()
             registry.tunnels[(self.ngrok_path, port)] = existing
             self._public_url, self._port = existing, port

@@ -25,7 +25,11 @@ Behaviour is switched by environment variables:
   `echo_token` (ERR_NGROK_105, which like the real agent echoes the authtoken it was given, then exit 1).
   In `ok` mode with no authtoken at all (flag, config file or NGROK_AUTHTOKEN) it fails like `bad_token`.
 * `FAKE_NGROK_LOG`: a file to which every invocation appends one JSON line `{"pid", "argv"}`.
+* `FAKE_NGROK_SCHEME`: the scheme of new endpoint URLs (default `https`).
 * `FAKE_NGROK_DOMAIN`: the public domain (default `fake-ngrok.test`, a reserved TLD).
+
+Tests call `write_launcher(folder)` to get an executable `ngrok` that runs this file with the test's
+own interpreter (`exec`, so the agent's pid is the launcher's pid).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import time
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 VERSION = "3.99.0-fake"
 
@@ -55,6 +60,15 @@ MALFORMED_105 = (
     "Instructions to install your authtoken are on your ngrok dashboard.\\r\\n\\r\\nERR_NGROK_105\\r\\n"
 )
 OFFLINE = 'failed to dial ngrok server with address \\"connect.ngrok-agent.test:443\\": no such host'
+
+
+def write_launcher(folder: str | os.PathLike, python: str = sys.executable) -> Path:
+    """Write `folder/ngrok`, an executable that runs this fake agent with `python`; return its path."""
+    path = Path(folder) / "ngrok"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec "{python}" "{Path(__file__).resolve()}" "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 def log(lvl: str, msg: str, **fields: str) -> None:
@@ -101,7 +115,8 @@ class Agent:
                 return HTTPStatus.BAD_REQUEST, {"error_code": 102, "status_code": 400,
                                                 "msg": "invalid tunnel configuration",
                                                 "details": {"err": f"a tunnel named {name!r} already exists"}}
-            url = f"https://{secrets.token_hex(6)}.{self.domain}"
+            scheme = os.environ.get("FAKE_NGROK_SCHEME", "https")
+            url = f"{scheme}://{secrets.token_hex(6)}.{self.domain}"
             record = {
                 "name": name,
                 "id": f"ep_{secrets.token_hex(8)}",

@@ -1,9 +1,9 @@
 """pyproject.toml and environment.yml must name the same runtime dependencies (conda cannot run here)."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,8 @@ def test_environment_yml_mirrors_pyproject():
                     have[_name(pip_dep)] = pip_dep
         elif _name(dep) not in ("python", "pip"):
             have[CONDA_TO_PYPI.get(_name(dep), _name(dep))] = dep
-    assert set(have) == set(wanted), f"only in pyproject: {set(wanted) - set(have)}; only in env: {set(have) - set(wanted)}"
+    assert set(have) == set(wanted), (
+        f"only in pyproject: {set(wanted) - set(have)}; only in environment.yml: {set(have) - set(wanted)}")
     for name, spec in wanted.items():
         # same lower bound on both sides
         lower = re.search(r">=([\d.]+)", spec)

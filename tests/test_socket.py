@@ -16,6 +16,7 @@ import wave
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from labkit import protocol
@@ -106,7 +107,7 @@ def test_wrong_size_frames_counted_never_written(hub):
 def test_bad_first_message_and_content_type_refused(hub):
     ws = connect(hub.url(hub.base))
     ws.send(json.dumps({"event": "websocket:connected", "content-type": "audio/l16;rate=44100"}))
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         ws.recv(timeout=2)
     assert any(e.status == "refused" and "44100" in e.payload["reason"] for e in hub.events)
 
@@ -187,7 +188,7 @@ def test_stop_closes_open_sockets(tmp_path):
     while not hub.sessions and time.monotonic() < deadline:
         time.sleep(0.01)
     runner.stop()
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         ws.recv(timeout=3)
     assert not hub.sessions[0].open
 

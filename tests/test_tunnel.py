@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import pytest
+from fake_ngrok import write_launcher
 
 import labkit.tunnel
 from labkit.config import Settings
@@ -29,7 +29,6 @@ from labkit.errors import (
     TunnelTimeoutError,
 )
 
-FAKE = Path(__file__).with_name("fake_ngrok.py")
 TOKEN = "2fakeAuthtoken_0123456789abcdefXYZ"
 
 
@@ -51,11 +50,7 @@ def offline(monkeypatch, tmp_path):
 @pytest.fixture
 def ngrok_bin(tmp_path) -> Path:
     """An executable `ngrok` that runs the fake with this interpreter (exec keeps the pid)."""
-    path = tmp_path / "bin" / "ngrok"
-    path.parent.mkdir()
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
+    return write_launcher(tmp_path / "bin")
 
 
 def agent_starts(tmp_path) -> list[dict]:
@@ -117,6 +112,8 @@ def test_open_returns_https_url_and_reuses_the_tunnel(make_tunnel, tmp_path):
     assert again.open(8765) == url
     assert again.agent_pid == tunnel.agent_pid is not None
     assert len(agent_starts(tmp_path)) == 1
+    # its own session: the SIGINT a notebook's interrupt sends to the kernel's group does not reach it
+    assert os.getsid(tunnel.agent_pid) != os.getsid(0)
 
     start = agent_starts(tmp_path)[0]["argv"]
     assert start[:4] == ["start", "--none", "--log", "stdout"]
@@ -271,6 +268,16 @@ def test_the_authtoken_is_redacted_from_pyngrok_logs(make_tunnel, monkeypatch, c
     assert "ERR_NGROK_105" in str(info.value)
     assert TOKEN not in str(info.value) and not any(TOKEN in line for line in info.value.agent_log)
     assert caplog.records and not any(TOKEN in record.getMessage() for record in caplog.records)
+
+
+def test_a_plain_http_url_is_refused(make_tunnel, monkeypatch):
+    from pyngrok import ngrok
+
+    monkeypatch.setenv("FAKE_NGROK_SCHEME", "http")
+    tunnel = make_tunnel()
+    with pytest.raises(TunnelError, match="https"):
+        tunnel.open(8780)
+    assert ngrok.get_tunnels(tunnel.pyngrok_config()) == []
 
 
 def test_invalid_port_is_refused(make_tunnel):

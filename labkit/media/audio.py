@@ -107,7 +107,7 @@ def as_int16(samples: ArrayLike) -> np.ndarray:
     if arr.dtype == np.int16:
         return arr
     if arr.dtype.kind == "f":
-        scaled = np.rint(np.clip(arr, -1.0, 1.0) * _INT16_MAX)
+        scaled = np.rint(np.clip(np.nan_to_num(arr), -1.0, 1.0) * _INT16_MAX)
         return scaled.astype(np.int16)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < _INT16_MIN or arr.max() > _INT16_MAX):
@@ -116,9 +116,7 @@ def as_int16(samples: ArrayLike) -> np.ndarray:
                 f"({int(arr.min())}..{int(arr.max())}); pass int16 samples, or floats scaled to -1..1"
             )
         return arr.astype(np.int16)
-    raise InvalidInput(
-        f"samples of type {arr.dtype} are not audio; pass int16 samples or floats scaled to -1..1"
-    )
+    raise InvalidInput(f"samples of type {arr.dtype} are not audio; pass int16 samples or floats scaled to -1..1")
 
 
 def _mono(arr: np.ndarray) -> np.ndarray:
@@ -268,9 +266,7 @@ def load(source: AudioSource, rate: int) -> np.ndarray:
         samples, native = _decode(source)
     elif isinstance(source, tuple):
         if len(source) != 2:
-            raise InvalidInput(
-                f"an audio tuple must be (samples, rate); got a tuple of {len(source)} items"
-            )
+            raise InvalidInput(f"an audio tuple must be (samples, rate); got a tuple of {len(source)} items")
         arr, native = source
         native = _check_rate(native, "the rate in (samples, rate)")
         samples = as_int16(_mono(np.asarray(arr)))
@@ -278,9 +274,7 @@ def load(source: AudioSource, rate: int) -> np.ndarray:
         native = _check_rate(source.rate, "the recording's rate")
         samples = as_int16(_mono(np.asarray(source.samples)))
     elif isinstance(source, np.ndarray):
-        raise InvalidInput(
-            "a bare array has no sample rate; pass (samples, rate) so the audio can be resampled"
-        )
+        raise InvalidInput("a bare array has no sample rate; pass (samples, rate) so the audio can be resampled")
     else:
         raise InvalidInput(
             f"cannot load audio from a {type(source).__name__}; pass a path, file bytes, "
@@ -298,13 +292,20 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     import soundfile as sf
 
     p = Path(os.fspath(path)).expanduser()
+    if p.is_dir():
+        raise AudioError(f"'{p}' is a directory; pass an audio file ({SUPPORTED})")
     if not p.is_file():
         raise AudioError(f"audio file '{p}' does not exist; check the path (cwd is '{Path.cwd()}')")
     try:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError) as exc:
         return AudioInfo(
-            path=p, format="unknown", subtype="unknown", rate=0, channels=0, duration=0.0,
+            path=p,
+            format="unknown",
+            subtype="unknown",
+            rate=0,
+            channels=0,
+            duration=0.0,
             playable=False,
             reason=f"not an audio file libsndfile can read ({_libsndfile_words(exc)}); use {SUPPORTED}",
         )

@@ -41,9 +41,7 @@ _LE_INT16 = np.dtype("<i2")
 
 def _check_rate(rate: object) -> int:
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or int(rate) not in RATES:
-        raise InvalidInput(
-            f"the Voice API streams audio at {', '.join(map(str, RATES))} Hz, not {rate!r}"
-        )
+        raise InvalidInput(f"the Voice API streams audio at {', '.join(map(str, RATES))} Hz, not {rate!r}")
     return int(rate)
 
 
@@ -70,9 +68,7 @@ def parse_content_type(text: object) -> int:
     """
     m = _CT.match(text) if isinstance(text, str) else None
     if m is None or int(m.group(1)) not in RATES:
-        raise SocketError(
-            f"unsupported audio content type {text!r}; the Voice API WebSocket accepts {_ALLOWED}"
-        )
+        raise SocketError(f"unsupported audio content type {text!r}; the Voice API WebSocket accepts {_ALLOWED}")
     return int(m.group(1))
 
 

@@ -104,8 +104,13 @@ class PlayHandle:
 
     def __repr__(self) -> str:
         state = (
-            "failed" if self.error is not None else "cancelled" if self.cancelled
-            else "done" if self.done.is_set() else "playing"
+            "failed"
+            if self.error is not None
+            else "cancelled"
+            if self.cancelled
+            else "done"
+            if self.done.is_set()
+            else "playing"
         )
         return f"<PlayHandle {state} {self.frames_sent}/{self.frames_total} frames>"
 
@@ -134,10 +139,11 @@ class PacedSender:
     """Deadline-scheduled 20 ms frames on a daemon thread.
 
     ``send(frame)`` is called with exactly ``frame_bytes(rate)`` bytes per frame, in order, at one
-    frame per 20 ms. ``lead_ms`` sends that much before each deadline (Vonage advises 18-19 ms
-    pacing so its jitter buffer never runs dry). ``max_queued_frames`` bounds echoed frames held in
-    memory (Vonage itself buffers 3072); plays keep a cursor into their samples so even an hour of
-    audio costs no extra memory. If ``send`` raises, the sender stops, keeps the exception in
+    frame per 20 ms of ``clock`` (``clock`` and ``sleep`` can be swapped for a simulated clock).
+    ``lead_ms`` sends that much before each deadline (Vonage advises 18-19 ms pacing so its jitter
+    buffer never runs dry). ``max_queued_frames`` bounds echoed frames held in memory (Vonage itself
+    buffers 3072); plays keep a cursor into their samples so even an hour of audio costs no extra
+    memory. If ``send`` raises, the sender stops, keeps the exception in
     ``error`` and finishes pending plays with that error.
     """
 
@@ -151,6 +157,7 @@ class PacedSender:
         resync_after_frames: int = 3,
         stats_limit: int = 180_000,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not callable(send):
             raise InvalidInput(f"send must be a callable taking bytes, not {type(send).__name__}")
@@ -166,10 +173,10 @@ class PacedSender:
         self.error: BaseException | None = None
         self._send = send
         self._clock = clock
+        self._sleep = sleep
         self._resync_after = resync_after_frames * _PERIOD
         self._stats_limit = int(stats_limit)
         self._cond = threading.Condition(threading.Lock())
-        self._stop = threading.Event()
         self._items: deque[_Play | bytes] = deque()
         self._pending = 0  # frames not yet sent, plays and echoes together
         self._echo_pending = 0
@@ -178,9 +185,7 @@ class PacedSender:
         self._frames_sent = 0
         self._resyncs = 0
         self._dropped = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"labkit-pacer-{self.rate}-{id(self):x}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"labkit-pacer-{self.rate}-{id(self):x}", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ producer side
@@ -302,7 +307,6 @@ class PacedSender:
                 self._items.clear()
                 self._pending = self._echo_pending = 0
             self._cond.notify_all()
-        self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -350,16 +354,19 @@ class PacedSender:
                 if self._closed:
                     return
             now = clock()
-            if deadline is None or (idled and now > deadline):
-                deadline = now  # a fresh stream starts now
-            elif now - deadline > self._resync_after:
+            # Deadlines are `lead` after the send instant, so a (re)started stream sends at once.
+            if deadline is None or (idled and now + self.lead > deadline):
+                deadline = now + self.lead  # a fresh stream starts now
+            elif now + self.lead - deadline > self._resync_after:
                 # Stalled (GC pause, busy machine): start a new schedule instead of bursting the
                 # missed frames, which the platform would play too fast or drop.
-                deadline = now
+                deadline = now + self.lead
                 self._resyncs += 1
             wait = deadline - self.lead - clock()
-            if wait > 0 and self._stop.wait(wait):
-                return
+            if wait > 0:
+                # time.sleep is clock_nanosleep: the tightest wake-up Python offers (Event.wait has
+                # a longer tail). close() is noticed after at most one frame period.
+                self._sleep(wait)
             with self._cond:
                 if self._closed:
                     return
@@ -395,4 +402,3 @@ class PacedSender:
             self._items.clear()
             self._pending = self._echo_pending = 0
             self._cond.notify_all()
-        self._stop.set()

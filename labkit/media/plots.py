@@ -152,8 +152,9 @@ def spectrogram_image(
 def spectrogram(ax: Axes, samples: ArrayLike, rate: int, *, max_columns: int = 1000, vmin: float = -90.0) -> Axes:
     """Draw a dBFS spectrogram with a fixed colour range (so levels compare across recordings)."""
     db, extent = spectrogram_image(samples, rate, max_columns=max_columns)
-    ax.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmin, vmax=0.0,
-              interpolation="nearest")
+    ax.imshow(
+        db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmin, vmax=0.0, interpolation="nearest"
+    )
     ax.set_ylabel("Hz")
     ax.set_xlabel("time")
     ax.xaxis.set_major_formatter(_time_formatter(extent[1]))
@@ -221,10 +222,10 @@ def frame_timing_plot(send_times: ArrayLike, *, period_ms: float = 20.0, ax: Seq
     gap_ax.axhline(period_ms, color="0.4", linestyle="--", linewidth=0.8)
     drift_ax.axhline(0.0, color="0.4", linestyle="--", linewidth=0.8)
     drift_ax.set_xlabel("time")
+    drift_ax.set_xlim(0.0, duration)
     drift_ax.xaxis.set_major_formatter(_time_formatter(duration))
     gap_ax.set_title(
-        f"{t.size} frames over {duration:.1f} s: gap p50={np.median(gaps):.2f} ms, "
-        f"final drift {drift[-1]:+.2f} ms",
+        f"{t.size} frames over {duration:.1f} s: gap p50={np.median(gaps):.2f} ms, final drift {drift[-1]:+.2f} ms",
         loc="left",
         fontsize=10,
     )

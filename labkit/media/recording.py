@@ -127,9 +127,7 @@ class Recording:
         try:
             return sf.info(str(self.path))
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(
-                f"cannot read recording '{self.path}': {exc}. Use MP3 or 16-bit PCM WAV."
-            ) from exc
+            raise AudioError(f"cannot read recording '{self.path}': {exc}. Use MP3 or 16-bit PCM WAV.") from exc
 
     # ------------------------------------------------------------------ slicing and measures
 
@@ -268,33 +266,50 @@ def _rate(rate: Any) -> int:
     return int(rate)
 
 
-def _best_match(signal: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
+def _best_match(signal: np.ndarray, reference: np.ndarray, block: int = 1 << 20) -> tuple[float, int]:
     """Peak |normalised cross-correlation| and the lag of ``reference`` within ``signal`` (samples).
 
     The shorter of the two slides along the longer; each position is normalised by the energy of
-    the longer one's overlapping stretch, so the score is 1 for an exact (scaled) copy.
+    the longer one's overlapping stretch, so the score is 1 for an exact (scaled) copy. The longer
+    signal is processed in blocks so an hour-long recording needs tens of MB, not gigabytes.
     """
     from scipy.signal import fftconvolve
 
-    # Full-scale units keep the running energy sums small enough for float64 to stay exact-ish.
-    x = signal.astype(np.float64) / 32768.0
-    y = reference.astype(np.float64) / 32768.0
-    swapped = x.size < y.size
-    if swapped:
-        x, y = y, x
+    x, y = (signal, reference) if signal.size >= reference.size else (reference, signal)
+    swapped = x is not signal
     m = y.size
-    if m == 0:
+    # Full-scale units keep the running energy sums small enough for float64 to stay accurate.
+    yf = y.astype(np.float64) / 32768.0
+    y_energy = float(np.dot(yf, yf))
+    if m == 0 or y_energy == 0.0:
         return 0.0, 0
-    y_energy = float(np.dot(y, y))
-    if y_energy == 0.0:
-        return 0.0, 0
-    num = fftconvolve(x, y[::-1], mode="valid")
-    csum = np.concatenate([[0.0], np.cumsum(x * x)])
-    win = np.maximum(csum[m:] - csum[:-m], 0.0)  # energy of x[k:k+m] for each lag k
+    y_rev = yf[::-1].copy()
+    lags = x.size - m + 1
+    block = max(block, 4 * m)
     # Stretches far quieter than the loudest one are numerical noise, not audio.
-    usable = win > max(float(win.max()) * 1e-6, 1e-9)
-    score = np.zeros_like(num)
-    score[usable] = np.abs(num[usable]) / np.sqrt(win[usable] * y_energy)
-    k = int(np.argmax(score))
-    value = float(min(score[k], 1.0))
-    return value, (-k if swapped else k)
+    floor = max(_peak_window_energy(x, m) * 1e-6, 1e-9)
+    best, best_lag = 0.0, 0
+    for start in range(0, lags, block):
+        seg = x[start : start + min(block, lags - start) + m - 1].astype(np.float64) / 32768.0
+        num = fftconvolve(seg, y_rev, mode="valid")
+        csum = np.concatenate([[0.0], np.cumsum(seg * seg)])
+        win = csum[m:] - csum[:-m]  # energy of seg[k:k+m] for each lag k
+        usable = win > floor
+        if not usable.any():
+            continue
+        score = np.zeros_like(num)
+        score[usable] = np.abs(num[usable]) / np.sqrt(win[usable] * y_energy)
+        k = int(np.argmax(score))
+        if score[k] > best:
+            best, best_lag = float(score[k]), start + k
+    return min(best, 1.0), (-best_lag if swapped else best_lag)
+
+
+def _peak_window_energy(x: np.ndarray, m: int, block: int = 1 << 22) -> float:
+    """Largest energy of any m-sample stretch of int16 ``x`` (full-scale units), blockwise."""
+    peak = 0.0
+    for start in range(0, x.size - m + 1, block):
+        seg = x[start : start + block + m - 1].astype(np.float64) / 32768.0
+        csum = np.concatenate([[0.0], np.cumsum(seg * seg)])
+        peak = max(peak, float((csum[m:] - csum[:-m]).max()))
+    return peak

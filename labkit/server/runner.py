@@ -5,24 +5,25 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import socket
 import threading
 from collections.abc import Callable
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from labkit.errors import PortInUseError, ServerError
 
 log = logging.getLogger("labkit.server")
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+class QuietRequestHandler(WSGIRequestHandler):
+    """No access log on stderr: in a notebook every webhook would print a line under the running cell."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+    def log(self, type: str, message: str, *args) -> None:
+        if type == "error":
+            log.warning(message.rstrip(), *args)
 
 
 class ServerRunner:
@@ -59,7 +60,8 @@ class ServerRunner:
     def _bind(self, port: int) -> BaseWSGIServer:
         # werkzeug prints the error to stderr and exits; keep the notebook output clean.
         with contextlib.redirect_stderr(io.StringIO()):
-            return make_server(self.host, port, self.app, threaded=True, ssl_context=self.ssl_context)
+            return make_server(self.host, port, self.app, threaded=True, ssl_context=self.ssl_context,
+                               request_handler=QuietRequestHandler)
 
     def start(self) -> ServerRunner:
         if self.running:

@@ -12,6 +12,7 @@ import html
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -191,6 +192,16 @@ class SocketSession:
                 f"malformed={self.frames_malformed}>")
 
 
+def _shutdown(ws) -> None:
+    """End the TCP connection now. Closing the socket object is not enough under werkzeug: its request
+    handler keeps the descriptor open (and may wait for a keep-alive request), so the platform would
+    see the close frame but no end of connection until its own close timeout."""
+    try:
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class RecordingList(list):
     """A list of recordings that shows as a table in a notebook."""
 
@@ -258,6 +269,12 @@ class SocketHub:
             self._serve(ws, request.args.get("link"))
 
     def _serve(self, ws, link: str | None) -> None:
+        try:
+            self._converse(ws, link)
+        finally:
+            _shutdown(ws)
+
+    def _converse(self, ws, link: str | None) -> None:
         from simple_websocket import ConnectionClosed
 
         from labkit.media.frames import parse_content_type

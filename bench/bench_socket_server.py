@@ -1,0 +1,582 @@
+#!/usr/bin/env python
+"""How many concurrent 16 kHz call streams does the lab's /socket endpoint record in real time?
+
+A benchmark, not a test: it prints figures and asserts nothing about speed (machines are noisy).
+
+For each level N (default 25, 50, 100, 200, 300) and for each of two servers, each in its own
+subprocess so that its CPU can be read from /proc/<pid>/stat (utime + stime):
+
+* **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (werkzeug threaded server +
+  flask-sock), recording every call to its own WAV in a temp dir. The only addition, made in the
+  subprocess and nowhere else, is a frame listener (``SocketSession.add_frame_listener``) on every
+  session, which notes the frame's latency; it runs after the frame has been written to the WAV.
+* **bare websockets** (the baseline): a minimal ``websockets.asyncio.server`` that reads the
+  ``websocket:connected`` text message, opens one raw file per connection, then for every binary
+  message does one unbuffered ``write()`` of the 640 bytes to that file and notes the latency.
+
+The load generator (this process, asyncio + a ``websockets`` client) opens N connections, sends the
+connected message, then sends 50 frames/s per stream on a deadline schedule for ``--seconds``
+(phases spread evenly over the 20 ms period). Each frame is 640 bytes: float64 ``time.monotonic()``
+at send, int64 sequence number, zeros. ``time.monotonic()`` is CLOCK_MONOTONIC, system-wide on Linux,
+so the server computes latency = receipt - send directly. Loss is frames sent vs frames the server
+received, and vs frames found, in order, in the files it wrote (WAV sample count / 320 for the lab).
+
+A level passes when nothing is lost, p99 latency < 20 ms, the client kept pace, and TCP never pushed
+back on the client. The load generator stands in for the platform (which has machines of its own),
+so it runs at a higher priority (``--client-nice``, default -10; the servers keep the shell's nice)
+and is timed: if it still falls behind its schedule (lateness p99 > 20 ms) the level is reported as
+CLIENT-LIMITED and that server stops climbing, so its figure is a lower bound; unless the server's
+p99 exceeds 20 ms by more than the client's lateness (a client stall of L ms can add about L ms of
+queueing at the server), in which case the level still counts as the server's FAIL.
+
+    .venv/bin/python bench/bench_socket_server.py [--levels 25,50,100,200,300] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RATE = 16000
+FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
+FRAME_S = 0.020
+FPS = 50
+P99_LIMIT_MS = 20.0
+CLIENT_LATE_LIMIT_MS = 20.0  # client lateness p99 above one frame period: the load was not real time
+HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere: labkit comes from this checkout
+    sys.path.insert(0, str(REPO))
+BASELINE_WHAT = ("bare websockets = websockets.asyncio.server (same Python, no Flask/werkzeug): reads the "
+                 "connected text message, opens one raw .pcm file per connection, then per binary message "
+                 "one unbuffered write() of the 640 bytes + a latency note; no WAV header, no threads")
+LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (werkzeug threaded + flask-sock, 2 threads per "
+            "socket), WavRecorder per call (libsndfile, header rewritten after every frame); latency noted by a "
+            "frame listener that runs after the WAV write")
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def frame_latency(frame: bytes) -> float:
+    return time.monotonic() - HEAD.unpack_from(frame)[0]
+
+
+# ================================================================ servers (run in a subprocess)
+
+def serve_lab(streams: int, folder: Path, out: Path) -> None:
+    """The real SocketHub; a SocketSession subclass (patched in this process only) adds the listener."""
+    import labkit.server.sockets as sockets
+    from labkit.events import EventLog
+    from labkit.server import ServerContext, ServerRunner, create_app
+
+    latencies: list[float] = []
+    note = latencies.append
+
+    class BenchSession(sockets.SocketSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_frame_listener(lambda frame: note(frame_latency(frame)))
+
+    sockets.SocketSession = BenchSession  # _serve looks the class up in its module at connect time
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per socket
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    events = EventLog()
+    hub = sockets.SocketHub(events, folder=folder)
+    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
+                          on_stop=hub.close_all).start()
+    base = f"ws://127.0.0.1:{runner.port}"
+    print(json.dumps({"urls": [hub.url(base, f"s{i}") for i in range(streams)]}), flush=True)
+    parent = os.getppid()
+    while not stop.wait(0.2):
+        if os.getppid() != parent:  # the benchmark died: do not linger
+            break
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(s.open for s in list(hub.sessions)):
+        time.sleep(0.05)
+    sessions = list(hub.sessions)
+    still_open = sum(s.open for s in sessions)
+    runner.stop()
+    out.write_text(json.dumps({
+        "sessions": len(sessions), "open_at_stop": still_open,
+        "received": sum(s.frames_received + s.frames_malformed for s in sessions),
+        "malformed": sum(s.frames_malformed for s in sessions),
+        "latency_s": latencies,
+    }))
+
+
+def serve_bare(streams: int, folder: Path, out: Path) -> None:
+    asyncio.run(_serve_bare(streams, folder, out))
+
+
+async def _serve_bare(streams: int, folder: Path, out: Path) -> None:
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    latencies: list[float] = []
+    totals = {"sessions": 0, "received": 0, "malformed": 0}
+    active = set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def handler(ws) -> None:
+        active.add(ws)
+        try:
+            hello = json.loads(await ws.recv())
+            if hello.get("event") != "websocket:connected":
+                await ws.close(1008, "expected websocket:connected")
+                return
+            totals["sessions"] += 1
+            name = ws.request.path.strip("/") or "call"
+            with open(folder / f"{name}.pcm", "wb", buffering=0) as f:
+                try:
+                    async for message in ws:
+                        if isinstance(message, bytes):
+                            totals["received"] += 1
+                            if len(message) != FRAME_BYTES:
+                                totals["malformed"] += 1
+                                continue
+                            f.write(message)
+                            latencies.append(frame_latency(message))
+                except ConnectionClosed:
+                    pass
+        finally:
+            active.discard(ws)
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(json.dumps({"urls": [f"ws://127.0.0.1:{port}/s{i}" for i in range(streams)]}), flush=True)
+        parent = os.getppid()
+        while not stop.is_set() and os.getppid() == parent:
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+        deadline = time.monotonic() + 15
+        while active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        still_open = len(active)
+    out.write_text(json.dumps({**totals, "open_at_stop": still_open, "latency_s": latencies}))
+
+
+# ================================================================ measuring (parent)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int | str) -> float:
+    """utime + stime of a process, in seconds (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def system_busy() -> float:
+    """CPU seconds all processes used on the whole machine (from /proc/stat; idle and iowait excluded)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+@dataclass
+class ClientStats:
+    sent: int = 0
+    lateness: list[float] = field(default_factory=list)  # actual send time - scheduled time, s
+    stalls: int = 0  # sends after which bytes were left in user space: TCP backpressure
+    worst_backlog: int = 0
+    final_late: float = 0.0  # how late the last frame of the slowest stream went out
+
+
+@dataclass
+class Result:
+    kind: str
+    n: int
+    sent: int = 0
+    received: int = 0
+    recorded: int = 0
+    recorded_in_order: int = 0
+    malformed: int = 0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    max_ms: float = float("nan")
+    server_cores: float = float("nan")
+    client_cores: float = float("nan")
+    other_cores: float = float("nan")
+    client_late_p99_ms: float = float("nan")
+    client_final_late_ms: float = float("nan")
+    stalls: int = 0
+    verdict: str = "?"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - min(self.received, self.recorded_in_order)
+
+    @property
+    def cpu_ms_per_stream_s(self) -> float:
+        return self.server_cores * 1000 / self.n
+
+
+LIVE: list[subprocess.Popen] = []
+
+
+def start_server(kind: str, n: int, folder: Path, out: Path, nice: int) -> tuple[subprocess.Popen, list[str]]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--streams", str(n),
+           "--folder", str(folder), "--out", str(out), "--nice", str(nice)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True)
+    LIVE.append(proc)
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        raise RuntimeError(f"the {kind} server did not start (exit code {proc.poll()})")
+    return proc, json.loads(line)["urls"]
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if proc.stdout:
+        proc.stdout.close()
+    if proc in LIVE:
+        LIVE.remove(proc)
+
+
+def read_recordings(kind: str, folder: Path) -> tuple[int, int, list[str]]:
+    """(frames in the files, frames whose sequence numbers are exactly 0, 1, 2... per file, notes)."""
+    import soundfile as sf
+
+    total = in_order = 0
+    notes: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if kind == "lab":
+            info = sf.info(str(path))
+            if info.samplerate != RATE or info.channels != 1:
+                notes.append(f"{path.name}: {info.samplerate} Hz x {info.channels}")
+            data = sf.read(str(path), dtype="int16")[0].astype("<i2").tobytes()
+        else:
+            data = path.read_bytes()
+        if len(data) % FRAME_BYTES:
+            notes.append(f"{path.name}: {len(data)} bytes is not a whole number of frames")
+        rows = np.frombuffer(data[: len(data) // FRAME_BYTES * FRAME_BYTES], np.uint8).reshape(-1, FRAME_BYTES)
+        seqs = rows[:, 8:16].copy().view("<i8").ravel()
+        total += len(seqs)
+        in_order += int(np.sum(seqs == np.arange(len(seqs))))
+    return total, in_order, notes
+
+
+async def wait_for_files(folder: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(1 for _ in folder.iterdir()) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {sum(1 for _ in folder.iterdir())} of {n} streams were set up in {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_writes(folder: Path, expected_bytes: int, timeout: float = 30) -> None:
+    """Until the files hold every frame, or stop growing for a second (the server is done either way)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        if size >= expected_bytes:
+            return
+        if size != last:
+            last, since = size, time.monotonic()
+        elif time.monotonic() - since > 1.0:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def pace(sockets: list, t0: float, frames: int, stats: ClientStats) -> None:
+    """Send every stream's frames on its deadline schedule from one coroutine (no timer per frame).
+
+    Stream i's frame `seq` is due at t0 + seq * 20 ms + i * 20 ms / N: phases spread over the period,
+    so the global order is k = seq * N + i with due time t0 + k * 20 ms / N. Frames already due go out
+    in a batch; the send time written into each frame is the moment it is handed to the socket.
+    """
+    n = len(sockets)
+    step = FRAME_S / n
+    total = n * frames
+    transports = [ws.transport for ws in sockets]
+    buf = bytearray(FRAME_BYTES)
+    late = stats.lateness
+    monotonic = time.monotonic
+    k = 0
+    while k < total:
+        delay = t0 + k * step - monotonic()
+        if delay > 0.0002:
+            await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(0)
+        now = monotonic()
+        while k < total and t0 + k * step <= now + 0.0002:
+            seq, i = divmod(k, n)
+            sent_at = monotonic()
+            late.append(sent_at - (t0 + k * step))
+            HEAD.pack_into(buf, 0, sent_at, seq)
+            await sockets[i].send(bytes(buf))
+            backlog = transports[i].get_write_buffer_size()
+            if backlog:  # the kernel's socket buffer is full: the server is not reading fast enough
+                stats.stalls += 1
+                stats.worst_backlog = max(stats.worst_backlog, backlog)
+            k += 1
+    stats.sent = k
+    stats.final_late = max(0.0, late[-1]) if late else 0.0
+
+
+async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, compression: str | None,
+                res: Result) -> None:
+    from websockets.asyncio.client import connect
+
+    from labkit import protocol
+    from labkit.media.frames import content_type
+
+    n = len(urls)
+    frames = int(round(seconds * FPS))
+    gate = asyncio.Semaphore(32)
+    conns = []
+
+    async def open_one(i: int, url: str):
+        async with gate:
+            ws = await connect(url, compression=compression, open_timeout=60, ping_interval=None,
+                               max_size=None)
+            await ws.send(protocol.connected(content_type(RATE), {"stream": i}))
+            conns.append(ws)
+            return ws
+
+    try:
+        sockets = await asyncio.gather(*(open_one(i, u) for i, u in enumerate(urls)))
+        await wait_for_files(folder, n)
+        await asyncio.sleep(0.2)
+        stats = ClientStats()
+        cpu0, me0, sys0 = proc_cpu(server_pid), proc_cpu("self"), system_busy()
+        t0 = time.monotonic() + 0.05
+        await pace(sockets, t0, frames, stats)
+        me1 = proc_cpu("self")
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        await wait_for_writes(folder, n * frames * FRAME_BYTES)
+        cpu1, sys1 = proc_cpu(server_pid), system_busy()
+    finally:
+        for ws in conns:
+            if ws.state.name != "CLOSED":
+                ws.transport.abort()
+    # per second of stream time: the load lasted `seconds`; idle tails add no CPU
+    res.sent = stats.sent
+    res.server_cores = (cpu1 - cpu0) / seconds
+    res.client_cores = (me1 - me0) / seconds
+    res.other_cores = max(0.0, ((sys1 - sys0) - (cpu1 - cpu0) - (me1 - me0)) / seconds)
+    late = np.asarray(stats.lateness) * 1000
+    res.client_late_p99_ms = float(np.percentile(late, 99)) if late.size else float("nan")
+    res.client_final_late_ms = stats.final_late * 1000
+    res.stalls = stats.stalls
+    if stats.stalls:
+        res.notes.append(f"{stats.stalls} sends hit TCP backpressure (server not reading; up to "
+                         f"{stats.worst_backlog} bytes queued in the client)")
+
+
+def run_level(kind: str, n: int, seconds: float, compression: str | None, root: Path, nice: int) -> Result:
+    res = Result(kind, n)
+    level_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-{n}-", dir=root))
+    folder = level_dir / "recordings"
+    folder.mkdir()
+    out = level_dir / "server.json"
+    proc, urls = start_server(kind, n, folder, out, nice)
+    try:
+        asyncio.run(drive(urls, folder, proc.pid, seconds, compression, res))
+    finally:
+        stop_server(proc)
+    try:
+        if not out.exists():
+            raise RuntimeError(f"the {kind} server wrote no results (exit code {proc.returncode})")
+        server = json.loads(out.read_text())
+        res.received = server["received"]
+        res.malformed = server["malformed"]
+        if server["sessions"] != n:
+            res.notes.append(f"server saw {server['sessions']} of {n} streams")
+        if server["open_at_stop"]:
+            res.notes.append(f"{server['open_at_stop']} sessions still open at stop")
+        lat = np.asarray(server["latency_s"]) * 1000
+        if lat.size:
+            res.p50_ms, res.p99_ms = (float(x) for x in np.percentile(lat, [50, 99]))
+            res.max_ms = float(lat.max())
+        res.recorded, res.recorded_in_order, notes = read_recordings(kind, folder)
+        res.notes += notes
+    finally:
+        shutil.rmtree(level_dir, ignore_errors=True)
+    client_behind = (res.client_late_p99_ms > CLIENT_LATE_LIMIT_MS
+                     or res.client_final_late_ms > 5 * FRAME_S * 1000)
+    if res.stalls or res.lost or res.malformed:  # caused by the server whatever the client did
+        res.verdict = "FAIL"
+    elif client_behind and res.p99_ms > P99_LIMIT_MS + res.client_late_p99_ms:
+        # A client stall of L ms makes a burst of L ms of frames, which can add up to about L ms of queueing
+        # at the server; latency beyond the limit plus that is the server's own.
+        res.verdict = "FAIL"
+        res.notes.append(f"the client was also behind (late p99 {res.client_late_p99_ms:.0f} ms), but the "
+                         f"server's p99 exceeds {P99_LIMIT_MS:g} ms by more than that")
+    elif client_behind:  # the load was not the real-time load asked for: the level says nothing
+        res.verdict = "CLIENT-LIMITED"
+        res.notes.append(f"the client fell behind its schedule (late p99 {res.client_late_p99_ms:.0f} ms, last "
+                         f"frame {res.client_final_late_ms:.0f} ms late): level inconclusive")
+    elif not res.p99_ms < P99_LIMIT_MS:
+        res.verdict = "FAIL"
+    else:
+        res.verdict = "PASS"
+    return res
+
+
+def describe(r: Result) -> str:
+    name = "lab" if r.kind == "lab" else "bare websockets"
+    recorded = f"recorded {r.recorded_in_order}/{r.sent} in order"
+    if r.recorded != r.recorded_in_order:
+        recorded += f" ({r.recorded} frames in files)"
+    line = (f"{name:<15} N={r.n:<4}: received {r.received}/{r.sent} ({r.lost} lost), {recorded}, "
+            f"latency p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms max {r.max_ms:.0f} ms, "
+            f"server CPU {r.server_cores:.2f} core ({r.cpu_ms_per_stream_s:.2f} ms/s per stream); "
+            f"client {r.client_cores:.2f} core, late p99 {r.client_late_p99_ms:.1f} ms; "
+            f"others {r.other_cores:.2f} core -> {r.verdict}")
+    return line + "".join(f"\n{'':<24}note: {n}" for n in r.notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="25,50,100,200,300", help="concurrent streams to try, comma-separated")
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per stream per level")
+    ap.add_argument("--servers", default="lab,bare", help="which servers to measure (lab, bare)")
+    ap.add_argument("--compression", choices=["none", "deflate"], default="none",
+                    help="permessage-deflate offered by the client (both servers accept it if offered)")
+    ap.add_argument("--client-nice", type=int, default=-10,
+                    help="nice value of the load generator, which stands in for the platform's own machines "
+                         "(servers keep this shell's nice value); needs root for values below it")
+    ap.add_argument("--serve", choices=["lab", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument("--nice", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--streams", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    raise_fd_limit()
+    if args.serve:
+        if args.nice is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+        (serve_lab if args.serve == "lab" else serve_bare)(args.streams, args.folder, args.out)
+        return 0
+
+    levels = sorted(int(x) for x in args.levels.split(","))
+    kinds = [k for k in ("lab", "bare") if k in args.servers.split(",")]
+    compression = None if args.compression == "none" else "deflate"
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    server_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, args.client_nice)
+        priority = f"load generator at nice {args.client_nice}, servers at nice {server_nice}"
+    except OSError as exc:
+        priority = f"load generator and servers at nice {server_nice} (raising the client's priority: {exc})"
+    root = Path(tempfile.mkdtemp(prefix="labkit-bench-socket-"))
+    results: dict[str, list[Result]] = {k: [] for k in kinds}
+    climbing = set(kinds)
+    print(f"machine: {os.cpu_count()} CPUs, load average {loadavg()} at start; python "
+          f"{sys.version.split()[0]}; {args.seconds:g} s per level, 16 kHz, 640-byte frames at 50/s per stream; "
+          f"client compression: {args.compression}; {priority}")
+    print(f"pass = 0 lost, p99 < {P99_LIMIT_MS:g} ms, no TCP backpressure, client late p99 < "
+          f"{CLIENT_LATE_LIMIT_MS:g} ms; CPU cores = CPU seconds / stream seconds")
+    print(LAB_WHAT)
+    print(BASELINE_WHAT, flush=True)
+    try:
+        for n in levels:
+            for kind in kinds:
+                if kind not in climbing:
+                    continue
+                res = run_level(kind, n, args.seconds, compression, root, server_nice)
+                results[kind].append(res)
+                print(describe(res), flush=True)
+                if res.verdict != "PASS":
+                    climbing.discard(kind)
+            if not climbing:
+                break
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping servers and removing temp files", file=sys.stderr)
+        return 130
+    finally:
+        for proc in list(LIVE):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+            LIVE.remove(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"load average {loadavg()} at end")
+    summary(results, levels)
+    return 0
+
+
+def summary(results: dict[str, list[Result]], levels: list[int]) -> None:
+    def best(kind: str) -> tuple[int, str]:
+        rs = results.get(kind, [])
+        passed = [r.n for r in rs if r.verdict == "PASS"]
+        top = max(passed, default=0)
+        last = rs[-1] if rs else None
+        if last is None:
+            return 0, "not run"
+        if last.verdict == "PASS":
+            return top, f"{top} (the highest level tried)"
+        if last.verdict == "CLIENT-LIMITED":
+            return top, f">={top} (client could not keep pace at {last.n})"
+        return top, f"{top} (failed at {last.n})" if top else f"<{last.n} (failed at {last.n})"
+
+    lab_n, lab_s = best("lab")
+    bare_n, bare_s = best("bare")
+    ratio = f"{lab_n / bare_n:.2f}" if bare_n else "n/a"
+    print(f"max real-time streams: lab {lab_s}, bare websockets {bare_s} (lab/baseline = {ratio})")
+    common = [n for n in levels
+              if any(r.n == n and r.verdict == "PASS" for r in results.get("lab", []))
+              and any(r.n == n and r.verdict == "PASS" for r in results.get("bare", []))]
+    if common:
+        n = max(common)
+        lab = next(r for r in results["lab"] if r.n == n)
+        bare = next(r for r in results["bare"] if r.n == n)
+        print(f"CPU per stream (at N={n}, the highest level both passed): lab {lab.cpu_ms_per_stream_s:.2f} ms/s, "
+              f"baseline {bare.cpu_ms_per_stream_s:.2f} ms/s "
+              f"(ratio {lab.cpu_ms_per_stream_s / bare.cpu_ms_per_stream_s:.1f})")
+    else:
+        print("CPU per stream: no level that both servers passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

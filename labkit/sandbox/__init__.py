@@ -1,0 +1,313 @@
+"""A faithful local Vonage Voice API: the real `vonage` SDK talks to it over HTTPS.
+
+    from labkit.sandbox import Sandbox
+    sb = Sandbox(speed=1.0).start()          # idempotent; HTTPS on 127.0.0.1 (port 0 = any free port)
+    sb.trust()                               # REQUESTS_CA_BUNDLE -> system CAs + the sandbox CA
+    sb.configure(answer_url="http://127.0.0.1:8000/answer", event_url="http://127.0.0.1:8000/event")
+    client = Vonage(Auth(application_id=sb.application_id, private_key=sb.private_key_path),
+                    HttpClientOptions(api_host=sb.api_host, timeout=10))
+    client.voice.create_call(...)            # the sandbox calls your webhooks, runs the NCCO ...
+    sb.phone("447700900001").heard           # ... and the virtual phone keeps what it heard
+    sb.stop()
+
+Layout (like moto): `models` (platform state, state machine, mixing tick), `lifecycle` (each leg's
+story), `ncco` (validation and actions), `api` (what each endpoint does), `responses` (HTTP),
+`exceptions` (wire format of errors), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
+`websocket_leg`, `sources`. The sandbox is deterministic apart from real time: at `speed=10`
+every timer and the audio clock run ten times faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import PortInUseError, SandboxError
+from labkit.sandbox.auth import load_or_create_credentials
+from labkit.sandbox.models import Platform, SandboxCall
+from labkit.sandbox.phones import VirtualPhone
+from labkit.sandbox.tls import ensure_tls, write_bundle
+from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
+
+__all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
+
+log = logging.getLogger("labkit.sandbox")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+UNSET: Any = _Unset()
+
+
+class Sandbox:
+    """The local Voice API: HTTPS REST on 127.0.0.1, webhooks out, virtual phones, WebSocket legs.
+
+    `home` holds what is made once per installation (CA, certificate, application key, recordings);
+    default `labkit.config.state_dir()/sandbox`. `speed` scales every timer and the audio clock.
+    """
+
+    def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None) -> None:
+        if home is None:
+            from labkit.config import state_dir
+
+            home = state_dir() / "sandbox"
+        self.home = Path(home).expanduser()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.requested_port = int(port)
+        self.speed = float(speed)
+        self._creds = load_or_create_credentials(self.home)
+        self._settings = WebhookSettings()
+        self._platform = Platform(
+            speed=self.speed, home=self.home, settings=self._settings,
+            application_id=self._creds.application_id, api_key=self._creds.api_key, number=self._creds.number,
+        )
+        self._tls = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Sandbox:
+        """Serve HTTPS on 127.0.0.1 and start the audio clock (idempotent; returns self)."""
+        from werkzeug.serving import make_server
+
+        from labkit.sandbox.responses import QuietHandler, create_app
+
+        with self._lock:
+            if self.running:
+                return self
+            self._tls = ensure_tls(self.home)
+            app = create_app(self._platform, self._creds)
+            try:
+                server = make_server(
+                    "127.0.0.1", self.requested_port, app, threaded=True,
+                    ssl_context=self._tls.server_context(), request_handler=QuietHandler,
+                )
+            except SystemExit:  # werkzeug exits instead of raising when the port is taken
+                raise PortInUseError(
+                    f"Port {self.requested_port} is already in use: stop what uses it, or use "
+                    "Sandbox(port=0) to pick a free port."
+                ) from None
+            except OSError as exc:
+                raise PortInUseError(f"Cannot listen on 127.0.0.1:{self.requested_port}: {exc}") from None
+            server.daemon_threads = True
+            self._server = server
+            self._port = server.server_port
+            self._platform.base_url = self.base_url
+            self._platform.stopping = False
+            self._thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                name=f"labkit-sandbox-{self._port}", daemon=True,
+            )
+            self._thread.start()
+            self._platform.clock.start()
+            log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
+            return self
+
+    def stop(self) -> None:
+        """End every call (no webhooks), stop the clock, close WebSockets, free the port (idempotent)."""
+        with self._lock:
+            p = self._platform
+            p.stopping = True
+            endpoints = [leg.endpoint for leg in list(p.legs.values())
+                         if leg.endpoint is not None and hasattr(leg.endpoint, "join")]
+            p.end_all()
+            p.clock.stop()
+            for endpoint in endpoints:
+                endpoint.close()
+            for endpoint in endpoints:
+                endpoint.join(2.0)
+            server, thread = self._server, self._thread
+            self._server = None
+            self._thread = None
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            if thread is not None:
+                thread.join(5.0)
+            for leg in list(p.legs.values()):
+                if leg.thread is not None and leg.thread is not threading.current_thread():
+                    leg.thread.join(2.0)
+                leg.hooks.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = self.base_url if self.running else "stopped"
+        return f"<Sandbox {state} speed={self.speed} calls={len(self._platform.order)}>"
+
+    # ------------------------------------------------------------------ where and who
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise SandboxError("The sandbox is not started: call sandbox.start() first.")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """'https://127.0.0.1:PORT'."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def api_host(self) -> str:
+        """'127.0.0.1:PORT', for HttpClientOptions(api_host=...)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The sandbox CA certificate (PEM)."""
+        if self._tls is None:
+            self._tls = ensure_tls(self.home)
+        return self._tls.ca_cert
+
+    @property
+    def ca_bundle(self) -> Path:
+        """A CA bundle = the CAs the environment already trusts + the sandbox CA (rewritten on access)."""
+        if self._tls is None:
+            self._tls = ensure_tls(self.home)
+        return write_bundle(self._tls, self.home / "tls" / "bundle.pem")
+
+    def trust(self) -> Path:
+        """Point REQUESTS_CA_BUNDLE at `ca_bundle`, so the SDK (requests) verifies the sandbox.
+
+        The bundle keeps every CA already trusted, so other HTTPS requests keep working.
+        """
+        bundle = self.ca_bundle
+        os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+        return bundle
+
+    @property
+    def application_id(self) -> str:
+        return self._creds.application_id
+
+    @property
+    def private_key_path(self) -> Path:
+        """The application's private key (PKCS#8 PEM), made once per installation."""
+        return self._creds.private_key_path
+
+    @property
+    def api_key(self) -> str:
+        """The account's (fake) API key, as carried in signed webhooks."""
+        return self._creds.api_key
+
+    @property
+    def number(self) -> str:
+        """The application's own virtual Vonage number (inbound calls reach it via `dial`)."""
+        return self._creds.number
+
+    # ------------------------------------------------------------------ the application
+
+    def configure(self, answer_url: Any = UNSET, event_url: Any = UNSET, answer_method: Any = UNSET,
+                  event_method: Any = UNSET, signature_secret: Any = UNSET, fallback_answer_url: Any = UNSET,
+                  *, connect_timeout: Any = UNSET, answer_timeout: Any = UNSET,
+                  event_timeout: Any = UNSET) -> Sandbox:
+        """Set the application's webhooks, like its page on the Vonage dashboard.
+
+        `answer_url`/`event_url` serve inbound calls and are the default `event_url` of every call;
+        methods default to GET (answer) and POST (event); `signature_secret` turns on signed webhooks
+        (HS256 JWT in `Authorization`); `fallback_answer_url` is tried when they fail. The timeouts
+        (seconds, real time) are the Application API's `connection_timeout` and `socket_timeout`
+        (defaults 1, 5 and 10). Arguments left out keep their current value; None clears one.
+        """
+        s = self._settings
+        for name, value in (("answer_url", answer_url), ("event_url", event_url),
+                            ("signature_secret", signature_secret), ("fallback_answer_url", fallback_answer_url)):
+            if value is not UNSET:
+                setattr(s, name, value or None)
+        for name, value, default in (("answer_method", answer_method, "GET"), ("event_method", event_method, "POST")):
+            if value is not UNSET:
+                method = (value or default).upper()
+                if method not in ("GET", "POST"):
+                    raise SandboxError(f"{name} must be GET or POST, not {value!r}")
+                setattr(s, name, method)
+        for name, value in (("connect_timeout", connect_timeout), ("answer_timeout", answer_timeout),
+                            ("event_timeout", event_timeout)):
+            if value is not UNSET:
+                if value is None or float(value) <= 0:
+                    raise SandboxError(f"{name} must be a positive number of seconds")
+                setattr(s, name, float(value))
+        return self
+
+    @property
+    def settings(self) -> WebhookSettings:
+        """The application's current webhook settings (read-only view; change with `configure`)."""
+        return self._settings
+
+    # ------------------------------------------------------------------ phones and calls
+
+    def phone(self, number: str) -> VirtualPhone:
+        """The virtual phone with this number (the same object every time; made on first use)."""
+        return self._platform.phone(number)
+
+    def set_phone_defaults(self, answer_after: float | None = None, outcome: str | None = None,
+                           hangup_after: Any = UNSET) -> None:
+        """How phones made from now on behave (default: answer after 1 s, never hang up)."""
+        probe = VirtualPhone(self._platform, "0", **self._platform.phone_defaults)
+        probe.set(answer_after=answer_after, outcome=outcome,
+                  hangup_after=... if hangup_after is UNSET else hangup_after)
+        self._platform.phone_defaults = {"answer_after": probe.answer_after, "outcome": probe.outcome,
+                                         "hangup_after": probe.hangup_after}
+
+    def dial(self, from_number: str, to: str | None = None) -> SandboxCall:
+        """An inbound call from virtual phone `from_number` to the application's number.
+
+        The application's answer_url gets to, from, uuid, conversation_uuid (and region_url); its NCCO
+        then runs. Returns the call (`.uuid`, `.status`, `.wait("answered")`).
+        """
+        from labkit.sandbox.lifecycle import dial
+
+        if not self.running:
+            raise SandboxError("The sandbox is not started: call sandbox.start() first.")
+        return dial(self._platform, from_number, to)
+
+    @property
+    def calls(self) -> list[SandboxCall]:
+        """Every call leg so far, oldest first."""
+        with self._platform.lock:
+            return list(self._platform.order)
+
+    def call(self, uuid: str) -> SandboxCall:
+        """The call leg with this uuid (SandboxError if unknown)."""
+        with self._platform.lock:
+            leg = self._platform.legs.get(uuid)
+        if leg is None:
+            raise SandboxError(f"No sandbox call with uuid {uuid}.")
+        return leg
+
+    @property
+    def webhook_log(self) -> list[WebhookRecord]:
+        """The most recent webhooks the platform sent (kind, url, method, payload, result)."""
+        return list(self._platform.webhooks.log)
+
+    @property
+    def recordings(self) -> dict[str, Path]:
+        """Recording files by id (what `GET /v1/files/{id}` serves)."""
+        with self._platform.lock:
+            return {fid: path for fid, (path, _ctype) in self._platform.files.items()}
+
+    @property
+    def clock(self) -> Any:
+        """The audio clock (`ticks`, `now()` in call seconds)."""
+        return self._platform.clock
+
+    @property
+    def platform(self) -> Platform:
+        """The platform model (state and behaviour), for tools and tests that need to look inside."""
+        return self._platform

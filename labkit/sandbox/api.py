@@ -1,0 +1,361 @@
+"""The Voice API's operations on the platform (what each REST endpoint does), free of HTTP.
+
+Each function takes parsed JSON / query values, checks them like the real API (400 with
+`invalid_parameters` naming the field), acts on the platform model and returns the response body.
+responses.py only routes, authenticates and serialises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from typing import Any
+from urllib.parse import urlencode
+
+from labkit.errors import AudioError, NccoError, SandboxInvalidParameters
+from labkit.sandbox import lifecycle
+from labkit.sandbox._compat import parse_content_type
+from labkit.sandbox.exceptions import invalid
+from labkit.sandbox.mixer import level_to_gain
+from labkit.sandbox.models import FINAL_STATUSES, LIVE_STATUSES, Platform, SandboxCall, Transferred
+from labkit.sandbox.ncco import validate
+from labkit.sandbox.phones import HEAR_RATE
+from labkit.sandbox.sources import dtmf_tones
+
+E164 = re.compile(r"^\d{7,15}$")
+DTMF_PATTERN = re.compile(r"^[0-9*#pP]+$")
+UPDATE_ACTIONS = ("hangup", "mute", "unmute", "earmuff", "unearmuff", "transfer")
+STATUS_FILTERS = tuple(sorted(LIVE_STATUSES | FINAL_STATUSES | {"machine"}))
+
+
+# ---------------------------------------------------------------------------------------- checks
+
+
+def _int(body: dict, name: str, default: int, lo: int, hi: int | None = None) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        else:
+            raise invalid(name, "Invalid type parameter provided", f"{name} must be a whole number")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"{lo}-{hi}" if hi is not None else f">= {lo}"
+        raise invalid(name, f"Value out of range ({bound})", f"{name} must be {bound}, not {value}")
+    return value
+
+
+def _level(body: dict) -> float:
+    """`level` may be a JSON number (the SDK) or a string (the spec): both are accepted."""
+    value = body.get("level", 0)
+    if value is None:
+        return 0.0
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise invalid("level", "Invalid type parameter provided", "level must be a number from -1 to 1") from None
+    if not -1.0 <= number <= 1.0:
+        raise invalid("level", "Value out of range (-1 to 1)", f"level must be from -1 to 1, not {number}")
+    return number
+
+
+def _url_array(body: dict, name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise invalid(name, "Missing parameter", f"{name} is required (an array with one URL)")
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) and u for u in value):
+        raise invalid(name, "Invalid type parameter provided", f"{name} must be an array of URL strings")
+    return value[0]
+
+
+def _method(body: dict, name: str, default: str) -> str:
+    value = body.get(name) or default
+    if not isinstance(value, str) or value.upper() not in ("GET", "POST"):
+        raise invalid(name, "Invalid value", f"{name} must be GET or POST")
+    return value.upper()
+
+
+def _parse_time(value: str, name: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(name, "Invalid date-time", f"{name} must be an ISO-8601 date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------- calls
+
+
+def create_call(p: Platform, body: Any) -> dict:
+    """POST /v1/calls: check the request, start the call's lifecycle, answer 201's body."""
+    if not isinstance(body, dict):
+        raise invalid("body", "Invalid JSON body", "the request body must be a JSON object")
+    to = body.get("to")
+    if not isinstance(to, list) or not to or not isinstance(to[0], dict):
+        raise invalid("to", "Invalid type parameter provided", "to must be an array with one endpoint object")
+    ep = to[0]
+    kind = ep.get("type")
+    rate = HEAR_RATE
+    if kind == "phone":
+        number = str(ep.get("number", "")).lstrip("+")
+        if not E164.match(number):
+            raise invalid("to", "Invalid number", "to[0].number must be an E.164 number (7-15 digits)")
+        to_obj = {"type": "phone", "number": number}
+    elif kind == "websocket":
+        uri = ep.get("uri")
+        parsed = parse_content_type(ep.get("content-type", ""))
+        if not isinstance(uri, str) or not uri.startswith(("ws://", "wss://")):
+            raise invalid("to", "Invalid uri", "to[0].uri must be a ws:// or wss:// URI")
+        if parsed is None:
+            raise invalid("to", "Invalid content-type", "to[0].content-type must be audio/l16;rate=8000|16000|24000")
+        rate = parsed
+        to_obj = {"type": "websocket", "uri": uri, "content-type": f"audio/l16;rate={rate}"}
+        if isinstance(ep.get("headers"), dict):
+            to_obj["headers"] = ep["headers"]
+    elif kind in ("sip", "vbc", "app"):
+        to_obj = {k: v for k, v in ep.items() if k in ("type", "uri", "extension", "user")}
+    else:
+        raise invalid("to", "Invalid endpoint type", "to[0].type must be phone, websocket, sip or vbc")
+
+    from_ = body.get("from")
+    random_from = body.get("random_from_number")
+    if from_ and random_from:
+        raise invalid("from", "Invalid parameters", "from and random_from_number cannot be used together")
+    if not from_ and not random_from:
+        raise invalid("from", "Missing parameter", "from (or random_from_number: true) is required")
+    if random_from:
+        from_obj = {"type": "phone", "number": p.number}
+    elif isinstance(from_, dict):
+        number = str(from_.get("number", "")).lstrip("+")
+        if from_.get("type", "phone") != "phone" or not number:
+            raise invalid("from", "Invalid parameters", "from must be {type: phone, number: ...}")
+        from_obj = {"type": "phone", "number": number}
+    elif isinstance(from_, str):
+        from_obj = {"type": "phone", "number": from_.lstrip("+")}
+    else:
+        raise invalid("from", "Invalid type parameter provided", "from must be an object or a number")
+
+    ncco = body.get("ncco")
+    answer_url = body.get("answer_url")
+    if (ncco is None) == (answer_url is None):
+        raise invalid("ncco", "Invalid parameters", "send exactly one of ncco and answer_url")
+    if ncco is not None and not isinstance(ncco, list):
+        raise invalid("ncco", "Invalid type parameter provided", "ncco must be an array of actions")
+    answer = _url_array(body, "answer_url", required=False) if answer_url is not None else None
+    event_url = _url_array(body, "event_url", required=False) or p.settings.event_url
+    if not event_url:
+        raise invalid("event_url", "Missing parameter",
+                      "event_url is required unless the application has one (sandbox.configure(event_url=...))")
+    length_timer = _int(body, "length_timer", 7200, 1, 86400)
+    ringing_timer = _int(body, "ringing_timer", 60, 1, 120)
+    machine = body.get("machine_detection")
+    if machine is not None and machine not in ("continue", "hangup"):
+        raise invalid("machine_detection", "Invalid value", "machine_detection must be continue or hangup")
+
+    leg = SandboxCall(
+        p, direction="outbound", to=to_obj, from_=from_obj, kind=kind, rate=rate, event_url=event_url,
+        event_method=_method(body, "event_method", "POST"),
+    )
+    leg.ncco = ncco
+    leg.answer_url = answer
+    leg.answer_method = _method(body, "answer_method", "GET")
+    leg.length_timer = float(length_timer)
+    leg.ringing_timer = float(ringing_timer)
+    lifecycle.start(p, leg, lifecycle.run_outbound)
+    return {"uuid": leg.uuid, "status": "started", "direction": "outbound",
+            "conversation_uuid": leg.conversation.uuid}
+
+
+def list_calls(p: Platform, query: dict[str, str]) -> dict:
+    """GET /v1/calls with paging (`_links` first/last/self/next/prev) and filters."""
+    page_size = _int(query, "page_size", 10, 1, 100)
+    record_index = _int(query, "record_index", 0, 0)
+    order = (query.get("order") or "asc").lower()
+    if order not in ("asc", "desc"):
+        raise invalid("order", "Invalid value", "order must be asc or desc")
+    status = query.get("status")
+    if status and status not in STATUS_FILTERS:
+        raise invalid("status", "Invalid value", f"status must be one of {', '.join(STATUS_FILTERS)}")
+    conv = query.get("conversation_uuid")
+    start = _parse_time(query["date_start"], "date_start") if query.get("date_start") else None
+    end = _parse_time(query["date_end"], "date_end") if query.get("date_end") else None
+    with p.lock:
+        legs = list(p.order)
+        rows = []
+        for leg in legs:
+            if status and leg.status != status:
+                continue
+            if conv and leg.conversation.uuid != conv:
+                continue
+            if start and leg.created_at < start:
+                continue
+            if end and leg.created_at > end:
+                continue
+            rows.append(leg)
+        if order == "desc":
+            rows.reverse()
+        count = len(rows)
+        page = [p.call_object(leg) for leg in rows[record_index:record_index + page_size]]
+
+    extra = {k: v for k, v in (("order", query.get("order")), ("status", status), ("conversation_uuid", conv),
+                                ("date_start", query.get("date_start")), ("date_end", query.get("date_end"))) if v}
+
+    def href(index: int) -> dict:
+        return {"href": "/v1/calls?" + urlencode({"page_size": page_size, "record_index": index, **extra})}
+
+    last = max(0, (count - 1) // page_size * page_size) if count else 0
+    links: dict[str, Any] = {"self": href(record_index), "first": href(0), "last": href(last)}
+    if record_index + page_size < count:
+        links["next"] = href(record_index + page_size)
+    if record_index > 0:
+        links["prev"] = href(max(0, record_index - page_size))
+    return {"count": count, "page_size": page_size, "record_index": record_index, "_links": links,
+            "_embedded": {"calls": page}}
+
+
+def get_call(p: Platform, uuid: str) -> dict:
+    return p.call_object(p.get_leg(uuid))
+
+
+def update_call(p: Platform, uuid: str, body: Any) -> None:
+    """PUT /v1/calls/{uuid}: hangup, mute, unmute, earmuff, unearmuff, transfer (204)."""
+    if not isinstance(body, dict) or body.get("action") not in UPDATE_ACTIONS:
+        raise invalid("action", "Invalid value", f"action must be one of {', '.join(UPDATE_ACTIONS)}")
+    action = body["action"]
+    if action == "transfer":
+        leg = p.live_leg(uuid)
+        dest = body.get("destination")
+        if not isinstance(dest, dict) or dest.get("type") != "ncco":
+            raise invalid("destination", "Invalid value", "destination must be {type: ncco, ncco: [...]} or "
+                          "{type: ncco, url: [...]}")
+        if "ncco" in dest:
+            try:
+                ncco = validate(dest["ncco"])
+            except NccoError as err:
+                raise SandboxInvalidParameters(
+                    f"the NCCO is not valid: {err.detail}",
+                    invalid_parameters=[{"reason": "Invalid NCCO", "name": "destination.ncco"}],
+                ) from None
+            tr = Transferred(ncco)
+        else:
+            url = _url_array(dest, "url", required=True)
+            tr = Transferred(None, url)
+        with p.lock:
+            leg.transfer = tr
+            leg.cond.notify_all()
+        return
+    leg = p.live_leg(uuid, answered=False)
+    if action == "hangup":
+        p.end_leg(leg, "completed")
+        return
+    with p.lock:
+        if action in ("mute", "unmute"):
+            leg.muted = action == "mute"
+        else:
+            leg.earmuffed = action == "earmuff"
+
+
+# ---------------------------------------------------------------------------------------- audio
+
+
+def _next_seq(leg: SandboxCall, slot: str) -> int:
+    """Each REST start/stop on a slot bumps its sequence: late audio from an older request is dropped."""
+    with leg.platform.lock:
+        leg.rest_seq[slot] = leg.rest_seq.get(slot, 0) + 1
+        return leg.rest_seq[slot]
+
+
+def _current_seq(leg: SandboxCall, slot: str) -> int:
+    with leg.platform.lock:
+        return leg.rest_seq.get(slot, 0)
+
+
+def _play_later(p: Platform, leg: SandboxCall, slot: str, make: Any, loop: int, gain: float, what: str) -> None:
+    """Prepare audio off the request thread (fetch/synthesis), then play it unless superseded."""
+    seq = _next_seq(leg, slot)
+
+    def work() -> None:
+        try:
+            audio = make()
+        except AudioError as err:
+            with p.lock:
+                leg.errors.append(f"{what}: {err}")
+            return
+        if _current_seq(leg, slot) == seq and not leg.ended:
+            p.play(leg, slot, audio, loop=loop, gain=gain)
+
+    threading.Thread(target=work, name=f"sandbox-{slot}", daemon=True).start()
+
+
+def start_stream(p: Platform, uuid: str, body: Any) -> dict:
+    """PUT /v1/calls/{uuid}/stream: play a file over the call (mixed on top of what it hears)."""
+    leg = p.live_leg(uuid)
+    if not isinstance(body, dict):
+        raise invalid("stream_url", "Invalid type parameter provided", "the body must be a JSON object")
+    if "stream_url" not in body:
+        raise invalid("stream_url", "Missing parameter", "stream_url is required (an array with one URL)")
+    url = body.get("stream_url")
+    if not isinstance(url, list) or not url or not all(isinstance(u, str) and u for u in url):
+        raise invalid("stream_url", "Invalid type parameter provided",
+                      "stream_url must be an array of URLs, e.g. [\"https://example.com/music.mp3\"]")
+    loop = _int(body, "loop", 1, 0)
+    gain = level_to_gain(_level(body))
+    _play_later(p, leg, "rest_stream", lambda: p.sources.stream(url[0], leg.rate), loop, gain, f"stream {url[0]}")
+    return {"message": "Stream started", "uuid": leg.uuid}
+
+
+def stop_stream(p: Platform, uuid: str) -> dict:
+    leg = p.live_leg(uuid)
+    _next_seq(leg, "rest_stream")
+    p.stop_slot(leg, "rest_stream")
+    return {"message": "Stream stopped", "uuid": leg.uuid}
+
+
+def start_talk(p: Platform, uuid: str, body: Any) -> dict:
+    """PUT /v1/calls/{uuid}/talk: speak text over the call."""
+    leg = p.live_leg(uuid)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"].strip():
+        raise invalid("text", "Missing parameter", "text is required (the words to speak)")
+    loop = _int(body, "loop", 1, 0)
+    gain = level_to_gain(_level(body))
+    style = body.get("style")
+    if style is not None and (isinstance(style, bool) or not isinstance(style, int)):
+        raise invalid("style", "Invalid type parameter provided", "style must be a whole number")
+    text, language = body["text"], body.get("language")
+    _play_later(p, leg, "rest_talk", lambda: p.sources.talk(text, leg.rate, language, style), loop, gain, "talk")
+    return {"message": "Talk started", "uuid": leg.uuid}
+
+
+def stop_talk(p: Platform, uuid: str) -> dict:
+    leg = p.live_leg(uuid)
+    _next_seq(leg, "rest_talk")
+    p.stop_slot(leg, "rest_talk")
+    return {"message": "Talk stopped", "uuid": leg.uuid}
+
+
+def send_dtmf(p: Platform, uuid: str, body: Any) -> dict:
+    """PUT /v1/calls/{uuid}/dtmf: play DTMF tones to the leg (its phone hears and notes them)."""
+    leg = p.live_leg(uuid)
+    digits = body.get("digits") if isinstance(body, dict) else None
+    if not isinstance(digits, str) or not DTMF_PATTERN.match(digits):
+        raise invalid("digits", "Invalid value", "digits must use 0-9, *, # and p (a 500 ms pause)")
+    p.play(leg, "dtmf", dtmf_tones(digits, leg.rate))
+    if leg.phone is not None:
+        leg.phone._dtmf_heard(digits.replace("p", "").replace("P", ""))
+    return {"message": "DTMF sent", "uuid": leg.uuid}
+
+
+def get_file(p: Platform, file_id: str) -> tuple[bytes, str]:
+    from labkit.errors import SandboxNotFound
+
+    with p.lock:
+        entry = p.files.get(file_id)
+    if entry is None or not entry[0].is_file():
+        raise SandboxNotFound(f"No recording with id {file_id}.")
+    return entry[0].read_bytes(), entry[1]

@@ -1,0 +1,301 @@
+"""Virtual phones: the people at the other end of sandbox calls.
+
+A phone rings when called and answers (or is busy, rejects, never answers, fails) as `set()` says; once
+in a call it speaks what `say()` queued, in real (call) time, presses keys with `press()`, and keeps
+everything it heard (`heard`, a labkit Recording at 16 kHz). The audio clock drives it: the phone is the
+leg's audio endpoint (`pull48` gives the clock its speech, `deliver` hands it what it hears).
+
+Why speech is kept at 48 kHz: a WAV at 8, 16 or 24 kHz is upsampled exactly (every original sample kept),
+so a WebSocket at the WAV's own rate receives it sample for sample.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labkit.errors import InvalidInput, SandboxError
+from labkit.sandbox._compat import load_audio, make_recording, native_rate
+from labkit.sandbox.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.sandbox.models import Platform, SandboxCall
+
+HEAR_RATE = 16000
+OUTCOMES = ("answer", "busy", "reject", "unanswered", "fail", "manual")
+DTMF_DIGITS = set("0123456789*#ABCD")
+DTMF_DURATION_MS = 260  # how long each key is held (reported to WebSockets as `duration`)
+DTMF_SPACING = 0.3  # seconds of call time from one key press to the next
+
+
+class VirtualPhone:
+    """A phone number in the sandbox's little telephone network.
+
+    `set(answer_after=1.0, outcome="answer", hangup_after=None)` says how it behaves when called:
+    outcome "answer" picks up after `answer_after` seconds, "busy" is engaged, "reject" declines after
+    ringing, "unanswered" rings out as unreachable, "fail" cannot be routed, and "manual" rings until
+    `answer()` or `reject()` (a softphone widget). `hangup_after` hangs up that many seconds after answer.
+    """
+
+    def __init__(self, platform: Platform, number: str, *, answer_after: float = 1.0, outcome: str = "answer",
+                 hangup_after: float | None = None) -> None:
+        self._platform = platform
+        self.number = number
+        self.answer_after = 1.0
+        self.outcome = "answer"
+        self.hangup_after: float | None = None
+        self.set(answer_after=answer_after, outcome=outcome, hangup_after=hangup_after)
+        self._lock = threading.Lock()
+        self._call: SandboxCall | None = None
+        self._state = "idle"
+        self._speech: deque[list[Any]] = deque()  # [samples48 float32, position, transcript]
+        self._heard: list[np.ndarray] = []
+        self._heard_len = 0
+        self._segments: dict[str, list[int]] = {}  # call uuid -> [start, end] sample positions in heard
+        self._ring_callbacks: list[Callable[[SandboxCall], Any]] = []
+        self._state_cv = threading.Condition(self._lock)
+        self.calls: list[SandboxCall] = []
+        self.received_dtmf = ""
+
+    # ------------------------------------------------------------------ behaviour
+
+    def set(self, answer_after: float | None = None, outcome: str | None = None,
+            hangup_after: float | None = ...) -> VirtualPhone:  # type: ignore[assignment]
+        """Change how the phone behaves when called (arguments left out keep their value)."""
+        if outcome is not None:
+            if outcome not in OUTCOMES:
+                raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+            self.outcome = outcome
+        if answer_after is not None:
+            if answer_after < 0:
+                raise InvalidInput("answer_after is in seconds and cannot be negative")
+            self.answer_after = float(answer_after)
+        if hangup_after is not ...:
+            if hangup_after is not None and hangup_after <= 0:
+                raise InvalidInput("hangup_after must be a positive number of seconds (or None)")
+            self.hangup_after = None if hangup_after is None else float(hangup_after)
+        return self
+
+    def on_ring(self, callback: Callable[[SandboxCall], Any]) -> Callable[[SandboxCall], Any]:
+        """Call `callback(call)` when an incoming call starts ringing (usable as a decorator)."""
+        self._ring_callbacks.append(callback)
+        return callback
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> str:
+        """'idle', 'ringing' (being called, or calling and waiting for an answer) or 'answered'."""
+        return self._state
+
+    @property
+    def call(self) -> SandboxCall | None:
+        """The call the phone is in (or ringing for), if any."""
+        return self._call
+
+    def wait_for_state(self, state: str, timeout: float = 10.0) -> bool:
+        """Block until `state` (real seconds); True when reached."""
+        with self._state_cv:
+            return self._state_cv.wait_for(lambda: self._state == state, timeout)
+
+    def _set_state(self, state: str, call: SandboxCall | None) -> None:
+        with self._state_cv:
+            self._state = state
+            self._call = call
+            self._state_cv.notify_all()
+
+    def _ringing(self, call: SandboxCall, *, incoming: bool = True) -> list[Callable[[SandboxCall], Any]]:
+        """The platform rings this phone, or (incoming=False) this phone is calling out and waiting.
+
+        Returns the on_ring callbacks to run (outside any lock) for an incoming call.
+        """
+        if call not in self.calls:
+            self.calls.append(call)
+        self._set_state("ringing", call)
+        return list(self._ring_callbacks) if incoming else []
+
+    def _answered(self, call: SandboxCall) -> None:
+        with self._lock:
+            self._segments[call.uuid] = [self._heard_len, self._heard_len]
+        self._set_state("answered", call)
+        if self.hangup_after is not None:
+            call.timers.append(self._platform.clock.call_later(
+                self.hangup_after, lambda: self._platform.end_leg(call, "completed")))
+
+    def _call_ended(self, call: SandboxCall) -> None:
+        if self._call is call:
+            self._set_state("idle", None)
+
+    @property
+    def busy(self) -> bool:
+        return self._state != "idle"
+
+    # ------------------------------------------------------------------ actions
+
+    def answer(self) -> None:
+        """Pick up the ringing call (for outcome='manual'; also answers any ringing call early)."""
+        call = self._call
+        if call is None or self._state != "ringing" or call.phone is not self:
+            raise SandboxError(f"{self.number} is {self._state}: there is no ringing call to answer.")
+        with call.cond:
+            call.phone_decision = "answer"
+            call.cond.notify_all()
+
+    def reject(self) -> None:
+        """Decline the ringing call (the caller gets 'rejected', detail 'declined')."""
+        call = self._call
+        if call is None or self._state != "ringing" or call.phone is not self:
+            raise SandboxError(f"{self.number} is {self._state}: there is no ringing call to reject.")
+        with call.cond:
+            call.phone_decision = "reject"
+            call.cond.notify_all()
+
+    def hangup(self) -> None:
+        """Put the phone down: ends the call it is in (a ringing incoming call is rejected instead)."""
+        call = self._call
+        if call is None:
+            return
+        if self._state == "ringing" and call.direction == "outbound":
+            self.reject()
+            return
+        self._platform.end_leg(call, "completed")
+
+    def say(self, source: Any = None, rate: int | None = None, *, text: str | None = None) -> float:
+        """Queue audio the person speaks into the call; returns its length in seconds.
+
+        `source` is a path, file bytes, a Recording, `(samples, rate)`, or samples with `rate`
+        (default 16000). With only `text`, the phone speaks that text (synthesized); with `text` and a
+        source, `text` is what the sandbox's speech recognition will report for it (input type speech).
+        Speech is played in call time by the clock, after anything queued before it, while in a call.
+        """
+        if source is None and text is None:
+            raise InvalidInput("say() needs audio (a file, bytes, samples) or text=")
+        if source is None:
+            samples, src_rate = self._platform.sources.talk(text or "", HEAR_RATE), HEAR_RATE
+        else:
+            if isinstance(source, np.ndarray):
+                source = (source, int(rate or HEAR_RATE))
+            src_rate = native_rate(source) or BUS_RATE
+            if src_rate not in LEG_RATES:
+                src_rate = BUS_RATE
+            samples = load_audio(source, src_rate)
+        bus = upsample(np.asarray(samples, dtype=np.float32), BUS_RATE // src_rate)
+        with self._lock:
+            self._speech.append([bus, 0, text])
+        return bus.size / BUS_RATE
+
+    @property
+    def speaking(self) -> bool:
+        """True while queued speech has not been played yet."""
+        with self._lock:
+            return bool(self._speech)
+
+    def press(self, digits: str, duration_ms: int = DTMF_DURATION_MS) -> None:
+        """Press keys during the call, one every 0.3 s of call time (feeds input, bargeIn, WebSockets)."""
+        digits = str(digits).upper()
+        bad = [d for d in digits if d not in DTMF_DIGITS]
+        if bad:
+            raise InvalidInput(f"press() takes 0-9 * # A-D, not {''.join(bad)!r}")
+        call = self._call
+        if call is None or self._state != "answered":
+            raise SandboxError(f"{self.number} is {self._state}: key presses need an answered call.")
+        clock = self._platform.clock
+        for i, digit in enumerate(digits):
+            clock.call_later(DTMF_SPACING * i, lambda d=digit: self._platform.dtmf_from(call, d, duration_ms))
+
+    # ------------------------------------------------------------------ what it heard
+
+    @property
+    def position(self) -> int:
+        """Samples heard so far (16 kHz): a mark for `heard_since`."""
+        return self._heard_len
+
+    @property
+    def heard(self) -> Any:
+        """Everything the phone heard in its calls, as a Recording at 16 kHz (`.samples`, `.save()`)."""
+        return self.heard_since(0)
+
+    def heard_since(self, position: int = 0) -> Any:
+        """What the phone heard after sample `position` (see `position`) as a Recording."""
+        with self._lock:
+            data = np.concatenate(self._heard) if self._heard else np.zeros(0, dtype=np.int16)
+            if len(self._heard) > 1:
+                self._heard = [data]
+        return make_recording(data[int(position):], HEAR_RATE, label=f"heard by {self.number}")
+
+    def heard_in(self, call: SandboxCall | str) -> Any:
+        """What the phone heard during one call (a call object or uuid)."""
+        uid = call if isinstance(call, str) else call.uuid
+        with self._lock:
+            seg = self._segments.get(uid)
+        if seg is None:
+            return make_recording(np.zeros(0, dtype=np.int16), HEAR_RATE, call_uuid=uid)
+        rec = self.heard_since(0)
+        return make_recording(np.asarray(rec.samples)[seg[0]:seg[1]], HEAR_RATE, call_uuid=uid,
+                              label=f"heard by {self.number}")
+
+    def clear_heard(self) -> None:
+        """Forget what was heard so far (positions restart at 0)."""
+        with self._lock:
+            self._heard = []
+            self._heard_len = 0
+            self._segments = {}
+
+    # ------------------------------------------------------------------ clock side (under the platform lock)
+
+    def pull48(self) -> np.ndarray | None:
+        """The next 20 ms of this phone's speech on the 48 kHz bus, or None when it is silent."""
+        if not self._speech:
+            return None
+        done_texts: list[str] = []
+        with self._lock:
+            item = self._speech[0]
+            samples, pos = item[0], item[1]
+            if pos + BUS_FRAME <= samples.size:
+                out = samples[pos:pos + BUS_FRAME]
+                item[1] = pos + BUS_FRAME
+                if item[1] >= samples.size:
+                    self._speech.popleft()
+                    if item[2]:
+                        done_texts.append(item[2])
+            else:
+                out = np.zeros(BUS_FRAME, dtype=np.float32)
+                filled = 0
+                while filled < BUS_FRAME and self._speech:
+                    item = self._speech[0]
+                    samples, pos = item[0], item[1]
+                    take = min(BUS_FRAME - filled, samples.size - pos)
+                    out[filled:filled + take] = samples[pos:pos + take]
+                    filled += take
+                    item[1] = pos + take
+                    if item[1] >= samples.size:
+                        self._speech.popleft()
+                        if item[2]:
+                            done_texts.append(item[2])
+        call = self._call
+        if done_texts and call is not None:
+            for text in done_texts:
+                self._platform.speech_from(call, text)
+        return out
+
+    def deliver(self, heard: np.ndarray | None, n: int) -> None:
+        """The clock hands the phone 20 ms of what it hears (float at 16 kHz, or None for silence)."""
+        frame = np.zeros(n, dtype=np.int16) if heard is None else to_int16(heard)
+        call = self._call
+        with self._lock:
+            self._heard.append(frame)
+            self._heard_len += frame.size
+            if call is not None:
+                seg = self._segments.get(call.uuid)
+                if seg is not None:
+                    seg[1] = self._heard_len
+
+    def _dtmf_heard(self, digits: str) -> None:
+        self.received_dtmf += digits
+
+    def __repr__(self) -> str:
+        return f"<VirtualPhone {self.number} {self._state} outcome={self.outcome}>"

@@ -1,0 +1,133 @@
+"""REST handlers: routing, JWT check and wire format only; the work is in api.py and models.py.
+
+Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox application's key):
+
+    POST   /v1/calls                   201 {uuid, status, direction, conversation_uuid}
+    GET    /v1/calls                   200 paged list with _links and _embedded.calls
+    GET    /v1/calls/{uuid}            200 CallObj
+    PUT    /v1/calls/{uuid}            204 hangup, mute, unmute, earmuff, unearmuff, transfer
+    PUT    /v1/calls/{uuid}/stream     200 {"message": "Stream started", "uuid"}
+    DELETE /v1/calls/{uuid}/stream     200 {"message": "Stream stopped", "uuid"}
+    PUT    /v1/calls/{uuid}/talk       200 {"message": "Talk started", "uuid"}
+    DELETE /v1/calls/{uuid}/talk       200 {"message": "Talk stopped", "uuid"}
+    PUT    /v1/calls/{uuid}/dtmf       200 {"message": "DTMF sent", "uuid"}
+    GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
+
+from labkit.errors import SandboxApiError
+from labkit.sandbox import api
+from labkit.sandbox.auth import AppCredentials, verify_request_jwt
+from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
+from labkit.sandbox.models import Platform
+
+log = logging.getLogger("labkit.sandbox.http")
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No per-request log lines in notebooks (the sandbox keeps its own webhook log)."""
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+        if type == "error":
+            log.debug(message, *args)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _body() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw or not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise invalid("body", "Invalid JSON body", "the request body is not valid JSON") from None
+
+
+def create_app(p: Platform, creds: AppCredentials) -> Flask:
+    """The sandbox's Flask app for `p`, accepting JWTs signed by `creds`' private key."""
+    app = Flask("labkit.sandbox")
+    app.config["JSON_SORT_KEYS"] = False
+
+    @app.before_request
+    def authenticate() -> None:
+        verify_request_jwt(request.headers.get("Authorization"), creds)
+
+    @app.errorhandler(SandboxApiError)
+    def api_error(err: SandboxApiError) -> Response:
+        body, status, headers = problem_response(err)
+        return Response(body, status=status, headers=headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        code = err.code or 500
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(code, err.name)
+        mapped = SandboxApiError(f"{request.method} {request.path} is not part of the Voice API: {err.description}")
+        mapped.status = code
+        mapped.title = title
+        body, status, headers = problem_response(mapped)
+        return Response(body, status=status, headers=headers)
+
+    @app.errorhandler(Exception)
+    def crash(err: Exception) -> Response:
+        log.exception("sandbox REST handler failed")
+        body, status, headers = internal_error_response()
+        return Response(body, status=status, headers=headers)
+
+    @app.post("/v1/calls")
+    def create_call() -> Response:
+        return _json(api.create_call(p, _body()), 201)
+
+    @app.get("/v1/calls")
+    def list_calls() -> Response:
+        return _json(api.list_calls(p, request.args.to_dict()))
+
+    @app.get("/v1/calls/<uuid>")
+    def get_call(uuid: str) -> Response:
+        return _json(api.get_call(p, uuid))
+
+    @app.put("/v1/calls/<uuid>")
+    def update_call(uuid: str) -> Response:
+        api.update_call(p, uuid, _body())
+        return Response(status=204)
+
+    @app.put("/v1/calls/<uuid>/stream")
+    def start_stream(uuid: str) -> Response:
+        return _json(api.start_stream(p, uuid, _body()))
+
+    @app.delete("/v1/calls/<uuid>/stream")
+    def stop_stream(uuid: str) -> Response:
+        return _json(api.stop_stream(p, uuid))
+
+    @app.put("/v1/calls/<uuid>/talk")
+    def start_talk(uuid: str) -> Response:
+        return _json(api.start_talk(p, uuid, _body()))
+
+    @app.delete("/v1/calls/<uuid>/talk")
+    def stop_talk(uuid: str) -> Response:
+        return _json(api.stop_talk(p, uuid))
+
+    @app.put("/v1/calls/<uuid>/dtmf")
+    def send_dtmf(uuid: str) -> Response:
+        return _json(api.send_dtmf(p, uuid, _body()))
+
+    @app.get("/v1/files/<file_id>")
+    def get_file(file_id: str) -> Response:
+        data, ctype = api.get_file(p, file_id)
+        return Response(data, mimetype=ctype)
+
+    return app

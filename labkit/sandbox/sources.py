@@ -1,0 +1,221 @@
+"""Where the sandbox's audio comes from: text to speech, stream URLs, DTMF tones and beeps.
+
+- `talk`: with espeak-ng installed the sandbox speaks the text for real (subprocess, cached). Without it
+  it makes a deterministic, speech-like babble (pitch contour + two formants per syllable) whose length
+  follows the text at ~0.07 s per character, so timing behaves like a real prompt (bargeIn, input
+  time-outs and "the call ends when the NCCO runs out" all need a realistic length).
+- `stream`: the URL is fetched with requests (the lab serves files on http://127.0.0.1), decoded with
+  labkit.media.audio.load, and cached per URL and rate, like Vonage caches stream files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import zlib
+from collections import OrderedDict
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+
+from labkit.errors import AudioError
+from labkit.sandbox._compat import load_audio
+
+SECONDS_PER_CHAR = 0.07
+TALK_PEAK = 0.3 * 32767
+FETCH_TIMEOUT = (2.0, 20.0)
+DTMF_TONE_SECONDS = 0.1
+DTMF_GAP_SECONDS = 0.1
+DTMF_PAUSE_SECONDS = 0.5  # 'p' in a DTMF string
+DTMF_FREQS = {
+    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
+}
+_TAG = re.compile(r"<[^>]+>")
+# (F1, F2) pairs of a few vowels: enough variety to sound like speech without any randomness
+_VOWELS = [(730, 1090), (270, 2290), (530, 1840), (570, 840), (300, 870), (660, 1720), (490, 1350)]
+
+
+def plain_text(text: str) -> str:
+    """SSML stripped to the words it speaks (its length drives the talk's duration)."""
+    return re.sub(r"\s+", " ", _TAG.sub(" ", text or "")).strip()
+
+
+def _resonator(x: np.ndarray, freq: float, bw: float, rate: int) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    r = np.exp(-np.pi * bw / rate)
+    theta = 2 * np.pi * freq / rate
+    a = [1.0, -2 * r * np.cos(theta), r * r]
+    b = [1.0 - r]
+    return lfilter(b, a, x)
+
+
+def babble(text: str, rate: int, style: int = 0) -> np.ndarray:
+    """Deterministic speech-like audio for `text` at `rate`: ~0.07 s per character."""
+    words = plain_text(text)
+    if not words:
+        return np.zeros(0, dtype=np.int16)
+    seed = zlib.crc32(words.encode("utf-8"))
+    pieces: list[np.ndarray] = []
+    base_f0 = 115.0 + 12.0 * (int(style or 0) % 4)
+    total_chars = len(words)
+    done_chars = 0
+    for token in re.findall(r"[^\s.,;:!?]+|[.,;:!?]+|\s+", words):
+        n = int(round(len(token) * SECONDS_PER_CHAR * rate))
+        if n <= 0:
+            continue
+        if not token.strip() or not any(c.isalnum() for c in token):
+            pieces.append(np.zeros(n))
+            done_chars += len(token)
+            continue
+        # one word: split into syllables of ~3 characters, each a voiced vowel-like segment
+        syllables = max(1, round(len(token) / 3))
+        edges = np.linspace(0, n, syllables + 1).astype(int)
+        for s in range(syllables):
+            m = int(edges[s + 1] - edges[s])
+            if m <= 0:
+                continue
+            h = zlib.crc32(token.encode("utf-8"), seed + s)
+            f1, f2 = _VOWELS[h % len(_VOWELS)]
+            # declining pitch over the sentence, a small rise-fall inside each syllable
+            progress = (done_chars + len(token) * s / syllables) / max(1, total_chars)
+            t = np.arange(m) / rate
+            f0 = base_f0 * (1.15 - 0.25 * progress) * (1 + 0.06 * np.sin(np.pi * t / max(t[-1], 1e-3)))
+            phase = np.cumsum(f0 / rate)
+            source = (phase % 1.0) * 2 - 1  # sawtooth: rich in harmonics like a glottal pulse train
+            voiced = _resonator(source, f1, 90, rate) + 0.6 * _resonator(source, f2, 120, rate)
+            env = np.sin(np.pi * np.arange(m) / m) ** 0.6
+            pieces.append(voiced * env)
+        done_chars += len(token)
+    audio = np.concatenate(pieces) if pieces else np.zeros(0)
+    peak = np.abs(audio).max(initial=0.0)
+    if peak > 0:
+        audio = audio * (TALK_PEAK / peak)
+    return np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
+
+
+def _espeak(text: str, language: str | None, rate: int) -> np.ndarray | None:
+    exe = shutil.which("espeak-ng")
+    if not exe:
+        return None
+    voice = (language or "en-US").lower()
+    ssml = text.lstrip().startswith("<speak")
+    for candidate in (voice, voice.split("-")[0], "en"):
+        cmd = [exe, "--stdout", "-v", candidate]
+        if ssml:
+            cmd.append("-m")
+        try:
+            proc = subprocess.run(cmd + [text], capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode == 0 and proc.stdout[:4] == b"RIFF":
+            try:
+                return load_audio(proc.stdout, rate)
+            except AudioError:
+                return None
+    return None
+
+
+class AudioSources:
+    """Caches for synthesized talk and fetched stream files (thread-safe, bounded)."""
+
+    def __init__(self, max_items: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._talk: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._files: OrderedDict[str, bytes] = OrderedDict()
+        self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._max = max_items
+        self.use_espeak = True
+        self._session = requests.Session()
+        self._loop_session = requests.Session()
+        self._loop_session.trust_env = False
+
+    def _remember(self, cache: OrderedDict, key: object, value: object) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self._max:
+            cache.popitem(last=False)
+
+    def talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> np.ndarray:
+        """Speech for `text` at `rate` (espeak-ng when installed, else the babble)."""
+        key = (text, rate, language, style, self.use_espeak)
+        with self._lock:
+            hit = self._talk.get(key)
+        if hit is not None:
+            return hit
+        audio = _espeak(text, language, rate) if self.use_espeak else None
+        if audio is None:
+            audio = babble(text, rate, style or 0)
+        audio.flags.writeable = False
+        with self._lock:
+            self._remember(self._talk, key, audio)
+        return audio
+
+    def fetch(self, url: str) -> bytes:
+        """The bytes at `url` (cached); AudioError with the reason when it cannot be fetched."""
+        with self._lock:
+            hit = self._files.get(url)
+        if hit is not None:
+            return hit
+        host = urlsplit(url).hostname or ""
+        sess = self._loop_session if host in ("127.0.0.1", "localhost", "::1") else self._session
+        try:
+            response = sess.get(url, timeout=FETCH_TIMEOUT)
+        except requests.RequestException as exc:
+            raise AudioError(f"could not fetch {url}: {exc.__class__.__name__}") from None
+        if response.status_code != 200:
+            raise AudioError(f"could not fetch {url}: HTTP {response.status_code}")
+        data = response.content
+        with self._lock:
+            self._remember(self._files, url, data)
+        return data
+
+    def stream(self, url: str, rate: int) -> np.ndarray:
+        """The audio file at `url` decoded to int16 mono at `rate` (cached per URL and rate)."""
+        key = (url, rate)
+        with self._lock:
+            hit = self._decoded.get(key)
+        if hit is not None:
+            return hit
+        audio = load_audio(self.fetch(url), rate)
+        audio.flags.writeable = False
+        with self._lock:
+            self._remember(self._decoded, key, audio)
+        return audio
+
+    def close(self) -> None:
+        self._session.close()
+        self._loop_session.close()
+
+
+def dtmf_tones(digits: str, rate: int) -> np.ndarray:
+    """Standard DTMF tone pairs for `digits` (100 ms tone, 100 ms gap; 'p' = 500 ms pause)."""
+    tone_n = int(DTMF_TONE_SECONDS * rate)
+    gap = np.zeros(int(DTMF_GAP_SECONDS * rate))
+    t = np.arange(tone_n) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.005)
+    parts: list[np.ndarray] = []
+    for d in digits.upper():
+        if d == "P":
+            parts.append(np.zeros(int(DTMF_PAUSE_SECONDS * rate)))
+            continue
+        low, high = DTMF_FREQS.get(d, (0, 0))
+        if not low:
+            continue
+        parts.append(0.25 * 32767 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t)) / 2 * ramp)
+        parts.append(gap)
+    audio = np.concatenate(parts) if parts else np.zeros(0)
+    return np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
+
+
+def beep(rate: int, seconds: float = 0.25, freq: float = 1000.0) -> np.ndarray:
+    """The record action's start beep."""
+    t = np.arange(int(seconds * rate)) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.005)
+    return np.rint(0.3 * 32767 * np.sin(2 * np.pi * freq * t) * ramp).astype(np.int16)

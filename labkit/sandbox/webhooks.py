@@ -1,0 +1,271 @@
+"""The platform's webhook client: answer, event and instruction requests to the lab, like Vonage sends.
+
+Behaviour copied from the reference (section 3):
+- timeouts per webhook: connect 1 s, socket 5 s for answer/fallback and 10 s for events (the application
+  defaults; configurable like the Application API's `connection_timeout`/`socket_timeout`). They are real
+  seconds, not scaled by the sandbox speed: they are about the lab's server, not the call.
+- on a timeout Vonage "makes one additional attempt"; the sandbox also retries once on a refused
+  connection and on HTTP 429/5xx (Vonage retries on 5xx for signed callbacks and 429/503/504 for answer).
+- answer URLs and instruction events then go to the application's `fallback_answer_url` (twice), with
+  the original payload plus `reason` and `original_request {url, type}`.
+- POST sends JSON, GET sends the fields as a query string (nested objects JSON-encoded: UNCONFIRMED).
+- with a signature secret, each request carries `Authorization: Bearer <HS256 JWT>` whose
+  `payload_hash` is the SHA-256 of the exact body bytes (the empty body for GET: UNCONFIRMED).
+- events of one call are delivered in order, one at a time (`OrderedSender`), so `completed` never
+  overtakes `answered` even when the lab's handler is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from labkit.sandbox._compat import sign_webhook
+
+log = logging.getLogger("labkit.sandbox.webhooks")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass
+class WebhookSettings:
+    """The application's webhook configuration (what the Vonage dashboard's application page holds)."""
+
+    answer_url: str | None = None
+    answer_method: str = "GET"
+    event_url: str | None = None
+    event_method: str = "POST"
+    fallback_answer_url: str | None = None
+    signature_secret: str | None = None
+    connect_timeout: float = 1.0
+    answer_timeout: float = 5.0
+    event_timeout: float = 10.0
+
+
+@dataclass
+class WebhookResult:
+    """What came back from one webhook delivery (after retries and fallback)."""
+
+    url: str
+    method: str
+    ok: bool
+    status: int | None = None
+    body: bytes = b""
+    error: str | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is empty or not JSON."""
+        if not self.body or not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@dataclass
+class WebhookRecord:
+    """One delivered webhook, kept in `Sandbox.webhook_log` for debugging."""
+
+    kind: str
+    url: str
+    method: str
+    payload: dict
+    result: WebhookResult | None = None
+    sent_at: float = field(default_factory=time.time)
+
+
+def _flatten_query(payload: dict) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in payload.items():
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            out[key] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+class WebhookClient:
+    """Sends one webhook with Vonage's timeouts, retry, fallback and signing."""
+
+    def __init__(
+        self,
+        settings: Callable[[], WebhookSettings],
+        *,
+        api_key: str,
+        application_id: str,
+        history: int = 2000,
+    ) -> None:
+        self._settings = settings
+        self._api_key = api_key
+        self._application_id = application_id
+        self._local = threading.local()
+        self.log: deque[WebhookRecord] = deque(maxlen=history)
+
+    # sessions are per thread: requests.Session is not documented as thread-safe
+    def _session(self, loopback: bool) -> requests.Session:
+        name = "loop" if loopback else "net"
+        sess = getattr(self._local, name, None)
+        if sess is None:
+            sess = requests.Session()
+            if loopback:
+                # the lab's own server: never through a proxy the environment may name
+                sess.trust_env = False
+            setattr(self._local, name, sess)
+        return sess
+
+    def _attempt(self, url: str, method: str, payload: dict, read_timeout: float) -> requests.Response:
+        cfg = self._settings()
+        host = urlsplit(url).hostname or ""
+        loopback = host in LOOPBACK_HOSTS
+        headers = {"User-Agent": "labkit-sandbox/1.0 (Vonage Voice API emulator)"}
+        if method.upper() == "GET":
+            body = b""
+            params: dict | None = _flatten_query(payload)
+            data = None
+        else:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            params = None
+            data = body
+            headers["Content-Type"] = "application/json"
+        if cfg.signature_secret:
+            token = sign_webhook(
+                body, cfg.signature_secret, api_key=self._api_key, application_id=self._application_id
+            )
+            headers["Authorization"] = f"Bearer {token}"
+        return self._session(loopback).request(
+            method.upper(), url, params=params, data=data, headers=headers,
+            timeout=(cfg.connect_timeout, read_timeout), allow_redirects=True,
+        )
+
+    def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float) -> WebhookResult:
+        result = WebhookResult(url=url, method=method.upper(), ok=False)
+        start = time.monotonic()
+        for attempt in (1, 2):
+            result.attempts = attempt
+            try:
+                response = self._attempt(url, method, payload, read_timeout)
+            except requests.Timeout as exc:
+                result.error = f"timeout ({exc.__class__.__name__})"
+                continue
+            except requests.ConnectionError as exc:
+                result.error = f"connection failed ({exc.__class__.__name__})"
+                continue
+            except requests.RequestException as exc:
+                result.error = f"request failed ({exc})"
+                break
+            result.status = response.status_code
+            result.body = response.content
+            if 200 <= response.status_code < 300:
+                result.ok = True
+                result.error = None
+                break
+            result.error = f"HTTP {response.status_code}"
+            if response.status_code not in RETRY_STATUSES:
+                break
+        result.elapsed = time.monotonic() - start
+        return result
+
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> WebhookResult:
+        """Deliver `payload`; `kind` is 'answer', 'event' or 'instruction' (which may fall back)."""
+        cfg = self._settings()
+        read_timeout = cfg.answer_timeout if kind == "answer" else cfg.event_timeout
+        record = WebhookRecord(kind=kind, url=url, method=method.upper(), payload=payload)
+        self.log.append(record)
+        result = self._try_twice(url, method, payload, read_timeout)
+        if not result.ok and fallback and cfg.fallback_answer_url:
+            reason = "timeout" if (result.error or "").startswith("timeout") else (result.error or "error")
+            fb_payload = dict(payload)
+            fb_payload["reason"] = reason
+            fb_payload["original_request"] = {"url": url, "type": kind if kind == "answer" else "event"}
+            fb_method = cfg.answer_method if kind == "answer" else method
+            fb = self._try_twice(cfg.fallback_answer_url, fb_method, fb_payload, cfg.answer_timeout)
+            fb.attempts += result.attempts
+            result = fb
+        record.result = result
+        if not result.ok:
+            log.warning("webhook %s %s failed: %s", method.upper(), url, result.error)
+        return result
+
+
+class OrderedSender:
+    """Delivers one call leg's webhooks in order on its own thread; `send` returns a Future.
+
+    Fire-and-forget events and instruction events share the queue, so an instruction (whose reply the
+    NCCO runner waits for) is never delivered ahead of an earlier status event. The thread exits after
+    `idle` seconds without work and is restarted by the next `send`, so ended calls hold no thread.
+    """
+
+    def __init__(self, client: WebhookClient, name: str, idle: float = 2.0) -> None:
+        self._client = client
+        self._name = name
+        self._idle = idle
+        self._queue: deque[tuple[Future, tuple, dict]] = deque()
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                future.set_result(WebhookResult(url=url, method=method, ok=False, error="sender closed"))
+                return future
+            self._queue.append((future, (kind, url, method, payload), {"fallback": fallback}))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"sandbox-hooks-{self._name}",
+                                                daemon=True)
+                self._thread.start()
+            else:
+                self._cv.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._cv.wait(self._idle)
+                if not self._queue:
+                    self._thread = None
+                    return
+                future, args, kwargs = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._client.send(*args, **kwargs))
+            except Exception as exc:  # never let one bad webhook stop the call's later events
+                log.exception("webhook delivery crashed")
+                future.set_exception(exc)
+
+    @property
+    def pending(self) -> int:
+        """Webhooks queued and not yet picked up."""
+        with self._lock:
+            return len(self._queue)
+
+    def close(self, wait: float | None = None) -> None:
+        """Refuse new webhooks; queued ones are still sent. `wait` seconds for the thread to finish."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._cv.notify()
+        if thread is not None and wait:
+            thread.join(wait)

@@ -1,0 +1,430 @@
+"""`lab.panel()`: buttons for everything the tutorials do to a live call, and what came back.
+
+Everything that changes while a call runs (status, event log, waveform, recordings) is updated by
+setting widget traits from the thread that learned about it (webhook, WebSocket, renderer): that is
+safe in ipywidgets, unlike printing into Output widgets from threads. Every click goes through
+`guarded`, so mistakes show in the panel's error line, never as tracebacks.
+
+The inner widgets are attributes (`p.to`, `p.call_button`, `p.stream_toggle`, `p.status`,
+`p.events_html`, `p.waveform`, `p.error`, ...) so that tests and notebooks can drive the panel
+without a browser: `p.call_button.click()` runs the same code as a click.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from labkit import validate
+from labkit.errors import CallEndedError, InvalidInput, LabkitError
+from labkit.events import FINAL_STATUSES, Event
+from labkit.widgets._common import (
+    ERROR_STYLE,
+    OK_STYLE,
+    error_line,
+    guarded,
+    keypad,
+    recording_wav,
+    show_error,
+)
+from labkit.widgets.waveform import LiveWaveform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.calls import Call
+    from labkit.lab import Lab
+
+__all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
+
+DEFAULT_PHONE = "447700900001"  # the virtual phone the sandbox notebooks call
+STATUS_COLOURS = {"started": "#666", "ringing": "#b26a00", "answered": "#1b7a2f", "completed": "#333"}
+KIND_COLOURS = {"event": "#1f4e79", "answer": "#6a1b9a", "socket": "#00695c", "lab": "#8a6d00"}
+
+
+def panel(lab: Lab, **kwargs: Any) -> ControlPanel:
+    """The control panel for `lab` (see `ControlPanel` for the options)."""
+    return ControlPanel(lab, **kwargs)
+
+
+class ControlPanel(widgets.HBox):
+    """Place a call, steer it (stream, say, keys, mute, earmuff, hang up) and watch what happens.
+
+    Options: `to` (number to call; default TO_NUMBER, or the sandbox's virtual phone), `ncco` (the
+    script for calls placed here: models/dicts, or a zero-argument callable returning them, which is
+    needed for WebSocket scripts since each call needs its own socket link), `answer_url`,
+    `max_events` (lines in the live log), `softphone` (sandbox: show the called phone beside the
+    panel; default True in sandbox mode), `follow_inbound` (take over new calls while idle).
+    """
+
+    def __init__(self, lab: Lab, *, to: str | None = None, ncco: Any = None, answer_url: str | None = None,
+                 max_events: int = 12, softphone: bool | None = None, follow_inbound: bool = True,
+                 waveform_seconds: float = 3.0):
+        self.lab = lab
+        self.ncco = ncco
+        self.answer_url = answer_url
+        self.follow_inbound = follow_inbound
+        self.call: Call | None = None
+        self.last_error: BaseException | None = None
+        self._recent: deque[Event] = deque(maxlen=max_events)
+        self._lock = threading.RLock()
+        self._placing = False
+        self._quiet = False  # True while the panel itself resets toggles (their observers stay still)
+        self._shown_recordings = -1
+        self._phone_feed: Callable[[], None] | None = None
+
+        default_to = to or lab.settings.to_number or (DEFAULT_PHONE if lab.mode == "sandbox" else "")
+        # -- dialling
+        self.to = widgets.Text(value=default_to, description="To", placeholder="447700900001",
+                               continuous_update=True, layout=widgets.Layout(width="260px"))
+        self.to_hint = widgets.HTML()
+        self.call_button = widgets.Button(description="Call", icon="phone", button_style="success",
+                                          tooltip="place a call to this number")
+        self.hangup_button = widgets.Button(description="Hang up", icon="phone-slash", button_style="danger",
+                                            tooltip="end the call")
+        self.status = widgets.Label(value="no call")
+        self.status.add_class("labkit-status")
+        self.call_label = widgets.HTML(value="")
+        # -- audio into the call
+        files = lab.audio_files()
+        self.stream_file = widgets.Dropdown(options=files, value=_pick(files), description="File",
+                                            layout=widgets.Layout(width="260px"))
+        self.stream_loop = widgets.IntText(value=0, description="Loop", tooltip="0 repeats until stopped",
+                                           layout=widgets.Layout(width="140px"))
+        self.stream_level = widgets.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.1, description="Level",
+                                                readout_format=".1f", layout=widgets.Layout(width="260px"))
+        self.stream_toggle = widgets.ToggleButton(value=False, description="Stream", icon="play",
+                                                  tooltip="start/stop streaming the file into the call")
+        self.say_text = widgets.Text(value="Hello from the labkit panel.", description="Say",
+                                     layout=widgets.Layout(width="360px"))
+        self.say_button = widgets.Button(description="Say", icon="comment", tooltip="text-to-speech into the call")
+        self.keypad, self.keys = keypad(self._press)
+        self.mute_toggle = widgets.ToggleButton(value=False, description="Mute", icon="microphone-slash",
+                                                tooltip="the other side stops hearing this call")
+        self.earmuff_toggle = widgets.ToggleButton(value=False, description="Earmuff", icon="deaf",
+                                                   tooltip="this call stops hearing the other side")
+        # -- what came back
+        self.events_html = widgets.HTML(value=_events_html([], None))
+        self.events_html.add_class("labkit-events")
+        self.waveform = LiveWaveform(seconds=waveform_seconds, title="call audio")
+        self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
+                                    layout=widgets.Layout(display="none"))
+        self.recordings_box = widgets.VBox([])
+        self.error = error_line()
+
+        self.to.observe(self._on_to_change, names="value")
+        self.call_button.on_click(self._on_call)
+        self.hangup_button.on_click(self._on_hangup)
+        self.stream_toggle.observe(self._on_stream_toggle, names="value")
+        self.say_button.on_click(self._on_say)
+        self.mute_toggle.observe(self._on_mute_toggle, names="value")
+        self.earmuff_toggle.observe(self._on_earmuff_toggle, names="value")
+        self._on_to_change({"new": self.to.value})
+
+        title = widgets.HTML(f"<b>labkit control panel</b> <small>({html.escape(lab.mode)} mode, "
+                             f"from {html.escape(str(lab.number))})</small>")
+        self.main = widgets.VBox([
+            title,
+            widgets.HBox([self.to, self.call_button, self.hangup_button]),
+            self.to_hint,
+            widgets.HBox([widgets.HTML("<b>Status:</b>&nbsp;"), self.status, self.call_label]),
+            widgets.HBox([self.stream_file, self.stream_loop]),
+            widgets.HBox([self.stream_level, self.stream_toggle]),
+            widgets.HBox([self.say_text, self.say_button]),
+            widgets.HBox([self.keypad, widgets.VBox([self.mute_toggle, self.earmuff_toggle])]),
+            self.error,
+            widgets.HTML("<b>Events</b> (newest last)"),
+            self.events_html,
+            widgets.HTML("<b>Live audio</b>"),
+            self.waveform,
+            widgets.HTML("<b>Recordings</b>"),
+            self.recordings_box,
+            self.player,
+        ], layout=widgets.Layout(width="560px", padding="6px", border="1px solid #ccc"))
+        self.main.add_class("labkit-panel")
+
+        self.softphone = None
+        if softphone is None:
+            softphone = lab.mode == "sandbox"
+        children: list[widgets.Widget] = [self.main]
+        if softphone and lab.mode == "sandbox":
+            from labkit.widgets.softphone import Softphone
+
+            number = validate.phone_number(self.to.value or DEFAULT_PHONE)
+            self.softphone = Softphone(lab, number)
+            children.append(self.softphone)
+        super().__init__(children=children, layout=widgets.Layout(align_items="flex-start", grid_gap="12px"))
+
+        for event in list(lab.events)[-max_events:]:
+            self._recent.append(event)
+        self._unsubscribe = lab.events.subscribe(self._on_event)
+        self._render_events()
+        self._refresh_recordings()
+
+    # -- which call ------------------------------------------------------------------------------
+    def attach(self, call: Call) -> None:
+        """Steer `call` from now on (the panel does this itself for calls it places)."""
+        with self._lock:
+            self.call = call
+            self._reset_toggles()
+            self.waveform.unfollow()
+            self._stop_phone_feed()
+            self.waveform.reset()
+        self.call_label.value = (f"&nbsp;<small><code>{html.escape(call.uuid[:8])}</code> "
+                                 f"{html.escape(call.direction)} {html.escape(str(call.to or ''))}</small>")
+        self._refresh_status()
+        self._follow_audio()
+        self._render_events()
+
+    def _require_call(self) -> Call:
+        call = self.call
+        if call is None:
+            raise InvalidInput("There is no call yet: press Call first (or pass a call to panel.attach(call)).")
+        if call.ended:
+            raise CallEndedError(f"The call has ended ({call.status}); press Call to place a new one.")
+        return call
+
+    # -- handlers (each runs through `guarded`) -------------------------------------------------------
+    def _on_to_change(self, change: dict) -> None:
+        text = str(change.get("new") or "")
+        try:
+            number = validate.phone_number(text, "number to call")
+        except InvalidInput as exc:
+            self.to_hint.value = f"<small style='{ERROR_STYLE}'>&#10007; {html.escape(str(exc))}</small>"
+            return
+        self.to_hint.value = f"<small style='{OK_STYLE}'>&#10003; will call {number}</small>"
+
+    @guarded
+    def _on_call(self, _button: Any = None) -> None:
+        number = validate.phone_number(self.to.value, "number to call")
+        self._refresh_files()
+        script = self.ncco() if callable(self.ncco) else self.ncco
+        self._placing = True
+        try:
+            call = self.lab.call(number, ncco=script, answer_url=self.answer_url)
+        finally:
+            self._placing = False
+        self.attach(call)
+
+    @guarded
+    def _on_hangup(self, _button: Any = None) -> None:
+        self._require_call().hangup()
+
+    @guarded
+    def _on_stream_toggle(self, change: dict) -> None:
+        if self._quiet:
+            return
+        try:
+            call = self._require_call()
+            if change["new"]:
+                if not self.stream_file.value:
+                    raise InvalidInput("No audio file to stream: put MP3/WAV files in the lab's audio folder "
+                                       "(lab.add_audio_dir(...)).")
+                call.stream(self.stream_file.value, loop=int(self.stream_loop.value),
+                            level=float(self.stream_level.value))
+                self.stream_toggle.icon = "stop"
+                self.stream_toggle.description = "Stop stream"
+            else:
+                call.stop_stream()
+                self._set_stream_idle()
+        except Exception:
+            self._set_quietly(self.stream_toggle, not change["new"])
+            raise
+
+    @guarded
+    def _on_say(self, _button: Any = None) -> None:
+        self._require_call().say(self.say_text.value)
+
+    @guarded
+    def _press(self, digit: str) -> None:
+        self._require_call().dtmf(digit)
+
+    @guarded
+    def _on_mute_toggle(self, change: dict) -> None:
+        self._toggle(change, self.mute_toggle, "mute", "unmute")
+
+    @guarded
+    def _on_earmuff_toggle(self, change: dict) -> None:
+        self._toggle(change, self.earmuff_toggle, "earmuff", "unearmuff")
+
+    def _toggle(self, change: dict, widget: widgets.ToggleButton, on: str, off: str) -> None:
+        if self._quiet:
+            return
+        try:
+            call = self._require_call()
+            getattr(call, on if change["new"] else off)()
+        except Exception:
+            self._set_quietly(widget, not change["new"])
+            raise
+
+    @guarded
+    def _play_recording(self, index: int) -> None:
+        recordings = self.lab.recordings
+        recording = recordings[index]
+        self.player.value = recording_wav(recording)
+        self.player.autoplay = True
+        self.player.layout.display = None
+
+    # -- toggles the panel resets itself --------------------------------------------------------------
+    def _set_quietly(self, widget: widgets.ToggleButton, value: bool) -> None:
+        self._quiet = True
+        try:
+            widget.value = value
+        finally:
+            self._quiet = False
+        if widget is self.stream_toggle and not value:
+            self._set_stream_idle()
+
+    def _set_stream_idle(self) -> None:
+        self.stream_toggle.icon = "play"
+        self.stream_toggle.description = "Stream"
+
+    def _reset_toggles(self) -> None:
+        for widget in (self.stream_toggle, self.mute_toggle, self.earmuff_toggle):
+            if widget.value:
+                self._set_quietly(widget, False)
+
+    def _refresh_files(self) -> None:
+        files = self.lab.audio_files()
+        if list(self.stream_file.options) != files:
+            current = self.stream_file.value
+            self.stream_file.options = files
+            self.stream_file.value = current if current in files else _pick(files)
+
+    # -- live updates (webhook and WebSocket threads) ---------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        try:
+            self._recent.append(event)
+            call = self.call
+            if call is None or call.ended:
+                self._maybe_follow(event)
+                call = self.call
+            if call is not None and event.uuid == call.uuid:
+                self._refresh_status()
+                if event.kind == "socket" and event.payload.get("event") == "websocket:connected":
+                    self._follow_audio()
+            if event.kind == "socket" and event.status == "socket-closed":
+                self._refresh_recordings()
+            self._render_events()
+        except Exception as exc:  # noqa: BLE001 - never break the webhook thread; say it in the panel
+            show_error(self, exc)
+
+    def _maybe_follow(self, event: Event) -> None:
+        """While idle, take over a call someone else started (an inbound call, another cell's call)."""
+        if not self.follow_inbound or self._placing or not event.uuid:
+            return
+        if event.kind != "answer" and not (event.kind == "event" and event.status == "started"):
+            return
+        if self.call is not None and self.call.uuid == event.uuid:
+            return
+        from labkit.calls import Call
+
+        call = self.lab.calls.get(event.uuid)
+        if call is None:
+            inbound = event.payload.get("direction", "inbound") == "inbound"
+            call = Call(self.lab, event.uuid, conversation_uuid=event.conversation_uuid,
+                        to=event.payload.get("from" if inbound else "to"),
+                        direction="inbound" if inbound else "outbound")
+        self.attach(call)
+
+    def _refresh_status(self) -> None:
+        call = self.call
+        if call is None:
+            self.status.value = "no call"
+            return
+        status = call.status or "placed"
+        self.status.value = status
+        if status in FINAL_STATUSES:
+            self._reset_toggles()
+            self._stop_phone_feed()
+
+    def _follow_audio(self) -> None:
+        """The waveform shows the call's WebSocket audio when it has one, else (sandbox) what the
+        called virtual phone hears."""
+        call = self.call
+        if call is None or self.lab.sockets is None:
+            return
+        sessions = [s for s in list(self.lab.sockets.sessions) if s.call_uuid == call.uuid and s.open]
+        if sessions:
+            self._stop_phone_feed()
+            self.waveform.follow(sessions[-1])
+            return
+        if self.lab.mode == "sandbox" and self._phone_feed is None and call.to:
+            self._phone_feed = _follow_phone(self.lab, call.to, self.waveform)
+
+    def _stop_phone_feed(self) -> None:
+        stop, self._phone_feed = self._phone_feed, None
+        if stop is not None:
+            stop()
+
+    def _render_events(self) -> None:
+        call = self.call
+        self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
+
+    def _refresh_recordings(self) -> None:
+        try:
+            recordings = self.lab.recordings
+        except LabkitError:
+            return
+        if len(recordings) == self._shown_recordings:
+            return
+        self._shown_recordings = len(recordings)
+        rows = []
+        for i, rec in enumerate(recordings):
+            button = widgets.Button(description=f"{i}: {rec.duration:.1f} s", icon="play",
+                                    tooltip=f"play recording {i} ({rec.path})",
+                                    layout=widgets.Layout(width="140px"))
+            button.on_click(lambda _b, i=i: self._play_recording(i))
+            call = (rec.call_uuid or "")[:8]
+            rows.append(widgets.HBox([button, widgets.Label(f"call {call}, {rec.rate} Hz")]))
+        self.recordings_box.children = rows or [widgets.Label("none yet (a WebSocket call makes one)")]
+
+    # -- cleanup -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop listening to the lab and close every inner widget."""
+        self._unsubscribe()
+        self._stop_phone_feed()
+        self.waveform.close()
+        if self.softphone is not None:
+            self.softphone.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        call = self.call.uuid[:8] if self.call else None
+        return f"<ControlPanel {self.lab.mode} call={call} status={self.status.value!r}>"
+
+
+def _pick(files: list[str]) -> str | None:
+    for preferred in ("music.mp3", "music.wav"):
+        if preferred in files:
+            return preferred
+    audible = [f for f in files if not f.startswith("silence")]
+    return (audible or files or [None])[0]
+
+
+def _events_html(events: list[Event], uuid: str | None) -> str:
+    """The last events, one line each, the current call's in bold."""
+    if not events:
+        return "<div style='font-family:monospace;font-size:12px;color:#888'>no events yet</div>"
+    lines = []
+    for e in events:
+        colour = KIND_COLOURS.get(e.kind, "#333")
+        weight = "bold" if uuid and e.uuid == uuid else "normal"
+        lines.append(f"<div style='color:{colour};font-weight:{weight};white-space:pre'>"
+                     f"{html.escape(e.summary())}</div>")
+    return ("<div style='font-family:monospace;font-size:12px;max-height:240px;overflow:auto;"
+            "border:1px solid #eee;padding:3px'>" + "".join(lines) + "</div>")
+
+
+def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
+    """Sandbox: feed `waveform` with what the virtual phone at `number` hears; returns a stop function."""
+    from labkit.widgets.softphone import follow_heard
+
+    try:
+        phone = lab.phone(number)
+    except Exception:  # noqa: BLE001 - not a virtual phone: nothing to show
+        return None
+    return follow_heard(phone, waveform, title=f"what {number} hears")

@@ -1,0 +1,103 @@
+"""The Lab facade in sandbox mode: idempotent start (also after reload), clean stop, calls, errors."""
+
+import importlib
+import socket
+import threading
+
+import pytest
+import requests
+
+import labkit
+from labkit.errors import AudioError, CallEndedError, CallNotAnsweredError, InvalidInput
+
+
+def test_start_is_idempotent_and_survives_reload(lab):
+    from labkit import Lab
+
+    assert Lab.start() is lab
+    import labkit.lab as lab_module
+
+    reloaded = importlib.reload(lab_module)
+    assert reloaded.Lab.start() is lab
+    importlib.reload(labkit)
+    assert labkit.Lab.start() is lab
+    assert sum(t.name == "labkit-lab" for t in threading.enumerate()) == 1
+
+
+def test_outbound_call_default_script_and_control(lab):
+    call = lab.call("447700900101")
+    call.wait_for("answered", timeout=10)
+    assert call.info().status == "answered"
+    call.say("Testing one two")
+    call.stream("music.mp3", loop=0, level=0.2)
+    call.stop_stream()
+    call.dtmf("12#")
+    call.mute()
+    call.unmute()
+    call.earmuff()
+    call.unearmuff()
+    call.hangup()
+    call.wait_for("completed", timeout=10)
+    statuses = call.events.statuses()
+    assert statuses[:3] == ["started", "ringing", "answered"] and statuses[-1] == "completed"
+
+
+def test_control_before_answer_and_after_end_are_explained(lab):
+    phone = lab.phone("447700900102")
+    phone.set(answer_after=30)
+    call = lab.call("447700900102")
+    call.wait_for("ringing", timeout=10)
+    with pytest.raises(CallNotAnsweredError, match="not answered yet"):
+        call.stream("music.mp3")
+    call.hangup()
+    lab.events.wait_for(lambda e: e.status in ("cancelled", "completed", "unanswered", "timeout"),
+                        uuid=call.uuid, timeout=10)
+    with pytest.raises(CallEndedError, match="already over"):
+        call.say("anyone there?")
+    phone.set(answer_after=1)
+
+
+def test_audio_urls_and_errors(lab):
+    url = lab.audio_url("music.mp3")
+    assert url.startswith(lab.public_url) and url.endswith("/audio/music.mp3")
+    assert requests.get(url, timeout=5).headers["Content-Type"] == "audio/mpeg"
+    assert lab.audio_url("https://cdn.test/x.mp3") == "https://cdn.test/x.mp3"
+    with pytest.raises(AudioError, match="Available: .*music.mp3"):
+        lab.audio_url("nope.mp3")
+    with pytest.raises(InvalidInput, match="E.164"):
+        lab.call("0770090")
+
+
+def test_inbound_call_reaches_answer_handler(fresh):
+    lab = fresh
+    seen = {}
+
+    @lab.on_answer
+    def answer(fields):
+        seen.update(fields)
+        return [labkit.ncco.talk("Welcome")]
+
+    lab.sandbox.dial("447700900103")
+    call = lab.wait_for_call(timeout=10)
+    assert call.direction == "inbound" and call.to == "447700900103"
+    assert seen["from"] == "447700900103" and seen["to"] == lab.number
+    assert seen["uuid"] == call.uuid and seen["conversation_uuid"]
+    call.wait_for("completed", timeout=20)
+
+
+def test_stop_frees_port_and_threads(tmp_path, monkeypatch):
+    """A second, private lab (the shared one keeps running): stop closes everything it opened."""
+    from labkit.lab import Lab, running_lab
+
+    shared = running_lab()
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    # bypass the registry so that a second lab can start beside the shared one
+    other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
+    other._start()
+    port, sandbox_port = other.port, int(other.sandbox.api_host.rsplit(":", 1)[1])
+    other.stop()
+    other.stop()
+    for p in (port, sandbox_port):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))  # would raise if anything still listened
+    assert running_lab() is shared

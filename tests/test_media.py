@@ -1,0 +1,666 @@
+"""labkit.media: decoding, framing, pacing, crash-safe recording and the Recording object."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pytest
+import soundfile as sf
+
+from labkit.errors import AudioError, InvalidInput, SocketError
+from labkit.media import audio, frames, plots
+from labkit.media.audio import as_int16, load, probe, resample, silence, tone
+from labkit.media.frames import (
+    content_type,
+    frame_bytes,
+    frame_samples,
+    from_frames,
+    parse_content_type,
+    to_frames,
+)
+from labkit.media.pacer import PacedSender, PacingStats
+from labkit.media.recorder import WavRecorder
+from labkit.media.recording import Recording
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIO = REPO / "audio"
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    x = samples.astype(np.float64) * np.hanning(samples.size)
+    spectrum = np.abs(np.fft.rfft(x))
+    return float(np.argmax(spectrum) * rate / samples.size)
+
+
+def read_wave(path: Path) -> tuple[np.ndarray, int]:
+    """Read with Python's own wave module: the strictest reader of WAV headers around."""
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16), w.getframerate()
+
+
+# ------------------------------------------------------------------------------------------ load
+
+
+@pytest.mark.parametrize("name", ["music", "prompt", "silence"])
+def test_committed_samples_load_as_int16_mono_at_16k(name: str) -> None:
+    wav = load(AUDIO / f"{name}.wav", 16000)
+    mp3 = load(AUDIO / f"{name}.mp3", 16000)
+    for x in (wav, mp3):
+        assert x.dtype == np.int16 and x.ndim == 1
+    assert abs(mp3.size - wav.size) <= 0.01 * wav.size
+    if name == "silence":
+        assert not wav.any()
+        assert np.abs(mp3).max() < 50
+    else:
+        assert Recording(mp3, 16000).correlate((wav, 16000)) > 0.95
+
+
+def test_committed_files_are_small_and_playable() -> None:
+    names = ["music.wav", "music.mp3", "prompt.wav", "prompt.mp3", "silence.wav", "silence.mp3", "beep.wav"]
+    for name in names:
+        info = probe(AUDIO / name)
+        assert info.playable, info
+        assert (info.rate, info.channels) == (16000, 1)
+        assert (AUDIO / name).stat().st_size < 200_000
+    beep = load(AUDIO / "beep.wav", 16000)
+    assert abs(dominant_hz(beep, 16000) - 1000) < 10
+
+
+def test_stereo_44k_wav_is_mixed_to_mono_and_resampled(tmp_path: Path) -> None:
+    t = np.arange(44100) / 44100
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, left], axis=1), 44100, subtype="PCM_16")
+    x = load(path, 16000)
+    assert x.dtype == np.int16 and x.shape == (16000,)
+    assert abs(dominant_hz(x, 16000) - 440) < 2
+    assert 0.3 < np.abs(x).max() / 32767 < 0.55
+
+    # Opposite channels cancel: proves a real mix rather than "take the left channel".
+    sf.write(path, np.stack([left, -left], axis=1), 44100, subtype="PCM_16")
+    assert np.abs(load(path, 16000)).max() <= 2
+
+
+def test_mp3_file_stereo_decodes_and_resamples(tmp_path: Path) -> None:
+    t = np.arange(2 * 44100) / 44100
+    sig = 0.4 * np.sin(2 * np.pi * 1000 * t)
+    path = tmp_path / "tone.mp3"
+    sf.write(path, np.stack([sig, sig], axis=1), 44100, format="MP3", bitrate_mode="CONSTANT")
+    x = load(path, 8000)
+    assert x.dtype == np.int16 and abs(x.size - 16000) < 160
+    assert abs(dominant_hz(x, 8000) - 1000) < 5
+
+
+def test_bytes_tuple_and_recording_like_sources(tmp_path: Path) -> None:
+    from_path = load(AUDIO / "prompt.wav", 16000)
+    assert np.array_equal(load((AUDIO / "prompt.wav").read_bytes(), 16000), from_path)
+    assert np.array_equal(load(bytearray((AUDIO / "prompt.wav").read_bytes()), 16000), from_path)
+    assert np.array_equal(load(str(AUDIO / "prompt.wav"), 16000), from_path)
+
+    ints = tone(300, 0.5, 8000)
+    assert np.array_equal(load((ints, 8000), 8000), ints)
+    floats = ints / 32767.0
+    assert np.abs(load((floats, 8000), 8000).astype(int) - ints).max() <= 1
+    up = load((ints, 8000), 16000)
+    assert up.size == 2 * ints.size and abs(dominant_hz(up, 16000) - 300) < 3
+    assert np.array_equal(load(SimpleNamespace(samples=ints, rate=8000), 8000), ints)
+    assert load(Recording(ints, 8000), 24000).size == 3 * ints.size
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="nope.wav.*does not exist"):
+        load(tmp_path / "nope.wav", 16000)
+    with pytest.raises(AudioError, match="URL"):
+        load("https://example.invalid/a.mp3", 16000)
+
+
+@pytest.mark.parametrize(
+    ("filename", "writer", "words"),
+    [
+        ("notes.flac", lambda p: p.write_text("this is not audio"), "MP3 or 16-bit PCM WAV"),
+        ("loop.ogg", lambda p: sf.write(p, np.zeros(1600), 16000, format="OGG", subtype="VORBIS"), "OGG"),
+        ("deep.wav", lambda p: sf.write(p, np.zeros(1600), 16000, subtype="PCM_24"), "24-bit"),
+        ("float.wav", lambda p: sf.write(p, np.zeros(1600), 16000, subtype="FLOAT"), "32-bit float"),
+    ],
+)
+def test_unsupported_files_raise_with_the_name_and_what_works(tmp_path: Path, filename, writer, words) -> None:
+    path = tmp_path / filename
+    writer(path)
+    with pytest.raises(AudioError) as err:
+        load(path, 16000)
+    assert filename in str(err.value)
+    assert words in str(err.value)
+    assert "WAV" in str(err.value)
+    info = probe(path)
+    assert not info.playable and words.split()[0] in info.reason
+
+
+def test_garbage_and_empty_bytes_raise_audio_error() -> None:
+    with pytest.raises(AudioError, match="MP3 or 16-bit PCM WAV"):
+        load(b"\x00\x01garbage" * 100, 16000)
+    with pytest.raises(AudioError, match="empty"):
+        load(b"", 16000)
+
+
+def test_bad_arguments_raise_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="sample rate"):
+        load(np.zeros(10, dtype=np.int16), 16000)
+    with pytest.raises(InvalidInput, match="rate"):
+        load(AUDIO / "beep.wav", 0)
+    with pytest.raises(InvalidInput):
+        load(12345, 16000)
+    with pytest.raises(InvalidInput, match="int16 range"):
+        as_int16(np.array([70000], dtype=np.int32))
+
+
+def test_8bit_and_ulaw_wavs_are_accepted_like_the_platform(tmp_path: Path) -> None:
+    src = tone(500, 0.2, 8000, level=0.5)
+    for subtype in ("PCM_U8", "ULAW"):
+        path = tmp_path / f"{subtype}.wav"
+        sf.write(path, src, 8000, subtype=subtype)
+        assert probe(path).playable
+        x = load(path, 8000)
+        assert x.size == src.size and np.abs(x.astype(int) - src).max() < 1200
+
+
+# ------------------------------------------------------------------------------------- resample
+
+
+@pytest.mark.parametrize(("a", "b"), [(8000, 16000), (16000, 8000), (44100, 16000), (48000, 24000), (16000, 24000)])
+def test_resample_lengths_and_frequency(a: int, b: int) -> None:
+    x = tone(440, 1.0, a)
+    y = resample(x, a, b)
+    assert y.dtype == np.int16 and y.size == b
+    assert abs(dominant_hz(y, b) - 440) < 2
+
+
+def test_resample_keeps_float_dtype_identity_and_clips() -> None:
+    x = tone(440, 0.1, 16000)
+    assert resample(x, 16000, 16000) is x
+    f = (x / 32768).astype(np.float32)
+    assert resample(f, 16000, 8000).dtype == np.float32
+    # A full-scale square wave overshoots when filtered: it must clip, not wrap to negative.
+    square = np.repeat(np.array([32767, -32768] * 20, dtype=np.int16), 200)
+    up = resample(square, 16000, 24000)
+    assert up.max() == 32767 and up.min() == -32768
+    # 200-sample blocks become 300: the middle of the first + block stays +, of the - block stays -.
+    assert (up[100:200] > 30000).all() and (up[400:500] < -30000).all()
+    assert resample(np.zeros(0, dtype=np.int16), 16000, 8000).size == 0
+
+
+def test_tone_and_silence() -> None:
+    t = tone(1000, 0.5, 16000, level=0.25)
+    assert t.dtype == np.int16 and t.size == 8000
+    assert abs(np.abs(t).max() - 0.25 * 32767) <= 1
+    assert abs(dominant_hz(t, 16000) - 1000) < 3
+    s = silence(2, 8000)
+    assert s.dtype == np.int16 and s.size == 16000 and not s.any()
+    with pytest.raises(InvalidInput):
+        tone(5000, 1, 8000)
+
+
+def test_probe_reports_format_and_reasons(tmp_path: Path) -> None:
+    info = probe(AUDIO / "music.mp3")
+    assert (info.format, info.subtype, info.playable, info.reason) == ("MP3", "MPEG_LAYER_III", True, "")
+    assert 5.9 < info.duration < 6.1
+    garbage = tmp_path / "x.wav"
+    garbage.write_bytes(os.urandom(2000))
+    bad = probe(garbage)
+    assert not bad.playable and bad.format == "unknown" and "MP3" in bad.reason
+    with pytest.raises(AudioError, match="does not exist"):
+        probe(tmp_path / "missing.mp3")
+    assert "ok" in str(info)
+
+
+# ---------------------------------------------------------------------------------------- frames
+
+
+def test_frame_sizes_and_content_types() -> None:
+    assert [frame_bytes(r) for r in frames.RATES] == [320, 640, 960]
+    assert [frame_samples(r) for r in frames.RATES] == [160, 320, 480]
+    assert content_type(16000) == "audio/l16;rate=16000"
+    with pytest.raises(InvalidInput, match="8000, 16000, 24000"):
+        frame_bytes(44100)
+
+
+@pytest.mark.parametrize(
+    "text", ["audio/l16;rate=16000", "Audio/L16; rate=16000", "  AUDIO/l16 ; Rate = 16000 ", "audio/L16;RATE=16000"]
+)
+def test_parse_content_type_is_tolerant(text: str) -> None:
+    assert parse_content_type(text) == 16000
+
+
+@pytest.mark.parametrize("text", ["audio/l16;rate=44100", "audio/pcm;rate=16000", "audio/l16", "", None, 16000])
+def test_parse_content_type_rejects_others_naming_allowed(text: object) -> None:
+    with pytest.raises(SocketError, match="audio/l16;rate=8000, audio/l16;rate=16000, audio/l16;rate=24000"):
+        parse_content_type(text)
+
+
+@pytest.mark.parametrize("rate", frames.RATES)
+def test_frames_round_trip_and_padding(rate: int) -> None:
+    x = tone(440, 0.105, rate)  # not a whole number of frames
+    fr = to_frames(x, rate)
+    assert len(fr) == -(-x.size // frame_samples(rate))
+    assert all(len(f) == frame_bytes(rate) for f in fr)
+    back = from_frames(fr)
+    assert back.dtype == np.int16
+    assert np.array_equal(back[: x.size], x) and not back[x.size :].any()
+    assert to_frames(np.zeros(0, dtype=np.int16), rate) == []
+
+
+def test_frames_are_little_endian_and_reject_odd_bytes() -> None:
+    fr = to_frames(np.array([1, -2], dtype=np.int16), 8000)
+    assert fr[0][:4] == b"\x01\x00\xfe\xff"
+    assert from_frames([b"\x01\x00", bytearray(b"\x02\x00")]).tolist() == [1, 2]
+    with pytest.raises(SocketError, match="odd"):
+        from_frames([b"\x01\x00\x02"])
+
+
+# ----------------------------------------------------------------------------------------- pacer
+
+
+class Sink:
+    """A send() that records frames and when they arrived."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.times: list[float] = []
+
+    def __call__(self, frame: bytes) -> None:
+        self.times.append(time.monotonic())
+        self.frames.append(frame)
+
+
+@pytest.mark.parametrize("rate", frames.RATES)
+def test_pacer_sends_exact_frames_in_order(rate: int) -> None:
+    sink = Sink()
+    x = tone(440, 0.3, rate)
+    with PacedSender(sink, rate) as pacer:
+        handle = pacer.play(x)
+        assert handle.frames_total == 15
+        assert handle.wait(5) and handle.ok
+    assert sink.frames == to_frames(x, rate)
+    # 14 gaps of 20 ms; a burst would take ~0 s (upper bounds are left out: CI machines are slow)
+    assert sink.times[-1] - sink.times[0] > 0.2
+
+
+def test_pacer_plays_queue_in_order_with_echo_and_paths() -> None:
+    sink = Sink()
+    a, b = tone(300, 0.1, 16000), tone(600, 0.06, 16000)
+    echo = b"\x07\x00" * 320
+    with PacedSender(sink, 16000) as pacer:
+        ha = pacer.play(a)
+        assert pacer.echo(echo)
+        hb = pacer.play(b.astype(np.float32) / 32767, rate=16000)
+        hc = pacer.play(AUDIO / "beep.wav")
+        assert pacer.queued >= 1 + 3 + 13 - 2
+        assert hc.wait(5) and ha.ok and hb.ok
+        assert pacer.stats.frames_sent == 5 + 1 + 3 + 13
+        with pytest.raises(SocketError, match="640 bytes"):
+            pacer.echo(b"\x00" * 100)
+        with pytest.raises(InvalidInput, match="rate="):
+            pacer.play(AUDIO / "beep.wav", rate=8000)
+    expected = to_frames(a, 16000) + [echo] + to_frames(load((b, 16000), 16000), 16000)
+    assert sink.frames[:9] == expected
+    assert sink.frames[9:] == to_frames(load(AUDIO / "beep.wav", 16000), 16000)
+
+
+def test_pacer_clear_drops_queued_audio() -> None:
+    sink = Sink()
+    with PacedSender(sink, 16000) as pacer:
+        handle = pacer.play(silence(120, 16000))  # 6000 frames: more than the platform buffers
+        assert pacer.queued > pacer.max_queued_frames
+        while not sink.frames:
+            time.sleep(0.005)
+        dropped = pacer.clear()
+        assert dropped > 5900 and pacer.queued == 0
+        assert handle.done.is_set() and handle.cancelled and not handle.ok
+        count = len(sink.frames)
+        time.sleep(0.1)
+        assert len(sink.frames) <= count + 1  # at most the frame already in flight
+        again = pacer.play(tone(440, 0.04, 16000))
+        assert again.wait(5) and again.ok
+        other = pacer.play(silence(10, 16000))
+        assert other.cancel() > 400 and other.cancelled
+
+
+def test_pacer_close_stops_thread_and_is_idempotent() -> None:
+    sink = Sink()
+    pacer = PacedSender(sink, 8000)
+    handle = pacer.play(silence(5, 8000))
+    time.sleep(0.05)
+    pacer.close()
+    assert not pacer.running
+    assert handle.done.is_set() and handle.cancelled
+    pacer.close()
+    with pytest.raises(SocketError, match="closed"):
+        pacer.play(silence(1, 8000))
+    count = len(sink.frames)
+    time.sleep(0.06)
+    assert len(sink.frames) == count
+
+
+def test_pacer_stops_cleanly_when_send_raises() -> None:
+    calls = []
+
+    def send(frame: bytes) -> None:
+        calls.append(frame)
+        if len(calls) == 3:
+            raise ConnectionResetError("socket closed")
+
+    pacer = PacedSender(send, 16000)
+    first = pacer.play(silence(0.2, 16000))
+    second = pacer.play(silence(0.2, 16000))
+    assert first.wait(5) and second.wait(5)
+    assert isinstance(first.error, ConnectionResetError) and second.error is first.error
+    assert isinstance(pacer.error, ConnectionResetError)
+    pacer._thread.join(2)
+    assert not pacer.running
+    time.sleep(0.06)
+    assert len(calls) == 3  # no retry loop, no spinning
+    with pytest.raises(SocketError, match="sending failed"):
+        pacer.play(silence(0.1, 16000))
+    pacer.close()
+
+
+def test_pacer_echo_queue_is_bounded() -> None:
+    release = threading.Event()
+    pacer = PacedSender(lambda frame: release.wait(5), 8000, max_queued_frames=5)
+    try:
+        results = [pacer.echo(b"\x00" * 320) for _ in range(12)]
+        assert results[:5] == [True] * 5 and results[-1] is False
+        assert pacer.stats.dropped == results.count(False) >= 6
+        assert pacer.queued <= 5
+    finally:
+        release.set()
+        pacer.close()
+
+
+class FakeTime:
+    """A simulated clock: sleep() advances it instantly, send() can take simulated time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sent: list[float] = []
+        self.cost: dict[int, float] = {}
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append(self.now)
+        self.now += self.cost.get(len(self.sent), 0.004)  # every send takes 4 ms, some longer
+
+
+def run_fake(cost: dict[int, float], frames_n: int = 60) -> tuple[np.ndarray, PacedSender]:
+    fake = FakeTime()
+    fake.cost = cost
+    pacer = PacedSender(fake.send, 16000, clock=fake.clock, sleep=fake.sleep)
+    assert pacer.play(silence(frames_n * 0.02, 16000)).wait(5)
+    pacer.close()
+    return np.array(fake.sent), pacer
+
+
+def test_schedule_is_absolute_so_send_time_does_not_accumulate() -> None:
+    sent, pacer = run_fake({})
+    gaps = np.diff(sent)
+    assert np.allclose(gaps, 0.02, atol=1e-9)  # 4 ms per send is absorbed, not added
+    assert abs(pacer.stats.drift_ms) < 1e-6 and pacer.stats.resyncs == 0
+
+
+def test_small_stall_catches_up_and_big_stall_resyncs_without_burst() -> None:
+    sent, pacer = run_fake({10: 0.045})  # 45 ms stall: behind by ~2 frames
+    assert pacer.stats.resyncs == 0
+    assert abs((sent[-1] - sent[0]) - 59 * 0.02) < 1e-6  # back on the original schedule
+    sent, pacer = run_fake({10: 0.5})  # half a second lost
+    assert pacer.stats.resyncs == 1
+    gaps = np.diff(sent)
+    assert gaps[9] == pytest.approx(0.5) and np.allclose(np.delete(gaps, 9), 0.02, atol=1e-9)  # no burst
+
+
+def test_pacing_stats_figures() -> None:
+    s = PacingStats(np.array([0.0, 0.02, 0.041, 0.06]), 4, 0, 0)
+    assert np.allclose(s.intervals_ms, [20, 21, 19])
+    assert s.jitter_ms(50) == pytest.approx(1.0)
+    assert s.drift_ms == pytest.approx(0.0, abs=1e-9)
+    assert "jitter" in s.summary()
+
+
+# -------------------------------------------------------------------------------------- recorder
+
+
+def test_recorder_header_is_valid_before_close(tmp_path: Path) -> None:
+    path = tmp_path / "calls" / "live.wav"
+    rec = WavRecorder(path, 16000)
+    data = tone(440, 0.2, 16000)
+    for f in to_frames(data, 16000):
+        rec.write(f)
+    samples, rate = read_wave(path)  # the file is still open
+    assert rate == 16000 and np.array_equal(samples, data)
+    rec.write_samples(np.full(100, 0.5))
+    assert (rec.frames_written, rec.samples_written) == (10, 3300)
+    assert read_wave(path)[0].size == 3300
+    rec.close()
+    rec.close()
+    with pytest.raises(AudioError, match="closed"):
+        rec.write(b"\x00\x00")
+    with WavRecorder(tmp_path / "x.wav", 8000) as rec2, pytest.raises(InvalidInput, match="odd"):
+        rec2.write(b"\x00\x00\x00")
+
+
+def test_recorder_is_thread_safe(tmp_path: Path) -> None:
+    path = tmp_path / "threads.wav"
+    with WavRecorder(path, 8000) as rec:
+
+        def writer(value: int) -> None:
+            for _ in range(200):
+                rec.write(np.full(160, value, dtype=np.int16).tobytes())
+
+        threads = [threading.Thread(target=writer, args=(v,)) for v in (1, 2, 3, 4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert rec.frames_written == 800
+    samples, _ = read_wave(path)
+    blocks = samples.reshape(800, 160)
+    assert (blocks == blocks[:, :1]).all()  # frames never interleave mid-frame
+    assert sorted(np.bincount(blocks[:, 0])[1:].tolist()) == [200] * 4
+
+
+CHILD = r"""
+import sys
+import numpy as np
+from labkit.media.recorder import WavRecorder
+
+rec = WavRecorder(sys.argv[1], 16000)
+i = 0
+while True:
+    rec.write(np.full(320, i, dtype=np.int16).tobytes())
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def test_recording_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "killed.wav"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env
+    )
+    last = -1
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            last = int(line)
+            if last >= 300:
+                break
+        os.kill(child.pid, signal.SIGKILL)  # while it keeps writing
+    finally:
+        child.kill()
+        child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert last >= 300
+    samples, rate = read_wave(path)
+    assert rate == 16000
+    assert samples.size % 320 == 0 and samples.size >= (last + 1) * 320
+    blocks = samples.reshape(-1, 320)
+    assert np.array_equal(blocks[:, 0], np.arange(blocks.shape[0]))
+    assert (blocks == blocks[:, :1]).all()
+
+
+# ------------------------------------------------------------------------------------- Recording
+
+
+def test_recording_from_samples_and_metadata() -> None:
+    x = tone(440, 1.5, 16000, level=0.5)
+    rec = Recording(x, 16000, call_uuid="c-1", label="greeting", frames_received=75)
+    assert rec.rate == 16000 and rec.duration == 1.5 and rec.path is None and len(rec) == 24000
+    assert rec.samples is x
+    assert rec.rms() == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)
+    part = rec.segment(0.5, 1.0)
+    assert part.duration == pytest.approx(0.5) and part.call_uuid == "c-1" and "0.50-1.00" in part.label
+    assert rec.segment(1.0, 99).duration == pytest.approx(0.5)
+    assert Recording(silence(1, 8000), 8000).rms() == 0.0
+    with pytest.raises(InvalidInput):
+        rec.segment(1.0, 0.5)
+    with pytest.raises(InvalidInput, match="rate"):
+        Recording(x)
+    assert "greeting" in repr(rec) and "1.50 s" in repr(rec)
+    assert Recording(x / 32767.0, 16000).samples.dtype == np.int16
+
+
+def test_recording_from_path_is_lazy_and_follows_a_growing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="does not exist"):
+        Recording(tmp_path / "none.wav")
+    path = tmp_path / "growing.wav"
+    with WavRecorder(path, 16000) as rec:
+        rec.write_samples(tone(440, 0.5, 16000))
+        r = Recording(path, call_uuid="abc")
+        assert r._samples is None  # nothing read yet
+        assert r.duration == pytest.approx(0.5) and r._samples is None
+        assert r.samples.size == 8000
+        rec.write_samples(tone(440, 0.5, 16000))
+        time.sleep(0.01)  # coarse mtime filesystems: size changed anyway
+        assert r.samples.size == 16000
+    mp3 = Recording(AUDIO / "music.mp3")
+    assert mp3.rate == 16000 and mp3.samples.dtype == np.int16
+
+
+def test_recording_save_round_trips(tmp_path: Path) -> None:
+    x = tone(700, 0.4, 8000)
+    rec = Recording(x, 8000)
+    out = rec.save(tmp_path / "sub" / "out.wav")
+    samples, rate = read_wave(out)
+    assert rate == 8000 and np.array_equal(samples, x)
+    mp3 = rec.save(tmp_path / "out.mp3")
+    assert probe(mp3).format == "MP3"
+    assert Recording(mp3).correlate(rec) > 0.9
+
+
+def test_play_is_not_normalised() -> None:
+    from IPython.display import Audio
+
+    quiet = Recording(tone(440, 0.2, 16000, level=0.01), 16000)
+    player = quiet.play()
+    assert isinstance(player, Audio)
+    with wave.open(io.BytesIO(player.data)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.abs(data).max() < 0.02 * 32767  # normalize=True would have scaled it to full scale
+    with pytest.raises(AudioError, match="empty"):
+        Recording(np.zeros(0, dtype=np.int16), 16000).play()
+
+
+def test_plot_returns_figure_and_bounds_points_for_long_audio() -> None:
+    from matplotlib.figure import Figure
+
+    rec = Recording(load(AUDIO / "music.wav", 16000), 16000, label="music")
+    fig = rec.plot()
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert "music" in fig.axes[0].get_title(loc="left")
+
+    ten_minutes = Recording(np.tile(rec.samples, 100), 16000)
+    fig = ten_minutes.plot()
+    band = fig.axes[0].collections[0]  # the min/max envelope
+    assert len(band.get_paths()[0].vertices) < 5 * plots.MAX_COLUMNS
+    image = fig.axes[1].images[0].get_array()
+    assert image.shape[1] <= 1000
+    fig.savefig(io.BytesIO(), format="png")
+
+    import matplotlib.pyplot as plt
+
+    own_fig, own_ax = plt.subplots()
+    assert rec.plot(ax=own_ax) is own_fig
+    plt.close(own_fig)
+
+
+def test_envelope_keeps_peaks() -> None:
+    x = np.zeros(1_000_003, dtype=np.int16)
+    x[123_457] = 30000
+    x[-1] = -30000
+    idx, mins, maxs = plots.envelope(x, 1000)
+    assert mins.size <= 1001 and maxs.max() == 30000 and mins.min() == -30000
+    assert idx[np.argmax(maxs)] <= 123_457 < idx[np.argmax(maxs)] + 1001
+
+
+def test_notebook_display() -> None:
+    rec = Recording(tone(440, 0.5, 16000), 16000, call_uuid="uuid-1", label="hello <b>")
+    page = rec._repr_html_()
+    assert "<table>" in page and "uuid-1" in page and "hello &lt;b&gt;" in page
+    assert "data:image/png;base64," in page and "<audio" in page
+
+
+def test_correlate_finds_music_with_offset_and_rejects_noise() -> None:
+    music = load(AUDIO / "music.wav", 16000)
+    heard = np.concatenate([silence(1.3, 16000), (music * 0.3).astype(np.int16), silence(0.5, 16000)])
+    rng = np.random.default_rng(1)
+    heard = heard + rng.normal(0, 100, heard.size).astype(np.int16)
+    rec = Recording(heard, 16000)
+    score, offset = rec.find(AUDIO / "music.wav")
+    assert score > 0.95 and offset == pytest.approx(1.3, abs=0.001)
+    assert rec.correlate(AUDIO / "music.mp3") > 0.9
+    assert rec.correlate((music, 16000)) > 0.95
+    # A recording shorter than the reference (it heard a part) still matches.
+    part = Recording(music[32000:64000], 16000)
+    score, offset = part.find(AUDIO / "music.wav")
+    assert score > 0.99 and offset == pytest.approx(-2.0, abs=0.001)
+    noise = Recording(rng.normal(0, 3000, 16000 * 8).astype(np.int16), 16000)
+    assert noise.correlate(AUDIO / "music.wav") < 0.2
+    assert Recording(silence(3, 16000), 16000).correlate(AUDIO / "music.wav") == 0.0
+    assert rec.correlate(AUDIO / "prompt.wav") < 0.5
+
+
+def test_frame_timing_plot() -> None:
+    times = np.arange(500) * 0.02 + np.random.default_rng(0).normal(0, 0.0005, 500)
+    fig = plots.frame_timing_plot(times)
+    assert len(fig.axes) == 2 and "500 frames" in fig.axes[0].get_title(loc="left")
+    long = plots.frame_timing_plot(np.arange(20000) * 0.02)
+    assert long.axes[0].collections  # enveloped
+    with pytest.raises(InvalidInput):
+        plots.frame_timing_plot([1.0])
+
+
+def test_media_package_exports_lazily() -> None:
+    code = "import sys, labkit.media as m; assert 'soundfile' not in sys.modules; assert m.Recording; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+    assert audio.SUPPORTED.startswith("MP3")

@@ -1,0 +1,199 @@
+"""The control panel and softphone, driven headless against a real sandbox lab (no browser).
+
+Clicking in plain Python (`button.click()`, `toggle.value = True`) runs exactly the handlers a
+browser click runs; the assertions read widget values, which is what a browser would render.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from labkit.widgets import ControlPanel, LiveWaveform
+from labkit.widgets.waveform import png_bytes, render_waveform
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def make_panel(fresh) -> Iterator[Callable[..., ControlPanel]]:
+    """Build panels on the shared sandbox lab; close them and give their phones back afterwards."""
+    made: list[ControlPanel] = []
+
+    def make(**kwargs) -> ControlPanel:
+        p = fresh.panel(**kwargs)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+        if p.softphone is not None:
+            p.softphone.phone.set(outcome="answer")
+        if p.call is not None and not p.call.ended:
+            try:
+                p.call.hangup()
+            except Exception:  # noqa: BLE001 - already over
+                pass
+
+
+# -- pure parts ------------------------------------------------------------------------------------------
+def test_png_encoder_and_waveform_render():
+    png = render_waveform((np.sin(np.arange(8000) / 5) * 16000).astype(np.int16), width=200, height=50)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IHDR" in png and png.endswith(b"IEND\xaeB`\x82")
+    assert png_bytes(np.zeros((2, 3, 3), np.uint8))[16:24] == (3).to_bytes(4, "big") + (2).to_bytes(4, "big")
+    assert render_waveform(np.zeros(0, np.int16)) != png  # empty audio still draws (the axis)
+
+
+def test_live_waveform_throttles_redraws_and_changes_image():
+    w = LiveWaveform(seconds=1.0, rate=16000, fps=5)
+    try:
+        blank = w.image.value
+        frame = (np.full(320, 12000, np.int16)).tobytes()
+        for _ in range(200):  # 4 s of frames as fast as possible
+            w.feed(frame)
+        wait_until(lambda: w.renders >= 1, 3, "a redraw")
+        time.sleep(0.5)
+        assert 1 <= w.renders <= 5  # throttled: not one redraw per frame
+        assert w.image.value != blank
+        assert "peak -9 dBFS" in w.caption.value
+    finally:
+        w.close()
+
+
+# -- the panel -----------------------------------------------------------------------------------------
+def test_panel_call_stream_events_and_hang_up(make_panel, fresh):
+    p = make_panel(to="447700900201")
+    phone = p.softphone.phone
+    assert p.status.value == "no call" and "will call 447700900201" in p.to_hint.value
+    p.call_button.click()
+    assert p.error.value == "", p.error.value
+    wait_until(lambda: p.softphone.state.value == "ringing", what="the softphone to ring")
+    assert not p.softphone.answer_button.disabled
+    p.softphone.answer_button.click()
+    wait_until(lambda: p.status.value == "answered", what="'answered' in the status label")
+    assert p.softphone.state.value == "answered"
+    assert "answered" in p.events_html.value
+
+    renders = p.waveform.renders
+    p.stream_file.value = "music.wav"
+    p.stream_toggle.value = True
+    assert p.error.value == "", p.error.value
+    assert p.stream_toggle.description == "Stop stream"
+    wait_until(lambda: "stream-started" in p.events_html.value, what="stream-started in the event log")
+    wait_until(lambda: p.waveform.renders > renders + 1, what="the waveform to redraw")
+    time.sleep(0.3)
+    p.stream_toggle.value = False
+    assert p.error.value == "", p.error.value
+    wait_until(lambda: "stream-stopped" in p.events_html.value, what="stream-stopped in the event log")
+
+    p.say_button.click()
+    p.keys["5"].click()
+    p.mute_toggle.value = True
+    p.mute_toggle.value = False
+    p.earmuff_toggle.value = True
+    assert p.error.value == "", p.error.value
+    p.hangup_button.click()
+    wait_until(lambda: p.status.value == "completed", what="'completed' in the status label")
+    assert not p.earmuff_toggle.value  # reset when the call ended
+    wait_until(lambda: p.softphone.state.value == "idle", what="the softphone to go idle")
+    wait_until(lambda: bytes(p.softphone.player.value[:4]) == b"RIFF", what="the phone's heard audio")
+    heard = phone.heard_in(p.call.uuid)
+    assert heard.duration > 0.5 and np.abs(heard.samples).max() > 1000  # it heard the music
+
+
+def test_invalid_number_shows_an_error_not_an_exception(make_panel):
+    p = make_panel(to="447700900202")
+    p.to.value = "0123"
+    assert "not a valid" in p.to_hint.value and "#b00020" in p.to_hint.value
+    p.call_button.click()  # must not raise
+    assert "not a valid number to call" in p.error.value
+    assert p.call is None and isinstance(p.last_error, ValueError)
+    p.to.value = "+44 7700 900202"
+    assert "will call 447700900202" in p.to_hint.value
+
+
+def test_controls_without_a_call_say_so_and_reset(make_panel):
+    p = make_panel(to="447700900203", softphone=False)
+    p.stream_toggle.value = True
+    assert "no call yet" in p.error.value
+    assert p.stream_toggle.value is False  # the toggle went back
+    p.mute_toggle.value = True
+    assert p.mute_toggle.value is False
+    p.keys["#"].click()
+    assert "no call yet" in p.error.value
+
+
+def test_unexpected_errors_show_their_type(make_panel, fresh, monkeypatch):
+    fresh.phone("447700900204").set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900204", softphone=False)
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(p.call, "say", boom)
+    p.say_button.click()
+    assert p.error.value.endswith("RuntimeError: boom</span>")
+    p.keys["1"].click()  # a click that works clears the error line
+    assert p.error.value == ""
+    p.hangup_button.click()
+    wait_until(lambda: p.status.value == "completed", what="completed")
+    p.hangup_button.click()
+    assert "has ended (completed)" in p.error.value
+
+
+def test_softphone_reject(make_panel):
+    p = make_panel(to="447700900205")
+    p.call_button.click()
+    wait_until(lambda: p.softphone.state.value == "ringing", what="ringing")
+    assert "call from" in p.softphone.caller.value
+    p.softphone.reject_button.click()
+    assert p.softphone.error.value == "", p.softphone.error.value
+    wait_until(lambda: p.status.value == "rejected", what="'rejected' in the status label")
+    assert p.softphone.state.value == "idle" and p.softphone.answer_button.disabled
+    p.softphone.answer_button.click()  # nothing is ringing any more: an error line, not an exception
+    assert "no ringing call" in p.softphone.error.value
+
+
+def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
+    from labkit.ncco import websocket
+
+    phone = fresh.phone("447700900206").set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900206", softphone=False, ncco=lambda: [websocket(fresh, rate=16000)])
+    before = len(fresh.recordings)
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    wait_until(lambda: "WebSocket" in p.waveform.title, what="the waveform to follow the socket")
+    phone.say(str(fresh.audio_path("prompt.wav")))
+    renders = p.waveform.renders
+    wait_until(lambda: p.waveform.renders > renders, what="a redraw from socket frames")
+    wait_until(lambda: not phone.speaking, what="the phone to finish speaking")
+    p.hangup_button.click()
+    wait_until(lambda: len(fresh.recordings) > before and len(p.recordings_box.children) > before,
+               what="the recording to appear in the panel")
+    row = p.recordings_box.children[-1]
+    row.children[0].click()
+    assert p.error.value == "", p.error.value
+    assert bytes(p.player.value[:4]) == b"RIFF" and p.player.layout.display is None
+
+
+def test_panel_follows_an_inbound_call_while_idle(make_panel, fresh):
+    p = make_panel(to="447700900207", softphone=False)
+    fresh.phone("447700900208")
+    uuid = fresh.sandbox.dial("447700900208")
+    wait_until(lambda: p.call is not None and p.call.uuid == uuid, what="the panel to take the inbound call")
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    p.hangup_button.click()
+    wait_until(lambda: p.status.value == "completed", what="completed")
