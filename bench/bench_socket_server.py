@@ -232,6 +232,8 @@ class Result:
     other_cores: float = float("nan")
     client_late_p99_ms: float = float("nan")
     client_final_late_ms: float = float("nan")
+    client_late_max_ms: float = float("nan")
+    attempt: int = 1
     stalls: int = 0
     verdict: str = "?"
     notes: list[str] = field(default_factory=list)
@@ -402,6 +404,7 @@ async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, 
     late = np.asarray(stats.lateness) * 1000
     res.client_late_p99_ms = float(np.percentile(late, 99)) if late.size else float("nan")
     res.client_final_late_ms = stats.final_late * 1000
+    res.client_late_max_ms = float(late.max()) if late.size else float("nan")
     res.stalls = stats.stalls
     if stats.stalls:
         res.notes.append(f"{stats.stalls} sends hit TCP backpressure (server not reading; up to "
@@ -441,16 +444,19 @@ def run_level(kind: str, n: int, seconds: float, compression: str | None, root: 
                      or res.client_final_late_ms > 5 * FRAME_S * 1000)
     if res.stalls or res.lost or res.malformed:  # caused by the server whatever the client did
         res.verdict = "FAIL"
-    elif client_behind and res.p99_ms > P99_LIMIT_MS + res.client_late_p99_ms:
+    elif client_behind and res.p99_ms > P99_LIMIT_MS + res.client_late_max_ms:
         # A client stall of L ms makes a burst of L ms of frames, which can add up to about L ms of queueing
-        # at the server; latency beyond the limit plus that is the server's own.
+        # at the server; latency beyond the limit plus the worst stall is the server's own.
         res.verdict = "FAIL"
-        res.notes.append(f"the client was also behind (late p99 {res.client_late_p99_ms:.0f} ms), but the "
-                         f"server's p99 exceeds {P99_LIMIT_MS:g} ms by more than that")
+        res.notes.append(f"the client was also behind (late p99 {res.client_late_p99_ms:.0f} ms, max "
+                         f"{res.client_late_max_ms:.0f} ms), but the server's p99 exceeds {P99_LIMIT_MS:g} ms "
+                         "by more than that")
     elif client_behind:  # the load was not the real-time load asked for: the level says nothing
         res.verdict = "CLIENT-LIMITED"
-        res.notes.append(f"the client fell behind its schedule (late p99 {res.client_late_p99_ms:.0f} ms, last "
-                         f"frame {res.client_final_late_ms:.0f} ms late): level inconclusive")
+        res.notes.append(f"the client (at high priority) fell behind its schedule: late p99 "
+                         f"{res.client_late_p99_ms:.0f} ms, max {res.client_late_max_ms:.0f} ms, last frame "
+                         f"{res.client_final_late_ms:.0f} ms late; a stall of the whole machine or a client that "
+                         "cannot keep pace: level inconclusive")
     elif not res.p99_ms < P99_LIMIT_MS:
         res.verdict = "FAIL"
     else:
@@ -463,10 +469,12 @@ def describe(r: Result) -> str:
     recorded = f"recorded {r.recorded_in_order}/{r.sent} in order"
     if r.recorded != r.recorded_in_order:
         recorded += f" ({r.recorded} frames in files)"
-    line = (f"{name:<15} N={r.n:<4}: received {r.received}/{r.sent} ({r.lost} lost), {recorded}, "
+    tag = f" (try {r.attempt})" if r.attempt > 1 or r.verdict != "PASS" else ""
+    line = (f"{name:<15} N={r.n:<4}{tag}: received {r.received}/{r.sent} ({r.lost} lost), {recorded}, "
             f"latency p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms max {r.max_ms:.0f} ms, "
             f"server CPU {r.server_cores:.2f} core ({r.cpu_ms_per_stream_s:.2f} ms/s per stream); "
-            f"client {r.client_cores:.2f} core, late p99 {r.client_late_p99_ms:.1f} ms; "
+            f"client {r.client_cores:.2f} core, late p99 {r.client_late_p99_ms:.1f} ms "
+            f"max {r.client_late_max_ms:.0f} ms; "
             f"others {r.other_cores:.2f} core -> {r.verdict}")
     return line + "".join(f"\n{'':<24}note: {n}" for n in r.notes)
 
@@ -476,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="25,50,100,200,300", help="concurrent streams to try, comma-separated")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per stream per level")
     ap.add_argument("--servers", default="lab,bare", help="which servers to measure (lab, bare)")
+    ap.add_argument("--tries", type=int, default=2, help="runs of a level before it counts as not passed")
     ap.add_argument("--compression", choices=["none", "deflate"], default="none",
                     help="permessage-deflate offered by the client (both servers accept it if offered)")
     ap.add_argument("--client-nice", type=int, default=-10,
@@ -515,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sys.version.split()[0]}; {args.seconds:g} s per level, 16 kHz, 640-byte frames at 50/s per stream; "
           f"client compression: {args.compression}; {priority}")
     print(f"pass = 0 lost, p99 < {P99_LIMIT_MS:g} ms, no TCP backpressure, client late p99 < "
-          f"{CLIENT_LATE_LIMIT_MS:g} ms; CPU cores = CPU seconds / stream seconds")
+          f"{CLIENT_LATE_LIMIT_MS:g} ms; a level that does not pass is run again, up to {args.tries} tries; "
+          "CPU cores = CPU seconds / stream seconds; others = the rest of the machine's busy CPU")
     print(LAB_WHAT)
     print(BASELINE_WHAT, flush=True)
     try:
@@ -523,9 +533,13 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds:
                 if kind not in climbing:
                     continue
-                res = run_level(kind, n, args.seconds, compression, root, server_nice)
+                for attempt in range(1, args.tries + 1):  # best of `tries`: a noisy machine stalls now and then
+                    res = run_level(kind, n, args.seconds, compression, root, server_nice)
+                    res.attempt = attempt
+                    print(describe(res), flush=True)
+                    if res.verdict == "PASS":
+                        break
                 results[kind].append(res)
-                print(describe(res), flush=True)
                 if res.verdict != "PASS":
                     climbing.discard(kind)
             if not climbing:

@@ -243,19 +243,10 @@ def _health_check(name: str, base_url: str, what: str) -> Check:
     return Check(name, True, f"{what} answers at {url}")
 
 
-def _audio_dirs() -> list[Path]:
-    """Where the lab looks for audio, in the lab's order: LABKIT_AUDIO_DIRS, ./audio, the repo's audio/."""
-    dirs: list[Path] = []
-    raw = [p for p in os.environ.get("LABKIT_AUDIO_DIRS", "").split(os.pathsep) if p.strip()]
-    for candidate in [Path(p).expanduser() for p in raw] + [Path.cwd() / "audio", PACKAGE_ROOT / "audio"]:
-        resolved = candidate.resolve()
-        if resolved.is_dir() and resolved not in dirs:
-            dirs.append(resolved)
-    return dirs
-
-
 def _audio_checks() -> list[Check]:
-    dirs = _audio_dirs()
+    from labkit.config import audio_dirs
+
+    dirs = audio_dirs()
     files = [path for folder in dirs for path in sorted(folder.iterdir())
              if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES]
     if not files:

@@ -48,6 +48,18 @@ def state_dir() -> Path:
     return path
 
 
+def audio_dirs() -> list[Path]:
+    """Where the lab looks for audio files, in order: LABKIT_AUDIO_DIRS, ./audio, the repo's audio/."""
+    dirs: list[Path] = []
+    raw = [p for p in os.environ.get("LABKIT_AUDIO_DIRS", "").split(os.pathsep) if p.strip()]
+    package_audio = Path(__file__).resolve().parent.parent / "audio"
+    for candidate in [Path(p).expanduser() for p in raw] + [Path.cwd() / "audio", package_audio]:
+        resolved = candidate.resolve()
+        if resolved.is_dir() and resolved not in dirs:
+            dirs.append(resolved)
+    return dirs
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the lab reads from its environment. Build with `Settings.load()`."""

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlparse
 
 from labkit import validate
 from labkit.calls import Call, api_errors
-from labkit.config import Settings, load_private_key
+from labkit.config import Settings, audio_dirs, load_private_key
 from labkit.errors import AudioError, ConfigError, InvalidInput, LabkitError, SandboxError, WaitTimeout
 from labkit.events import EventLog
 from labkit.ncco import default_answer, to_json
@@ -28,7 +28,6 @@ from labkit.ncco import default_answer, to_json
 log = logging.getLogger("labkit")
 
 REGISTRY_THREAD = "labkit-lab"
-PACKAGE_AUDIO = Path(__file__).resolve().parent.parent / "audio"
 HTTP_TIMEOUT = 10.0  # seconds: the SDK has none by default, and a hung server would block a cell forever
 DEFAULT_LENGTH_TIMER = 900  # seconds: a lab call that nobody hangs up ends after 15 minutes
 
@@ -60,7 +59,7 @@ class Lab:
         self._requested_port = settings.port if port is None else port
         self._speed = settings.sandbox_speed if speed is None else speed
         self._quiet = quiet
-        self.audio_dirs: list[Path] = _default_audio_dirs()
+        self.audio_dirs: list[Path] = audio_dirs()
         self.sandbox = None
         self.tunnel = None
         self.runner = None
@@ -408,15 +407,3 @@ def _replace(settings: Settings, **changes) -> Settings:
 
 def _missing_to():
     raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
-
-
-def _default_audio_dirs() -> list[Path]:
-    """LABKIT_AUDIO_DIRS, then ./audio, then the repo's audio/ folder."""
-    dirs: list[Path] = []
-    for raw in filter(None, os.environ.get("LABKIT_AUDIO_DIRS", "").split(os.pathsep)):
-        dirs.append(Path(raw).expanduser().resolve())
-    for candidate in (Path.cwd() / "audio", PACKAGE_AUDIO):
-        resolved = candidate.resolve()
-        if resolved.is_dir() and resolved not in dirs:
-            dirs.append(resolved)
-    return dirs

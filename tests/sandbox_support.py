@@ -318,3 +318,43 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
             return True
         time.sleep(interval)
     return predicate()
+
+
+# ------------------------------------------------------------------ pytest fixtures (import them in a test module)
+
+import pytest  # noqa: E402
+
+SPEED = 10.0
+
+
+@pytest.fixture(scope="session")
+def sandbox_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sandbox home for the test session: keys and certificates are made once."""
+    return tmp_path_factory.mktemp("sandbox-home")
+
+
+@pytest.fixture(scope="session")
+def test_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_test_audio(tmp_path_factory.mktemp("sandbox-audio"))
+
+
+@pytest.fixture
+def receiver(test_audio: dict[str, Path]) -> Any:
+    rx = Receiver([next(iter(test_audio.values())).parent, test_audio["hold.wav"].parent]).start()
+    yield rx
+    rx.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_home: Path, receiver: Receiver) -> Any:
+    from labkit.sandbox import Sandbox
+
+    sb = Sandbox(speed=SPEED, home=sandbox_home).start()
+    sb.configure(answer_url=receiver.url + "/answer", event_url=receiver.url + "/event")
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def client(sandbox: Any) -> Any:
+    return sdk_client(sandbox)

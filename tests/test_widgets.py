@@ -98,7 +98,7 @@ def test_panel_call_stream_events_and_hang_up(make_panel, fresh):
     wait_until(lambda: "stream-stopped" in p.events_html.value, what="stream-stopped in the event log")
 
     p.say_button.click()
-    p.keys["5"].click()
+    p.dtmf_keys["5"].click()
     p.mute_toggle.value = True
     p.mute_toggle.value = False
     p.earmuff_toggle.value = True
@@ -130,7 +130,7 @@ def test_controls_without_a_call_say_so_and_reset(make_panel):
     assert p.stream_toggle.value is False  # the toggle went back
     p.mute_toggle.value = True
     assert p.mute_toggle.value is False
-    p.keys["#"].click()
+    p.dtmf_keys["#"].click()
     assert "no call yet" in p.error.value
 
 
@@ -146,7 +146,7 @@ def test_unexpected_errors_show_their_type(make_panel, fresh, monkeypatch):
     monkeypatch.setattr(p.call, "say", boom)
     p.say_button.click()
     assert p.error.value.endswith("RuntimeError: boom</span>")
-    p.keys["1"].click()  # a click that works clears the error line
+    p.dtmf_keys["1"].click()  # a click that works clears the error line
     assert p.error.value == ""
     p.hangup_button.click()
     wait_until(lambda: p.status.value == "completed", what="completed")
@@ -192,7 +192,7 @@ def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
 def test_panel_follows_an_inbound_call_while_idle(make_panel, fresh):
     p = make_panel(to="447700900207", softphone=False)
     fresh.phone("447700900208")
-    uuid = fresh.sandbox.dial("447700900208")
+    uuid = fresh.sandbox.dial("447700900208").uuid
     wait_until(lambda: p.call is not None and p.call.uuid == uuid, what="the panel to take the inbound call")
     wait_until(lambda: p.status.value == "answered", what="answered")
     p.hangup_button.click()

@@ -37,6 +37,18 @@ __all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
 log = logging.getLogger("labkit.sandbox")
 
 
+def _warm_up() -> None:
+    """Import scipy/soundfile and synthesize once in the background, so a call's first `talk`
+    does not stall for the imports (about a second, which at speed=10 is ten seconds of call time)."""
+    try:
+        from labkit.sandbox.sources import babble
+
+        babble("warm up", 16000)
+        import soundfile  # noqa: F401
+    except Exception:
+        pass
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "<unchanged>"
@@ -113,6 +125,7 @@ class Sandbox:
             )
             self._thread.start()
             self._platform.clock.start()
+            threading.Thread(target=_warm_up, name="labkit-sandbox-warmup", daemon=True).start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
             return self
 

@@ -117,15 +117,13 @@ class SocketSession:
         return self._pacer
 
     def play(self, source, rate: int | None = None):
-        """Send audio (a file name the lab serves, a path, samples or a Recording) into the call, paced."""
+        """Send audio (a file name the lab serves, a path, samples with `rate`, or a Recording) into the
+        call, paced; returns a PlayHandle (`.wait()`, `.cancel()`)."""
         self._check_open()
-        from labkit.media.audio import load
-
         if (isinstance(source, str) and "/" not in source and not Path(source).exists()
                 and self.hub.resolve_audio is not None):
             source = self.hub.resolve_audio(source)
-        samples = load(source if rate is None else (source, rate), self.rate)
-        return self.pacer.play(samples)
+        return self.pacer.play(source, rate)
 
     def echo(self, on: bool = True) -> None:
         """Send every frame that arrives straight back (paced), so the caller hears themself."""

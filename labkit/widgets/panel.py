@@ -101,7 +101,7 @@ class ControlPanel(widgets.HBox):
         self.say_text = widgets.Text(value="Hello from the labkit panel.", description="Say",
                                      layout=widgets.Layout(width="360px"))
         self.say_button = widgets.Button(description="Say", icon="comment", tooltip="text-to-speech into the call")
-        self.keypad, self.keys = keypad(self._press)
+        self.keypad, self.dtmf_keys = keypad(self._press)
         self.mute_toggle = widgets.ToggleButton(value=False, description="Mute", icon="microphone-slash",
                                                 tooltip="the other side stops hearing this call")
         self.earmuff_toggle = widgets.ToggleButton(value=False, description="Earmuff", icon="deaf",

@@ -74,7 +74,7 @@ def follow_heard(phone: Any, waveform: LiveWaveform, *, title: str | None = None
 
 class Softphone(widgets.VBox):
     """The virtual phone at `number`, as a handset: `state`, `answer_button`, `reject_button`,
-    `hangup_button`, `keys` (keypad), `waveform` and `player` (what it heard), `error`."""
+    `hangup_button`, `dtmf_keys` (keypad buttons by digit), `waveform` and `player` (what it heard), `error`."""
 
     def __init__(self, lab: Lab, number: str):
         self.lab = lab
@@ -99,7 +99,7 @@ class Softphone(widgets.VBox):
                                             disabled=True)
         self.hangup_button = widgets.Button(description="Hang up", icon="phone-slash", button_style="danger",
                                             disabled=True)
-        self.keypad, self.keys = keypad(self._press)
+        self.keypad, self.dtmf_keys = keypad(self._press)
         self.say_file = widgets.Dropdown(options=lab.audio_files(), value=None, description="Say file",
                                          layout=widgets.Layout(width="240px"))
         if "prompt.wav" in self.say_file.options:
