@@ -23,7 +23,8 @@ received, and vs frames found, in order, in the files it wrote (WAV sample count
 
 A level passes when nothing is lost, p99 latency < 20 ms, the client kept pace, and TCP never pushed
 back on the client. The load generator stands in for the platform (which has machines of its own),
-so it runs at a higher priority (``--client-nice``, default -10; the servers keep the shell's nice)
+so it runs at a higher priority (``--client-priority``, default real time SCHED_RR, which a server's
+hundreds of threads cannot crowd out as they can a nice value; the servers run as ordinary processes)
 and is timed: if it still falls behind its schedule (lateness p99 > 20 ms) the level is reported as
 CLIENT-LIMITED and that server stops climbing, so its figure is a lower bound; unless the server's
 p99 exceeds 20 ms by more than the client's lateness (a client stall of L ms can add about L ms of
@@ -70,6 +71,27 @@ BASELINE_WHAT = ("bare websockets = websockets.asyncio.server (same Python, no F
 LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (werkzeug threaded + flask-sock, 2 threads per "
             "socket), WavRecorder per call (libsndfile, header rewritten after every frame); latency noted by a "
             "frame listener that runs after the WAV write")
+
+
+def raise_client_priority(how: str, server_nice: int) -> str:
+    """Give the load generator the CPU it needs first; children (the servers) do not inherit it."""
+    servers = f"servers at SCHED_OTHER nice {server_nice}"
+    if how == "rt":
+        try:  # SCHED_RESET_ON_FORK: the server subprocesses start as ordinary processes
+            os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(10))
+            return f"load generator at SCHED_RR priority 10 (real time), {servers}"
+        except (OSError, AttributeError) as exc:
+            fallback = f" (real time refused: {exc})"
+            how = "nice"
+    else:
+        fallback = ""
+    if how == "nice":
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, server_nice - 10)
+            return f"load generator at nice {server_nice - 10}{fallback}, {servers}"
+        except OSError as exc:
+            fallback += f" (nice refused: {exc})"
+    return f"load generator at the servers' priority{fallback}, {servers}"
 
 
 def raise_fd_limit() -> None:
@@ -228,6 +250,9 @@ class Result:
     p99_ms: float = float("nan")
     max_ms: float = float("nan")
     server_cores: float = float("nan")
+    server_cpu_s: float = float("nan")
+    window_s: float = float("nan")
+    cpu_ms_per_stream_s: float = float("nan")
     client_cores: float = float("nan")
     other_cores: float = float("nan")
     client_late_p99_ms: float = float("nan")
@@ -242,9 +267,6 @@ class Result:
     def lost(self) -> int:
         return self.sent - min(self.received, self.recorded_in_order)
 
-    @property
-    def cpu_ms_per_stream_s(self) -> float:
-        return self.server_cores * 1000 / self.n
 
 
 LIVE: list[subprocess.Popen] = []
@@ -385,22 +407,26 @@ async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, 
         await wait_for_files(folder, n)
         await asyncio.sleep(0.2)
         stats = ClientStats()
-        cpu0, me0, sys0 = proc_cpu(server_pid), proc_cpu("self"), system_busy()
+        w0, cpu0, me0, sys0 = time.monotonic(), proc_cpu(server_pid), proc_cpu("self"), system_busy()
         t0 = time.monotonic() + 0.05
         await pace(sockets, t0, frames, stats)
-        me1 = proc_cpu("self")
+        wc, me1 = time.monotonic(), proc_cpu("self")
         await asyncio.gather(*(ws.close() for ws in sockets))
         await wait_for_writes(folder, n * frames * FRAME_BYTES)
-        cpu1, sys1 = proc_cpu(server_pid), system_busy()
+        w1, cpu1, sys1 = time.monotonic(), proc_cpu(server_pid), system_busy()
     finally:
         for ws in conns:
             if ws.state.name != "CLOSED":
                 ws.transport.abort()
-    # per second of stream time: the load lasted `seconds`; idle tails add no CPU
+    # cores: over the window from the first frame until the server had written everything (longer than
+    # `seconds` when the server lags); cost per stream: CPU seconds per second of audio streamed.
     res.sent = stats.sent
-    res.server_cores = (cpu1 - cpu0) / seconds
-    res.client_cores = (me1 - me0) / seconds
-    res.other_cores = max(0.0, ((sys1 - sys0) - (cpu1 - cpu0) - (me1 - me0)) / seconds)
+    res.window_s = w1 - w0
+    res.server_cpu_s = cpu1 - cpu0
+    res.server_cores = (cpu1 - cpu0) / (w1 - w0)
+    res.client_cores = (me1 - me0) / (wc - w0)
+    res.other_cores = max(0.0, ((sys1 - sys0) - (cpu1 - cpu0) - (me1 - me0)) / (w1 - w0))
+    res.cpu_ms_per_stream_s = res.server_cpu_s * 1000 / (n * seconds)
     late = np.asarray(stats.lateness) * 1000
     res.client_late_p99_ms = float(np.percentile(late, 99)) if late.size else float("nan")
     res.client_final_late_ms = stats.final_late * 1000
@@ -487,9 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tries", type=int, default=2, help="runs of a level before it counts as not passed")
     ap.add_argument("--compression", choices=["none", "deflate"], default="none",
                     help="permessage-deflate offered by the client (both servers accept it if offered)")
-    ap.add_argument("--client-nice", type=int, default=-10,
-                    help="nice value of the load generator, which stands in for the platform's own machines "
-                         "(servers keep this shell's nice value); needs root for values below it")
+    ap.add_argument("--client-priority", choices=["rt", "nice", "none"], default="rt",
+                    help="priority of the load generator, which stands in for the platform's own machines: "
+                         "rt = SCHED_RR 10 (falls back to nice), nice = nice -10; servers keep this shell's")
     ap.add_argument("--serve", choices=["lab", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--nice", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--streams", type=int, help=argparse.SUPPRESS)
@@ -512,11 +538,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     server_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, args.client_nice)
-        priority = f"load generator at nice {args.client_nice}, servers at nice {server_nice}"
-    except OSError as exc:
-        priority = f"load generator and servers at nice {server_nice} (raising the client's priority: {exc})"
+    priority = raise_client_priority(args.client_priority, server_nice)
     root = Path(tempfile.mkdtemp(prefix="labkit-bench-socket-"))
     results: dict[str, list[Result]] = {k: [] for k in kinds}
     climbing = set(kinds)

@@ -320,12 +320,17 @@ class Lab:
 
     def _create_call(self, body: dict[str, Any], ncco: Any):
         """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
-        from vonage_voice import CreateCallRequest, CreateCallResponse
+        from vonage_voice import CreateCallRequest, CreateCallResponse, Phone, ToPhone
 
         items = [] if ncco is None else ([ncco] if isinstance(ncco, Mapping) or hasattr(ncco, "model_dump")
                                          else list(ncco))
         if all(hasattr(a, "model_dump") for a in items):
-            request = CreateCallRequest.model_validate({**body, **({"ncco": items} if items else {})})
+            optional = {k: body[k] for k in ("answer_url", "length_timer", "ringing_timer") if k in body}
+            if items:
+                optional["ncco"] = items
+            request = CreateCallRequest(
+                to=[ToPhone(number=body["to"][0]["number"])], from_=Phone(number=body["from"]["number"]),
+                event_url=body["event_url"], **optional)
             return self.voice.create_call(request)
         http = self.voice.http_client
         return CreateCallResponse(**http.post(http.api_host, "/v1/calls", body))

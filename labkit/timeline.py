@@ -131,7 +131,7 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
     items = sorted(events, key=lambda e: e.seq)
     if ax is None:
         legs = {e.uuid for e in items if e.uuid} or {"?"}
-        fig, ax = plt.subplots(figsize=(10, 1.2 + 1.1 * len(legs)), layout="constrained")
+        fig, ax = plt.subplots(figsize=(10, 1.2 + 1.4 * len(legs)), layout="constrained")
         plt.close(fig)  # the caller owns it: shown once when returned from a cell
     else:
         fig = ax.figure
@@ -158,35 +158,35 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
         label_y[uuid] = y
         leg_events = [e for e in items if e.uuid == uuid and e.kind == "event" and e.status]
         direction = next((e.payload.get("direction") for e in leg_events if e.payload.get("direction")), "")
-        ax.hlines(y + 0.18, 0, right, color="0.85", linewidth=1, zorder=0)
+        ax.hlines(y + 0.3, 0, right, color="0.85", linewidth=1, zorder=0)
         for i, e in enumerate(leg_events):
             colour = STATUS_COLOURS.get(e.status or "", FAILED_COLOUR if e.status in FINAL_STATUSES else "#555")
             x = at[e.seq]
-            ax.plot([x], [y + 0.18], marker="o", markersize=8, color=colour, zorder=3)
+            ax.plot([x], [y + 0.3], marker="o", markersize=8, color=colour, zorder=3)
             detail = e.payload.get("detail")
             if e.status == "input" and isinstance(e.payload.get("dtmf"), dict):
                 detail = e.payload["dtmf"].get("digits")
             text = f"{e.status}" + (f" ({detail})" if detail else "")
-            ax.annotate(text, (x, y + 0.18), xytext=(0, 9 + 9 * (i % 2)), textcoords="offset points",
+            ax.annotate(text, (x, y + 0.3), xytext=(0, 8 + 9 * (i % 3)), textcoords="offset points",
                         fontsize=8, rotation=0, ha="center", color=colour)
         for e in items:
             if e.uuid != uuid:
                 continue
             if e.kind == "socket" and e.payload.get("event") == "websocket:dtmf":
-                ax.plot([at[e.seq]], [y + 0.18], marker="D", color="#1565c0", markersize=5, zorder=3)
-                ax.annotate(f"key {e.payload.get('digit', '')}", (at[e.seq], y + 0.18), xytext=(0, -12),
+                ax.plot([at[e.seq]], [y + 0.3], marker="D", color="#1565c0", markersize=5, zorder=3)
+                ax.annotate(f"key {e.payload.get('digit', '')}", (at[e.seq], y + 0.3), xytext=(0, -12),
                             textcoords="offset points", fontsize=7, ha="center", color="#1565c0")
             if e.kind == "lab" and "error" in (e.status or ""):
-                ax.plot([at[e.seq]], [y + 0.18], marker="X", color=FAILED_COLOUR, markersize=9, zorder=4)
+                ax.plot([at[e.seq]], [y + 0.3], marker="X", color=FAILED_COLOUR, markersize=9, zorder=4)
         ticks.append((y, f"{uuid[:8]}\n{direction}".strip()))
 
-    lanes = {"stream": -0.12, "talk": -0.12, "websocket": -0.3}
+    lanes = {"stream": 0.02, "talk": -0.18, "websocket": -0.36}
     for span in all_spans:
         y = label_y.get(span.uuid, 0.0) + lanes[span.kind]
         end = span.end if span.end is not None else right
         colour = SPAN_COLOURS[span.kind]
         width = max(end - span.start, right * 0.003)
-        height = 0.14 if span.kind != "websocket" else 0.1
+        height = 0.16 if span.kind != "websocket" else 0.1
         ax.broken_barh([(span.start, width)], (y - height / 2, height), facecolors=colour,
                        alpha=0.45 if span.end is None or span.estimated else 0.8,
                        hatch="//" if span.end is None else None, edgecolor=colour, zorder=2)
@@ -195,7 +195,7 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
                 fontsize=7, color="black", zorder=5, clip_on=True)
 
     ax.set_xlim(-right * 0.02, right * 1.04)
-    ax.set_ylim(-0.5, len(rows) - 0.35)
+    ax.set_ylim(-0.5, len(rows) - 0.2)
     ax.set_yticks([y for y, _ in ticks], [text for _, text in ticks], fontsize=8, family="monospace")
     ax.tick_params(axis="y", length=0)
     for side in ("left", "right", "top"):

@@ -38,7 +38,7 @@ def test_outbound_call_default_script_and_control(lab):
     call.unearmuff()
     call.hangup()
     call.wait_for("completed", timeout=10)
-    statuses = call.events.statuses()
+    statuses = call.events.filter(kind="event").statuses()
     assert statuses[:3] == ["started", "ringing", "answered"] and statuses[-1] == "completed"
 
 
