@@ -106,7 +106,8 @@ class Lab:
             self.settings.require_live()
         self._signature_secret = self.settings.signature_secret if self.mode == "live" \
             else secrets.token_urlsafe(24)
-        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path)
+        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path,
+                                 speed=self._speed if self.mode == "sandbox" else 1.0)
         ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                             instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
                             signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
@@ -169,7 +170,8 @@ class Lab:
         self.stopped = True
         self._stop_event.set()
         errors = []
-        for part in (self.runner, self.sandbox):
+        # The sandbox first: it hangs up its calls and posts their last events while the server listens.
+        for part in (self.sandbox, self.runner):
             if part is not None:
                 try:
                     part.stop()

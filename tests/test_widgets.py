@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 
@@ -181,9 +182,13 @@ def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
     wait_until(lambda: p.waveform.renders > renders, what="a redraw from socket frames")
     wait_until(lambda: not phone.speaking, what="the phone to finish speaking")
     p.hangup_button.click()
-    wait_until(lambda: len(fresh.recordings) > before and len(p.recordings_box.children) > before,
+
+    def rows() -> list:
+        return [c for c in p.recordings_box.children if isinstance(c, widgets.HBox)]
+
+    wait_until(lambda: len(fresh.recordings) > before and len(rows()) == len(fresh.recordings),
                what="the recording to appear in the panel")
-    row = p.recordings_box.children[-1]
+    row = rows()[-1]
     row.children[0].click()
     assert p.error.value == "", p.error.value
     assert bytes(p.player.value[:4]) == b"RIFF" and p.player.layout.display is None

@@ -46,14 +46,23 @@ def plain_text(text: str) -> str:
     return re.sub(r"\s+", " ", _TAG.sub(" ", text or "")).strip()
 
 
-def _resonator(x: np.ndarray, freq: float, bw: float, rate: int) -> np.ndarray:
-    from scipy.signal import lfilter
+def _formants(x: np.ndarray, formants: list[tuple[float, float, float]], rate: int) -> np.ndarray:
+    """Filter `x` through parallel two-pole resonators (freq, bandwidth, gain), in the frequency domain.
 
-    r = np.exp(-np.pi * bw / rate)
-    theta = 2 * np.pi * freq / rate
-    a = [1.0, -2 * r * np.cos(theta), r * r]
-    b = [1.0 - r]
-    return lfilter(b, a, x)
+    numpy's FFT instead of scipy's lfilter: no scipy import on a call's first `talk` (the import
+    alone takes long enough to be heard as silence at speed=10).
+    """
+    pad = int(0.03 * rate)  # the resonators ring for a few ms: keep their tail inside the buffer
+    n = x.size + pad
+    size = 1 << (n - 1).bit_length()
+    spectrum = np.fft.rfft(x, size)
+    w = np.exp(-2j * np.pi * np.fft.rfftfreq(size))  # e^{-j omega}
+    response = np.zeros_like(spectrum)
+    for freq, bw, gain in formants:
+        r = np.exp(-np.pi * bw / rate)
+        theta = 2 * np.pi * freq / rate
+        response += gain * (1.0 - r) / (1.0 - 2 * r * np.cos(theta) * w + r * r * w * w)
+    return np.fft.irfft(spectrum * response, size)[: x.size]
 
 
 def babble(text: str, rate: int, style: int = 0) -> np.ndarray:
@@ -89,7 +98,7 @@ def babble(text: str, rate: int, style: int = 0) -> np.ndarray:
             f0 = base_f0 * (1.15 - 0.25 * progress) * (1 + 0.06 * np.sin(np.pi * t / max(t[-1], 1e-3)))
             phase = np.cumsum(f0 / rate)
             source = (phase % 1.0) * 2 - 1  # sawtooth: rich in harmonics like a glottal pulse train
-            voiced = _resonator(source, f1, 90, rate) + 0.6 * _resonator(source, f2, 120, rate)
+            voiced = _formants(source, [(f1, 90, 1.0), (f2, 120, 0.6)], rate)
             env = np.sin(np.pi * np.arange(m) / m) ** 0.6
             pieces.append(voiced * env)
         done_chars += len(token)

@@ -113,7 +113,12 @@ class SocketSession:
         if self._pacer is None:
             from labkit.media.pacer import PacedSender
 
-            self._pacer = PacedSender(self._send, self.rate)
+            speed = self.hub.speed
+            if speed == 1.0:
+                self._pacer = PacedSender(self._send, self.rate)
+            else:  # a sandbox running faster than real time: pace by its clock, not the wall's
+                self._pacer = PacedSender(self._send, self.rate, clock=lambda: time.monotonic() * speed,
+                                          sleep=lambda seconds: time.sleep(seconds / speed))
         return self._pacer
 
     def play(self, source, rate: int | None = None):
@@ -218,8 +223,9 @@ class SocketHub:
     """All WebSocket sessions of one lab, the token that guards them, and link -> call bindings."""
 
     def __init__(self, events: EventLog, *, folder: Path | None = None,
-                 resolve_audio: Callable[[str], Path] | None = None):
+                 resolve_audio: Callable[[str], Path] | None = None, speed: float = 1.0):
         self.events = events
+        self.speed = speed  # the platform's clock rate: the sandbox may run faster than real time
         self.resolve_audio = resolve_audio
         self.token = secrets.token_urlsafe(18)
         self.folder = Path(folder) if folder else Path.cwd() / "recordings"

@@ -57,7 +57,7 @@ class ControlPanel(widgets.HBox):
     script for calls placed here: models/dicts, or a zero-argument callable returning them, which is
     needed for WebSocket scripts since each call needs its own socket link), `answer_url`,
     `max_events` (lines in the live log), `softphone` (sandbox: show the called phone beside the
-    panel; default True in sandbox mode), `follow_inbound` (take over new calls while idle).
+    panel; default True in sandbox mode), `follow_inbound` (take over inbound calls while idle).
     """
 
     def __init__(self, lab: Lab, *, to: str | None = None, ncco: Any = None, answer_url: str | None = None,
@@ -313,21 +313,18 @@ class ControlPanel(widgets.HBox):
             show_error(self, exc)
 
     def _maybe_follow(self, event: Event) -> None:
-        """While idle, take over a call someone else started (an inbound call, another cell's call)."""
-        if not self.follow_inbound or self._placing or not event.uuid:
+        """While idle, take over an inbound call (someone called the lab's number)."""
+        if not self.follow_inbound or self._placing or not event.uuid or event.kind != "answer":
             return
-        if event.kind != "answer" and not (event.kind == "event" and event.status == "started"):
-            return
+        if str(event.payload.get("to", "")).lstrip("+") != str(self.lab.number):
+            return  # an outbound call placed by other code: not ours to steer
         if self.call is not None and self.call.uuid == event.uuid:
             return
         from labkit.calls import Call
 
-        call = self.lab.calls.get(event.uuid)
-        if call is None:
-            inbound = event.payload.get("direction", "inbound") == "inbound"
-            call = Call(self.lab, event.uuid, conversation_uuid=event.conversation_uuid,
-                        to=event.payload.get("from" if inbound else "to"),
-                        direction="inbound" if inbound else "outbound")
+        call = self.lab.calls.get(event.uuid) or Call(
+            self.lab, event.uuid, conversation_uuid=event.conversation_uuid, to=event.payload.get("from"),
+            direction="inbound")
         self.attach(call)
 
     def _refresh_status(self) -> None:
