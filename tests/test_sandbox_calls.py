@@ -228,7 +228,7 @@ def test_signed_webhooks_verify_with_hs256_and_payload_hash(sandbox, client, rec
         assert claims["application_id"] == sandbox.application_id
         body = hook.body if hook.method == "POST" else b""
         assert claims["payload_hash"] == hashlib.sha256(body).hexdigest()
-    assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], "wrong-secret-wrong-secret-0000")
+    assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], "wrong-secret-wrong-secret-0000000000")
     from labkit.server.signing import verify_webhook
 
     verify_webhook(hooks[-1].headers["Authorization"], hooks[-1].body, secret)
