@@ -159,7 +159,8 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
         leg_events = [e for e in items if e.uuid == uuid and e.kind == "event" and e.status]
         direction = next((e.payload.get("direction") for e in leg_events if e.payload.get("direction")), "")
         ax.hlines(y + 0.3, 0, right, color="0.85", linewidth=1, zorder=0)
-        for i, e in enumerate(leg_events):
+        level, last_x = 0, None
+        for e in leg_events:
             colour = STATUS_COLOURS.get(e.status or "", FAILED_COLOUR if e.status in FINAL_STATUSES else "#555")
             x = at[e.seq]
             ax.plot([x], [y + 0.3], marker="o", markersize=8, color=colour, zorder=3)
@@ -167,7 +168,10 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
             if e.status == "input" and isinstance(e.payload.get("dtmf"), dict):
                 detail = e.payload["dtmf"].get("digits")
             text = f"{e.status}" + (f" ({detail})" if detail else "")
-            ax.annotate(text, (x, y + 0.3), xytext=(0, 8 + 9 * (i % 3)), textcoords="offset points",
+            # Labels of markers that nearly touch are stacked instead of printed over each other.
+            level = (level + 1) % 3 if last_x is not None and x - last_x < right * 0.07 else 0
+            last_x = x
+            ax.annotate(text, (x, y + 0.3), xytext=(0, 8 + 9 * level), textcoords="offset points",
                         fontsize=8, rotation=0, ha="center", color=colour)
         for e in items:
             if e.uuid != uuid:

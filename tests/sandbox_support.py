@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 from flask import Flask, Response, request, send_from_directory
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -67,7 +68,8 @@ def make_test_audio(folder: Path) -> dict[str, Path]:
     t = np.arange(int(4 * rate)) / rate
     if "music.wav" not in out:
         notes = 220 * 2 ** (np.floor(t * 4) % 8 / 12)
-        music = 0.4 * np.sin(2 * np.pi * np.cumsum(notes) / rate) + 0.1 * np.sin(2 * np.pi * 3 * np.cumsum(notes) / rate)
+        phase = 2 * np.pi * np.cumsum(notes) / rate
+        music = 0.4 * np.sin(phase) + 0.1 * np.sin(3 * phase)
         sf.write(folder / "music.wav", music, rate, subtype="PCM_16")
         out["music.wav"] = folder / "music.wav"
     if "silence.wav" not in out:
@@ -304,7 +306,9 @@ def best_correlation(signal: np.ndarray, reference: np.ndarray) -> tuple[float, 
     if s.size < r.size:
         r = r[: s.size]
     corr = fftconvolve(s, r[::-1], mode="valid")
-    energy = np.sqrt(np.convolve(s * s, np.ones(r.size), mode="valid")) * np.sqrt(np.sum(r * r))
+    csum = np.concatenate([[0.0], np.cumsum(s * s)])
+    window = np.maximum(csum[r.size:] - csum[: s.size - r.size + 1], 0.0)  # energy under each alignment
+    energy = np.sqrt(window) * np.sqrt(np.sum(r * r))
     energy[energy == 0] = np.inf
     score = corr / energy
     lag = int(np.argmax(score))
@@ -321,8 +325,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
 
 
 # ------------------------------------------------------------------ pytest fixtures (import them in a test module)
-
-import pytest  # noqa: E402
 
 SPEED = 10.0
 

@@ -7,10 +7,12 @@ import time
 
 import jwt
 import pytest
-from sandbox_support import client, receiver, sandbox, sandbox_home, test_audio, wait_until  # noqa: F401
+from sandbox_support import wait_until
 from vonage_voice import CreateCallRequest, Phone, Stream, Talk, ToPhone
 
 from labkit.errors import SandboxError
+
+pytest_plugins = ["sandbox_support"]  # fixtures: sandbox, receiver, client, test_audio, sandbox_home
 
 
 def call(client, sandbox, number, ncco=None, **kw):
@@ -112,7 +114,8 @@ def test_the_call_ends_when_the_ncco_runs_out_even_with_rest_audio(sandbox, clie
     receiver.wait_for("answered", created.uuid)
     from vonage_voice import AudioStreamOptions
 
-    client.voice.play_audio_into_call(created.uuid, AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")], loop=0))
+    client.voice.play_audio_into_call(
+        created.uuid, AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")], loop=0))
     done = receiver.wait_for("completed", created.uuid)
     assert int(done.payload["duration"]) <= 4
 
@@ -228,7 +231,8 @@ def test_signed_webhooks_verify_with_hs256_and_payload_hash(sandbox, client, rec
         assert claims["application_id"] == sandbox.application_id
         body = hook.body if hook.method == "POST" else b""
         assert claims["payload_hash"] == hashlib.sha256(body).hexdigest()
-    assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], "wrong-secret-wrong-secret-0000000000")
+    wrong = "wrong-secret-wrong-secret-0000000000"
+    assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], wrong)
     from labkit.server.signing import verify_webhook
 
     verify_webhook(hooks[-1].headers["Authorization"], hooks[-1].body, secret)
@@ -250,8 +254,9 @@ def test_unknown_numbers_reach_a_phone_that_answers_after_a_ring(sandbox, client
 def test_stop_ends_calls_and_frees_threads(sandbox_home, receiver):
     import threading
 
-    from labkit.sandbox import Sandbox
     from sandbox_support import sdk_client
+
+    from labkit.sandbox import Sandbox
 
     before = {t.name for t in threading.enumerate()}
     sb = Sandbox(speed=10, home=sandbox_home).start()

@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 from openapi_schema_validator import OAS30Validator
-from sandbox_support import client, receiver, sandbox, sandbox_home, sdk_client, test_audio, wait_until  # noqa: F401
+from sandbox_support import sdk_client, wait_until
 from vonage_http_client.errors import AuthenticationError, HttpRequestError, NotFoundError
 from vonage_voice import (
     AudioStreamOptions,
@@ -23,6 +23,8 @@ from vonage_voice import (
     ToPhone,
     TtsStreamOptions,
 )
+
+pytest_plugins = ["sandbox_support"]  # fixtures: sandbox, receiver, client, test_audio, sandbox_home
 
 SPEC = yaml.safe_load((Path(__file__).parent / "data" / "voice-openapi-1.3.7.yml").read_text())
 
@@ -136,7 +138,8 @@ def test_list_calls_pages_with_links_and_filters(sandbox, client, receiver):
     assert [c.uuid for c in calls] == [uuids[2], uuids[1]] and nxt == 1
     calls, nxt = client.voice.list_calls(ListCallsFilter(status="answered"))
     assert calls == [] and nxt is None
-    calls, _ = client.voice.list_calls(ListCallsFilter(status="busy", conversation_uuid=sandbox.call(uuids[0]).conversation_uuid))
+    first_conversation = sandbox.call(uuids[0]).conversation_uuid
+    calls, _ = client.voice.list_calls(ListCallsFilter(status="busy", conversation_uuid=first_conversation))
     assert [c.uuid for c in calls] == [uuids[0]]
 
 
@@ -185,7 +188,8 @@ def test_controlling_a_call_before_answer_is_400_and_after_hangup_404(sandbox, c
     created = place(client, sandbox, receiver, "447700900003")
     receiver.wait_for("ringing", created.uuid)
     with pytest.raises(HttpRequestError) as err:
-        client.voice.play_audio_into_call(created.uuid, AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")]))
+        client.voice.play_audio_into_call(created.uuid,
+                                          AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")]))
     assert err.value.response.status_code == 400
     assert err.value.response.headers["Content-Type"] == "application/problem+json"
     assert "answered" in err.value.response.json()["detail"]

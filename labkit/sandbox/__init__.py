@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class Sandbox:
             except OSError as exc:
                 raise PortInUseError(f"Cannot listen on 127.0.0.1:{self.requested_port}: {exc}") from None
             server.daemon_threads = True
+            server.labkit_connections = set()  # keep-alive connections, shut down by stop()
             self._server = server
             self._port = server.server_port
             self._platform.base_url = self.base_url
@@ -148,6 +150,11 @@ class Sandbox:
             if server is not None:
                 server.shutdown()
                 server.server_close()
+                for conn in list(server.labkit_connections):
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             if thread is not None:
                 thread.join(5.0)
             for leg in list(p.legs.values()):

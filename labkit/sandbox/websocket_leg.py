@@ -75,7 +75,8 @@ class WebsocketEndpoint:
         self._partial = b""
         self._in_lock = threading.Lock()
         self._out: queue.Queue[Any] = queue.Queue()
-        self._closing = threading.Event()
+        self._closing = threading.Event()  # no more frames to the app (either side closed)
+        self._platform_closed = False  # the platform (hangup) closed, not the app
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
         self.frames_sent = 0
@@ -125,8 +126,9 @@ class WebsocketEndpoint:
 
     def close(self) -> None:
         """Platform-side close (hangup): flush queued frames, then close with code 1000. Non-blocking."""
-        if self._closing.is_set():
+        if self._platform_closed:
             return
+        self._platform_closed = True
         self._closing.set()
         self._out.put(_CLOSE)
 
@@ -175,7 +177,7 @@ class WebsocketEndpoint:
                 self.close_code = ws.close_code
             except Exception:
                 self.close_code = None
-            app_closed = not self._closing.is_set()
+            app_closed = not self._platform_closed
             self._closing.set()
             self._out.put(_CLOSE)
             if app_closed and self._on_app_closed is not None:

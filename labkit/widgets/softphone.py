@@ -89,7 +89,7 @@ class Softphone(widgets.VBox):
         self._stop_follow: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-        self.title = widgets.HTML(f"<b>&#128241; virtual phone {html.escape(self.number)}</b>")
+        self.title = widgets.HTML(f"<b>virtual phone {html.escape(self.number)}</b>")
         self.state = widgets.Label(value="idle")
         self.state.add_class("labkit-phone-state")
         self.caller = widgets.HTML(value="")
@@ -205,6 +205,7 @@ class Softphone(widgets.VBox):
             if in_call:
                 self._follow()
             elif state == "idle" and previous != "idle":
+                self.caller.value = ""
                 self._show_heard()
 
     def _follow(self) -> None:

@@ -94,6 +94,7 @@ class LiveWaveform(widgets.VBox):
                                    layout=widgets.Layout(border="1px solid #ddd"))
         self.image.add_class("labkit-waveform")
         self.caption = widgets.Label(value=f"{title}: nothing yet")
+        self.caption.add_class("labkit-waveform-caption")
         super().__init__(children=[self.image, self.caption], **kwargs)
         self._lock = threading.Lock()
         self._ring = np.zeros(int(self.seconds * self.rate), np.int16)
