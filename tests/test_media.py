@@ -664,3 +664,16 @@ def test_media_package_exports_lazily() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
     assert audio.SUPPORTED.startswith("MP3")
+
+
+def test_correlate_matches_a_recording_that_starts_late():
+    """A bit-exact copy missing the reference's first 40 ms still scores 1 (and says where it starts)."""
+    import numpy as np
+
+    from labkit.media import Recording
+    from labkit.media.audio import load
+
+    ref = load(Path(__file__).resolve().parent.parent / "audio" / "prompt.wav", 16000)
+    late = Recording(np.concatenate([ref[640:], np.zeros(4000, np.int16)]), 16000)
+    score, offset = late.find((ref, 16000))
+    assert score > 0.99 and offset == pytest.approx(-0.04)

@@ -6,13 +6,13 @@ import hashlib
 import time
 
 import jwt
+import numpy as np
 import pytest
+from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
 from sandbox_support import wait_until
 from vonage_voice import CreateCallRequest, Phone, Stream, Talk, ToPhone
 
 from labkit.errors import SandboxError
-
-pytest_plugins = ["sandbox_support"]  # fixtures: sandbox, receiver, client, test_audio, sandbox_home
 
 
 def call(client, sandbox, number, ncco=None, **kw):
@@ -271,3 +271,34 @@ def test_stop_ends_calls_and_frees_threads(sandbox_home, receiver):
     assert wait_until(lambda: not [t for t in threading.enumerate()
                                    if t.name.startswith(("labkit-sandbox", "sandbox-")) and t.name not in before
                                    and t.is_alive() and "hooks" not in t.name and "warmup" not in t.name], 5)
+
+
+def test_notify_posts_the_payload_and_its_reply_replaces_the_rest(sandbox, client, receiver):
+    receiver.replies["notify"] = [{"action": "talk", "text": "Replaced"}]
+    sandbox.phone("447700900030").set(answer_after=0)
+    http = client.voice.http_client
+    created = http.post(http.api_host, "/v1/calls", {
+        "to": [{"type": "phone", "number": "447700900030"}], "from": {"type": "phone", "number": sandbox.number},
+        "ncco": [{"action": "notify", "payload": {"step": "menu", "attempt": 1},
+                  "eventUrl": [receiver.url + "/notify"]},
+                 {"action": "talk", "text": "This long sentence is never spoken: the notify reply replaces it"}]})
+    hook = receiver.wait_for(path="/notify")
+    assert hook.payload == {"step": "menu", "attempt": 1} and hook.method == "POST"
+    receiver.wait_for("completed", created["uuid"])
+    heard = sandbox.phone("447700900030").heard_in(created["uuid"])
+    assert heard.duration < 2.0  # "Replaced" (~0.6 s), not the 5 s sentence
+
+
+def test_wait_action_and_machine_detection(sandbox, client, receiver):
+    phone = sandbox.phone("447700900031").set(answer_after=0)
+    http = client.voice.http_client  # the SDK's CreateCallRequest does not take a Wait action
+    created = http.post(http.api_host, "/v1/calls", {
+        "to": [{"type": "phone", "number": phone.number}], "from": {"type": "phone", "number": sandbox.number},
+        "advanced_machine_detection": {"behavior": "continue", "mode": "detect"},
+        "ncco": [{"action": "wait", "timeout": 1.5}, {"action": "talk", "text": "After a pause"}]})
+    human = receiver.wait_for("human")
+    assert human.payload["call_uuid"] == created["uuid"] and "uuid" not in human.payload
+    receiver.wait_for("completed", created["uuid"])
+    samples = phone.heard_in(created["uuid"]).samples
+    first_sound = int(np.flatnonzero(np.abs(samples) > 100)[0]) / 16000
+    assert 1.4 <= first_sound <= 2.5

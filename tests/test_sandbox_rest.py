@@ -11,6 +11,7 @@ import pytest
 import requests
 import yaml
 from openapi_schema_validator import OAS30Validator
+from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
 from sandbox_support import sdk_client, wait_until
 from vonage_http_client.errors import AuthenticationError, HttpRequestError, NotFoundError
 from vonage_voice import (
@@ -23,8 +24,6 @@ from vonage_voice import (
     ToPhone,
     TtsStreamOptions,
 )
-
-pytest_plugins = ["sandbox_support"]  # fixtures: sandbox, receiver, client, test_audio, sandbox_home
 
 SPEC = yaml.safe_load((Path(__file__).parent / "data" / "voice-openapi-1.3.7.yml").read_text())
 

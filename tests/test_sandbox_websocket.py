@@ -8,10 +8,9 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
 from sandbox_support import WsApp, rms, wait_until
 from vonage_voice import CreateCallRequest, Phone, Talk, Websocket
-
-pytest_plugins = ["sandbox_support"]  # fixtures: sandbox, receiver, client, test_audio, sandbox_home
 
 HEADERS = {"caller-id": "447700900123", "language": "en-GB"}
 
@@ -184,3 +183,32 @@ def test_unreachable_websocket_fails_the_leg(sandbox, receiver):
     receiver.wait_for("completed", leg.uuid)
     ws_leg = next(c for c in sandbox.calls if c.parent is leg)
     assert ws_leg.status == "failed" and ws_leg.errors
+
+
+def test_websocket_authorization_headers(sandbox, receiver, ws_app):
+    import jwt
+
+    receiver.answer_ncco = [{"action": "connect", "endpoint": [{
+        "type": "websocket", "uri": ws_app.uri, "content-type": "audio/l16;rate=16000",
+        "authorization": {"type": "custom", "value": "Token abc123"}}]}]
+    leg = sandbox.dial("447700900508")
+    ws_app.wait_text(lambda t: t.get("event") == "websocket:connected")
+    assert ws_app.request_headers["authorization"] == "Token abc123"
+    sandbox.phone("447700900508").hangup()
+    assert leg.wait("completed", 5)
+
+    secret = "sandbox-signature-secret-0123456789"
+    sandbox.configure(signature_secret=secret)
+    second = WsApp().start()
+    try:
+        receiver.answer_ncco = [{"action": "connect", "endpoint": [{
+            "type": "websocket", "uri": second.uri, "content-type": "audio/l16;rate=16000",
+            "authorization": {"type": "vonage"}}]}]
+        sandbox.dial("447700900509")
+        second.wait_text(lambda t: t.get("event") == "websocket:connected")
+        token = second.request_headers["authorization"].removeprefix("Bearer ")
+        claims = jwt.decode(token, secret, algorithms=["HS256"])
+        assert claims["iss"] == "Vonage" and claims["application_id"] == sandbox.application_id
+        sandbox.phone("447700900509").hangup()
+    finally:
+        second.stop()

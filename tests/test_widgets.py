@@ -40,7 +40,7 @@ def make_panel(fresh) -> Iterator[Callable[..., ControlPanel]]:
     for p in made:
         p.close()
         if p.softphone is not None:
-            p.softphone.phone.set(outcome="answer")
+            assert p.softphone.phone.outcome == "answer"  # closing gave the phone back
         if p.call is not None and not p.call.ended:
             try:
                 p.call.hangup()
@@ -122,6 +122,20 @@ def test_invalid_number_shows_an_error_not_an_exception(make_panel):
     assert p.call is None and isinstance(p.last_error, ValueError)
     p.to.value = "+44 7700 900202"
     assert "will call 447700900202" in p.to_hint.value
+    assert p.error.value == ""  # typing a good number clears the old error
+
+
+def test_calling_another_number_swaps_the_softphone(make_panel):
+    p = make_panel(to="447700900209")
+    old = p.softphone
+    p.to.value = "447700900210"
+    p.call_button.click()
+    assert p.error.value == "", p.error.value
+    assert p.softphone is not old and p.softphone.number == "447700900210"
+    assert p.children == (p.main, p.softphone) and old.phone.outcome == "answer"
+    wait_until(lambda: p.softphone.state.value == "ringing", what="the new softphone to ring")
+    p.softphone.reject_button.click()
+    wait_until(lambda: p.status.value == "rejected", what="rejected")
 
 
 def test_controls_without_a_call_say_so_and_reset(make_panel):

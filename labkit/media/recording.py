@@ -269,39 +269,44 @@ def _rate(rate: Any) -> int:
 def _best_match(signal: np.ndarray, reference: np.ndarray, block: int = 1 << 20) -> tuple[float, int]:
     """Peak |normalised cross-correlation| and the lag of ``reference`` within ``signal`` (samples).
 
-    The shorter of the two slides along the longer; each position is normalised by the energy of
-    the longer one's overlapping stretch, so the score is 1 for an exact (scaled) copy. The longer
-    signal is processed in blocks so an hour-long recording needs tens of MB, not gigabytes.
+    The shorter of the two slides along the longer, and may hang over either end of it by up to half
+    its length (a recording that starts a moment late still matches). Each position is normalised by
+    the energy of the overlapping stretch of both, so the score is 1 for an exact (scaled) copy. The
+    longer signal is processed in blocks so an hour-long recording needs tens of MB, not gigabytes.
     """
     from scipy.signal import fftconvolve
 
     x, y = (signal, reference) if signal.size >= reference.size else (reference, signal)
     swapped = x is not signal
-    m = y.size
+    m, n = y.size, x.size
     # Full-scale units keep the running energy sums small enough for float64 to stay accurate.
     yf = y.astype(np.float64) / 32768.0
-    y_energy = float(np.dot(yf, yf))
-    if m == 0 or y_energy == 0.0:
+    y_csum = np.concatenate([[0.0], np.cumsum(yf * yf)])
+    if m == 0 or y_csum[-1] == 0.0:
         return 0.0, 0
     y_rev = yf[::-1].copy()
-    lags = x.size - m + 1
+    pad = m // 2
+    xp = np.concatenate([np.zeros(pad, x.dtype), x, np.zeros(pad, x.dtype)])
+    lags = xp.size - m + 1
     block = max(block, 4 * m)
     # Stretches far quieter than the loudest one are numerical noise, not audio.
-    floor = max(_peak_window_energy(x, m) * 1e-6, 1e-9)
+    floor = max(_peak_window_energy(x, min(m, n)) * 1e-6, 1e-9)
     best, best_lag = 0.0, 0
     for start in range(0, lags, block):
-        seg = x[start : start + min(block, lags - start) + m - 1].astype(np.float64) / 32768.0
+        seg = xp[start : start + min(block, lags - start) + m - 1].astype(np.float64) / 32768.0
         num = fftconvolve(seg, y_rev, mode="valid")
         csum = np.concatenate([[0.0], np.cumsum(seg * seg)])
         win = csum[m:] - csum[:-m]  # energy of seg[k:k+m] for each lag k
-        usable = win > floor
+        k = start + np.arange(num.size)
+        y_energy = y_csum[np.clip(pad + n - k, 0, m)] - y_csum[np.clip(pad - k, 0, m)]  # overlap only
+        usable = (win > floor) & (y_energy > 0)
         if not usable.any():
             continue
         score = np.zeros_like(num)
-        score[usable] = np.abs(num[usable]) / np.sqrt(win[usable] * y_energy)
-        k = int(np.argmax(score))
-        if score[k] > best:
-            best, best_lag = float(score[k]), start + k
+        score[usable] = np.abs(num[usable]) / np.sqrt(win[usable] * y_energy[usable])
+        i = int(np.argmax(score))
+        if score[i] > best:
+            best, best_lag = float(score[i]), start + i - pad
     return min(best, 1.0), (-best_lag if swapped else best_lag)
 
 

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,10 @@ class Sandbox:
                         pass
             if thread is not None:
                 thread.join(5.0)
+            deadline = time.monotonic() + 5.0  # runners blocked in a webhook finish it first
             for leg in list(p.legs.values()):
                 if leg.thread is not None and leg.thread is not threading.current_thread():
-                    leg.thread.join(2.0)
+                    leg.thread.join(max(0.0, deadline - time.monotonic()))
                 leg.hooks.close()
 
     def __enter__(self) -> Sandbox:

@@ -167,6 +167,7 @@ def create_call(p: Platform, body: Any) -> dict:
     leg.answer_method = _method(body, "answer_method", "GET")
     leg.length_timer = float(length_timer)
     leg.ringing_timer = float(ringing_timer)
+    leg.machine_detection = isinstance(body.get("advanced_machine_detection"), dict)
     lifecycle.start(p, leg, lifecycle.run_outbound)
     return {"uuid": leg.uuid, "status": "started", "direction": "outbound",
             "conversation_uuid": leg.conversation.uuid}

@@ -225,6 +225,7 @@ def run_outbound(p: Platform, leg: SandboxCall) -> None:
             p.end_leg(leg, "failed", "cannot_route")
             return
         p.answer_leg(leg)
+        endpoint.start_streaming()
     else:
         p.post_status(leg, "started")
         with p.lock:
@@ -233,6 +234,10 @@ def run_outbound(p: Platform, leg: SandboxCall) -> None:
         return
     ncco = leg.ncco if leg.ncco is not None else fetch_ncco(p, leg, leg.answer_url or "", leg.answer_method)
     post_answered(p, leg)
+    if leg.machine_detection:
+        # advanced machine detection: a virtual phone is always a person (`call_uuid`, not `uuid`)
+        p.post(leg, {"call_uuid": leg.uuid, "from": leg.from_address, "to": leg.to_address, "status": "human",
+                     "conversation_uuid": leg.conversation.uuid, "timestamp": iso(utcnow())})
     run_script(p, leg, ncco)
 
 
@@ -363,6 +368,7 @@ def run_connect_child(p: Platform, leg: SandboxCall, parent: SandboxCall, ep: di
     except LegEnded:
         endpoint.close()
         raise
+    endpoint.start_streaming()
     post_answered(p, leg)
     _stay_until_ended(p, leg)
 

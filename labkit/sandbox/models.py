@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -225,6 +226,7 @@ class SandboxCall:
         self.reply_ncco: list | None = None  # NCCO a child leg's instruction event returned (for the parent)
         self.disconnect_future: Future | None = None
         self.rest_seq: dict[str, int] = {}
+        self.machine_detection = False  # advanced machine detection asked for: virtual phones are human
         self.hooks = OrderedSender(platform.webhooks, self.uuid[:8])
         self.thread: threading.Thread | None = None
         if parent is not None:
@@ -267,21 +269,16 @@ class SandboxCall:
                 return bool(status(self))
             return status in self.statuses() or self.status == status
 
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.daemon = True
-        timer.start()
-        try:
-            with self.cond:
-                while not reached():
-                    if deadline.is_set():
-                        return False
-                    if not callable(status) and self.finished:
-                        return reached()
-                    self.cond.wait(0.05)
-                return True
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not reached():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if not callable(status) and self.finished:
+                    return reached()
+                self.cond.wait(min(0.05, left))
+            return True
 
     def hangup(self) -> None:
         """The far end hangs up (a phone putting the receiver down, a server closing)."""
@@ -319,6 +316,7 @@ class Platform:
         self.base_url = ""
         self.legs: dict[str, SandboxCall] = {}
         self.order: list[SandboxCall] = []
+        self.live = 0  # legs registered and not ended
         self.named: dict[str, Conversation] = {}
         self.conversations: dict[str, Conversation] = {}
         self.phones: dict[str, VirtualPhone] = {}
@@ -333,6 +331,7 @@ class Platform:
 
     def add_leg(self, leg: SandboxCall) -> None:
         with self.lock:
+            self.live += 1
             self.legs[leg.uuid] = leg
             self.order.append(leg)
             self.conversations[leg.conversation.uuid] = leg.conversation
@@ -360,8 +359,8 @@ class Platform:
         return leg
 
     def is_idle(self) -> bool:
-        with self.lock:
-            return not any(not leg.ended for leg in self.legs.values())
+        """No call is live: the clock may sleep."""
+        return self.live <= 0
 
     def phone(self, number: str) -> VirtualPhone:
         from labkit.sandbox.phones import VirtualPhone
@@ -529,6 +528,8 @@ class Platform:
             if status == "completed" and leg.answered_at is None:
                 status = "cancelled"
             leg.ended = True
+            if leg.uuid in self.legs:
+                self.live -= 1
             leg.status = status
             leg.detail = detail
             leg.ended_at = utcnow()
@@ -600,20 +601,14 @@ class Platform:
         """The result of a webhook Future; gives up (None) after `timeout` real seconds or at stop."""
         waiter = threading.Event()
         future.add_done_callback(lambda _f: waiter.set())
-        end = threading.Event()
-        timer = threading.Timer(timeout, end.set)
-        timer.daemon = True
-        timer.start()
-        try:
-            while not waiter.wait(0.05):
-                if end.is_set() or self.stopping:
-                    return None
-            try:
-                return future.result()
-            except Exception:
+        deadline = time.monotonic() + timeout
+        while not waiter.wait(0.05):
+            if time.monotonic() > deadline or self.stopping:
                 return None
-        finally:
-            timer.cancel()
+        try:
+            return future.result()
+        except Exception:
+            return None
 
     # ------------------------------------------------------------------ players (runner threads)
 

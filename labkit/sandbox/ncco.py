@@ -265,6 +265,7 @@ class NccoRunner:
         actions = self.checked(ncco)
         if actions is None:
             return
+        self.prefetch(actions)
         i = 0
         while i < len(actions):
             action = actions[i]
@@ -275,7 +276,19 @@ class NccoRunner:
                 actions = self.checked(rep.ncco)
                 if actions is None:
                     return
+                self.prefetch(actions)
                 i = 0
+
+    def prefetch(self, actions: list[dict]) -> None:
+        """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache)."""
+        for a in actions:
+            url = None
+            if a["action"] == "stream":
+                url = a["streamUrl"][0]
+            elif a["action"] == "conversation":
+                url = _first(a.get("musicOnHoldUrl"))
+            if url:
+                self.p.sources.prefetch(url, self.leg.rate)
 
     def checked(self, ncco: Any) -> list[dict] | None:
         """The validated NCCO, or None after reporting it (error event) and hanging up."""

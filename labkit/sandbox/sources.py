@@ -139,6 +139,7 @@ class AudioSources:
         self._talk: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._files: OrderedDict[str, bytes] = OrderedDict()
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._inflight: dict[tuple[str, int], threading.Lock] = {}
         self._max = max_items
         self.use_espeak = True
         self._session = requests.Session()
@@ -190,13 +191,41 @@ class AudioSources:
         key = (url, rate)
         with self._lock:
             hit = self._decoded.get(key)
-        if hit is not None:
-            return hit
-        audio = load_audio(self.fetch(url), rate)
-        audio.flags.writeable = False
+            if hit is not None:
+                return hit
+            gate = self._inflight.setdefault(key, threading.Lock())
+        with gate:  # one fetch per URL and rate at a time; the others wait and reuse it
+            with self._lock:
+                hit = self._decoded.get(key)
+            if hit is not None:
+                return hit
+            try:
+                audio = load_audio(self.fetch(url), rate)
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+            audio.flags.writeable = False
+            with self._lock:
+                self._remember(self._decoded, key, audio)
+            return audio
+
+    def prefetch(self, url: str, rate: int) -> None:
+        """Fetch and decode `url` in the background, so the stream starts without a gap later.
+
+        Vonage caches stream files; the sandbox fetches the ones an NCCO names as soon as it starts.
+        Failures are ignored here: the action itself reports them when it runs.
+        """
         with self._lock:
-            self._remember(self._decoded, key, audio)
-        return audio
+            if (url, rate) in self._decoded or (url, rate) in self._inflight:
+                return
+
+        def work() -> None:
+            try:
+                self.stream(url, rate)
+            except Exception:
+                pass
+
+        threading.Thread(target=work, name="sandbox-prefetch", daemon=True).start()
 
     def close(self) -> None:
         self._session.close()

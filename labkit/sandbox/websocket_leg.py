@@ -79,6 +79,7 @@ class WebsocketEndpoint:
         self._platform_closed = False  # the platform (hangup) closed, not the app
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self.frames_sent = 0
         self.frames_received = 0
         self.frames_dropped = 0  # beyond the 3072-frame playback buffer
@@ -113,16 +114,20 @@ class WebsocketEndpoint:
         hello = {"event": PROTOCOL["connected_event"], "content-type": f"audio/l16;rate={self.rate}"}
         for key, value in self.headers.items():
             hello.setdefault(key, value)
-        try:
-            self._ws.send(json.dumps(hello))
-        except Exception as exc:
-            self.error = f"{exc.__class__.__name__}: {exc}"
-            return False
-        self._writer = threading.Thread(target=self._write_loop, name="sandbox-ws-writer", daemon=True)
+        # queued first, sent when `start_streaming` starts the writer: after the leg has joined the call,
+        # so an app that reacts to websocket:connected never misses the first frames
+        self._out.put(json.dumps(hello))
         self._reader = threading.Thread(target=self._read_loop, name="sandbox-ws-reader", daemon=True)
-        self._writer.start()
         self._reader.start()
         return True
+
+    def start_streaming(self) -> None:
+        """Send websocket:connected, then the frames the clock queues (call once the leg is answered)."""
+        with self._start_lock:
+            if self._writer is not None or self._ws is None:
+                return
+            self._writer = threading.Thread(target=self._write_loop, name="sandbox-ws-writer", daemon=True)
+            self._writer.start()
 
     def close(self) -> None:
         """Platform-side close (hangup): flush queued frames, then close with code 1000. Non-blocking."""
@@ -130,7 +135,14 @@ class WebsocketEndpoint:
             return
         self._platform_closed = True
         self._closing.set()
+        with self._start_lock:
+            never_started = self._writer is None and self._ws is not None
+        if never_started:  # hung up before it was answered: no hello, no frames, just close
+            with self._out.mutex:
+                self._out.queue.clear()
         self._out.put(_CLOSE)
+        if never_started:
+            self.start_streaming()
 
     def join(self, timeout: float = 2.0) -> None:
         for thread in (self._writer, self._reader):

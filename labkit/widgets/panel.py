@@ -179,6 +179,16 @@ class ControlPanel(widgets.HBox):
         self._follow_audio()
         self._render_events()
 
+    def _use_softphone(self, number: str) -> None:
+        """Sandbox: show the handset of the phone about to be called (the old one goes back to normal)."""
+        from labkit.widgets.softphone import Softphone
+
+        old = self.softphone
+        self.softphone = Softphone(self.lab, number)
+        self.children = [self.main, self.softphone]
+        if old is not None:
+            old.close()
+
     def _require_call(self) -> Call:
         call = self.call
         if call is None:
@@ -188,6 +198,7 @@ class ControlPanel(widgets.HBox):
         return call
 
     # -- handlers (each runs through `guarded`) -------------------------------------------------------
+    @guarded
     def _on_to_change(self, change: dict) -> None:
         text = str(change.get("new") or "")
         try:
@@ -202,6 +213,8 @@ class ControlPanel(widgets.HBox):
         number = validate.phone_number(self.to.value, "number to call")
         self._refresh_files()
         script = self.ncco() if callable(self.ncco) else self.ncco
+        if self.softphone is not None and self.softphone.number != number:
+            self._use_softphone(number)
         self._placing = True
         try:
             call = self.lab.call(number, ncco=script, answer_url=self.answer_url)
@@ -296,6 +309,10 @@ class ControlPanel(widgets.HBox):
 
     # -- live updates (webhook and WebSocket threads) ---------------------------------------------------
     def _on_event(self, event: Event) -> None:
+        with self._lock:  # webhooks arrive on several threads at once
+            self._handle_event(event)
+
+    def _handle_event(self, event: Event) -> None:
         try:
             self._recent.append(event)
             call = self.call
@@ -358,8 +375,9 @@ class ControlPanel(widgets.HBox):
             stop()
 
     def _render_events(self) -> None:
-        call = self.call
-        self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
+        with self._lock:
+            call = self.call
+            self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
 
     def _refresh_recordings(self) -> None:
         try:

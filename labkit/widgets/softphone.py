@@ -42,10 +42,11 @@ def _heard(phone: Any, since: int = 0) -> tuple[np.ndarray, int]:
     return np.asarray(rec.samples, dtype=np.int16), int(rec.rate)
 
 
-def follow_heard(phone: Any, waveform: LiveWaveform, *, title: str | None = None,
-                 until: Callable[[], bool] | None = None) -> Callable[[], None]:
-    """Mirror the last seconds of what `phone` hears from now on into `waveform` until stopped (or
-    `until()`). Polls the phone a few times a second on a daemon thread; returns the stop function.
+def follow_heard(phone: Any, waveform: LiveWaveform, *, title: str | None = None) -> Callable[[], None]:
+    """Mirror the last seconds of what `phone` hears from now on into `waveform`, until stopped.
+
+    Polls the phone a few times a second on a daemon thread (it has no audio callback) and asks only
+    for the tail the waveform shows; returns the stop function.
     """
     stop = threading.Event()
     if title:
@@ -59,13 +60,11 @@ def follow_heard(phone: Any, waveform: LiveWaveform, *, title: str | None = None
                 now = int(getattr(phone, "position", -2))
                 if now != last:
                     last = now
-                    samples, rate = _heard(phone, since)
-                    waveform.reset(rate)  # the ring then holds exactly the newest seconds
-                    waveform.feed_samples(samples[-int(waveform.seconds * rate):])
+                    window = int(waveform.seconds * waveform.rate)
+                    samples, rate = _heard(phone, max(since, now - window))
+                    waveform.set_tail(samples, rate)
             except Exception:  # noqa: BLE001 - keep polling: the phone may be between calls
                 pass
-            if until is not None and until():
-                break
             stop.wait(POLL_SECONDS)
 
     threading.Thread(target=run, name="labkit-follow-phone", daemon=True).start()
@@ -131,6 +130,7 @@ class Softphone(widgets.VBox):
         ], layout=widgets.Layout(width="360px", padding="6px", border="1px solid #ccc"))
         self.add_class("labkit-softphone")
 
+        self._outcome_before = getattr(self.phone, "outcome", "answer")
         self.phone.set(outcome="manual")
         self.phone.on_ring(self._on_ring)
         self._unsubscribe = lab.events.subscribe(self._on_event)
@@ -227,7 +227,10 @@ class Softphone(widgets.VBox):
             self.player.layout.display = None
 
     def close(self) -> None:
+        """Stop listening, and let the phone answer by itself again as it did before."""
         self._closed = True
+        if self.phone.outcome == "manual":
+            self.phone.set(outcome=self._outcome_before if self._outcome_before != "manual" else "answer")
         self._unsubscribe()
         if self._stop_follow is not None:
             self._stop_follow()

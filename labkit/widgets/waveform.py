@@ -134,6 +134,19 @@ class LiveWaveform(widgets.VBox):
         self._dirty.set()
         self._ensure_thread()
 
+    def set_tail(self, samples: np.ndarray, rate: int) -> None:
+        """Replace the buffer with the newest `seconds` of `samples` in one step (no empty frame between)."""
+        new = np.asarray(samples, dtype=np.int16)
+        with self._lock:
+            self.rate = int(rate)
+            ring = np.zeros(int(self.seconds * self.rate), np.int16)
+            tail = new[-ring.size:]
+            if tail.size:
+                ring[-tail.size:] = tail
+            self._ring = ring
+        self._dirty.set()
+        self._ensure_thread()
+
     def follow(self, session: Any) -> Callable[[], Any]:
         """Feed from a `SocketSession` (its `add_frame_listener`); returns the way to stop."""
         self.unfollow()
