@@ -373,6 +373,16 @@ class Lab:
             raise LabkitError("Virtual phones exist only in sandbox mode (Lab.start('sandbox')).")
         return self.sandbox.phone(validate.phone_number(number))
 
+    def callee(self, virtual_number: str = "447700900001"):
+        """Who a tutorial calls, as `(number, phone)`: the virtual phone at `virtual_number` in sandbox
+        mode, or your own phone (TO_NUMBER) and None in live mode. Keeps notebooks mode-agnostic."""
+        if self.sandbox is not None:
+            phone = self.phone(virtual_number)
+            return phone.number, phone
+        if not self.settings.to_number:
+            raise LabkitError("Live mode calls TO_NUMBER: set it in .env to the phone you want to ring.")
+        return self.settings.to_number, None
+
     # -- display -------------------------------------------------------------------------------
     def panel(self, **kwargs):
         """The ipywidgets control panel for placing and steering calls."""
