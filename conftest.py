@@ -7,9 +7,6 @@ so the notebooks get their settings from here rather than from lines that reader
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-
-import pytest
 
 # Tests and notebooks never reach Vonage or ngrok, whatever the developer's .env says.
 os.environ["LABKIT_MODE"] = "sandbox"
@@ -20,18 +17,3 @@ for _name in ("VONAGE_APPLICATION_ID", "VONAGE_PRIVATE_KEY", "NGROK_AUTHTOKEN", 
 # every notebook well under 20 s. (06 asks for speed=1 itself: it paces audio in real seconds.)
 os.environ.setdefault("LABKIT_SANDBOX_SPEED", "2")
 
-
-@pytest.fixture(autouse=True)
-def _keep_the_shared_labs_ca_trusted() -> Iterator[None]:
-    """Put REQUESTS_CA_BUNDLE back after each test.
-
-    `Sandbox.trust()` points that process-wide variable at its own bundle, which holds the system CAs
-    and only *its* sandbox CA. A test that starts a private sandbox with another LABKIT_HOME would
-    otherwise leave the session's shared lab untrusted, and every later call fails with SSLError.
-    """
-    saved = os.environ.get("REQUESTS_CA_BUNDLE")
-    yield
-    if saved is None:
-        os.environ.pop("REQUESTS_CA_BUNDLE", None)
-    else:
-        os.environ["REQUESTS_CA_BUNDLE"] = saved

@@ -6,11 +6,7 @@ import os
 
 import pytest
 
-# Tests and the notebooks they run must never reach Vonage or ngrok, whatever the developer's .env says.
-os.environ["LABKIT_MODE"] = "sandbox"
-for _name in ("VONAGE_APPLICATION_ID", "VONAGE_PRIVATE_KEY", "NGROK_AUTHTOKEN", "PUBLIC_URL"):
-    os.environ.pop(_name, None)
-
+# The repository's conftest.py (loaded first) forces sandbox mode and drops live credentials.
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):

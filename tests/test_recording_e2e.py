@@ -98,6 +98,9 @@ def test_app_closing_the_socket_posts_disconnected(fresh):
     lab.phone("447700900312")
     call = lab.call("447700900312", ncco=[ncco.websocket(lab, rate=16000, headers={"who": "lab"})])
     call.wait_for("answered", timeout=10)
-    lab.socket(call, timeout=10).close()
-    event = lab.events.wait_for("disconnected", timeout=10)
+    session = lab.socket(call, timeout=10)
+    mark = lab.events[-1].seq
+    session.close()
+    # the WebSocket leg has its own uuid: match the event by its status and the headers it carries
+    event = lab.events.wait_for(lambda e: e.status == "disconnected", timeout=10, after=mark)
     assert event.payload.get("headers", {}).get("who") == "lab" or event.payload.get("who") == "lab"

@@ -91,7 +91,7 @@ def test_stream_loop_and_level(sandbox, client, receiver, test_audio):
     music = read16(test_audio["music.wav"]).astype(np.float64)
     # twice the file, plus the moment it took to fetch it (tens of ms, times ten at speed 10)
     assert 2 * music.size <= heard.size <= 2 * music.size + int(1.5 * RATE)
-    start = best_correlation(heard[: RATE], music[: RATE // 2])[1]  # where the first loop starts
+    start = best_correlation(heard[: 3 * RATE], music[: RATE // 2])[1]  # where the first loop starts
     second = heard[start + music.size: start + 2 * music.size]
     assert np.allclose(second, music * level_to_gain(-0.5), atol=1.0)
 
@@ -269,16 +269,16 @@ def test_input_submit_on_hash_and_timeouts(sandbox, client, receiver):
 
     phone, created, leg = input_call(sandbox, client, receiver, "447700900304", {"timeOut": 2})
     hook = receiver.wait_for("input", created.uuid)
+    waited = sandbox.clock.ticks - leg.answered_tick  # in 20 ms ticks of call time
     assert hook.payload["dtmf"] == {"digits": "", "timed_out": True}
-    answered = receiver.find("answered", created.uuid)[0]
-    assert 0.15 < hook.at - answered.at < 0.6  # 2 s of call time at speed 10
+    assert 100 <= waited <= 200  # timeOut 2 s = 100 ticks (plus the webhook's way here)
 
 
 def test_barge_in_stops_the_prompt_and_feeds_the_input(sandbox, client, receiver):
     long_text = "Please listen carefully as our menu options have changed. " * 3
     phone, created, leg = input_call(sandbox, client, receiver, "447700900305", {"maxDigits": 1},
                                      before=[{"action": "talk", "text": long_text, "bargeIn": True}])
-    assert wait_until(lambda: phone.position > RATE)
+    assert wait_until(lambda: leg.barge and phone.position > RATE)  # the prompt is playing
     phone.press("5")
     hook = receiver.wait_for("input", created.uuid)
     assert hook.payload["dtmf"]["digits"] == "5"
@@ -402,6 +402,6 @@ def test_recorded_conversation_ends_when_the_moderator_leaves(sandbox, receiver)
     hook = receiver.wait_for("record", path="/conf-events", timeout=10)
     receiver.wait_for("completed", guest_leg.uuid)
     assert rms(guest.heard_since(mark).samples) > 500  # the guest's NCCO went on: the closing talk
-    path = sandbox.recordings[hook.payload["recording_url"].rsplit("/", 1)[1]]
+    path = sandbox.recording_path(hook.payload["recording_url"])
     audio, rate = sf.read(str(path), dtype="int16")
     assert rate == RATE and band_power(audio, 880) > 0.5

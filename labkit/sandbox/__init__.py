@@ -30,11 +30,13 @@ from typing import Any
 from labkit.errors import PortInUseError, SandboxError
 from labkit.sandbox.auth import load_or_create_credentials
 from labkit.sandbox.models import Platform, SandboxCall
-from labkit.sandbox.phones import VirtualPhone
+from labkit.sandbox.phones import KEEP, VirtualPhone
 from labkit.sandbox.tls import ensure_tls, write_bundle
 from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
 
 __all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
+
+STOP_DRAIN_SECONDS = 2.0  # real seconds stop() waits for the last `completed` webhooks to go out
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -122,6 +124,7 @@ class Sandbox:
             self._port = server.server_port
             self._platform.base_url = self.base_url
             self._platform.stopping = False
+            self._platform.webhooks.closed = False
             self._thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1},
                 name=f"labkit-sandbox-{self._port}", daemon=True,
@@ -133,13 +136,19 @@ class Sandbox:
             return self
 
     def stop(self) -> None:
-        """End every call (no webhooks), stop the clock, close WebSockets, free the port (idempotent)."""
+        """Hang up every call (posting `completed`, for up to 2 s), stop the clock, close WebSockets,
+        free the port and the threads (idempotent)."""
         with self._lock:
             p = self._platform
-            p.stopping = True
             endpoints = [leg.endpoint for leg in list(p.legs.values())
                          if leg.endpoint is not None and hasattr(leg.endpoint, "join")]
-            p.end_all()
+            live = [leg for leg in list(p.legs.values()) if not leg.ended]
+            p.end_all(events=True)  # like hanging up: the lab's event log sees each call complete
+            drain_until = time.monotonic() + STOP_DRAIN_SECONDS
+            for leg in live:
+                leg.hooks.close(wait=max(0.0, drain_until - time.monotonic()))
+            p.stopping = True
+            p.webhooks.closed = True  # anything still queued is dropped: stop never hangs on a slow app
             p.clock.stop()
             for endpoint in endpoints:
                 endpoint.close()
@@ -283,7 +292,7 @@ class Sandbox:
         """How phones made from now on behave (default: answer after 1 s, never hang up)."""
         probe = VirtualPhone(self._platform, "0", **self._platform.phone_defaults)
         probe.set(answer_after=answer_after, outcome=outcome,
-                  hangup_after=... if hangup_after is UNSET else hangup_after)
+                  hangup_after=KEEP if hangup_after is UNSET else hangup_after)
         self._platform.phone_defaults = {"answer_after": probe.answer_after, "outcome": probe.outcome,
                                          "hangup_after": probe.hangup_after}
 
@@ -323,6 +332,20 @@ class Sandbox:
         """Recording files by id (what `GET /v1/files/{id}` serves)."""
         with self._platform.lock:
             return {fid: path for fid, (path, _ctype) in self._platform.files.items()}
+
+    def recording_path(self, url_or_id: str) -> Path:
+        """The local file behind a recording_url (or its id), e.g. to load it without HTTP.
+
+        The SDK's `download_recording` refuses URLs without vonage.com/nexmo.com in them, so in
+        sandbox mode fetch recordings with this, or with requests and the SDK's JWT.
+        """
+        file_id = str(url_or_id).rstrip("/").rsplit("/", 1)[-1]
+        path = self.recordings.get(file_id)
+        if path is None:
+            raise SandboxError(
+                f"No sandbox recording {file_id}: it may not be written yet (wait for the record event)."
+            )
+        return path
 
     @property
     def clock(self) -> Any:

@@ -22,7 +22,6 @@ import numpy as np
 
 from labkit.errors import AudioError
 
-FRAME_MS = 20
 L16_RATES = (8000, 16000, 24000)
 
 
@@ -78,15 +77,6 @@ def load_audio(source: Any, rate: int) -> np.ndarray:
     return np.asarray(load(source, rate), dtype=np.int16)
 
 
-def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """int16 in, int16 out (scipy resample_poly), via labkit.media.audio when it is there."""
-    try:
-        from labkit.media.audio import resample as real
-    except ImportError:
-        return _fallback_resample(samples, from_rate, to_rate)
-    return np.asarray(real(samples, from_rate, to_rate), dtype=np.int16)
-
-
 def native_rate(source: Any) -> int | None:
     """The sample rate `source` already has, without decoding it twice; None when unknown."""
     if isinstance(source, tuple) and len(source) == 2:
@@ -106,26 +96,6 @@ def native_rate(source: Any) -> int | None:
 
 
 # ---------------------------------------------------------------- L16 framing
-
-
-def frame_samples(rate: int) -> int:
-    """Samples in one 20 ms frame at `rate`."""
-    return int(rate) * FRAME_MS // 1000
-
-
-def frame_bytes(rate: int) -> int:
-    """Bytes in one 20 ms s16le frame at `rate`: 320, 640 or 960 for 8, 16 or 24 kHz."""
-    try:
-        from labkit.media.frames import frame_bytes as real
-
-        return int(real(rate))
-    except ImportError:
-        return frame_samples(rate) * 2
-
-
-def content_type(rate: int) -> str:
-    """'audio/l16;rate=16000' for 16000."""
-    return f"audio/l16;rate={int(rate)}"
 
 
 def parse_content_type(text: str) -> int | None:

@@ -3,6 +3,12 @@
 Each function takes parsed JSON / query values, checks them like the real API (400 with
 `invalid_parameters` naming the field), acts on the platform model and returns the response body.
 responses.py only routes, authenticates and serialises.
+
+UNCONFIRMED choices, kept here: a REST transfer whose NCCO is invalid is refused with 400 (rather than
+an error event later); a second REST stream (or talk) replaces the one playing; DELETE .../stream or
+.../talk answers 200 even when nothing is playing; mute/earmuff/hangup work before answer, transfer and
+audio need an answered call; audio for a REST stream/talk is fetched or synthesized after the 200 is
+sent, so it starts a moment later (like the real platform, which also fetches first).
 """
 
 from __future__ import annotations

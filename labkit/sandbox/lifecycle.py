@@ -20,6 +20,7 @@ gets an `error` event with `ANSWER_FAILED_REASON` and ends.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from labkit.errors import SandboxError
@@ -35,7 +36,7 @@ from labkit.sandbox.models import (
     iso,
     utcnow,
 )
-from labkit.sandbox.ncco import NccoRunner, run_in_thread
+from labkit.sandbox.ncco import NccoRunner
 from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
 from labkit.sandbox.websocket_leg import WebsocketEndpoint
 
@@ -71,7 +72,8 @@ def start(p: Platform, leg: SandboxCall, target: Any, *args: Any) -> None:
                 if leg.parent is not None:
                     leg.parent.cond.notify_all()
 
-    leg.thread = run_in_thread(body, f"sandbox-call-{leg.uuid[:8]}")
+    leg.thread = threading.Thread(target=body, name=f"sandbox-call-{leg.uuid[:8]}", daemon=True)
+    leg.thread.start()
 
 
 def answer_payload(p: Platform, leg: SandboxCall) -> dict:
@@ -87,8 +89,8 @@ def answer_payload(p: Platform, leg: SandboxCall) -> dict:
 def fetch_ncco(p: Platform, leg: SandboxCall, url: str, method: str) -> Any:
     """GET/POST the answer URL (retry, then fallback) and return the parsed body (or end the call)."""
     result = p.webhooks.send("answer", url, method or "GET", answer_payload(p, leg), fallback=True)
-    with p.lock:
-        leg.check()
+    if leg.ended:  # (a transfer meanwhile is picked up by the NCCO runner's first wait)
+        raise LegEnded()
     body = result.json() if result.ok else None
     if body is None:
         why = result.error if not result.ok else "the reply is not JSON"

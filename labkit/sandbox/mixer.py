@@ -69,8 +69,13 @@ def upsample(x: np.ndarray, L: int) -> np.ndarray:
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
-    """Round and clip float audio to int16."""
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+    """Round and clip float audio to int16 (int16 input is returned as it is)."""
+    if x.dtype == np.int16:
+        return x
+    y = np.rint(x)
+    np.minimum(y, 32767, out=y)
+    np.maximum(y, -32768, out=y)
+    return y.astype(np.int16)
 
 
 class Player:

@@ -7,6 +7,9 @@ Vocabulary, as on the real platform:
   conversation; `connect` brings another leg into it; the `conversation` action moves it to a named,
   application-wide one;
 - **players** are audio the platform plays *to* one leg (talk, stream, DTMF tones, hold music).
+  UNCONFIRMED: whether audio played into a leg (NCCO talk/stream, REST talk/stream/dtmf) is also heard
+  by the other parties of its conversation (a connected WebSocket, say). The sandbox plays it to that leg
+  only, on top of what the leg hears from the others ("mixed on top", never pausing an NCCO stream).
 
 Concurrency model: one re-entrant lock guards all state. Each leg has a runner thread (lifecycle.py and
 ncco.py) that waits on the leg's condition (built on that lock); the clock thread mixes audio under the
@@ -147,6 +150,8 @@ class Recorder:
         self.done = False
         self.on_done = on_done
         self.recording_uuid = str(uuidlib.uuid4())
+        self.path: Path | None = None  # set once the file is written
+        self.file_id: str | None = None  # the id in GET /v1/files/{id}
 
     def feed(self, frame: np.ndarray | None, n: int, tick: int) -> bool:
         """Add one frame (None = silence); return True when an end condition was met."""
@@ -190,6 +195,7 @@ class SandboxCall:
         self.status = "started"
         self.detail: str | None = None
         self.created_at = utcnow()
+        self.created_tick = platform.clock.ticks
         self.answered_at: dt.datetime | None = None
         self.ended_at: dt.datetime | None = None
         self.answered_tick: int | None = None
@@ -598,12 +604,12 @@ class Platform:
         self.wait(leg, lambda: False, until_tick=self.clock.ticks + max(1, Clock.to_ticks(seconds)))
 
     def wait_future(self, leg: SandboxCall | None, future: Future, timeout: float = 60.0) -> Any:
-        """The result of a webhook Future; gives up (None) after `timeout` real seconds or at stop."""
+        """The result of a webhook Future; None after `timeout` real seconds, at stop, or once `leg` ended."""
         waiter = threading.Event()
         future.add_done_callback(lambda _f: waiter.set())
         deadline = time.monotonic() + timeout
         while not waiter.wait(0.05):
-            if time.monotonic() > deadline or self.stopping:
+            if time.monotonic() > deadline or self.stopping or (leg is not None and leg.ended):
                 return None
         try:
             return future.result()
@@ -731,8 +737,8 @@ class Platform:
             path = folder / f"{file_id}.wav"
             sf.write(str(path), samples, rec.rate, format="WAV", subtype="PCM_16")
             ctype = "audio/wav"
-        rec.path = path  # type: ignore[attr-defined]
-        rec.file_id = file_id  # type: ignore[attr-defined]
+        rec.path = path
+        rec.file_id = file_id
         with self.lock:
             self.files[file_id] = (path, ctype)
         if rec.on_done is not None:
@@ -743,10 +749,11 @@ class Platform:
 
     def _record_event(self, leg: SandboxCall, rec: Recorder, url: str | None, method: str | None,
                       *, conversation_uuid: str | None = None) -> None:
-        path: Path = rec.path  # type: ignore[attr-defined]
+        path = rec.path
+        assert path is not None
         payload = {
             "start_time": iso(rec.started_at),
-            "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",  # type: ignore[attr-defined]
+            "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",
             "size": path.stat().st_size,
             "recording_uuid": rec.recording_uuid,
             "end_time": iso(rec.ended_at),
@@ -798,6 +805,7 @@ class Platform:
                 for a in legs
             ]
         mixes = mix_others(speech, factors, hears, allowed)
+        pending: dict[int, list[tuple[Any, np.ndarray]]] = {}  # frame length -> (endpoint, float frame)
         for i, leg in enumerate(legs):
             n = frame_len(leg.rate)
             out = mixes[i]
@@ -818,7 +826,10 @@ class Platform:
                     leg.players.pop(slot, None)
                 leg.cond.notify_all()
             if leg.endpoint is not None:
-                leg.endpoint.deliver(out, n)
+                if out is None:
+                    leg.endpoint.deliver(None, n)
+                else:
+                    pending.setdefault(n, []).append((leg.endpoint, out))
             if leg.recorders:
                 mine = own[i]
                 heard_and_said = out
@@ -828,6 +839,11 @@ class Platform:
                 for rec in leg.recorders:
                     if rec.feed(heard_and_said, n, tick):
                         finished.append((leg, rec))
+        # one float -> int16 conversion per frame size for the whole conversation (it was the hot spot)
+        for n, items in pending.items():
+            frames = to_int16(np.stack([frame for _, frame in items]))
+            for row, (endpoint, _frame) in enumerate(items):
+                endpoint.deliver(frames[row], n)
         if conv.recorder is not None:
             active = [s for s in speech if s is not None]
             total = None
@@ -837,9 +853,9 @@ class Platform:
 
     # ------------------------------------------------------------------ shutdown
 
-    def end_all(self) -> None:
-        """End every live leg without webhooks (the sandbox is stopping)."""
+    def end_all(self, *, events: bool = True) -> None:
+        """Hang up every live leg (the sandbox is stopping); `events` posts their final status."""
         with self.lock:
             legs = [leg for leg in self.legs.values() if not leg.ended]
         for leg in legs:
-            self.end_leg(leg, "completed", event=False)
+            self.end_leg(leg, "completed", event=events)

@@ -11,24 +11,22 @@ UNCONFIRMED choices, kept here:
   start running, then the call is hung up; `POST /v1/calls` itself still answers 201.
 - `transfer` (NCCO action, SDK only) moves the leg into the conversation with that id; `wait` pauses.
 - speech `input`: the sandbox "recognises" what a phone says with `say(..., text=...)`.
+- the `error` event carries only reason, conversation_uuid and timestamp (the reference's field list:
+  no uuid), so route it by conversation_uuid.
+- `record` honours `format` (mp3 by default, as Vonage; wav; ogg) and writes mono at the leg's rate;
+  `split`/`channels` are accepted but not split into channels. `endOnSilence` counts silence from the
+  start of the recording.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import AudioError, NccoError
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.models import (
-    RECORD_RATE,
-    InputState,
-    LegEnded,
-    Participation,
-    Recorder,
-)
+from labkit.sandbox.models import InputState, LegEnded, Participation, Recorder, iso, utcnow
 from labkit.sandbox.sources import beep, plain_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -307,7 +305,7 @@ class NccoRunner:
         payload = {
             "reason": NCCO_ERROR_REASON,
             "conversation_uuid": leg.conversation.uuid,
-            "timestamp": self.p.event(leg, "error")["timestamp"],
+            "timestamp": iso(utcnow()),
         }
         self.p.post(leg, payload)
         self.p.end_leg(leg, "completed")
@@ -564,10 +562,3 @@ def _first(urls: Any) -> str | None:
     return None
 
 
-def run_in_thread(target: Any, name: str) -> threading.Thread:
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    thread.start()
-    return thread
-
-
-__all__ = ["NCCO_ERROR_REASON", "NccoRunner", "ReplaceNcco", "validate", "RECORD_RATE"]

@@ -30,6 +30,20 @@ OUTCOMES = ("answer", "busy", "reject", "unanswered", "fail", "manual")
 DTMF_DIGITS = set("0123456789*#ABCD")
 DTMF_DURATION_MS = 260  # how long each key is held (reported to WebSockets as `duration`)
 DTMF_SPACING = 0.3  # seconds of call time from one key press to the next
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "<keep>"})()  # "argument not given" in set()
+
+
+_SILENCE: dict[int, np.ndarray] = {}
+
+
+def _silence(n: int) -> np.ndarray:
+    """A shared read-only frame of zeros (silence is most of what phones hear)."""
+    frame = _SILENCE.get(n)
+    if frame is None:
+        frame = np.zeros(n, dtype=np.int16)
+        frame.flags.writeable = False
+        _SILENCE[n] = frame
+    return frame
 
 
 class VirtualPhone:
@@ -64,8 +78,11 @@ class VirtualPhone:
     # ------------------------------------------------------------------ behaviour
 
     def set(self, answer_after: float | None = None, outcome: str | None = None,
-            hangup_after: float | None = ...) -> VirtualPhone:  # type: ignore[assignment]
-        """Change how the phone behaves when called (arguments left out keep their value)."""
+            hangup_after: Any = KEEP) -> VirtualPhone:
+        """Change how the phone behaves when called (arguments left out keep their value).
+
+        `hangup_after=None` turns an earlier hang-up time off.
+        """
         if outcome is not None:
             if outcome not in OUTCOMES:
                 raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -74,7 +91,7 @@ class VirtualPhone:
             if answer_after < 0:
                 raise InvalidInput("answer_after is in seconds and cannot be negative")
             self.answer_after = float(answer_after)
-        if hangup_after is not ...:
+        if hangup_after is not KEEP:
             if hangup_after is not None and hangup_after <= 0:
                 raise InvalidInput("hangup_after must be a positive number of seconds (or None)")
             self.hangup_after = None if hangup_after is None else float(hangup_after)
@@ -283,8 +300,8 @@ class VirtualPhone:
         return out
 
     def deliver(self, heard: np.ndarray | None, n: int) -> None:
-        """The clock hands the phone 20 ms of what it hears (float at 16 kHz, or None for silence)."""
-        frame = np.zeros(n, dtype=np.int16) if heard is None else to_int16(heard)
+        """The clock hands the phone 20 ms of what it hears (int16 or float at 16 kHz; None = silence)."""
+        frame = _silence(n) if heard is None else to_int16(heard)
         call = self._call
         with self._lock:
             self._heard.append(frame)

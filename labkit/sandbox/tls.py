@@ -178,18 +178,21 @@ def system_ca_source() -> Path | None:
     return Path(default) if default and Path(default).is_file() else None
 
 
-def _strip_sandbox_sections(text: str) -> str:
-    """Drop sandbox CA sections a previous bundle added, so bundles never grow when nested."""
-    out, skipping = [], False
+def _strip_sandbox_sections(text: str, ca_pem: str) -> str:
+    """Drop earlier copies of *this* sandbox CA, so bundles never grow when nested. Other sandboxes'
+    CAs stay: two sandboxes (two homes) in one process must both remain trusted."""
+    out: list[str] = []
+    section: list[str] | None = None
     for line in text.splitlines(keepends=True):
         if line.startswith(BEGIN_MARK):
-            skipping = True
+            section = []
             continue
-        if line.startswith(END_MARK):
-            skipping = False
+        if section is not None and line.startswith(END_MARK):
+            if "".join(section).strip() != ca_pem.strip():
+                out += [f"{BEGIN_MARK}\n", *section, f"{END_MARK}\n"]
+            section = None
             continue
-        if not skipping:
-            out.append(line)
+        (out if section is None else section).append(line)
     return "".join(out)
 
 
@@ -197,11 +200,12 @@ def write_bundle(files: TlsFiles, target: Path) -> Path:
     """Write `target` = the currently trusted CAs + the sandbox CA (atomic replace)."""
     source = system_ca_source()
     base = ""
+    ca_pem = files.ca_cert.read_text()
     if source is not None:
-        base = _strip_sandbox_sections(source.read_text(errors="replace"))
+        base = _strip_sandbox_sections(source.read_text(errors="replace"), ca_pem)
     if base and not base.endswith("\n"):
         base += "\n"
-    text = base + f"{BEGIN_MARK}\n" + files.ca_cert.read_text() + f"{END_MARK}\n"
+    text = base + f"{BEGIN_MARK}\n" + ca_pem + f"{END_MARK}\n"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(text)

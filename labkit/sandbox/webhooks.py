@@ -118,6 +118,7 @@ class WebhookClient:
         self._application_id = application_id
         self._local = threading.local()
         self.log: deque[WebhookRecord] = deque(maxlen=history)
+        self.closed = False  # set when the sandbox stops: queued webhooks are dropped, not sent
 
     # sessions are per thread: requests.Session is not documented as thread-safe
     def _session(self, loopback: bool) -> requests.Session:
@@ -159,6 +160,9 @@ class WebhookClient:
         result = WebhookResult(url=url, method=method.upper(), ok=False)
         start = time.monotonic()
         for attempt in (1, 2):
+            if self.closed:
+                result.error = "the sandbox stopped"
+                break
             result.attempts = attempt
             try:
                 response = self._attempt(url, method, payload, read_timeout)
@@ -241,7 +245,7 @@ class OrderedSender:
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._queue:
+                if not self._queue and not self._closed:
                     self._cv.wait(self._idle)
                 if not self._queue:
                     self._thread = None

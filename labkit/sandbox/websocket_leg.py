@@ -44,6 +44,10 @@ PROTOCOL = {
     "notify_event": "websocket:notify",
 }
 PLAYBACK_BUFFER_FRAMES = 3072  # "Vonage will only buffer 3072 messages" (current tutorial)
+# Jitter buffer (UNCONFIRMED depth: any real platform has one, Vonage does not document its size):
+# after running dry, playback waits until this many frames are queued (or no new frame came for that
+# many ticks), so an app pacing at exactly 20 ms never hears a gap from a late frame. 60 ms.
+JITTER_FRAMES = 3
 SEND_QUEUE_FRAMES = 3000  # frames waiting for a slow app before new ones are dropped
 CLOSE_CODE = 1000
 _CLOSE = object()
@@ -73,6 +77,8 @@ class WebsocketEndpoint:
         self._inbound: deque[bytes | _NotifyMarker] = deque()
         self._inbound_frames = 0
         self._partial = b""
+        self._playing = False  # the jitter buffer has filled and frames are being played out
+        self._since_arrival = 0  # ticks since the app last sent audio
         self._in_lock = threading.Lock()
         self._out: queue.Queue[Any] = queue.Queue()
         self._closing = threading.Event()  # no more frames to the app (either side closed)
@@ -203,6 +209,7 @@ class WebsocketEndpoint:
         if len(data) != self.frame_bytes:
             self.messages_malformed += 1
         with self._in_lock:
+            self._since_arrival = 0
             buf = self._partial + data
             size = self.frame_bytes
             whole = len(buf) - len(buf) % size
@@ -230,6 +237,7 @@ class WebsocketEndpoint:
                 self._inbound.clear()
                 self._inbound_frames = 0
                 self._partial = b""
+                self._playing = False
             self._send_text({"event": PROTOCOL["cleared_event"]})
             for marker in markers:
                 self._send_text({"event": PROTOCOL["notify_event"], "payload": marker.payload})
@@ -254,13 +262,18 @@ class WebsocketEndpoint:
     def pull48(self) -> np.ndarray | None:
         """The next frame the app sent (on the 48 kHz bus), or None when its buffer is empty."""
         if not self._inbound:
+            self._playing = False
             return None
         notify: list[Any] = []
         frame = None
         with self._in_lock:
+            self._since_arrival += 1
             while self._inbound and isinstance(self._inbound[0], _NotifyMarker):
                 notify.append(self._inbound.popleft().payload)  # type: ignore[union-attr]
-            if self._inbound:
+            if not self._playing and (self._inbound_frames >= JITTER_FRAMES
+                                      or (self._inbound_frames and self._since_arrival >= JITTER_FRAMES)):
+                self._playing = True
+            if self._inbound and self._playing:
                 frame = self._inbound.popleft()
                 self._inbound_frames -= 1
                 while self._inbound and isinstance(self._inbound[0], _NotifyMarker):
