@@ -13,6 +13,8 @@ CONNECTED = "websocket:connected"
 DTMF = "websocket:dtmf"
 CLEARED = "websocket:cleared"
 NOTIFY_EVENT = "websocket:notify"
+CLEAR_ACTION = "clear"
+NOTIFY_ACTION = "notify"
 
 
 def connected(content_type: str, headers: dict[str, Any] | None = None) -> str:
@@ -26,7 +28,7 @@ def dtmf(digit: str, duration_ms: int = 260) -> str:
 
 def clear_command() -> str:
     """App -> platform: stop playback and drop queued audio (UNCONFIRMED shape)."""
-    return json.dumps({"action": "clear"})
+    return json.dumps({"action": CLEAR_ACTION})
 
 
 def cleared() -> str:
@@ -35,7 +37,7 @@ def cleared() -> str:
 
 def notify_command(payload: dict[str, Any]) -> str:
     """App -> platform: tell me when the audio queued before this has played (UNCONFIRMED shape)."""
-    return json.dumps({"action": "notify", "payload": payload})
+    return json.dumps({"action": NOTIFY_ACTION, "payload": payload})
 
 
 def notified(payload: Any) -> str:

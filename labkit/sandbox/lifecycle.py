@@ -27,9 +27,7 @@ from labkit.errors import SandboxError
 from labkit.sandbox._compat import parse_content_type, sign_webhook
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.models import (
-    Conversation,
     LegEnded,
-    Participation,
     Platform,
     SandboxCall,
     Transferred,
@@ -127,16 +125,7 @@ def _apply_transfer(p: Platform, leg: SandboxCall, tr: Transferred) -> Any:
     """Move the leg to a new conversation, post the `transfer` event, return the new NCCO."""
     old = leg.conversation.uuid
     with p.lock:
-        was = leg.conversation
-        if leg in was.legs:
-            was.legs.remove(leg)
-        fresh = Conversation()
-        fresh.legs.append(leg)
-        leg.conversation = fresh
-        p.conversations[fresh.uuid] = fresh
-        end_on_exit = leg.part.end_on_exit
-        leg.part = Participation()
-        p._after_leave(was, end_on_exit)
+        p.move_to_fresh_conversation(leg)
         player = leg.players.pop("script", None)
         if player is not None:
             player.stop()

@@ -491,18 +491,23 @@ class Platform:
     def leave_conversation(self, leg: SandboxCall) -> None:
         """Take `leg` out of a named conversation into a fresh private one (after the action ends)."""
         with self.lock:
-            conv = leg.conversation
-            if conv.name is None:
-                return
-            if leg in conv.legs:
-                conv.legs.remove(leg)
-            fresh = Conversation()
-            fresh.legs.append(leg)
-            leg.conversation = fresh
-            self.conversations[fresh.uuid] = fresh
-            end_on_exit = leg.part.end_on_exit
-            leg.part = Participation()
-            self._after_leave(conv, end_on_exit)
+            if leg.conversation.name is not None:
+                self.move_to_fresh_conversation(leg)
+
+    def move_to_fresh_conversation(self, leg: SandboxCall) -> Conversation:
+        """Move `leg` into a new private conversation and settle the one it left (which is returned).
+        Callers hold `self.lock`."""
+        was = leg.conversation
+        if leg in was.legs:
+            was.legs.remove(leg)
+        fresh = Conversation()
+        fresh.legs.append(leg)
+        leg.conversation = fresh
+        self.conversations[fresh.uuid] = fresh
+        end_on_exit = leg.part.end_on_exit
+        leg.part = Participation()
+        self._after_leave(was, end_on_exit)
+        return was
 
     def _after_leave(self, conv: Conversation, end_on_exit: bool) -> None:
         if end_on_exit and not conv.ended and conv.legs:

@@ -7,7 +7,7 @@ other parties, paced by the audio clock. What the app sends back is buffered (at
 extra frames are dropped and counted) and played into the call one frame per tick. Key presses arrive
 as `{"event":"websocket:dtmf","digit":"5","duration":260}`.
 
-UNCONFIRMED (no primary source; one place to change, `PROTOCOL` below): the control commands
+UNCONFIRMED (no primary source; one place to change, `labkit.protocol`, shared with the lab): the control commands
 `{"action":"clear"}` (drop queued audio, reply `{"event":"websocket:cleared"}`) and
 `{"action":"notify","payload":{...}}` (reply `{"event":"websocket:notify","payload":...}` once all audio
 queued before it has played). After `clear`, notify markers that were waiting are answered at once
@@ -31,18 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from labkit import protocol
+from labkit.media.frames import content_type
 from labkit.sandbox.mixer import BUS_RATE, to_int16, upsample
 
 log = logging.getLogger("labkit.sandbox.websocket")
 
-PROTOCOL = {
-    "connected_event": "websocket:connected",
-    "dtmf_event": "websocket:dtmf",
-    "clear_action": "clear",
-    "cleared_event": "websocket:cleared",
-    "notify_action": "notify",
-    "notify_event": "websocket:notify",
-}
 PLAYBACK_BUFFER_FRAMES = 3072  # "Vonage will only buffer 3072 messages" (current tutorial)
 # Jitter buffer (UNCONFIRMED depth: any real platform has one, Vonage does not document its size):
 # after running dry, playback waits until this many frames are queued (or no new frame came for that
@@ -117,12 +111,10 @@ class WebsocketEndpoint:
         except Exception as exc:  # refused, DNS, HTTP status, handshake time-out ...
             self.error = f"{exc.__class__.__name__}: {exc}"
             return False
-        hello = {"event": PROTOCOL["connected_event"], "content-type": f"audio/l16;rate={self.rate}"}
-        for key, value in self.headers.items():
-            hello.setdefault(key, value)
+        extra_fields = {k: v for k, v in self.headers.items() if k not in ("event", "content-type")}
         # queued first, sent when `start_streaming` starts the writer: after the leg has joined the call,
         # so an app that reacts to websocket:connected never misses the first frames
-        self._out.put(json.dumps(hello))
+        self._out.put(protocol.connected(content_type(self.rate), extra_fields))
         self._reader = threading.Thread(target=self._read_loop, name="sandbox-ws-reader", daemon=True)
         self._reader.start()
         return True
@@ -231,31 +223,31 @@ class WebsocketEndpoint:
         if not isinstance(msg, dict):
             return
         action = msg.get("action")
-        if action == PROTOCOL["clear_action"]:
+        if action == protocol.CLEAR_ACTION:
             with self._in_lock:
                 markers = [m for m in self._inbound if isinstance(m, _NotifyMarker)]
                 self._inbound.clear()
                 self._inbound_frames = 0
                 self._partial = b""
                 self._playing = False
-            self._send_text({"event": PROTOCOL["cleared_event"]})
+            self._send(protocol.cleared())
             for marker in markers:
-                self._send_text({"event": PROTOCOL["notify_event"], "payload": marker.payload})
-        elif action == PROTOCOL["notify_action"]:
+                self._send(protocol.notified(marker.payload))
+        elif action == protocol.NOTIFY_ACTION:
             payload = msg.get("payload")
             with self._in_lock:
                 if self._inbound_frames:
                     self._inbound.append(_NotifyMarker(payload))
                     return
-            self._send_text({"event": PROTOCOL["notify_event"], "payload": payload})
+            self._send(protocol.notified(payload))
 
-    def _send_text(self, obj: dict) -> None:
+    def _send(self, text: str) -> None:
         if not self._closing.is_set():
-            self._out.put(json.dumps(obj))
+            self._out.put(text)
 
     def send_dtmf(self, digit: str, duration_ms: int) -> None:
         """Forward a key press from the call."""
-        self._send_text({"event": PROTOCOL["dtmf_event"], "digit": digit, "duration": int(duration_ms)})
+        self._send(protocol.dtmf(digit, int(duration_ms)))
 
     # ------------------------------------------------------------------ clock side
 
@@ -279,7 +271,7 @@ class WebsocketEndpoint:
                 while self._inbound and isinstance(self._inbound[0], _NotifyMarker):
                     notify.append(self._inbound.popleft().payload)  # type: ignore[union-attr]
         for payload in notify:
-            self._send_text({"event": PROTOCOL["notify_event"], "payload": payload})
+            self._send(protocol.notified(payload))
         if frame is None:
             return None
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
