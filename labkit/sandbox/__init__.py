@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import PortInUseError, SandboxError
+from labkit.errors import SandboxError
 from labkit.sandbox.auth import load_or_create_credentials
 from labkit.sandbox.models import Platform, SandboxCall
 from labkit.sandbox.phones import KEEP, VirtualPhone
@@ -84,8 +84,7 @@ class Sandbox:
             application_id=self._creds.application_id, api_key=self._creds.api_key, number=self._creds.number,
         )
         self._tls = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._runner: Any = None
         self._lock = threading.RLock()
         self._port: int | None = None
 
@@ -93,43 +92,25 @@ class Sandbox:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._runner is not None and self._runner.running
 
     def start(self) -> Sandbox:
         """Serve HTTPS on 127.0.0.1 and start the audio clock (idempotent; returns self)."""
-        from werkzeug.serving import make_server
-
         from labkit.sandbox.responses import QuietHandler, create_app
+        from labkit.server.runner import ServerRunner
 
         with self._lock:
             if self.running:
                 return self
             self._tls = ensure_tls(self.home)
-            app = create_app(self._platform, self._creds)
-            try:
-                server = make_server(
-                    "127.0.0.1", self.requested_port, app, threaded=True,
-                    ssl_context=self._tls.server_context(), request_handler=QuietHandler,
-                )
-            except SystemExit:  # werkzeug exits instead of raising when the port is taken
-                raise PortInUseError(
-                    f"Port {self.requested_port} is already in use: stop what uses it, or use "
-                    "Sandbox(port=0) to pick a free port."
-                ) from None
-            except OSError as exc:
-                raise PortInUseError(f"Cannot listen on 127.0.0.1:{self.requested_port}: {exc}") from None
-            server.daemon_threads = True
-            server.labkit_connections = set()  # keep-alive connections, shut down by stop()
-            self._server = server
-            self._port = server.server_port
+            runner = ServerRunner(create_app(self._platform, self._creds), "127.0.0.1", self.requested_port,
+                                  fallback=0, ssl_context=self._tls.server_context(), name="labkit-sandbox",
+                                  request_handler=QuietHandler, on_stop=self._shut_connections)
+            runner.start()
+            self._runner = runner
+            self._port = runner.port
             self._platform.base_url = self.base_url
             self._platform.stopping = False
-            self._platform.webhooks.closed = False
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                name=f"labkit-sandbox-{self._port}", daemon=True,
-            )
-            self._thread.start()
             self._platform.clock.start()
             threading.Thread(target=_warm_up, name="labkit-sandbox-warmup", daemon=True).start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
@@ -154,24 +135,22 @@ class Sandbox:
                 endpoint.close()
             for endpoint in endpoints:
                 endpoint.join(2.0)
-            server, thread = self._server, self._thread
-            self._server = None
-            self._thread = None
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-                for conn in list(server.labkit_connections):
-                    try:
-                        conn.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            if thread is not None:
-                thread.join(5.0)
+            if self._runner is not None:
+                self._runner.stop()
             deadline = time.monotonic() + 5.0  # runners blocked in a webhook finish it first
             for leg in list(p.legs.values()):
                 if leg.thread is not None and leg.thread is not threading.current_thread():
                     leg.thread.join(max(0.0, deadline - time.monotonic()))
                 leg.hooks.close()
+
+    def _shut_connections(self) -> None:
+        """End the SDK's keep-alive connections, which `shutdown()` alone would leave open."""
+        server = self._runner.server if self._runner is not None else None
+        for conn in list(getattr(server, "labkit_connections", ())):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> Sandbox:
         return self.start()

@@ -54,9 +54,7 @@ class QuietHandler(WSGIRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        tracked = getattr(self.server, "labkit_connections", None)
-        if tracked is not None:
-            tracked.add(self.connection)
+        self.server.__dict__.setdefault("labkit_connections", set()).add(self.connection)
 
     def finish(self) -> None:
         tracked = getattr(self.server, "labkit_connections", None)

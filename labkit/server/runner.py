@@ -35,7 +35,8 @@ class ServerRunner:
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, *, fallback: int = 10,
                  ssl_context=None, name: str = "labkit-server",
-                 on_stop: Callable[[], None] | None = None):
+                 on_stop: Callable[[], None] | None = None,
+                 request_handler: type[WSGIRequestHandler] = QuietRequestHandler):
         self.app = app
         self.host = host
         self.requested_port = port
@@ -43,6 +44,7 @@ class ServerRunner:
         self.ssl_context = ssl_context
         self.name = name
         self.on_stop = on_stop
+        self.request_handler = request_handler
         self.port: int | None = None
         self.note: str | None = None  # e.g. "port 8000 was busy, using 8001"
         self._server: BaseWSGIServer | None = None
@@ -53,6 +55,10 @@ class ServerRunner:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def server(self) -> BaseWSGIServer | None:
+        return self._server
+
+    @property
     def url(self) -> str:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{self.host}:{self.port}"
@@ -61,7 +67,7 @@ class ServerRunner:
         # werkzeug prints the error to stderr and exits; keep the notebook output clean.
         with contextlib.redirect_stderr(io.StringIO()):
             return make_server(self.host, port, self.app, threaded=True, ssl_context=self.ssl_context,
-                               request_handler=QuietRequestHandler)
+                               request_handler=self.request_handler)
 
     def start(self) -> ServerRunner:
         if self.running:
@@ -96,13 +102,13 @@ class ServerRunner:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving, close the listening socket and join the thread (idempotent)."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if self.on_stop is not None:
+        if self._server is not None and self.on_stop is not None:
             try:
-                self.on_stop()
+                self.on_stop()  # open WebSockets / keep-alive connections: shutdown() leaves them open
             except Exception:  # noqa: BLE001
                 log.exception("error while closing connections")
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
         if server is not None:
             server.shutdown()
             server.server_close()
