@@ -397,8 +397,11 @@ def notebooks_dir(explicit: str | None = None) -> Path | None:
 
 def lab_command(port: int, notebooks: Path) -> list[str]:
     """The JupyterLab command line (the token travels in JUPYTER_TOKEN, not in argv where ps shows it)."""
-    return [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}"]
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses it
+    return command
 
 
 def _first_free_port(start: int, tries: int = 20) -> int:
