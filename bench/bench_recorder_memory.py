@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with sf.SoundFile(plain_path, "w", samplerate=args.rate, channels=1, subtype="PCM_16", format="WAV") as f:
             for i in range(n_frames):
-                f.write(np.frombuffer(pool[i % 50], dtype="<i2"))
+                f.buffer_write(pool[i % 50], dtype="int16")  # the same raw-bytes path the recorder takes
         plain = time.perf_counter() - t0
 
     audio_s = n_frames * 0.02

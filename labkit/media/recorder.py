@@ -10,6 +10,7 @@ last frame.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -87,6 +88,12 @@ class WavRecorder:
                 f"a frame of {len(data)} bytes is not 16-bit PCM (odd length); pass the binary "
                 "WebSocket message unmodified"
             )
+        if sys.byteorder == "little":  # the bytes are already native int16: hand them to libsndfile as is
+            with self._lock:
+                self._check_open()
+                self._file.buffer_write(data, dtype="int16")
+                self._after_write(len(data) // 2, count_frame=True)
+            return
         self._write(np.frombuffer(data, dtype=_LE_INT16), count_frame=True)
 
     def write_samples(self, samples: ArrayLike) -> None:
@@ -100,15 +107,22 @@ class WavRecorder:
 
     def _write(self, arr: np.ndarray, *, count_frame: bool) -> None:
         with self._lock:
-            if self._closed:
-                raise AudioError(f"the recording '{self.path}' is closed; start a new WavRecorder")
+            self._check_open()
             if arr.size:
                 self._file.write(arr.astype(np.int16, copy=False))
-                if not self._auto_header:
-                    self._sf._snd.sf_command(self._file._file, SFC_UPDATE_HEADER_NOW, self._sf._ffi.NULL, 0)
-            self.samples_written += int(arr.size)
-            if count_frame:
-                self.frames_written += 1
+            self._after_write(int(arr.size), count_frame=count_frame)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AudioError(f"the recording '{self.path}' is closed; start a new WavRecorder")
+
+    def _after_write(self, samples: int, *, count_frame: bool) -> None:
+        """Keep the header valid (when libsndfile does not do it itself) and count. Lock held."""
+        if samples and not self._auto_header:
+            self._sf._snd.sf_command(self._file._file, SFC_UPDATE_HEADER_NOW, self._sf._ffi.NULL, 0)
+        self.samples_written += samples
+        if count_frame:
+            self.frames_written += 1
 
     # ------------------------------------------------------------------ state
 
