@@ -405,3 +405,20 @@ def test_recorded_conversation_ends_when_the_moderator_leaves(sandbox, receiver)
     path = sandbox.recording_path(hook.payload["recording_url"])
     audio, rate = sf.read(str(path), dtype="int16")
     assert rate == RATE and band_power(audio, 880) > 0.5
+
+
+def test_heard_audio_windows_match_the_whole_history():
+    """A phone's history is kept in sealed blocks; every window cut from it equals the plain concatenation."""
+    from labkit.sandbox.phones import _HeardAudio
+
+    heard, frames = _HeardAudio(), []
+    rng = np.random.default_rng(0)
+    for _ in range(1234):
+        frame = rng.integers(-1000, 1000, 320).astype(np.int16)
+        heard.append(frame)
+        frames.append(frame)
+    whole = np.concatenate(frames)
+    assert heard.sealed == 2 and len(heard.chunks) < 300
+    for start, end in [(0, whole.size), (5, 17), (320 * 499, 320 * 501 + 7), (whole.size - 100, whole.size + 50),
+                       (160000, 160001), (10, 5)]:
+        np.testing.assert_array_equal(heard.range(start, end), whole[max(0, start):min(end, whole.size)])

@@ -11,6 +11,7 @@ so a WebSocket at the WAV's own rate receives it sample for sample.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -67,8 +68,7 @@ class VirtualPhone:
         self._call: SandboxCall | None = None
         self._state = "idle"
         self._speech: deque[list[Any]] = deque()  # [samples48 float32, position, transcript]
-        self._heard: list[np.ndarray] = []
-        self._heard_len = 0
+        self._heard = _HeardAudio()
         self._segments: dict[str, list[int]] = {}  # call uuid -> [start, end] sample positions in heard
         self._ring_callbacks: list[Callable[[SandboxCall], Any]] = []
         self._state_cv = threading.Condition(self._lock)
@@ -137,7 +137,7 @@ class VirtualPhone:
 
     def _answered(self, call: SandboxCall) -> None:
         with self._lock:
-            self._segments[call.uuid] = [self._heard_len, self._heard_len]
+            self._segments[call.uuid] = [self._heard.length, self._heard.length]
         self._set_state("answered", call)
         if self.hangup_after is not None:
             call.timers.append(self._platform.clock.call_later(
@@ -229,7 +229,7 @@ class VirtualPhone:
     @property
     def position(self) -> int:
         """Samples heard so far (16 kHz): a mark for `heard_since`."""
-        return self._heard_len
+        return self._heard.length
 
     @property
     def heard(self) -> Any:
@@ -239,27 +239,21 @@ class VirtualPhone:
     def heard_since(self, position: int = 0) -> Any:
         """What the phone heard after sample `position` (see `position`) as a Recording."""
         with self._lock:
-            data = np.concatenate(self._heard) if self._heard else np.zeros(0, dtype=np.int16)
-            if len(self._heard) > 1:
-                self._heard = [data]
-        return make_recording(data[int(position):], HEAR_RATE, label=f"heard by {self.number}")
+            data = self._heard.range(int(position), self._heard.length)
+        return make_recording(data, HEAR_RATE, label=f"heard by {self.number}")
 
     def heard_in(self, call: SandboxCall | str) -> Any:
         """What the phone heard during one call (a call object or uuid)."""
         uid = call if isinstance(call, str) else call.uuid
         with self._lock:
             seg = self._segments.get(uid)
-        if seg is None:
-            return make_recording(np.zeros(0, dtype=np.int16), HEAR_RATE, call_uuid=uid)
-        rec = self.heard_since(0)
-        return make_recording(np.asarray(rec.samples)[seg[0]:seg[1]], HEAR_RATE, call_uuid=uid,
-                              label=f"heard by {self.number}")
+            data = self._heard.range(seg[0], seg[1]) if seg is not None else np.zeros(0, dtype=np.int16)
+        return make_recording(data, HEAR_RATE, call_uuid=uid, label=f"heard by {self.number}")
 
     def clear_heard(self) -> None:
         """Forget what was heard so far (positions restart at 0)."""
         with self._lock:
-            self._heard = []
-            self._heard_len = 0
+            self._heard = _HeardAudio()
             self._segments = {}
 
     # ------------------------------------------------------------------ clock side (under the platform lock)
@@ -305,14 +299,48 @@ class VirtualPhone:
         call = self._call
         with self._lock:
             self._heard.append(frame)
-            self._heard_len += frame.size
             if call is not None:
                 seg = self._segments.get(call.uuid)
                 if seg is not None:
-                    seg[1] = self._heard_len
+                    seg[1] = self._heard.length
 
     def _dtmf_heard(self, digits: str) -> None:
         self.received_dtmf += digits
 
     def __repr__(self) -> str:
         return f"<VirtualPhone {self.number} {self._state} outcome={self.outcome}>"
+
+
+class _HeardAudio:
+    """What a phone heard: 20 ms frames sealed into 10 s blocks, so a window near the end (a live
+    waveform, one call's segment) is cut from a few blocks instead of copying the whole history."""
+
+    BLOCK_FRAMES = 500
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.starts: list[int] = []  # sample position of each chunk
+        self.sealed = 0  # chunks before this index are whole blocks
+        self.length = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        self.chunks.append(frame)
+        self.starts.append(self.length)
+        self.length += frame.size
+        if len(self.chunks) - self.sealed >= self.BLOCK_FRAMES:
+            block = np.concatenate(self.chunks[self.sealed:])
+            del self.chunks[self.sealed:]
+            del self.starts[self.sealed + 1:]
+            self.chunks.append(block)
+            self.sealed += 1
+
+    def range(self, start: int, end: int) -> np.ndarray:
+        """A copy of samples [start, end)."""
+        start, end = max(0, start), min(end, self.length)
+        if end <= start:
+            return np.zeros(0, dtype=np.int16)
+        first = bisect.bisect_right(self.starts, start) - 1
+        last = bisect.bisect_left(self.starts, end)
+        data = np.concatenate(self.chunks[first:last])
+        offset = self.starts[first]
+        return data[start - offset:end - offset]
