@@ -179,7 +179,7 @@ class Lab:
                     errors.append(exc)
         if self.tunnel is not None:
             try:
-                self.tunnel.close()
+                self.tunnel.kill()  # the agent too: a stopped lab leaves no process behind
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
         if errors:
