@@ -28,7 +28,7 @@ lab: install
 	$(PY) -m labkit.cli lab --port $(PORT)
 
 test: install system-deps
-	$(PY) -m ruff check labkit tests bench
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q --nbmake tests notebooks
 
 bench: install
