@@ -196,6 +196,16 @@ class Call:
             http.put(http.api_host, f"/v1/calls/{self.uuid}",
                      {"action": "transfer", "destination": {"type": "ncco", "ncco": to_json(ncco_or_url)}})
 
+    def recording(self, timeout: float = 10.0):
+        """The recording of this call's WebSocket audio, once the socket has closed (after hang-up)."""
+        from labkit.errors import WaitTimeout
+
+        session = self.lab.socket(self, timeout=timeout)
+        if not session.closed.wait(timeout):
+            raise WaitTimeout(f"The WebSocket of call {self.uuid} is still open after {timeout:g} s: hang up "
+                              "first (call.hangup()), or use lab.socket(call).recording() for the audio so far.")
+        return session.recording()
+
     # -- display -----------------------------------------------------------------------------
     def timeline(self, ax=None):
         """The call's events, streams and talks on one time axis (matplotlib figure)."""
