@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -422,3 +423,16 @@ def test_heard_audio_windows_match_the_whole_history():
     for start, end in [(0, whole.size), (5, 17), (320 * 499, 320 * 501 + 7), (whole.size - 100, whole.size + 50),
                        (160000, 160001), (10, 5)]:
         np.testing.assert_array_equal(heard.range(start, end), whole[max(0, start):min(end, whole.size)])
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed (optional)")
+def test_espeak_talk_is_opt_in_and_real_speech(monkeypatch):
+    """LABKIT_SANDBOX_TTS=espeak gives espeak-ng's speech (resampled); the default stays the babble."""
+    from labkit.sandbox.sources import AudioSources, babble
+
+    default = AudioSources()
+    np.testing.assert_array_equal(default.talk("Hello from the lab", 16000), babble("Hello from the lab", 16000))
+    monkeypatch.setenv("LABKIT_SANDBOX_TTS", "espeak")
+    spoken = AudioSources().talk("Hello from the lab", 16000)
+    assert spoken.dtype == np.int16 and 0.5 < spoken.size / 16000 < 4
+    assert spoken.size != babble("Hello from the lab", 16000).size

@@ -45,10 +45,13 @@ def _warm_up() -> None:
     """Import scipy/soundfile and synthesize once in the background, so a call's first `talk`
     does not stall for the imports (about a second, which at speed=10 is ten seconds of call time)."""
     try:
-        from labkit.sandbox.sources import babble
+        from labkit.sandbox.sources import _espeak, babble
 
         babble("warm up", 16000)
+        import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
         import soundfile  # noqa: F401
+
+        _espeak("warm up", None, 16000)  # no-op without espeak-ng
     except Exception:
         pass
 

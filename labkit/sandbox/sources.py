@@ -1,15 +1,18 @@
 """Where the sandbox's audio comes from: text to speech, stream URLs, DTMF tones and beeps.
 
-- `talk`: with espeak-ng installed the sandbox speaks the text for real (subprocess, cached). Without it
-  it makes a deterministic, speech-like babble (pitch contour + two formants per syllable) whose length
+- `talk`: a deterministic, speech-like babble (pitch contour + two formants per syllable) whose length
   follows the text at ~0.07 s per character, so timing behaves like a real prompt (bargeIn, input
-  time-outs and "the call ends when the NCCO runs out" all need a realistic length).
+  time-outs and "the call ends when the NCCO runs out" all need a realistic length). With
+  LABKIT_SANDBOX_TTS=espeak and espeak-ng installed it speaks the text for real (subprocess, cached).
+  That is opt-in: the babble is instant and the same on every machine, while the first espeak-ng call
+  costs up to a second of imports, which a sandbox running at speed 10 turns into ten seconds of call.
 - `stream`: the URL is fetched with requests (the lab serves files on http://127.0.0.1), decoded with
   labkit.media.audio.load, and cached per URL and rate, like Vonage caches stream files.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -141,7 +144,7 @@ class AudioSources:
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._inflight: dict[tuple[str, int], threading.Lock] = {}
         self._max = max_items
-        self.use_espeak = True
+        self.use_espeak = os.environ.get("LABKIT_SANDBOX_TTS", "").strip().lower() in ("espeak", "espeak-ng")
         self._session = requests.Session()
         self._loop_session = requests.Session()
         self._loop_session.trust_env = False
