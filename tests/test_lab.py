@@ -101,3 +101,24 @@ def test_stop_frees_port_and_threads(tmp_path, monkeypatch):
         with socket.socket() as s:
             s.bind(("127.0.0.1", p))  # would raise if anything still listened
     assert running_lab() is shared
+
+
+def test_wrong_credentials_are_explained(lab, tmp_path):
+    """A key that is not the application's: the sandbox answers 401, the lab says what to check."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from vonage_http_client import Auth, HttpClientOptions
+
+    from labkit.errors import AuthenticationError
+    from labkit.lab import _voice_client
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    good = lab._voice
+    lab._voice = _voice_client(Auth(application_id=lab.sandbox.application_id, private_key=other),
+                               HttpClientOptions(api_host=lab.sandbox.api_host, timeout=10))
+    try:
+        with pytest.raises(AuthenticationError, match="401.*VONAGE_PRIVATE_KEY"):
+            lab.call("447700900104")
+    finally:
+        lab._voice = good
