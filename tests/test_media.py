@@ -677,3 +677,17 @@ def test_correlate_matches_a_recording_that_starts_late():
     late = Recording(np.concatenate([ref[640:], np.zeros(4000, np.int16)]), 16000)
     score, offset = late.find((ref, 16000))
     assert score > 0.99 and offset == pytest.approx(-0.04)
+
+
+def test_native_rate_reads_headers_without_decoding(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from labkit.media import Recording
+    from labkit.media.audio import native_rate
+
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros(2400, np.int16), 24000, subtype="PCM_16")
+    assert native_rate(str(path)) == 24000 and native_rate(path.read_bytes()) == 24000
+    assert native_rate((np.zeros(10), 8000)) == 8000 and native_rate(Recording(np.zeros(10, np.int16), 16000)) == 16000
+    assert native_rate(b"not audio") is None and native_rate(str(tmp_path / "missing.wav")) is None

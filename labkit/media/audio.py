@@ -346,3 +346,22 @@ def silence(seconds: float, rate: int) -> np.ndarray:
     if seconds < 0:
         raise InvalidInput(f"seconds must be >= 0, not {seconds}")
     return np.zeros(int(round(seconds * rate)), dtype=np.int16)
+
+
+def native_rate(source: object) -> int | None:
+    """The sample rate `source` already has (a `(samples, rate)` pair, a Recording, file bytes or a path),
+    read from its header without decoding it; None when unknown."""
+    if isinstance(source, tuple) and len(source) == 2:
+        return int(source[1])
+    if hasattr(source, "samples") and hasattr(source, "rate"):
+        return int(source.rate)
+    import soundfile as sf
+
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return int(sf.info(io.BytesIO(bytes(source))).samplerate)
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+            return int(sf.info(str(source)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return None
+    return None

@@ -19,9 +19,9 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
-from labkit.errors import AudioError, NccoError, SandboxInvalidParameters
+from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
+from labkit.media.frames import parse_content_type
 from labkit.sandbox import lifecycle
-from labkit.sandbox._compat import parse_content_type
 from labkit.sandbox.exceptions import invalid
 from labkit.sandbox.mixer import level_to_gain
 from labkit.sandbox.models import FINAL_STATUSES, LIVE_STATUSES, Platform, SandboxCall, Transferred
@@ -115,12 +115,13 @@ def create_call(p: Platform, body: Any) -> dict:
         to_obj = {"type": "phone", "number": number}
     elif kind == "websocket":
         uri = ep.get("uri")
-        parsed = parse_content_type(ep.get("content-type", ""))
         if not isinstance(uri, str) or not uri.startswith(("ws://", "wss://")):
             raise invalid("to", "Invalid uri", "to[0].uri must be a ws:// or wss:// URI")
-        if parsed is None:
-            raise invalid("to", "Invalid content-type", "to[0].content-type must be audio/l16;rate=8000|16000|24000")
-        rate = parsed
+        try:
+            rate = parse_content_type(ep.get("content-type", ""))
+        except SocketError:
+            raise invalid("to", "Invalid content-type",
+                          "to[0].content-type must be audio/l16;rate=8000|16000|24000") from None
         to_obj = {"type": "websocket", "uri": uri, "content-type": f"audio/l16;rate={rate}"}
         if isinstance(ep.get("headers"), dict):
             to_obj["headers"] = ep["headers"]

@@ -23,8 +23,8 @@ import logging
 import threading
 from typing import Any
 
-from labkit.errors import SandboxError
-from labkit.sandbox._compat import parse_content_type, sign_webhook
+from labkit.errors import SandboxError, SocketError
+from labkit.media.frames import parse_content_type
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.models import (
     LegEnded,
@@ -37,6 +37,7 @@ from labkit.sandbox.models import (
 from labkit.sandbox.ncco import NccoRunner
 from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
 from labkit.sandbox.websocket_leg import WebsocketEndpoint
+from labkit.server.signing import sign_webhook
 
 log = logging.getLogger("labkit.sandbox.lifecycle")
 
@@ -313,7 +314,10 @@ def start_connect_child(p: Platform, parent: SandboxCall, ep: dict, connect: dic
     event_method = connect.get("eventMethod") or ("POST" if urls else parent.event_method)
     rate = HEAR_RATE
     if kind == "websocket":
-        rate = parse_content_type(ep.get("content-type", "")) or HEAR_RATE
+        try:
+            rate = parse_content_type(ep.get("content-type", ""))
+        except SocketError:  # validated when the NCCO arrived; keep the call going regardless
+            rate = HEAR_RATE
         to = {"type": "websocket", "uri": ep["uri"], "content-type": f"audio/l16;rate={rate}"}
     elif kind == "phone":
         to = {"type": "phone", "number": ep["number"]}

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.errors import InvalidInput, SandboxError
-from labkit.sandbox._compat import load_audio, make_recording, native_rate
+from labkit.media.audio import load as load_audio
+from labkit.media.audio import native_rate
+from labkit.media.recording import Recording
 from labkit.sandbox.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -240,7 +242,7 @@ class VirtualPhone:
         """What the phone heard after sample `position` (see `position`) as a Recording."""
         with self._lock:
             data = self._heard.range(int(position), self._heard.length)
-        return make_recording(data, HEAR_RATE, label=f"heard by {self.number}")
+        return Recording(data, HEAR_RATE, label=f"heard by {self.number}")
 
     def heard_in(self, call: SandboxCall | str) -> Any:
         """What the phone heard during one call (a call object or uuid)."""
@@ -248,7 +250,7 @@ class VirtualPhone:
         with self._lock:
             seg = self._segments.get(uid)
             data = self._heard.range(seg[0], seg[1]) if seg is not None else np.zeros(0, dtype=np.int16)
-        return make_recording(data, HEAR_RATE, call_uuid=uid, label=f"heard by {self.number}")
+        return Recording(data, HEAR_RATE, call_uuid=uid, label=f"heard by {self.number}")
 
     def clear_heard(self) -> None:
         """Forget what was heard so far (positions restart at 0)."""

@@ -25,7 +25,7 @@ import numpy as np
 import requests
 
 from labkit.errors import AudioError
-from labkit.sandbox._compat import load_audio
+from labkit.media.audio import load as load_audio
 
 SECONDS_PER_CHAR = 0.07
 TALK_PEAK = 0.3 * 32767

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from labkit.sandbox._compat import sign_webhook
+from labkit.server.signing import sign_webhook
 
 log = logging.getLogger("labkit.sandbox.webhooks")
 
