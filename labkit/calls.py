@@ -88,7 +88,7 @@ class Call:
     @property
     def events(self) -> EventLog:
         """Everything the webhooks received about this call, as a table."""
-        return self.lab.events.filter(self.uuid)
+        return self.lab.events.for_call(self.uuid, self.conversation_uuid)
 
     @property
     def status(self) -> str | None:
@@ -101,7 +101,8 @@ class Call:
 
     def wait_for(self, status: str, timeout: float = 30.0) -> Event:
         """Wait until the event webhook reports `status` for this call (already-received events count)."""
-        return self.lab.events.wait_for(status, uuid=self.uuid, timeout=timeout)
+        return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
+                                        timeout=timeout)
 
     def info(self):
         """The platform's view of the call (`vonage_voice.CallInfo`)."""

@@ -56,6 +56,13 @@ class Event:
             return "error"
         return self.payload.get("event") or self.kind
 
+    def belongs_to(self, uuid: str | None, conversation_uuid: str | None = None) -> bool:
+        """Is this event about call leg `uuid`? Events that name no leg (record, error) count for the
+        call whose conversation they name."""
+        if uuid is None or self.uuid == uuid:
+            return True
+        return self.uuid is None and conversation_uuid is not None and self.conversation_uuid == conversation_uuid
+
     def summary(self) -> str:
         """One line for logs and widgets; never includes secrets (webhooks carry none)."""
         extra = ""
@@ -138,12 +145,18 @@ class EventLog:
             ]
         return EventLog(picked)
 
+    def for_call(self, uuid: str, conversation_uuid: str | None = None) -> EventLog:
+        """A snapshot of one call's events, including the leg-less ones of its conversation."""
+        with self._cond:
+            return EventLog([e for e in self._events if e.belongs_to(uuid, conversation_uuid)])
+
     def statuses(self, uuid: str | None = None) -> list[str]:
         return [e.status or "" for e in self.filter(uuid)]
 
     def wait_for(self, status: str | Callable[[Event], bool], *, uuid: str | None = None,
-                 timeout: float = 30.0, after: int = 0) -> Event:
-        """Block until an event with `status` (or matching a predicate) arrives for `uuid`.
+                 conversation_uuid: str | None = None, timeout: float = 30.0, after: int = 0) -> Event:
+        """Block until an event with `status` (or matching a predicate) arrives for `uuid` (leg-less
+        events of `conversation_uuid` count too: record and error events name no leg).
 
         Events already received count, so waiting after the fact works. Raises WaitTimeout listing
         the statuses that did arrive, and stops early when the call ended without it.
@@ -154,7 +167,7 @@ class EventLog:
             while True:
                 ended = None
                 for event in self._events:
-                    if event.seq <= after or (uuid is not None and event.uuid != uuid):
+                    if event.seq <= after or not event.belongs_to(uuid, conversation_uuid):
                         continue
                     if match(event):
                         return event

@@ -21,7 +21,15 @@ from urllib.parse import quote, urlparse
 from labkit import validate
 from labkit.calls import Call, api_errors
 from labkit.config import Settings, audio_dirs, load_private_key
-from labkit.errors import AudioError, ConfigError, InvalidInput, LabkitError, SandboxError, WaitTimeout
+from labkit.errors import (
+    AudioError,
+    CallError,
+    ConfigError,
+    InvalidInput,
+    LabkitError,
+    SandboxError,
+    WaitTimeout,
+)
 from labkit.events import EventLog
 from labkit.ncco import default_answer, to_json
 
@@ -365,6 +373,39 @@ class Lab:
     def recordings(self):
         """Every WebSocket recording made by this lab, oldest first."""
         return self.sockets.recordings()
+
+    def download_recording(self, url_or_event: Any, path: str | os.PathLike | None = None):
+        """Fetch the file of a `record` action (its event, or the event's recording_url) as a Recording.
+
+        Works in both modes, with the application's JWT and a timeout. (The SDK's own
+        `download_recording` accepts only vonage.com / nexmo.com URLs, so it refuses the sandbox's.)
+        """
+        import requests
+
+        from labkit.media.recording import Recording
+
+        payload = getattr(url_or_event, "payload", url_or_event)
+        url = payload.get("recording_url") if isinstance(payload, Mapping) else payload
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise InvalidInput(f"{url_or_event!r} is not a record event or an https recording_url.")
+        http = self.voice.http_client
+        with api_errors("Downloading the recording"):  # timeouts and refused connections, in plain words
+            response = requests.get(url, headers={"Authorization": http.auth.create_jwt_auth_string()},
+                                    timeout=HTTP_TIMEOUT)
+        if response.status_code >= 400:
+            reason = {401: "the Voice API refused the application's credentials",
+                      404: "there is no such recording (Vonage keeps them for a limited time)"}.get(
+                response.status_code, f"the server answered {response.status_code}")
+            raise CallError(f"Downloading the recording failed: {reason}.", status=response.status_code)
+        kind = response.headers.get("Content-Type", "")
+        suffix = ".wav" if "wav" in kind else ".ogg" if "ogg" in kind else ".mp3"
+        name = (payload.get("recording_uuid") if isinstance(payload, Mapping) else None) or url.rstrip("/").rsplit(
+            "/", 1)[-1]
+        target = Path(path) if path else self.sockets.folder / f"record-{name}{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(response.content)
+        return Recording(target, call_uuid=payload.get("uuid") if isinstance(payload, Mapping) else None,
+                         label=f"recording {name}")
 
     # -- sandbox shortcuts -----------------------------------------------------------------------
     def phone(self, number: str):

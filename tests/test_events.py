@@ -83,3 +83,16 @@ def test_html_table_escapes_payloads():
     log = EventLog()
     log.add("event", {"uuid": "u", "status": "<script>"})
     assert "<script>" not in log._repr_html_() and "&lt;script&gt;" in log._repr_html_()
+
+
+def test_leg_less_events_count_for_the_call_of_their_conversation():
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "conversation_uuid": "CON-1", "status": "answered"})
+    log.add("event", {"conversation_uuid": "CON-1", "recording_url": "https://x/v1/files/1"})
+    log.add("event", {"conversation_uuid": "CON-2", "recording_url": "https://x/v1/files/2"})
+    log.add("event", {"uuid": "u2", "conversation_uuid": "CON-1", "status": "answered"})
+    assert [e.payload.get("recording_url") for e in log.for_call("u1", "CON-1")] == [None, "https://x/v1/files/1"]
+    assert log.wait_for("record", uuid="u1", conversation_uuid="CON-1", timeout=0.1).payload["recording_url"] \
+        .endswith("/1")
+    with pytest.raises(WaitTimeout):
+        log.wait_for("record", uuid="u1", timeout=0.05)  # without the conversation it names no leg

@@ -3,6 +3,7 @@
 import importlib
 import socket
 import threading
+import time
 
 import pytest
 import requests
@@ -122,3 +123,24 @@ def test_wrong_credentials_are_explained(lab, tmp_path):
             lab.call("447700900104")
     finally:
         lab._voice = good
+
+
+def test_record_action_and_download(fresh):
+    """A record NCCO: its event reaches the lab and the file downloads as a Recording of what was said."""
+    from vonage_voice import Record
+
+    lab = fresh
+    phone = lab.phone("447700900105")
+    call = lab.call("447700900105", ncco=[Record(format="wav", endOnKey="#"), labkit.ncco.keep_open(lab)])
+    call.wait_for("answered", timeout=10)
+    phone.say(lab.audio_path("prompt.wav"))
+    while phone.speaking:
+        time.sleep(0.05)
+    phone.press("#")
+    event = call.wait_for("record", timeout=10)
+    rec = lab.download_recording(event)
+    call.hangup()
+    assert rec.path.suffix == ".wav" and rec.duration > 1.5
+    assert rec.correlate(labkit.media.Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)) > 0.9
+    with pytest.raises(labkit.errors.CallError, match="no such recording"):
+        lab.download_recording(event.payload["recording_url"] + "x")
