@@ -243,8 +243,12 @@ class Lab:
         if re.match(r"^[a-z]+://", str(name_or_url), re.I):
             return validate.public_url(name_or_url, "audio stream")
         path = self.audio_path(name_or_url)
-        if path.suffix.lower() not in (".mp3", ".wav"):
-            raise AudioError(f"{path.name}: Vonage streams only MP3 or 16-bit WAV files.")
+        from labkit.media.audio import probe
+
+        info = probe(path)  # reads the header only: refuse here what the platform would fail to play
+        if path.suffix.lower() not in (".mp3", ".wav") or not info.playable:
+            raise AudioError(f"{path.name} cannot be streamed by Vonage ({info.reason or 'not MP3 or WAV'}): "
+                             "use an MP3 or a 16-bit PCM WAV, for example `Recording(path).save('x.wav')`.")
         return self.url("/audio/" + quote(name_or_url))
 
     # -- SDK -----------------------------------------------------------------------------------

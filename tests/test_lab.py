@@ -144,3 +144,21 @@ def test_record_action_and_download(fresh):
     assert rec.correlate(labkit.media.Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)) > 0.9
     with pytest.raises(labkit.errors.CallError, match="no such recording"):
         lab.download_recording(event.payload["recording_url"] + "x")
+
+
+def test_unplayable_audio_is_refused_before_sending(lab, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "more-audio"
+    folder.mkdir()
+    sf.write(folder / "float.wav", np.zeros(1600, np.float32), 16000, subtype="FLOAT")
+    (folder / "notes.txt").write_text("not audio")
+    lab.add_audio_dir(folder)
+    try:
+        with pytest.raises(AudioError, match="float.wav cannot be streamed.*32-bit float"):
+            lab.audio_url("float.wav")
+        with pytest.raises(AudioError, match="notes.txt cannot be streamed"):
+            lab.audio_url("notes.txt")
+    finally:
+        lab.audio_dirs.remove(folder.resolve())
