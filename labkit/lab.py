@@ -321,9 +321,9 @@ class Lab:
         else:
             body["answer_url"] = [answer_url or self.url("/webhooks/answer")]
         if length_timer is not None:
-            body["length_timer"] = length_timer
+            body["length_timer"] = validate.seconds(length_timer, "length_timer", 1, 86400)
         if ringing_timer is not None:
-            body["ringing_timer"] = ringing_timer
+            body["ringing_timer"] = validate.seconds(ringing_timer, "ringing_timer", 1, 120)
         with api_errors("Placing the call"):
             response = self._create_call(body, ncco)
         call = Call(self, response.uuid, conversation_uuid=response.conversation_uuid, to=to)

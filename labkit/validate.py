@@ -56,3 +56,10 @@ def public_url(value: str, what: str = "URL") -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InvalidInput(f"{value!r} is not an http(s) URL for the {what}.")
     return value
+
+
+def seconds(value: object, what: str, low: int, high: int) -> int:
+    """A whole number of seconds within the API's range (length_timer, ringing_timer)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{what} must be a whole number of seconds from {low} to {high}, not {value!r}.")
+    return value

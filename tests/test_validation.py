@@ -74,3 +74,9 @@ def test_valid_values_pass():
     assert validate.level("0.55") == 0.6 or validate.level("0.55") == 0.5
     assert validate.loop(0) == 0
     assert validate.dtmf("12p#*") == "12p#*"
+
+
+@pytest.mark.parametrize("value", [0, 86401, 2.5, "60", True])
+def test_timers_in_range(value):
+    with pytest.raises(InvalidInput, match="length_timer"):
+        validate.seconds(value, "length_timer", 1, 86400)
