@@ -150,10 +150,10 @@ def _key_check(settings: Settings) -> Check:
                      blocking=live)
     fmt = key_format(value)
     if fmt == "PKCS#1":
-        detail = "parses; PKCS#1 (BEGIN RSA PRIVATE KEY): the SDK rejects PKCS#1 text, so labkit " \
+        detail = "parses; PKCS#1 (an RSA PRIVATE KEY PEM): the SDK rejects PKCS#1 text, so labkit " \
                  "converts it to PKCS#8 for you"
     elif fmt == "PKCS#8":
-        detail = "parses; PKCS#8 (BEGIN PRIVATE KEY), as the SDK wants"
+        detail = "parses; PKCS#8, as the SDK wants"
     else:
         detail = "parses (converted to PKCS#8 for the SDK)"
     return Check("private key", True, f"{detail} ({source})")

@@ -191,7 +191,7 @@ def _strip_plus(number: str | None) -> str | None:
 def load_private_key(value: str) -> str:
     """Return the key as PKCS#8 PEM text, from a path or PEM text; PKCS#1 keys are converted.
 
-    The SDK rejects PKCS#1 (`BEGIN RSA PRIVATE KEY`) strings, so the lab always hands it PKCS#8.
+    The SDK rejects PKCS#1 ("RSA PRIVATE KEY" PEM) strings, so the lab always hands it PKCS#8.
     """
     from cryptography.hazmat.primitives import serialization
 
@@ -216,13 +216,13 @@ def load_private_key(value: str) -> str:
     ).decode()
 
 
+PEM_KEY_FORMATS = {"PRIVATE KEY": "PKCS#8", "RSA PRIVATE KEY": "PKCS#1"}  # PEM label -> key format
+
+
 def key_format(value: str) -> str:
     """'PKCS#8', 'PKCS#1' or 'unknown', for `labkit doctor`."""
     text = value.replace("\\n", "\n")
     if "-----BEGIN" not in text and Path(text).expanduser().is_file():
         text = Path(text).expanduser().read_text()
-    if "BEGIN PRIVATE KEY" in text:
-        return "PKCS#8"
-    if "BEGIN RSA PRIVATE KEY" in text:
-        return "PKCS#1"
-    return "unknown"
+    label = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
+    return PEM_KEY_FORMATS.get(label.group(1), "unknown") if label else "unknown"
