@@ -7,7 +7,6 @@ named daemon thread, which survives both (module globals do not survive a reload
 from __future__ import annotations
 
 import html
-import logging
 import os
 import re
 import secrets
@@ -24,7 +23,6 @@ from labkit.config import Settings, audio_dirs, load_private_key
 from labkit.errors import (
     AudioError,
     CallError,
-    ConfigError,
     InvalidInput,
     LabkitError,
     SandboxError,
@@ -32,8 +30,6 @@ from labkit.errors import (
 )
 from labkit.events import EventLog
 from labkit.ncco import default_answer, to_json
-
-log = logging.getLogger("labkit")
 
 REGISTRY_THREAD = "labkit-lab"
 HTTP_TIMEOUT = 10.0  # seconds: the SDK has none by default, and a hung server would block a cell forever
@@ -60,7 +56,6 @@ class Lab:
         self.events = EventLog()
         self.calls: dict[str, Call] = {}
         self.stopped = False
-        self.started_at = time.time()
         self._answer_fn: Callable[[dict], Any] | None = None
         self._event_fns: list[Callable[[dict], Any]] = []
         self._inbound = threading.Condition()
@@ -158,10 +153,7 @@ class Lab:
         from labkit.tunnel import Tunnel
 
         s = self.settings
-        try:
-            key = load_private_key(s.private_key or "")
-        except ConfigError:
-            raise
+        key = load_private_key(s.private_key or "")  # PKCS#8 text: the SDK refuses PKCS#1
         self.tunnel = Tunnel(s)
         self.public_url = self.tunnel.open(self.port).rstrip("/")
         host = urlparse(self.public_url).hostname
@@ -305,8 +297,9 @@ class Lab:
              ringing_timer: int | None = None, event_url: str | None = None) -> Call:
         """Place an outbound call. Without `ncco` or `answer_url` the lab's answer handler gives the
         script (by default: a greeting, then silence that keeps the call open for REST control)."""
-        to = validate.phone_number(to or self.settings.to_number or "", "number to call") if (
-            to or self.settings.to_number) else _missing_to()
+        if not (to or self.settings.to_number):
+            raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
+        to = validate.phone_number(to or self.settings.to_number, "number to call")
         sender = validate.phone_number(from_number or self.number or "", "caller number (VONAGE_NUMBER)")
         if ncco is not None and answer_url is not None:
             raise InvalidInput("Give either ncco= or answer_url=, not both.")
@@ -476,7 +469,3 @@ def _replace(settings: Settings, **changes) -> Settings:
     from dataclasses import replace
 
     return replace(settings, **changes)
-
-
-def _missing_to():
-    raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
