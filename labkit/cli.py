@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from labkit.config import SECRET_FIELDS, WHERE, Settings, key_format, load_private_key
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import ConfigError, LabkitError, plain
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif",
@@ -168,10 +168,8 @@ def _tunnel_check(settings: Settings, port: int) -> tuple[Check, Any]:
 
         tunnel = Tunnel(settings)
         url = tunnel.open(port)
-    except LabkitError as exc:
-        return Check("tunnel", False, "ngrok did not start", advice=str(exc)), None
     except Exception as exc:  # an unexpected failure is still a plain line, not a traceback
-        return Check("tunnel", False, "ngrok did not start", advice=f"{type(exc).__name__}: {exc}"), None
+        return Check("tunnel", False, "ngrok did not start", advice=plain(exc)), None
     return Check("tunnel", True, f"ngrok tunnel {url} -> 127.0.0.1:{port}"), tunnel
 
 
@@ -201,11 +199,8 @@ def _server_checks(settings: Settings, port: int, env_file: str | os.PathLike | 
     existing = running_lab()
     try:
         lab = existing or Lab.start(settings.mode, port=port, env_file=env_file, quiet=True)
-    except LabkitError as exc:
-        return [Check("server", False, f"the lab did not start in {settings.mode} mode", advice=str(exc))]
     except Exception as exc:
-        return [Check("server", False, f"the lab did not start in {settings.mode} mode",
-                      advice=f"{type(exc).__name__}: {exc}")]
+        return [Check("server", False, f"the lab did not start in {settings.mode} mode", advice=plain(exc))]
     try:
         checks = [_health_check("server", lab.local_url, "the lab's server (local)")]
         if settings.mode == "live":

@@ -11,6 +11,11 @@ class LabkitError(Exception):
     """Base of every error the lab raises deliberately."""
 
 
+def plain(exc: BaseException) -> str:
+    """One line for people: labkit's own errors are already worded for them, others get their type name."""
+    return str(exc) if isinstance(exc, LabkitError) else f"{type(exc).__name__}: {exc}"
+
+
 class ConfigError(LabkitError):
     """Settings are missing or invalid (the message lists each one and where to get it)."""
 

@@ -87,8 +87,9 @@ def spans(events: Iterable[Event]) -> list[Span]:
         uuid = e.uuid or "?"
         t = at[e.seq]
         status = e.status or ""
-        if e.kind == "lab" and status.endswith("-started") and status.split("-")[0] in ("stream", "talk"):
-            kind = status.split("-")[0]
+        kind = status.split("-")[0]
+        lab_span = e.kind == "lab" and kind in ("stream", "talk")  # "stream-started", "talk-stopped"...
+        if lab_span and status.endswith("-started"):
             close((uuid, kind), t)  # a new stream/talk replaces the one playing
             label = str(e.payload.get("file") or e.payload.get("text") or kind)
             loop = e.payload.get("loop", 1)
@@ -99,8 +100,8 @@ def spans(events: Iterable[Event]) -> list[Span]:
                     span.end, span.estimated = t + one * loop, True
             out.append(span)
             open_[(uuid, kind)] = span
-        elif e.kind == "lab" and status.endswith("-stopped") and status.split("-")[0] in ("stream", "talk"):
-            close((uuid, status.split("-")[0]), t)
+        elif lab_span and status.endswith("-stopped"):
+            close((uuid, kind), t)
         elif e.kind == "socket" and e.payload.get("event") == "websocket:connected":
             rate = str(e.payload.get("content-type", "")).rpartition("=")[2]
             span = Span(uuid, "websocket", t, None, f"{int(rate) // 1000} kHz" if rate.isdigit() else "audio")

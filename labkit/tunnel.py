@@ -68,7 +68,6 @@ def _registry() -> types.ModuleType:
     if registry is None:
         fresh = types.ModuleType(_REGISTRY_MODULE, "labkit.tunnel's process-wide state (do not import)")
         fresh.lock = threading.RLock()  # type: ignore[attr-defined]
-        fresh.tunnels = {}  # type: ignore[attr-defined]  # (ngrok_path, port) -> public_url
         fresh.agents = {}  # type: ignore[attr-defined]  # ngrok_path -> pid of the agent we started
         fresh.secrets = set()  # type: ignore[attr-defined]  # authtokens to redact from pyngrok's logs
         fresh.log_filter = None  # type: ignore[attr-defined]
@@ -361,12 +360,10 @@ class Tunnel:
     @property
     def agent_pid(self) -> int | None:
         """The pid of the ngrok agent this process runs for `ngrok_path`, if any."""
-        if not self.uses_ngrok:
+        if not self.uses_ngrok or not self._agent_running():
             return None
-        from pyngrok import ngrok, process
+        from pyngrok import ngrok
 
-        if not process.is_process_running(self.ngrok_path):
-            return None
         return ngrok.get_ngrok_process(self.pyngrok_config()).proc.pid
 
     def pyngrok_config(self) -> PyngrokConfig:
@@ -420,13 +417,12 @@ class Tunnel:
                         "remove it, or set PUBLIC_URL."
                     )
             self._note_agent()
-            registry.tunnels[(self.ngrok_path, port)] = existing
             self._public_url, self._port = existing, port
             return existing
 
     def close(self) -> None:
         """Disconnect this tunnel; the agent keeps running for the next `open()` (use `kill()` to stop it)."""
-        url, port = self._public_url, self._port
+        url = self._public_url
         self._public_url = None
         if not self.uses_ngrok or url is None:
             return
@@ -435,7 +431,6 @@ class Tunnel:
 
         registry = _registry()
         with registry.lock:
-            registry.tunnels.pop((self.ngrok_path, port), None)
             if not self._agent_running():
                 return
             try:
@@ -448,17 +443,8 @@ class Tunnel:
         self._public_url = None
         if not self.uses_ngrok:
             return
-        from pyngrok import ngrok
-
-        registry = _registry()
-        with registry.lock:
-            pid = self.agent_pid
-            ngrok.kill(self.pyngrok_config())
-            registry.agents.pop(self.ngrok_path, None)
-            for key in [key for key in registry.tunnels if key[0] == self.ngrok_path]:
-                registry.tunnels.pop(key, None)
-            if pid is not None:
-                _forget_agent(pid)
+        with _registry().lock:
+            self._stop_agent(self.pyngrok_config(), self.agent_pid)
 
     def __enter__(self) -> Tunnel:
         return self
@@ -514,12 +500,18 @@ class Tunnel:
                 return
             agent = ngrok.get_ngrok_process(config)
             if force or not agent.healthy():
-                pid = agent.proc.pid
-                ngrok.kill(config)
-                _registry().agents.pop(self.ngrok_path, None)
-                _forget_agent(pid)
+                self._stop_agent(config, agent.proc.pid)
         except Exception:  # best effort while already handling another failure
             logging.getLogger(__name__).debug("could not discard the ngrok agent", exc_info=True)
+
+    def _stop_agent(self, config: PyngrokConfig, pid: int | None) -> None:
+        """Kill the agent at `ngrok_path` (pid `pid`) and forget it in the registry and the pid file."""
+        from pyngrok import ngrok
+
+        ngrok.kill(config)
+        _registry().agents.pop(self.ngrok_path, None)
+        if pid is not None:
+            _forget_agent(pid)
 
     def _require_authtoken(self) -> None:
         if self.settings.ngrok_authtoken or os.environ.get("NGROK_AUTHTOKEN") or self._config_has_authtoken():
@@ -563,7 +555,6 @@ def kill_agents() -> list[int]:
                 ngrok.kill(PyngrokConfig(ngrok_path=path))  # pyngrok kills and reaps its child
                 stopped.append(pid)
             registry.agents.pop(path, None)
-        registry.tunnels.clear()
         for entry in _read_agents():
             pid = entry["pid"]
             if pid in stopped or not _pid_alive(pid):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.errors import AudioError, InvalidInput
+from labkit.media.audio import _check_rate, as_int16
 
 if TYPE_CHECKING:  # pragma: no cover
     from numpy.typing import ArrayLike
@@ -51,10 +52,8 @@ class WavRecorder:
     def __init__(self, path: str | os.PathLike, rate: int) -> None:
         import soundfile as sf
 
-        if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
-            raise InvalidInput(f"rate must be a positive whole number of Hz (e.g. 16000), not {rate!r}")
+        self.rate = _check_rate(rate)
         self.path = Path(os.fspath(path)).expanduser()
-        self.rate = int(rate)
         self.frames_written = 0
         self.samples_written = 0
         self._lock = threading.Lock()
@@ -98,8 +97,6 @@ class WavRecorder:
 
     def write_samples(self, samples: ArrayLike) -> None:
         """Append int16 samples (floats in -1..1 are converted); does not count as a frame."""
-        from labkit.media.audio import as_int16
-
         arr = as_int16(samples)
         if arr.ndim != 1:
             raise InvalidInput(f"the recorder takes mono (1-D) samples; got shape {arr.shape}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.errors import AudioError, InvalidInput
-from labkit.media.audio import AudioSource, as_int16, load
+from labkit.media.audio import AudioSource, _check_rate, as_int16, load
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -69,11 +69,11 @@ class Recording:
             if not self.path.is_file():
                 raise AudioError(f"recording '{self.path}' does not exist; check the path")
             if rate is not None:
-                self._rate = _rate(rate)
+                self._rate = _check_rate(rate)
         else:
             if rate is None:
                 raise InvalidInput("Recording(samples, rate): samples need their sample rate, e.g. 16000")
-            self._rate = _rate(rate)
+            self._rate = _check_rate(rate)
             arr = as_int16(source)
             if arr.ndim != 1:
                 raise InvalidInput(f"a Recording is mono: pass 1-D samples, not shape {arr.shape}")
@@ -258,12 +258,6 @@ class Recording:
         where = f" '{self.path}'" if self.path else ""
         label = f" {self.label!r}" if self.label else ""
         return f"<Recording{label}{where} {self.duration:.2f} s at {self.rate} Hz>"
-
-
-def _rate(rate: Any) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
-        raise InvalidInput(f"rate must be a positive whole number of Hz (e.g. 16000), not {rate!r}")
-    return int(rate)
 
 
 def _best_match(signal: np.ndarray, reference: np.ndarray, block: int = 1 << 20) -> tuple[float, int]:

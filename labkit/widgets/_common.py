@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 import numpy as np
 
-from labkit.errors import LabkitError
+from labkit.errors import AudioError, plain
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,18 +32,11 @@ def error_line() -> widgets.HTML:
     return line
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line, human message for any exception."""
-    if isinstance(exc, LabkitError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 def show_error(owner: Any, exc: BaseException | None) -> None:
     """Put `exc` (or nothing) in `owner.error` and remember it as `owner.last_error`."""
     owner.last_error = exc
     owner.error.value = "" if exc is None else (
-        f"<span style='{ERROR_STYLE}'>&#9888; {html.escape(describe(exc))}</span>")
+        f"<span style='{ERROR_STYLE}'>&#9888; {html.escape(plain(exc))}</span>")
 
 
 def guarded(method: F) -> F:
@@ -79,16 +72,11 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def recording_wav(recording: Any) -> bytes:
-    """WAV bytes of a Recording, via `Recording.play()` (IPython Audio keeps them as `.data`)."""
-    try:
-        data = recording.play().data
-        if isinstance(data, (bytes, bytearray)) and data[:4] == b"RIFF":
-            return bytes(data)
-    except LabkitError:
-        raise
-    except Exception:  # noqa: BLE001 - fall back to encoding the samples ourselves
-        pass
-    return wav_bytes(recording.samples, recording.rate)
+    """WAV bytes of a Recording's samples as recorded (refused, like `Recording.play()`, when empty)."""
+    samples = recording.samples
+    if not len(samples):
+        raise AudioError("the recording is empty: there is nothing to play")
+    return wav_bytes(samples, recording.rate)
 
 
 def keypad(on_press: Callable[[str], Any], *, width: str = "38px") -> tuple[widgets.GridBox, dict[str, widgets.Button]]:

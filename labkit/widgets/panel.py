@@ -32,6 +32,7 @@ from labkit.widgets._common import (
     recording_wav,
     show_error,
 )
+from labkit.widgets.softphone import Softphone, follow_heard
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
 
 DEFAULT_PHONE = "447700900001"  # the virtual phone the sandbox notebooks call
-STATUS_COLOURS = {"started": "#666", "ringing": "#b26a00", "answered": "#1b7a2f", "completed": "#333"}
 KIND_COLOURS = {"event": "#1f4e79", "answer": "#6a1b9a", "socket": "#00695c", "lab": "#8a6d00"}
 
 
@@ -151,8 +151,6 @@ class ControlPanel(widgets.HBox):
             softphone = lab.mode == "sandbox"
         children: list[widgets.Widget] = [self.main]
         if softphone and lab.mode == "sandbox":
-            from labkit.widgets.softphone import Softphone
-
             number = validate.phone_number(self.to.value or DEFAULT_PHONE)
             self.softphone = Softphone(lab, number)
             children.append(self.softphone)
@@ -181,8 +179,6 @@ class ControlPanel(widgets.HBox):
 
     def _use_softphone(self, number: str) -> None:
         """Sandbox: show the handset of the phone about to be called (the old one goes back to normal)."""
-        from labkit.widgets.softphone import Softphone
-
         old = self.softphone
         self.softphone = Softphone(self.lab, number)
         self.children = [self.main, self.softphone]
@@ -436,8 +432,6 @@ def _events_html(events: list[Event], uuid: str | None) -> str:
 
 def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
     """Sandbox: feed `waveform` with what the virtual phone at `number` hears; returns a stop function."""
-    from labkit.widgets.softphone import follow_heard
-
     try:
         phone = lab.phone(number)
     except Exception:  # noqa: BLE001 - not a virtual phone: nothing to show

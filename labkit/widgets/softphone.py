@@ -158,23 +158,21 @@ class Softphone(widgets.VBox):
     # -- handlers ----------------------------------------------------------------------------------
     @guarded
     def _on_answer(self, _button: Any = None) -> None:
-        self.phone.answer()
-        if hasattr(self.phone, "wait_for_state"):
-            self.phone.wait_for_state("answered", timeout=2.0)
-        self._refresh()
+        self._act(self.phone.answer, "answered")
 
     @guarded
     def _on_reject(self, _button: Any = None) -> None:
-        self.phone.reject()
-        if hasattr(self.phone, "wait_for_state"):
-            self.phone.wait_for_state("idle", timeout=2.0)
-        self._refresh()
+        self._act(self.phone.reject, "idle")
 
     @guarded
     def _on_hangup(self, _button: Any = None) -> None:
-        self.phone.hangup()
+        self._act(self.phone.hangup, "idle")
+
+    def _act(self, action: Callable[[], Any], settles_in: str) -> None:
+        """Do `action` to the phone, give it a moment to reach `settles_in`, then redraw."""
+        action()
         if hasattr(self.phone, "wait_for_state"):
-            self.phone.wait_for_state("idle", timeout=2.0)
+            self.phone.wait_for_state(settles_in, timeout=2.0)
         self._refresh()
 
     @guarded
