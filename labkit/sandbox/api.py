@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
-from labkit.media.frames import parse_content_type
+from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox import lifecycle
 from labkit.sandbox.exceptions import invalid
 from labkit.sandbox.mixer import level_to_gain
@@ -122,7 +122,7 @@ def create_call(p: Platform, body: Any) -> dict:
         except SocketError:
             raise invalid("to", "Invalid content-type",
                           "to[0].content-type must be audio/l16;rate=8000|16000|24000") from None
-        to_obj = {"type": "websocket", "uri": uri, "content-type": f"audio/l16;rate={rate}"}
+        to_obj = {"type": "websocket", "uri": uri, "content-type": content_type(rate)}
         if isinstance(ep.get("headers"), dict):
             to_obj["headers"] = ep["headers"]
     elif kind in ("sip", "vbc", "app"):

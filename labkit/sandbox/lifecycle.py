@@ -23,8 +23,8 @@ import logging
 import threading
 from typing import Any
 
-from labkit.errors import SandboxError, SocketError
-from labkit.media.frames import parse_content_type
+from labkit.errors import SandboxError
+from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.models import (
     LegEnded,
@@ -148,11 +148,7 @@ def finish_unanswered(p: Platform, leg: SandboxCall, status: str, detail: str | 
     fields = {"detail": detail} if detail else {}
     payload = p.event(leg, status, **fields)
     p.end_leg(leg, status, detail, event=False)
-    future = p.post(leg, payload, instruction=True)
-    result = p.wait_future(None, future, timeout=4 * (p.settings.connect_timeout + p.settings.event_timeout) + 5)
-    reply = result.json() if result is not None and result.ok else None
-    if isinstance(reply, list):
-        leg.reply_ncco = reply
+    leg.reply_ncco = p.instruction_reply(None, p.post(leg, payload, instruction=True))
 
 
 def ring_phone(p: Platform, leg: SandboxCall, phone: VirtualPhone, *, synchronous: bool = False) -> bool:
@@ -314,11 +310,8 @@ def start_connect_child(p: Platform, parent: SandboxCall, ep: dict, connect: dic
     event_method = connect.get("eventMethod") or ("POST" if urls else parent.event_method)
     rate = HEAR_RATE
     if kind == "websocket":
-        try:
-            rate = parse_content_type(ep.get("content-type", ""))
-        except SocketError:  # validated when the NCCO arrived; keep the call going regardless
-            rate = HEAR_RATE
-        to = {"type": "websocket", "uri": ep["uri"], "content-type": f"audio/l16;rate={rate}"}
+        rate = parse_content_type(ep.get("content-type"))  # validate() checked it with the same parser
+        to = {"type": "websocket", "uri": ep["uri"], "content-type": content_type(rate)}
     elif kind == "phone":
         to = {"type": "phone", "number": ep["number"]}
     else:
@@ -382,7 +375,4 @@ def _stay_until_ended(p: Platform, leg: SandboxCall) -> None:
         p.end_leg(leg, "completed")
     future = leg.disconnect_future
     if future is not None:
-        result = p.wait_future(None, future, timeout=4 * (p.settings.connect_timeout + p.settings.event_timeout) + 5)
-        reply = result.json() if result is not None and result.ok else None
-        if isinstance(reply, list):
-            leg.reply_ncco = reply
+        leg.reply_ncco = p.instruction_reply(None, future)

@@ -18,6 +18,7 @@ Design, and why:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,8 +65,15 @@ def upsample(x: np.ndarray, L: int) -> np.ndarray:
     nxt = np.empty_like(x)
     nxt[:-1] = x[1:]
     nxt[-1] = x[-1]
+    return (x[:, None] + (nxt - x)[:, None] * _fractions(L)).ravel()
+
+
+@functools.cache
+def _fractions(L: int) -> np.ndarray:
+    """The row [0, 1/L, ..., (L-1)/L] `upsample` interpolates with (made once per factor: it runs per tick)."""
     frac = (np.arange(L, dtype=np.float32) / np.float32(L))[None, :]
-    return (x[:, None] + (nxt - x)[:, None] * frac).ravel()
+    frac.flags.writeable = False
+    return frac
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
@@ -81,18 +89,16 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 class Player:
     """Plays int16 samples (at one leg's rate) frame by frame, `loop` times (0 = until stopped)."""
 
-    __slots__ = ("samples", "loop", "gain", "pos", "plays", "stopped", "label", "_buf")
+    __slots__ = ("samples", "loop", "pos", "plays", "stopped", "label")
 
     def __init__(self, samples: np.ndarray, *, loop: int = 1, gain: float = 1.0, label: str = "") -> None:
         data = np.asarray(samples, dtype=np.float32)
         self.samples = data * np.float32(gain) if gain != 1.0 else data
         self.loop = int(loop)
-        self.gain = float(gain)
         self.pos = 0
         self.plays = 0
         self.stopped = False
-        self.label = label
-        self._buf: np.ndarray | None = None
+        self.label = label  # the slot it plays in (for debugging)
 
     @property
     def done(self) -> bool:
@@ -119,10 +125,7 @@ class Player:
                 self.pos = 0
                 self.plays += 1
             return out
-        if self._buf is None or self._buf.size != n:
-            self._buf = np.zeros(n, dtype=np.float32)
-        out = self._buf
-        out[:] = 0.0
+        out = np.zeros(n, dtype=np.float32)
         filled = 0
         while filled < n and not self.done:
             take = min(n - filled, data.size - self.pos)
@@ -132,7 +135,7 @@ class Player:
             if self.pos >= data.size:
                 self.pos = 0
                 self.plays += 1
-        return out.copy()
+        return out
 
 
 def mix_others(

@@ -621,6 +621,16 @@ class Platform:
         except Exception:
             return None
 
+    def instruction_reply(self, leg: SandboxCall | None, future: Future) -> list | None:
+        """The NCCO (a JSON array) an instruction webhook's reply carries, else None (see `wait_future`).
+
+        Waits long enough for the retry and the fallback's two attempts, each connect + read timeout.
+        """
+        cfg = self.settings
+        result = self.wait_future(leg, future, timeout=4 * (cfg.connect_timeout + cfg.event_timeout) + 5)
+        reply = result.json() if result is not None and result.ok else None
+        return reply if isinstance(reply, list) else None
+
     # ------------------------------------------------------------------ players (runner threads)
 
     def play(self, leg: SandboxCall, slot: str, samples: np.ndarray, *, loop: int = 1, gain: float = 1.0) -> Player:

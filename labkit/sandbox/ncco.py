@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import AudioError, NccoError
+from labkit.errors import AudioError, NccoError, SocketError
+from labkit.media.frames import RATES, content_type, parse_content_type
 from labkit.sandbox.clock import Clock
-from labkit.sandbox.mixer import level_to_gain
+from labkit.sandbox.mixer import Player, level_to_gain
 from labkit.sandbox.models import InputState, LegEnded, Participation, Recorder, iso, utcnow
 from labkit.sandbox.sources import beep, plain_text
 
@@ -37,7 +38,6 @@ log = logging.getLogger("labkit.sandbox.ncco")
 NCCO_ERROR_REASON = "Syntax error in NCCO. Invalid value type or action."
 ACTIONS = ("talk", "stream", "connect", "conversation", "input", "record", "notify", "wait", "transfer")
 ENDPOINT_TYPES = ("phone", "websocket", "sip", "app", "vbc")
-CONTENT_TYPES = ("audio/l16;rate=8000", "audio/l16;rate=16000", "audio/l16;rate=24000")
 DEFAULT_INPUT_TIMEOUT = 3
 DEFAULT_MAX_DIGITS = 4
 DEFAULT_SPEECH_SILENCE = 2.0
@@ -107,9 +107,10 @@ def _check_endpoint(c: _Checker, ep: Any) -> None:
         uri = ep.get("uri")
         if not isinstance(uri, str) or not uri.startswith(("ws://", "wss://")):
             c.fail("a websocket endpoint needs 'uri' starting with ws:// or wss://")
-        ct = str(ep.get("content-type") or "").replace(" ", "").lower()
-        if ct not in CONTENT_TYPES:
-            c.fail(f"a websocket endpoint needs 'content-type' one of {', '.join(CONTENT_TYPES)}")
+        try:
+            parse_content_type(ep.get("content-type"))
+        except SocketError:
+            c.fail(f"a websocket endpoint needs 'content-type' one of {', '.join(map(content_type, RATES))}")
         headers = ep.get("headers")
         if headers is not None and not isinstance(headers, dict):
             c.fail("websocket 'headers' must be an object")
@@ -314,16 +315,11 @@ class NccoRunner:
     def instruction(self, payload: dict, url: str | None, method: str | None) -> None:
         """Send an instruction event and, when it returns an NCCO, replace the rest of this one."""
         future = self.p.post(self.leg, payload, instruction=True, url=url, method=method)
-        result = self.p.wait_future(self.leg, future, timeout=self._reply_timeout())
+        reply = self.p.instruction_reply(self.leg, future)
         with self.p.lock:
             self.leg.check()
-        reply = result.json() if result is not None and result.ok else None
-        if isinstance(reply, list):
+        if reply is not None:
             raise ReplaceNcco(reply)
-
-    def _reply_timeout(self) -> float:
-        cfg = self.p.settings
-        return 4 * (cfg.connect_timeout + cfg.event_timeout) + 5
 
     def execute(self, a: dict) -> None:
         getattr(self, f"_{a['action']}")(a)
@@ -513,8 +509,6 @@ class NccoRunner:
         self._join(conv, part, None, record=False, hook=None)
 
     def _join(self, conv: Any, part: Participation, moh_audio: Any, *, record: bool, hook: Any) -> None:
-        from labkit.sandbox.mixer import Player
-
         leg, p = self.leg, self.p
         with p.lock:
             if moh_audio is not None and not conv.started and not part.start_on_enter:

@@ -26,6 +26,7 @@ import requests
 
 from labkit.errors import AudioError
 from labkit.media.audio import load as load_audio
+from labkit.sandbox.webhooks import LOOPBACK_HOSTS
 
 SECONDS_PER_CHAR = 0.07
 TALK_PEAK = 0.3 * 32767
@@ -177,7 +178,7 @@ class AudioSources:
         if hit is not None:
             return hit
         host = urlsplit(url).hostname or ""
-        sess = self._loop_session if host in ("127.0.0.1", "localhost", "::1") else self._session
+        sess = self._loop_session if host in LOOPBACK_HOSTS else self._session
         try:
             response = sess.get(url, timeout=FETCH_TIMEOUT)
         except requests.RequestException as exc:
