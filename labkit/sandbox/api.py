@@ -318,11 +318,16 @@ def start_stream(p: Platform, uuid: str, body: Any) -> dict:
     return {"message": "Stream started", "uuid": leg.uuid}
 
 
-def stop_stream(p: Platform, uuid: str) -> dict:
+def _stop_rest_audio(p: Platform, uuid: str, slot: str, message: str) -> dict:
+    """DELETE .../stream or .../talk: stop the REST audio in `slot` (200 even when nothing plays)."""
     leg = p.live_leg(uuid)
-    _next_seq(leg, "rest_stream")
-    p.stop_slot(leg, "rest_stream")
-    return {"message": "Stream stopped", "uuid": leg.uuid}
+    _next_seq(leg, slot)  # a start still fetching its audio must not begin after this stop
+    p.stop_slot(leg, slot)
+    return {"message": message, "uuid": leg.uuid}
+
+
+def stop_stream(p: Platform, uuid: str) -> dict:
+    return _stop_rest_audio(p, uuid, "rest_stream", "Stream stopped")
 
 
 def start_talk(p: Platform, uuid: str, body: Any) -> dict:
@@ -341,10 +346,7 @@ def start_talk(p: Platform, uuid: str, body: Any) -> dict:
 
 
 def stop_talk(p: Platform, uuid: str) -> dict:
-    leg = p.live_leg(uuid)
-    _next_seq(leg, "rest_talk")
-    p.stop_slot(leg, "rest_talk")
-    return {"message": "Talk stopped", "uuid": leg.uuid}
+    return _stop_rest_audio(p, uuid, "rest_talk", "Talk stopped")
 
 
 def send_dtmf(p: Platform, uuid: str, body: Any) -> dict:
