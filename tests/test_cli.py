@@ -263,7 +263,7 @@ def test_sandbox_command_prints_how_to_use_it_and_stops_cleanly(capsys, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(labkit.sandbox, "Sandbox", FakeSandbox, raising=False)
-    monkeypatch.setattr(cli, "_wait_until_interrupted", interrupt)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", interrupt)
     code, out = run(capsys, "sandbox", "--port", "48443", "--speed", "4")
     assert code == 0
     sandbox = FakeSandbox.instances[-1]
@@ -283,7 +283,7 @@ def test_sandbox_command_with_the_real_sandbox(capsys, monkeypatch):
     def interrupt():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_wait_until_interrupted", interrupt)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", interrupt)
     code, out = run(capsys, "sandbox", "--port", "0")
     assert code == 0 and "https://127.0.0.1:" in out and "Sandbox stopped." in out
 
@@ -303,8 +303,8 @@ def test_lab_command_runs_jupyterlab_on_the_notebooks(capsys, monkeypatch, tmp_p
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(cli, "_wait_for_port", lambda port, proc, timeout=60.0: True)
+    monkeypatch.setattr(cli.lab.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli.lab, "_wait_for_port", lambda port, proc, timeout=60.0: True)
     code, out = run(capsys, "lab", "--port", "8899", "--notebooks", str(notebooks))
     assert code == 0
     argv, token = started["argv"], started["env"]["JUPYTER_TOKEN"]
@@ -321,7 +321,7 @@ def test_lab_command_without_notebooks(capsys, tmp_path):
 
 
 def test_notebooks_dir_prefers_the_repository():
-    repo = Path(cli.__file__).resolve().parent.parent / "notebooks"
+    repo = Path(cli.__file__).resolve().parents[2] / "notebooks"
     if not repo.is_dir():
         pytest.skip("no notebooks/ folder next to the package")
     assert cli.notebooks_dir() == repo.resolve()

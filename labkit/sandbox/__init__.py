@@ -10,7 +10,8 @@
     sb.phone("447700900001").heard           # ... and the virtual phone keeps what it heard
     sb.stop()
 
-Layout (like moto): `models` (platform state, state machine, mixing tick), `lifecycle` (each leg's
+Layout (like moto's models, split): `platform` (state and registry), `legs`, `conversations`,
+`recordings`, `platform_audio` (players and the mixing tick), `lifecycle` (each leg's
 story), `ncco` (validation and actions), `api` (what each endpoint does), `responses` (HTTP),
 `exceptions` (wire format of errors), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
 `websocket_leg`, `sources`. The sandbox is deterministic apart from real time: at `speed=10`
@@ -29,8 +30,9 @@ from typing import Any
 
 from labkit.errors import SandboxError
 from labkit.sandbox.auth import load_or_create_credentials
-from labkit.sandbox.models import Platform, SandboxCall
+from labkit.sandbox.legs import SandboxCall
 from labkit.sandbox.phones import KEEP, VirtualPhone
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.tls import ensure_tls, write_bundle
 from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
 

@@ -23,10 +23,11 @@ from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, Socke
 from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox import lifecycle
 from labkit.sandbox.exceptions import invalid
+from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
 from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.models import FINAL_STATUSES, LIVE_STATUSES, Platform, SandboxCall, Transferred
 from labkit.sandbox.ncco import validate
 from labkit.sandbox.phones import HEAR_RATE
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.sources import dtmf_tones
 
 E164 = re.compile(r"^\d{7,15}$")

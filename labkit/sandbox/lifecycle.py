@@ -26,16 +26,10 @@ from typing import Any
 from labkit.errors import SandboxError
 from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox.clock import Clock
-from labkit.sandbox.models import (
-    LegEnded,
-    Platform,
-    SandboxCall,
-    Transferred,
-    iso,
-    utcnow,
-)
+from labkit.sandbox.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
 from labkit.sandbox.ncco import NccoRunner
 from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.websocket_leg import WebsocketEndpoint
 from labkit.server.signing import sign_webhook
 

@@ -26,7 +26,8 @@ from labkit.media.recording import Recording
 from labkit.sandbox.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.models import Platform, SandboxCall
+    from labkit.sandbox.legs import SandboxCall
+    from labkit.sandbox.platform import Platform
 
 HEAR_RATE = 16000
 OUTCOMES = ("answer", "busy", "reject", "unanswered", "fail", "manual")

@@ -1,4 +1,4 @@
-"""REST handlers: routing, JWT check and wire format only; the work is in api.py and models.py.
+"""REST handlers: routing, JWT check and wire format only; the work is in api.py and platform.py.
 
 Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox application's key):
 
@@ -30,7 +30,7 @@ from labkit.errors import SandboxApiError
 from labkit.sandbox import api
 from labkit.sandbox.auth import AppCredentials, verify_request_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
-from labkit.sandbox.models import Platform
+from labkit.sandbox.platform import Platform
 
 log = logging.getLogger("labkit.sandbox.http")
 
