@@ -126,6 +126,8 @@ class Lab:
         self._keeper.start()
         if not self._quiet:
             print(self.describe())
+            if getattr(self, "_account_note", None):
+                print(self._account_note)
 
     def _start_sandbox(self) -> None:
         from vonage_http_client import Auth, HttpClientOptions
@@ -140,9 +142,15 @@ class Lab:
         except Exception as exc:
             raise SandboxError(f"The sandbox could not start: {type(exc).__name__}: {exc}") from exc
         sb.trust()
-        sb.configure(answer_url=self.url("/webhooks/answer"), event_url=self.url("/webhooks/event"),
-                     signature_secret=self._signature_secret)
         self.sandbox = sb
+        # The account's signature secret, as a user copies it from the dashboard; the application is
+        # then configured through the Application API, exactly as in live mode (labkit/account.py).
+        self._signature_secret = self._ctx.signature_secret = sb.signature_secret
+        from labkit.account import LabUrls, clients, point_application
+
+        apps, numbers = clients(sb.api_key, sb.api_secret, api_host=sb.api_host, rest_host=sb.api_host)
+        point_application(apps, numbers, sb.application_id, LabUrls.for_base(self.public_url),
+                          number=sb.number, signed=True)
         self.number = sb.number
         self._voice = _voice_client(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
                                     HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
@@ -160,8 +168,12 @@ class Lab:
         if host:
             self._ctx.allowed_hosts.add(host.lower())
         self.number = s.vonage_number
+        hosts = {k: v for k, v in (("api_host", s.api_host), ("rest_host", s.rest_host)) if v}
         self._voice = _voice_client(Auth(application_id=s.application_id, private_key=key),
-                                    HttpClientOptions(timeout=HTTP_TIMEOUT))
+                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
+        from labkit.account import follow_lab
+
+        self._account_note, self._account_restore = follow_lab(s, self.public_url)
 
     def stop(self) -> None:
         """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent."""
@@ -170,6 +182,12 @@ class Lab:
         self.stopped = True
         self._stop_event.set()
         errors = []
+        restore, self._account_restore = getattr(self, "_account_restore", None), None
+        if restore is not None:  # live: put the application's previous webhooks back
+            try:
+                restore()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
         for part in (self.sandbox, self.runner):
             if part is not None:

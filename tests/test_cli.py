@@ -250,6 +250,7 @@ class FakeSandbox:
         self.application_id = APP_ID
         self.private_key_path = Path("/state/private.key")
         self.number = "447700900000"
+        self.api_key, self.api_secret, self.signature_secret = "abcd1234", "sandbox-secret", "sig-secret"
         return self
 
     def stop(self):
@@ -270,7 +271,7 @@ def test_sandbox_command_prints_how_to_use_it_and_stops_cleanly(capsys, monkeypa
     assert (sandbox.port, sandbox.speed, sandbox.stopped) == (48443, 4.0, True)
     for text in ("https://127.0.0.1:48443", "/state/sandbox-ca.pem", "REQUESTS_CA_BUNDLE=/state/ca-bundle.pem",
                  APP_ID, "/state/private.key", "HttpClientOptions(api_host='127.0.0.1:48443'",
-                 "Sandbox stopped."):
+                 "Sandbox stopped.", "abcd1234", "sandbox-secret", "rest_host='127.0.0.1:48443'"):
         assert text in out
 
 

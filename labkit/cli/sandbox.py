@@ -32,10 +32,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             ("application id", sandbox.application_id),
             ("private key", sandbox.private_key_path),
             ("number", getattr(sandbox, "number", None)),
+            ("API key", sandbox.api_key),
+            ("API secret", sandbox.api_secret),  # the sandbox's own fake account: printed like the rest
+            ("signature secret", sandbox.signature_secret),
         ]
         for label, value in rows:
             if value is not None:
-                print(f"  {label:<15} {value}")
+                print(f"  {label:<17} {value}")
         print(
             "\nPoint the Vonage SDK at it (the SDK always uses https, so it must trust the sandbox CA):\n"
             f"  export REQUESTS_CA_BUNDLE={sandbox.ca_bundle}\n\n"
@@ -43,7 +46,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             "  client = Vonage(\n"
             f"      Auth(application_id={sandbox.application_id!r}, private_key={str(sandbox.private_key_path)!r}),\n"
             f"      HttpClientOptions(api_host={sandbox.api_host!r}, timeout=10),\n"
-            "  )\n\n"
+            "  )\n"
+            "  # applications and numbers (HTTP Basic), as on Vonage:\n"
+            f"  account = Vonage(Auth(api_key={sandbox.api_key!r}, api_secret={sandbox.api_secret!r}),\n"
+            f"                   HttpClientOptions(api_host={sandbox.api_host!r}, rest_host={sandbox.api_host!r}))\n\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

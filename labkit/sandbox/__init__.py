@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox.applications import DEFAULT_APP_NAME, Account, Application
 from labkit.sandbox.auth import load_or_create_credentials
 from labkit.sandbox.legs import SandboxCall
 from labkit.sandbox.phones import KEEP, VirtualPhone
@@ -88,6 +89,13 @@ class Sandbox:
             speed=self.speed, home=self.home, settings=self._settings,
             application_id=self._creds.application_id, api_key=self._creds.api_key, number=self._creds.number,
         )
+        self._account = Account(
+            api_key=self._creds.api_key, api_secret=self._creds.api_secret,
+            signature_secret=self._creds.signature_secret, number=self._creds.number,
+            default_app=Application(id=self._creds.application_id, name=DEFAULT_APP_NAME,
+                                    public_key=self._creds.public_key_pem.decode(), settings=self._settings),
+        )
+        self._platform.account = self._account
         self._tls = None
         self._runner: Any = None
         self._lock = threading.RLock()
@@ -223,6 +231,22 @@ class Sandbox:
         return self._creds.api_key
 
     @property
+    def api_secret(self) -> str:
+        """The account's (fake) API secret: HTTP Basic with `api_key` for the Application and Numbers APIs."""
+        return self._creds.api_secret
+
+    @property
+    def signature_secret(self) -> str:
+        """The account's webhook signature secret (signs the webhooks of applications with
+        signed_callbacks on, as Vonage does with the secret on the dashboard's settings page)."""
+        return self._account.signature_secret
+
+    @property
+    def account(self) -> Account:
+        """The account's applications and numbers (what the Application and Numbers APIs serve)."""
+        return self._account
+
+    @property
     def number(self) -> str:
         """The application's own virtual Vonage number (inbound calls reach it via `dial`)."""
         return self._creds.number
@@ -233,7 +257,10 @@ class Sandbox:
                   event_method: Any = UNSET, signature_secret: Any = UNSET, fallback_answer_url: Any = UNSET,
                   *, connect_timeout: Any = UNSET, answer_timeout: Any = UNSET,
                   event_timeout: Any = UNSET) -> Sandbox:
-        """Set the application's webhooks, like its page on the Vonage dashboard.
+        """Set the default application's webhooks, like its page on the Vonage dashboard.
+
+        The sandbox's own way in (its CLI flags and control surface); apps, the lab included, use the
+        Application API (`/v2/applications`) with the API key and secret, as on Vonage.
 
         `answer_url`/`event_url` serve inbound calls and are the default `event_url` of every call;
         methods default to GET (answer) and POST (event); `signature_secret` turns on signed webhooks
@@ -242,8 +269,12 @@ class Sandbox:
         (defaults 1, 5 and 10). Arguments left out keep their current value; None clears one.
         """
         s = self._settings
+        if signature_secret is not UNSET:  # the account's secret; signed_callbacks on the application
+            if signature_secret:
+                self._account.signature_secret = signature_secret
+            self._account.set_signed(self._account.default, bool(signature_secret))
         for name, value in (("answer_url", answer_url), ("event_url", event_url),
-                            ("signature_secret", signature_secret), ("fallback_answer_url", fallback_answer_url)):
+                            ("fallback_answer_url", fallback_answer_url)):
             if value is not UNSET:
                 setattr(s, name, value or None)
         for name, value, default in (("answer_method", answer_method, "GET"), ("event_method", event_method, "POST")):

@@ -120,6 +120,7 @@ class SandboxCall:
         self.conversation = conversation or Conversation()
         self.conversation.legs.append(self)
         self.parent = parent
+        self.application_id: str | None = parent.application_id if parent is not None else None
         self.children: list[SandboxCall] = []
         self.events: list[dict] = []
         self.errors: list[str] = []

@@ -59,7 +59,8 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
                  api_key: str, number: str) -> None:
         self.lock = threading.RLock()
         self.home = home
-        self.settings = settings
+        self.settings = settings  # the default application's (Sandbox.configure); per leg: leg_settings
+        self.account: Any = None  # applications.Account, set by Sandbox: applications, numbers, secrets
         self.application_id = application_id
         self.api_key = api_key
         self.number = number
@@ -145,7 +146,8 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
     def post(self, leg: SandboxCall, payload: dict, *, instruction: bool = False, url: str | None = None,
              method: str | None = None) -> Future:
         """Queue a webhook for `leg` (in order with its other webhooks); a Future of the WebhookResult."""
-        target = url or leg.event_url or self.settings.event_url
+        settings = self.leg_settings(leg)
+        target = url or leg.event_url or settings.event_url
         verb = (method or (leg.event_method if not url else "POST") or "POST").upper()
         with self.lock:
             leg.events.append(payload)
@@ -155,7 +157,12 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
             done.set_result(None)
             return done
         return leg.hooks.send("instruction" if instruction else "event", target, verb, payload,
-                              fallback=instruction)
+                              fallback=instruction, settings=settings)
+
+    def leg_settings(self, leg: SandboxCall) -> WebhookSettings:
+        """The webhook settings of the application `leg` belongs to (signing, timeouts, fallback)."""
+        app_id = getattr(leg, "application_id", None)
+        return self.account.settings_for(app_id) if self.account is not None else self.settings
 
 
     def post_status(self, leg: SandboxCall, status: str, **extra: Any) -> Future:

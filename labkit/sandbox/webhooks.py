@@ -51,6 +51,7 @@ class WebhookSettings:
     connect_timeout: float = 1.0
     answer_timeout: float = 5.0
     event_timeout: float = 10.0
+    application_id: str | None = None  # whose webhooks these are (the signed JWT's claim)
 
 
 @dataclass
@@ -132,8 +133,9 @@ class WebhookClient:
             setattr(self._local, name, sess)
         return sess
 
-    def _attempt(self, url: str, method: str, payload: dict, read_timeout: float) -> requests.Response:
-        cfg = self._settings()
+    def _attempt(self, url: str, method: str, payload: dict, read_timeout: float,
+                 cfg: WebhookSettings | None = None) -> requests.Response:
+        cfg = cfg or self._settings()
         host = urlsplit(url).hostname or ""
         loopback = host in LOOPBACK_HOSTS
         headers = {"User-Agent": "labkit-sandbox/1.0 (Vonage Voice API emulator)"}
@@ -148,7 +150,8 @@ class WebhookClient:
             headers["Content-Type"] = "application/json"
         if cfg.signature_secret:
             token = sign_webhook(
-                body, cfg.signature_secret, api_key=self._api_key, application_id=self._application_id
+                body, cfg.signature_secret, api_key=self._api_key,
+                application_id=cfg.application_id or self._application_id,
             )
             headers["Authorization"] = f"Bearer {token}"
         return self._session(loopback).request(
@@ -156,7 +159,8 @@ class WebhookClient:
             timeout=(cfg.connect_timeout, read_timeout), allow_redirects=True,
         )
 
-    def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float) -> WebhookResult:
+    def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float,
+                   cfg: WebhookSettings | None = None) -> WebhookResult:
         result = WebhookResult(url=url, method=method.upper(), ok=False)
         start = time.monotonic()
         for attempt in (1, 2):
@@ -165,7 +169,7 @@ class WebhookClient:
                 break
             result.attempts = attempt
             try:
-                response = self._attempt(url, method, payload, read_timeout)
+                response = self._attempt(url, method, payload, read_timeout, cfg)
             except requests.Timeout as exc:
                 result.error = f"timeout ({exc.__class__.__name__})"
                 continue
@@ -187,20 +191,24 @@ class WebhookClient:
         result.elapsed = time.monotonic() - start
         return result
 
-    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> WebhookResult:
-        """Deliver `payload`; `kind` is 'answer', 'event' or 'instruction' (which may fall back)."""
-        cfg = self._settings()
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False,
+             settings: WebhookSettings | None = None) -> WebhookResult:
+        """Deliver `payload`; `kind` is 'answer', 'event' or 'instruction' (which may fall back).
+
+        `settings`: the application whose webhook this is (default: the sandbox's own application).
+        """
+        cfg = settings or self._settings()
         read_timeout = cfg.answer_timeout if kind == "answer" else cfg.event_timeout
         record = WebhookRecord(kind=kind, url=url, method=method.upper(), payload=payload)
         self.log.append(record)
-        result = self._try_twice(url, method, payload, read_timeout)
+        result = self._try_twice(url, method, payload, read_timeout, cfg)
         if not result.ok and fallback and cfg.fallback_answer_url:
             reason = "timeout" if (result.error or "").startswith("timeout") else (result.error or "error")
             fb_payload = dict(payload)
             fb_payload["reason"] = reason
             fb_payload["original_request"] = {"url": url, "type": kind if kind == "answer" else "event"}
             fb_method = cfg.answer_method if kind == "answer" else method
-            fb = self._try_twice(cfg.fallback_answer_url, fb_method, fb_payload, cfg.answer_timeout)
+            fb = self._try_twice(cfg.fallback_answer_url, fb_method, fb_payload, cfg.answer_timeout, cfg)
             fb.attempts += result.attempts
             result = fb
         record.result = result
@@ -227,13 +235,14 @@ class OrderedSender:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> Future:
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False,
+             settings: WebhookSettings | None = None) -> Future:
         future: Future = Future()
         with self._lock:
             if self._closed:
                 future.set_result(WebhookResult(url=url, method=method, ok=False, error="sender closed"))
                 return future
-            self._queue.append((future, (kind, url, method, payload), {"fallback": fallback}))
+            self._queue.append((future, (kind, url, method, payload), {"fallback": fallback, "settings": settings}))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"sandbox-hooks-{self._name}",
                                                 daemon=True)
