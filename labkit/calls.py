@@ -41,7 +41,7 @@ def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
     except http_errors.HttpRequestError as exc:
         status = exc.response.status_code
         body = _body(exc)
-        if status == 400 and uuid is not None:
+        if status == 400 and uuid is not None and says_not_answered(body):
             raise CallNotAnsweredError(
                 f"{action} failed: {call} is not answered yet (400). Wait for it first: "
                 "call.wait_for('answered').", status=400, body=body) from None
@@ -53,6 +53,26 @@ def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
                         "(In sandbox mode: is the sandbox running? lab.sandbox)") from None
     except requests.ConnectionError as exc:
         raise CallError(f"{action} failed: could not reach the Voice API ({type(exc).__name__}).") from None
+
+
+NOT_ANSWERED_WORDS = ("not answered", "not active", "not yet", "not established")
+
+
+def says_not_answered(body: Any) -> bool:
+    """Does a 400 say the call is not answered (established) yet, rather than that the request was bad?
+
+    Vonage's documented body for controlling a call too soon is `{"type":"BAD_REQUEST","error_title":
+    "Bad Request"}` [SUP-BADREQ, RUBY-ISS116], also worded "call is not active" [PHP-ISS103]
+    (vonage-platform.md section 7). A 400 naming `invalid_parameters` is a bad request, never this.
+    """
+    if not isinstance(body, dict):
+        return isinstance(body, str) and any(w in body.lower() for w in NOT_ANSWERED_WORDS)
+    if body.get("invalid_parameters"):
+        return False
+    if body.get("type") == "BAD_REQUEST" and body.get("error_title"):
+        return True
+    text = " ".join(str(body.get(k) or "") for k in ("title", "detail", "error_title", "message")).lower()
+    return any(w in text for w in NOT_ANSWERED_WORDS)
 
 
 def _body(exc) -> Any:

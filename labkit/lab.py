@@ -403,6 +403,7 @@ class Lab:
         url = payload.get("recording_url") if isinstance(payload, Mapping) else payload
         if not isinstance(url, str) or not url.startswith("https://"):
             raise InvalidInput(f"{url_or_event!r} is not a record event or an https recording_url.")
+        self._check_recording_host(url)  # the application's JWT goes to Vonage (or the sandbox) only
         http = self.voice.http_client
         with api_errors("Downloading the recording"):  # timeouts and refused connections, in plain words
             response = requests.get(url, headers={"Authorization": http.auth.create_jwt_auth_string()},
@@ -421,6 +422,22 @@ class Lab:
         target.write_bytes(response.content)
         return Recording(target, call_uuid=payload.get("uuid") if isinstance(payload, Mapping) else None,
                          label=f"recording {name}")
+
+    def _check_recording_host(self, url: str) -> None:
+        """Refuse to send the JWT anywhere but Vonage's hosts (`*.nexmo.com`, `*.vonage.com`, by their
+        last two labels as the Node SDK checks; vonage-platform.md section 9), the running sandbox,
+        or the VONAGE_API_HOST this lab already sends its JWT to."""
+        parts = urlparse(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        netloc = parts.netloc.lower().rsplit("@", 1)[-1]
+        trusted = {h.lower() for h in (self.settings.api_host if self.mode == "live" else None,
+                                       self.sandbox.api_host if self.sandbox is not None else None) if h}
+        if host.split(".")[-2:] in (["nexmo", "com"], ["vonage", "com"]) or netloc in trusted:
+            return
+        raise InvalidInput(
+            f"Not downloading {url}: recording URLs come from Vonage (*.vonage.com, *.nexmo.com) "
+            "and the download carries your application's credentials, so the lab sends them nowhere "
+            "else. Pass the recording_url of a record event as it arrived.")
 
     # -- sandbox shortcuts -----------------------------------------------------------------------
     def phone(self, number: str):
