@@ -194,18 +194,28 @@ def save_previous(application_id: str, previous: dict[str, Any]) -> Path:
     path = saved_path(application_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"application_id": application_id, "voice": previous}, indent=2))
+    tmp.write_text(json.dumps({"application_id": application_id, "pid": os.getpid(), "voice": previous}, indent=2))
     os.replace(tmp, path)
     return path
 
 
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def load_previous(application_id: str) -> dict[str, Any] | None:
-    """The URLs saved by a lab that did not stop (crashed kernel), if any."""
+    """The URLs saved by a lab whose process is gone (a crashed kernel), if any. A lab still running
+    (here or in another process) keeps its own: the application as found is then what to restore."""
     path = saved_path(application_id)
     try:
-        return json.loads(path.read_text()).get("voice")
+        saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return None if _alive(saved.get("pid")) else saved.get("voice")
 
 
 def forget_previous(application_id: str) -> None:
