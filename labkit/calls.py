@@ -14,7 +14,7 @@ from labkit.errors import (
     CallError,
     CallNotAnsweredError,
 )
-from labkit.events import FINAL_STATUSES, Event, EventLog
+from labkit.events import FINAL_STATUSES, Event, EventLog, current_status
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -112,8 +112,8 @@ class Call:
 
     @property
     def status(self) -> str | None:
-        statuses = [e.status for e in self.lab.events.filter(self.uuid, kind="event") if e.payload.get("status")]
-        return statuses[-1] if statuses else None
+        """Decided by the statuses and their timestamps, not arrival order: a final one is final."""
+        return current_status(self.lab.events.filter(self.uuid, kind="event"))
 
     @property
     def ended(self) -> bool:

@@ -22,6 +22,15 @@ FINAL_STATUSES = frozenset(
     {"completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"}
 )
 _seq = itertools.count(1)
+# Vonage does not promise order, and retries duplicate (vonage-platform.md section 3; issue 12): a status
+# may arrive after the final one. A wait that saw the final status gives late events this long (seconds
+# after the final one arrived) before it gives up; UNCONFIRMED how late Vonage's can be.
+REORDER_GRACE = 2.0
+# Final statuses that mean the call was never answered: waiting for 'answered' after one is pointless.
+NEVER_ANSWERED = FINAL_STATUSES - {"completed"}
+# Where a live status sits in a call's life, to order events with the same timestamp.
+STATUS_RANK = {"started": 0, "ringing": 1, "answered": 2}
+DEDUPED_KINDS = frozenset({"event", "answer"})  # webhooks, which the platform may deliver twice
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,45 @@ class Event:
         return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
 
 
+def payload_time(event: Event) -> datetime:
+    """When the platform says the event happened (its ISO `timestamp`), else when it arrived."""
+    stamp = event.payload.get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return event.received_at
+
+
+def current_status(events: Iterable[Event]) -> str | None:
+    """A call's status from its status events, whatever order they arrived in: a final status wins
+    whenever it arrived; otherwise the latest by payload timestamp (then by place in the call's life)."""
+    best = None
+    for e in events:
+        status = e.payload.get("status")
+        if e.kind != "event" or not status:
+            continue
+        key = (status in FINAL_STATUSES, payload_time(e), STATUS_RANK.get(status, 1.5), e.seq)
+        if best is None or key > best[0]:
+            best = (key, status)
+    return best[1] if best else None
+
+
+def fingerprint(kind: str, payload: dict[str, Any]) -> str:
+    """What makes two webhooks the same delivery (a retry or a duplicate): kind and whole payload."""
+    import json
+
+    return kind + json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
 class EventLog:
     """Thread-safe, append-only list of events with waiting and subscriptions."""
 
     def __init__(self, events: Iterable[Event] = ()):
         self._events: list[Event] = list(events)
+        self._fingerprints: dict[str, Event] = {}  # webhook deliveries seen (bounded: see add)
         self._cond = threading.Condition()
         self._subscribers: list[Callable[[Event], None]] = []
 
@@ -93,8 +136,17 @@ class EventLog:
     def add(self, kind: str, payload: dict[str, Any]) -> Event:
         """Record one event and tell subscribers (their errors are swallowed: a widget must not
         break the webhook that fed it)."""
-        event = Event(kind=kind, payload=dict(payload))
+        payload = dict(payload)
+        key = fingerprint(kind, payload) if kind in DEDUPED_KINDS else None
         with self._cond:
+            event = Event(kind=kind, payload=payload)  # seq taken under the lock: the log stays in seq order
+            if key is not None:  # a duplicate delivery is recorded once
+                seen = self._fingerprints.get(key)
+                if seen is not None:
+                    return seen
+                self._fingerprints[key] = event
+                if len(self._fingerprints) > 20000:
+                    self._fingerprints.pop(next(iter(self._fingerprints)))
             self._events.append(event)
             subscribers = list(self._subscribers)
             self._cond.notify_all()
@@ -173,9 +225,15 @@ class EventLog:
                         return event
                     if event.kind == "event" and event.status in FINAL_STATUSES:
                         ended = event
-                if ended is not None and not callable(status) and status not in FINAL_STATUSES:
-                    raise WaitTimeout(self._timeout_message(status, uuid, timeout, ended=ended))
                 remaining = deadline - time.monotonic()
+                if ended is not None and not callable(status) and status not in FINAL_STATUSES:
+                    # decided by the statuses: never answered means 'answered' will not come; other
+                    # events may still be on their way (no order promised), for REORDER_GRACE
+                    late = (datetime.now(timezone.utc) - ended.received_at).total_seconds()
+                    if (status == "answered" and ended.status in NEVER_ANSWERED) or late >= REORDER_GRACE:
+                        raise WaitTimeout(self._timeout_message(status, uuid, timeout, ended=ended))
+                    if remaining > 0:
+                        remaining = min(remaining, REORDER_GRACE - late)
                 if remaining <= 0:
                     raise WaitTimeout(self._timeout_message(status, uuid, timeout))
                 self._cond.wait(remaining)

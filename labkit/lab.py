@@ -286,7 +286,39 @@ class Lab:
         self._answer_fn = None
         self._event_fns.clear()
 
+    def _once(self, kind: str, payload: dict[str, Any], handle: Callable[[dict], Any]) -> Any:
+        """Run the handlers once per webhook delivery: a duplicate (Vonage retries, the network
+        repeats) gets the first one's reply, without running the user's code again."""
+        from concurrent.futures import Future
+
+        from labkit.events import fingerprint
+
+        key = fingerprint(kind, payload)
+        with self._inbound:
+            replies = self.__dict__.setdefault("_replies", {})
+            future = replies.get(key)
+            first = future is None
+            if first:
+                future = replies[key] = Future()
+                if len(replies) > 5000:
+                    replies.pop(next(iter(replies)))
+        if not first:
+            return future.result(timeout=HTTP_TIMEOUT)
+        try:
+            result = handle(payload)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return result
+
     def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._once("answer", payload, self._answer_webhook)
+
+    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+        return self._once("event", payload, self._event_webhook)
+
+    def _answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         uuid = payload.get("uuid")
         if uuid and uuid not in self.calls:
             with self._inbound:
@@ -299,7 +331,7 @@ class Lab:
             self.sockets.bind_links(ncco, uuid)
         return ncco
 
-    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
         for fn in list(self._event_fns):
             result = fn(payload)
             if result is not None:

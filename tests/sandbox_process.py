@@ -49,6 +49,21 @@ class Control:
         rec = self._sb().phone(number).heard_in(call_uuid)
         return rec.samples, rec.rate
 
+    def chaos_seen(self) -> tuple[int, int]:
+        """(status events delivered twice, status events sent before one that happened earlier)."""
+        import json
+
+        records = [r for r in self._sb().webhook_log if r.kind == "event" and r.payload.get("status")]
+        keys = [json.dumps(r.payload, sort_keys=True) for r in records]
+        twice = len(keys) - len(set(keys))
+        overtakes, last = 0, {}
+        for r in sorted(records, key=lambda r: r.sent_at):
+            uuid, stamp = r.payload.get("uuid"), r.payload.get("timestamp", "")
+            if uuid in last and stamp < last[uuid]:
+                overtakes += 1
+            last[uuid] = max(stamp, last.get(uuid, ""))
+        return twice, overtakes
+
     def call_statuses(self) -> dict[str, str]:
         return {leg.uuid: leg.status for leg in self._sb().calls}
 

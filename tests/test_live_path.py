@@ -300,3 +300,9 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
         lab.stop()
     hooks = apps.get_application(r["application id"]).capabilities.voice.webhooks
     assert hooks.answer_url.address == "https://example.com/mine" and not saved_path(r["application id"]).exists()
+
+
+def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - after the stories
+    """The sandbox really did deliver duplicates and out-of-order events while the stories passed."""
+    twice, overtakes = sandbox_proc.control.chaos_seen()
+    assert twice > 0 and overtakes > 0, (twice, overtakes)

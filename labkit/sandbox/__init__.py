@@ -35,7 +35,7 @@ from labkit.sandbox.legs import SandboxCall
 from labkit.sandbox.phones import KEEP, VirtualPhone
 from labkit.sandbox.platform import Platform
 from labkit.sandbox.tls import ensure_tls, write_bundle
-from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
+from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord, WebhookSettings
 
 __all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
 
@@ -96,6 +96,7 @@ class Sandbox:
                                     public_key=self._creds.public_key_pem.decode(), settings=self._settings),
         )
         self._platform.account = self._account
+        self._platform.webhooks.chaos = WebhookChaos.parse(os.environ.get("LABKIT_SANDBOX_CHAOS"))
         self._tls = None
         self._runner: Any = None
         self._lock = threading.RLock()
@@ -290,6 +291,16 @@ class Sandbox:
                     raise SandboxError(f"{name} must be a positive number of seconds")
                 setattr(s, name, float(value))
         return self
+
+    @property
+    def webhook_chaos(self) -> WebhookChaos | None:
+        """Chaos delivery of webhooks (jitter, reordering, duplicates), or None. Set from
+        LABKIT_SANDBOX_CHAOS at construction (see labkit/sandbox/webhooks.py); assignable."""
+        return self._platform.webhooks.chaos
+
+    @webhook_chaos.setter
+    def webhook_chaos(self, chaos: WebhookChaos | None) -> None:
+        self._platform.webhooks.chaos = chaos
 
     @property
     def settings(self) -> WebhookSettings:

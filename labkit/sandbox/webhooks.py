@@ -13,6 +13,11 @@ Behaviour copied from the reference (section 3):
   `payload_hash` is the SHA-256 of the exact body bytes (the empty body for GET: UNCONFIRMED).
 - events of one call are delivered in order, one at a time (`OrderedSender`), so `completed` never
   overtakes `answered` even when the lab's handler is slow.
+- chaos delivery (`WebhookChaos`, off unless asked for, e.g. `LABKIT_SANDBOX_CHAOS=1` or
+  `jitter=0.2,duplicate=0.3,seed=7`): Vonage promises no order and its retries duplicate, so an app
+  must cope; with chaos on, each status event goes out after a random delay (0..jitter s, so events
+  overtake one another) and is sent twice with probability `duplicate`. Instruction webhooks (whose
+  reply the call waits for) and answer webhooks keep their order but may be duplicated too.
 """
 
 from __future__ import annotations
@@ -52,6 +57,46 @@ class WebhookSettings:
     answer_timeout: float = 5.0
     event_timeout: float = 10.0
     application_id: str | None = None  # whose webhooks these are (the signed JWT's claim)
+
+
+@dataclass
+class WebhookChaos:
+    """Deliver webhooks as a network may: late, out of order, twice (see the module docstring)."""
+
+    jitter: float = 0.2  # seconds: each status event waits a random 0..jitter before it is sent
+    duplicate: float = 0.2  # probability that a webhook is delivered twice
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        import random
+
+        self.rng = random.Random(self.seed)
+        self.lock = threading.Lock()
+
+    def delay(self) -> float:
+        with self.lock:
+            return self.rng.uniform(0.0, self.jitter)
+
+    def twice(self) -> bool:
+        with self.lock:
+            return self.rng.random() < self.duplicate
+
+    @classmethod
+    def parse(cls, text: str | None) -> WebhookChaos | None:
+        """'' / '0' / 'off' -> None; '1' / 'on' -> the defaults; 'jitter=0.2,duplicate=0.3,seed=7'."""
+        text = (text or "").strip().lower()
+        if text in ("", "0", "off", "false", "no"):
+            return None
+        if text in ("1", "on", "true", "yes"):
+            return cls()
+        fields: dict[str, Any] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name not in ("jitter", "duplicate", "seed"):
+                raise ValueError(f"LABKIT_SANDBOX_CHAOS: unknown setting {name!r} (jitter, duplicate, seed)")
+            fields[name] = int(value) if name == "seed" else float(value)
+        return cls(**fields)
 
 
 @dataclass
@@ -120,6 +165,7 @@ class WebhookClient:
         self._local = threading.local()
         self.log: deque[WebhookRecord] = deque(maxlen=history)
         self.closed = False  # set when the sandbox stops: queued webhooks are dropped, not sent
+        self.chaos: WebhookChaos | None = None
 
     # sessions are per thread: requests.Session is not documented as thread-safe
     def _session(self, loopback: bool) -> requests.Session:
@@ -262,11 +308,41 @@ class OrderedSender:
                 future, args, kwargs = self._queue.popleft()
             if not future.set_running_or_notify_cancel():
                 continue
-            try:
-                future.set_result(self._client.send(*args, **kwargs))
-            except Exception as exc:  # never let one bad webhook stop the call's later events
-                log.exception("webhook delivery crashed")
+            chaos = self._client.chaos
+            if chaos is not None:
+                self._chaos_send(chaos, future, args, kwargs)
+                continue
+            self._deliver(future, args, kwargs)
+
+    def _deliver(self, future: Future | None, args: tuple, kwargs: dict) -> None:
+        try:
+            result = self._client.send(*args, **kwargs)
+            if future is not None:
+                future.set_result(result)
+        except Exception as exc:  # never let one bad webhook stop the call's later events
+            log.exception("webhook delivery crashed")
+            if future is not None:
                 future.set_exception(exc)
+
+    def _chaos_send(self, chaos: WebhookChaos, future: Future, args: tuple, kwargs: dict) -> None:
+        """Status events: each copy on its own thread after a random delay; others in order, maybe twice."""
+        copies = 2 if chaos.twice() else 1
+        if args[0] != "event":
+            self._deliver(future, args, kwargs)
+            if copies == 2:
+                self._deliver(None, args, kwargs)
+            return
+        for n in range(copies):
+            delay = chaos.delay()
+
+            def later(delay: float = delay, first: bool = n == 0) -> None:
+                time.sleep(delay)
+                self._deliver(future if first else None, args, kwargs)
+
+            thread = threading.Thread(target=later, name=f"sandbox-chaos-{self._name}", daemon=True)
+            with self._lock:
+                self._strays = [t for t in getattr(self, "_strays", []) if t.is_alive()] + [thread]
+            thread.start()
 
     @property
     def pending(self) -> int:
@@ -282,3 +358,6 @@ class OrderedSender:
             self._cv.notify()
         if thread is not None and wait:
             thread.join(wait)
+        deadline = time.monotonic() + (wait or 0)
+        for stray in list(getattr(self, "_strays", [])):  # chaos deliveries still waiting out their delay
+            stray.join(max(0.0, deadline - time.monotonic()) if wait else 0)
