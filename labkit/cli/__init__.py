@@ -1,4 +1,4 @@
-"""The `labkit` command: `doctor`, `sandbox`, `lab` and `tunnel kill`, a module per command.
+"""The `labkit` command: `doctor`, `sandbox`, `setup`, `lab` and `tunnel kill`, a module per command.
 
 Each command imports what it needs when it runs, so `labkit --help` is instant and a part that is
 missing or broken only fails the check or command that uses it.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from labkit.cli import doctor as _doctor_cmd
 from labkit.cli import lab as _lab_cmd
 from labkit.cli import sandbox as _sandbox_cmd
+from labkit.cli import setup as _setup_cmd
 from labkit.cli import tunnel as _tunnel_cmd
 from labkit.cli.doctor import Check, doctor, print_report
 from labkit.cli.lab import lab_command, notebooks_dir
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="A Jupyter lab for the Vonage Voice API.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for module in (_doctor_cmd, _sandbox_cmd, _lab_cmd, _tunnel_cmd):
+    for module in (_doctor_cmd, _sandbox_cmd, _setup_cmd, _lab_cmd, _tunnel_cmd):
         module.add_parser(commands)
     return parser
 

@@ -30,6 +30,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.account import new_key_pair
 from labkit.sandbox.webhooks import WebhookSettings
 
 DEFAULT_APP_NAME = "labkit sandbox"
@@ -125,19 +126,6 @@ def _validation_problems(exc: Any) -> list[dict]:
             reason = "must be one of: GET, POST"  # the example in [OAS-APP]
         out.append({"name": name, "reason": reason})
     return out
-
-
-def new_key_pair() -> tuple[str, str]:
-    """(public PEM, private PKCS#8 PEM) for an application created without a key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return public, private
 
 
 class Account:
