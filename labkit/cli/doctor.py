@@ -74,6 +74,10 @@ def doctor(*, tunnel: bool = True, server: bool = True,
 
     checks = [_mode_check(settings), *_settings_checks(settings), _key_check(settings)]
     live = settings.mode == "live"
+    if live:
+        from labkit.cli.doctor_account import account_checks
+
+        checks.extend(account_checks(settings))
     port = settings.port or _free_port()
     tunnel_ok, opened = True, None
     if live:
