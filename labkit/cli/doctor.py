@@ -199,6 +199,10 @@ def _server_checks(settings: Settings, port: int, env_file: str | os.PathLike | 
         checks = [_health_check("server", lab.local_url, "the lab's server (local)")]
         if settings.mode == "live":
             checks.append(_health_check("public URL", lab.public_url, "the lab's server through its public URL"))
+            if checks[-1].ok:
+                from labkit.cli.doctor_account import socket_check
+
+                checks.append(socket_check(lab))
         return checks
     finally:
         if existing is None:  # leave things as we found them

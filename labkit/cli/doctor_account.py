@@ -172,3 +172,21 @@ def _application_checks(app: Any, settings: Any, lab_urls: Any) -> list[Check]:
         out.append(Check("signed callbacks", True, "on, and VONAGE_SIGNATURE_SECRET is set" if signed
                          else "off (and no VONAGE_SIGNATURE_SECRET)"))
     return out
+
+
+def socket_check(lab: Any) -> Check:
+    """A WebSocket upgrade through the lab's public URL with its token, as Vonage's `connect` makes it
+    (then closed at once: the lab drops a socket that never says websocket:connected)."""
+    from websockets.sync.client import connect
+
+    url = lab.socket_url("doctor")
+    shown = url.split("?", 1)[0]
+    try:
+        with connect(url, open_timeout=10, close_timeout=2,
+                     additional_headers={"ngrok-skip-browser-warning": "1", "User-Agent": "labkit-doctor"}):
+            pass
+    except Exception as exc:  # noqa: BLE001 - one plain line
+        return Check("websocket", False, f"no WebSocket upgrade at {shown}", advice=(
+            f"{plain(exc)}. Vonage must open the lab's /socket through the public URL: check that it forwards "
+            "WebSocket upgrades (ngrok does) to the lab's port."))
+    return Check("websocket", True, f"WebSocket upgrades at {shown} (with the lab's token)")
