@@ -60,12 +60,13 @@ class Check(tuple):
         return f"Check({self.check!r}, {self.ok!r}, {self.detail!r}{extra}, blocking={self.blocking!r})"
 
 
-def doctor(*, tunnel: bool = True, server: bool = True,
-           env_file: str | os.PathLike | None = None) -> list[Check]:
+def doctor(*, tunnel: bool = True, server: bool = True, env_file: str | os.PathLike | None = None,
+           account: bool = True) -> list[Check]:
     """Check everything the lab needs and return the results (also what `labkit doctor` prints).
 
     tunnel=False skips opening the ngrok tunnel (live mode); server=False skips starting the lab's
-    server. Secret values never appear in the results, only whether each one is set.
+    server; account=False skips asking Vonage about the credentials, application and number (live).
+    Secret values never appear in the results, only whether each one is set.
     """
     try:
         settings = Settings.load(env_file)
@@ -74,10 +75,12 @@ def doctor(*, tunnel: bool = True, server: bool = True,
 
     checks = [_mode_check(settings), *_settings_checks(settings), _key_check(settings)]
     live = settings.mode == "live"
-    if live:
+    if live and account:
         from labkit.cli.doctor_account import account_checks
 
         checks.extend(account_checks(settings))
+    elif live:
+        checks.append(Check("account", None, "skipped (--no-account)"))
     port = settings.port or _free_port()
     tunnel_ok, opened = True, None
     if live:
@@ -316,7 +319,7 @@ def _marks(stream: TextIO) -> tuple[str, str, str, str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = doctor(tunnel=not args.no_tunnel, server=not args.no_server)
+    checks = doctor(tunnel=not args.no_tunnel, server=not args.no_server, account=not args.no_account)
     return 0 if print_report(checks) else 1
 
 
@@ -324,4 +327,6 @@ def add_parser(commands: Any) -> None:
     doc = commands.add_parser("doctor", help="check settings, key, tunnel, server and audio files")
     doc.add_argument("--no-tunnel", action="store_true", help="do not open the ngrok tunnel (live mode)")
     doc.add_argument("--no-server", action="store_true", help="do not start the lab's server")
+    doc.add_argument("--no-account", action="store_true",
+                     help="do not ask Vonage about the credentials, application and number (live mode)")
     doc.set_defaults(func=cmd_doctor)
