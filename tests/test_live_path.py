@@ -252,6 +252,25 @@ def test_05_websocket_recording(lab, sandbox_proc):
     assert rec.correlate(said) > 0.9
 
 
+def test_a_record_action_downloads_from_the_api_host(lab, sandbox_proc):
+    """The record event's recording_url is on VONAGE_API_HOST: the lab sends its JWT there, and only there."""
+    from vonage_voice import Record
+
+    number = "447700900006"
+    call = lab.call(number, ncco=[Record(format="wav", endOnKey="#"), ncco.keep_open(lab)])
+    call.wait_for("answered", timeout=30)
+    sandbox_proc.control.say(number, str(lab.audio_path("prompt.wav")))
+    deadline = time.monotonic() + 30
+    while sandbox_proc.control.speaking(number) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sandbox_proc.control.press(number, "#")
+    event = call.wait_for("record", timeout=30)
+    assert event.payload["recording_url"].startswith(f"https://{sandbox_proc.host}/")
+    rec = lab.download_recording(event)
+    call.hangup()
+    assert rec.correlate(Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)) > 0.9
+
+
 def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
     """A second live lab on the same application: stop() restores what it found (the first lab's URLs)."""
     from labkit.account import clients
