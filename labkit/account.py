@@ -84,60 +84,62 @@ def clients(api_key: str, api_secret: str, *, api_host: str | None = None, rest_
     return Application(http), Numbers(http)
 
 
-def _voice_wire(app: Any) -> dict[str, Any]:
-    caps = app.capabilities
-    voice = caps.voice if caps is not None else None
-    return voice.model_dump(exclude_none=True, mode="json") if voice is not None else {}
+def _get_raw(app_client: Any, application_id: str) -> dict[str, Any]:
+    """The application as JSON. Read and written raw (with the SDK's client, auth and hosts) rather
+    than through its pydantic models: those drop capabilities they do not know (video, meetings,
+    network_apis...), and a PUT replaces the whole application, so a round trip would erase them."""
+    http = app_client.http_client
+    return http.get(http.api_host, f"/v2/applications/{application_id}", None, "basic") or {}
 
 
-def _config_from(app: Any) -> Any:
-    """The ApplicationConfig to PUT back: the whole application as read (the private key never)."""
-    from vonage_application import ApplicationConfig
+def _put_raw(app_client: Any, application_id: str, body: dict[str, Any]) -> None:
+    http = app_client.http_client
+    body = {k: v for k, v in body.items() if k not in ("_links", "id")}
+    keys = body.get("keys") or {}
+    body["keys"] = {"public_key": keys["public_key"]} if keys.get("public_key") else None  # never a private key
+    http.put(http.api_host, f"/v2/applications/{application_id}", {k: v for k, v in body.items() if v is not None},
+             "basic")
 
-    data = app.model_dump(exclude={"id", "link", "links"}, exclude_none=True, mode="json")
-    keys = data.get("keys") or {}
-    data["keys"] = {"public_key": keys["public_key"]} if keys.get("public_key") else None
-    return ApplicationConfig(**{k: v for k, v in data.items() if v is not None})
 
-
-def _hook(address: str, method: str, old: Any) -> Any:
+def _check_url(value: dict[str, Any] | None, address: str, method: str) -> Any:
+    """A VoiceUrl (the SDK's model, so its limits apply) keeping the old URL's timeouts."""
     from vonage_application import VoiceUrl
 
-    return VoiceUrl(address=address, http_method=method,
-                    connect_timeout=getattr(old, "connect_timeout", None),
-                    socket_timeout=getattr(old, "socket_timeout", None))
+    old = value or {}
+    return VoiceUrl(address=address, http_method=method, connect_timeout=old.get("connect_timeout"),
+                    socket_timeout=old.get("socket_timeout")).model_dump(exclude_none=True)
 
 
 def point_application(app_client: Any, numbers_client: Any, application_id: str, urls: LabUrls, *,
                       number: str | None = None, signed: bool | None = None) -> Pointed:
     """Point the application's voice webhooks at `urls`, turn signed callbacks on when `signed`, and
     link `number` to it if it is not. Raises AuthenticationError / ConfigError in plain words."""
-    from vonage_application import Capabilities, Voice, VoiceWebhooks
+    import copy
+
     from vonage_http_client import errors as http_errors
 
     result = Pointed(application_id)
     try:
-        app = app_client.get_application(application_id)
-        result.previous = _voice_wire(app)
-        config = _config_from(app)
-        caps = config.capabilities or Capabilities()
-        voice = caps.voice or Voice()
-        old = voice.webhooks or VoiceWebhooks()
+        app = _get_raw(app_client, application_id)
+        caps = app.setdefault("capabilities", {}) or {}
+        app["capabilities"] = caps
+        voice = caps.get("voice") or {}
+        result.previous = copy.deepcopy(voice)
+        hooks = dict(voice.get("webhooks") or {})
         wanted = {"answer_url": (urls.answer_url, "GET"), "event_url": (urls.event_url, "POST"),
                   "fallback_answer_url": (urls.fallback_url, "GET")}
         for name, (address, method) in wanted.items():
-            current = getattr(old, name)
-            if current is None or current.address != address or (current.http_method or method) != method:
-                was = current.address if current is not None else "unset"
-                result.changes.append(f"{name} {was} -> {address} ({method})")
-        voice.webhooks = VoiceWebhooks(**{name: _hook(a, m, getattr(old, name)) for name, (a, m) in wanted.items()})
-        if signed and voice.signed_callbacks is False:
+            current = hooks.get(name) or {}
+            if current.get("address") != address or (current.get("http_method") or method) != method:
+                result.changes.append(f"{name} {current.get('address') or 'unset'} -> {address} ({method})")
+            hooks[name] = _check_url(current, address, method)
+        voice["webhooks"] = hooks
+        if signed and voice.get("signed_callbacks") is False:
             result.changes.append("signed callbacks off -> on")
-            voice.signed_callbacks = True
-        caps.voice = voice
-        config.capabilities = caps
+            voice["signed_callbacks"] = True
+        caps["voice"] = voice
         if result.changes:
-            app_client.update_application(application_id, config)
+            _put_raw(app_client, application_id, app)
         if number:
             _link_number(numbers_client, application_id, number, result)
     except http_errors.AuthenticationError:
@@ -171,14 +173,15 @@ def _link_number(numbers_client: Any, application_id: str, number: str, result: 
 
 
 def restore_application(app_client: Any, application_id: str, previous: dict[str, Any]) -> None:
-    """Put the voice capability back as it was before `point_application`."""
-    from vonage_application import Voice
-
-    app = app_client.get_application(application_id)
-    config = _config_from(app)
-    if config.capabilities is not None:
-        config.capabilities.voice = Voice(**previous) if previous else None
-    app_client.update_application(application_id, config)
+    """Put the voice capability back as it was before `point_application` (the rest as it is now)."""
+    app = _get_raw(app_client, application_id)
+    caps = app.get("capabilities") or {}
+    if previous:
+        caps["voice"] = previous
+    else:
+        caps.pop("voice", None)
+    app["capabilities"] = caps
+    _put_raw(app_client, application_id, app)
 
 
 def paste_instructions(urls: LabUrls, number: str | None) -> str:

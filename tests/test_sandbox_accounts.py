@@ -197,3 +197,22 @@ def test_the_lab_configures_the_sandbox_only_through_the_apis(monkeypatch, tmp_p
         call.wait_for("answered", timeout=10)
     finally:
         lab.stop()
+
+
+def test_pointing_the_application_keeps_what_the_sdk_models_do_not_know(sandbox):
+    """The lab's read-modify-write is on the raw JSON: a capability the SDK has no model for survives."""
+    from labkit.account import LabUrls, clients, point_application, restore_application
+
+    video = {"webhooks": {"archive_status": {"address": "https://example.com/video", "active": True}}}
+    made = wire(sandbox, "POST", "/v2/applications", json={"name": "mixed", "capabilities": {
+        "video": video, "messages": {"webhooks": {"inbound_url": {"address": "https://example.com/in",
+                                                                   "http_method": "POST"}}}}}).json()
+    apps, numbers = clients(sandbox.api_key, sandbox.api_secret, api_host=sandbox.api_host,
+                            rest_host=sandbox.api_host)
+    pointed = point_application(apps, numbers, made["id"], LabUrls.for_base("https://lab.example"))
+    got = wire(sandbox, "GET", f"/v2/applications/{made['id']}").json()
+    assert got["capabilities"]["video"] == video and "messages" in got["capabilities"]
+    assert got["capabilities"]["voice"]["webhooks"]["answer_url"]["address"] == "https://lab.example/webhooks/answer"
+    restore_application(apps, made["id"], pointed.previous)
+    back = wire(sandbox, "GET", f"/v2/applications/{made['id']}").json()["capabilities"]
+    assert "voice" not in back and back["video"] == video

@@ -217,7 +217,7 @@ class Account:
         else:
             self._check_public_key(public)
         app = Application(id=str(uuidlib.uuid4()), name=config.name, public_key=public)
-        self._apply(app, config)
+        self._apply(app, config, body)
         with self.lock:
             self.applications[app.id] = app
             self._sync(app)
@@ -232,7 +232,7 @@ class Account:
             app.public_key = config.keys.public_key
         with self.lock:
             app.name = config.name
-            self._apply(app, config)
+            self._apply(app, config, body)
             self._sync(app)
         return app
 
@@ -317,12 +317,15 @@ class Account:
                                      [{"name": "keys.public_key", "reason": "must be a PEM public key"}]) from None
 
     @staticmethod
-    def _apply(app: Application, config: Any) -> None:
-        """Copy a validated ApplicationConfig onto `app` (whole replace), filling Vonage's defaults."""
+    def _apply(app: Application, config: Any, body: dict) -> None:
+        """Copy a validated ApplicationConfig onto `app` (whole replace), filling Vonage's defaults.
+
+        Capabilities other than voice are kept as sent (the SDK's model knows only some of them:
+        video, meetings, network_apis... would be lost), validated only as far as the model goes."""
         caps = config.capabilities
-        dumped = caps.model_dump(exclude_none=True, mode="json") if caps is not None else {}
         voice = caps.voice if caps is not None else None
-        app.other_capabilities = {k: v for k, v in dumped.items() if k != "voice"}
+        raw = body.get("capabilities") if isinstance(body.get("capabilities"), dict) else {}
+        app.other_capabilities = {k: v for k, v in raw.items() if k != "voice" and v is not None}
         app.privacy = {"improve_ai": True, **(config.privacy.model_dump(exclude_none=True) if config.privacy else {})}
         app.voice = voice is not None
         s = app.settings
