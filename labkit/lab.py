@@ -73,6 +73,9 @@ class Lab:
         self._signature_secret: str | None = None
         self._keeper: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
+        self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
+        self._replies: dict[str, Any] = {}  # webhook fingerprint -> the reply (duplicates get the same)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -126,7 +129,7 @@ class Lab:
         self._keeper.start()
         if not self._quiet:
             print(self.describe())
-            if getattr(self, "_account_note", None):
+            if self._account_note:
                 print(self._account_note)
 
     def _start_sandbox(self) -> None:
@@ -182,7 +185,7 @@ class Lab:
         self.stopped = True
         self._stop_event.set()
         errors = []
-        restore, self._account_restore = getattr(self, "_account_restore", None), None
+        restore, self._account_restore = self._account_restore, None
         if restore is not None:  # live: put the application's previous webhooks back
             try:
                 restore()
@@ -295,7 +298,7 @@ class Lab:
 
         key = fingerprint(kind, payload)
         with self._inbound:
-            replies = self.__dict__.setdefault("_replies", {})
+            replies = self._replies
             future = replies.get(key)
             first = future is None
             if first:

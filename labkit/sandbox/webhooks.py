@@ -17,7 +17,8 @@ Behaviour copied from the reference (section 3):
   `jitter=0.2,duplicate=0.3,seed=7`): Vonage promises no order and its retries duplicate, so an app
   must cope; with chaos on, each status event goes out after a random delay (0..jitter s, so events
   overtake one another) and is sent twice with probability `duplicate`. Instruction webhooks (whose
-  reply the call waits for) and answer webhooks keep their order but may be duplicated too.
+  reply the call waits for) keep their order but may be duplicated too; answer webhooks are sent as
+  usual (the call waits for their NCCO, and Vonage's own retries are modelled above).
 """
 
 from __future__ import annotations
