@@ -162,6 +162,17 @@ def test_a_call_without_event_url_uses_its_applications(sandbox, receiver):
     assert hook.path == "/event-third"
     claims = jwt.decode(hook.headers["Authorization"][7:], sandbox.signature_secret, algorithms=["HS256"])
     assert claims["application_id"] == made.id and claims["api_key"] == sandbox.api_key
+    # calls are per application: the sandbox application's JWT neither sees nor controls this call
+    from vonage_voice import ListCallsFilter
+
+    default = Vonage(Auth(application_id=sandbox.application_id, private_key=str(sandbox.private_key_path)),
+                     HttpClientOptions(api_host=sandbox.api_host, timeout=10)).voice
+    with pytest.raises(NotFoundError):
+        default.get_call(created.uuid)
+    listed, _ = default.list_calls(ListCallsFilter(page_size=100))
+    assert created.uuid not in [c.uuid for c in listed]
+    mine, _ = voice.list_calls(ListCallsFilter(page_size=100))
+    assert [c.uuid for c in mine] == [created.uuid]
     vonage.application.delete_application(made.id)  # its key no longer opens the Voice API
     with pytest.raises(AuthenticationError):
         voice.get_call(created.uuid)

@@ -188,8 +188,9 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
             "conversation_uuid": leg.conversation.uuid}
 
 
-def list_calls(p: Platform, query: dict[str, str]) -> dict:
-    """GET /v1/calls with paging (`_links` first/last/self/next/prev) and filters."""
+def list_calls(p: Platform, query: dict[str, str], *, application_id: str | None = None) -> dict:
+    """GET /v1/calls with paging (`_links` first/last/self/next/prev) and filters; only the calls of
+    `application_id` (the JWT's) when given."""
     page_size = _int(query, "page_size", 10, 1, 100)
     record_index = _int(query, "record_index", 0, 0)
     order = (query.get("order") or "asc").lower()
@@ -205,6 +206,8 @@ def list_calls(p: Platform, query: dict[str, str]) -> dict:
         legs = list(p.order)
         rows = []
         for leg in legs:
+            if application_id and not p.account.owns(leg, application_id):
+                continue
             if status and leg.status != status:
                 continue
             if conv and leg.conversation.uuid != conv:

@@ -190,6 +190,19 @@ class Account:
                 return num, None
             return num, self.applications.get(num.app_id or "")
 
+    def owns(self, leg: Any, app_id: str | None) -> bool:
+        """Is `leg` a call of application `app_id`? (Calls are per application on Vonage.)"""
+        return (getattr(leg, "application_id", None) or self.default_id) == (app_id or self.default_id)
+
+    def check_leg(self, platform: Any, uuid: str, app_id: str | None) -> None:
+        """404 for another application's call, as for an unknown one."""
+        from labkit.errors import SandboxNotFound
+
+        with platform.lock:
+            leg = platform.legs.get(uuid)
+        if leg is not None and not self.owns(leg, app_id):
+            raise SandboxNotFound(f"No call with uuid {uuid}: check the uuid (calls are per application).")
+
     def set_signed(self, app: Application, signed: bool) -> None:
         with self.lock:
             app.signed_callbacks = signed

@@ -146,6 +146,9 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         if request.blueprint == "accounts":
             return  # HTTP Basic, checked by each account route
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
+        uuid = (request.view_args or {}).get("uuid")
+        if uuid is not None:  # calls are per application: another application's call is not found
+            p.account.check_leg(p, uuid, g.claims.get("application_id"))
 
     @app.errorhandler(SandboxApiError)
     def api_error(err: SandboxApiError) -> Response:
@@ -174,7 +177,7 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
 
     @app.get("/v1/calls")
     def list_calls() -> Response:
-        return _json(api.list_calls(p, request.args.to_dict()))
+        return _json(api.list_calls(p, request.args.to_dict(), application_id=g.claims.get("application_id")))
 
     @app.get("/v1/calls/<uuid>")
     def get_call(uuid: str) -> Response:
