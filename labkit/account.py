@@ -184,6 +184,25 @@ def restore_application(app_client: Any, application_id: str, previous: dict[str
     _put_raw(app_client, application_id, app)
 
 
+def check_recording_host(url: str, trusted: Any = ()) -> None:
+    """Refuse to send the application's JWT anywhere but Vonage's hosts (`*.nexmo.com`, `*.vonage.com`,
+    judged by the last two labels as the Node SDK does; vonage-platform.md section 9) or a host:port in
+    `trusted` (the running sandbox, the VONAGE_API_HOST the lab already sends its JWT to)."""
+    from urllib.parse import urlsplit
+
+    from labkit.errors import InvalidInput
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    netloc = parts.netloc.lower().rsplit("@", 1)[-1]
+    if host.split(".")[-2:] in (["nexmo", "com"], ["vonage", "com"]) or netloc in {t.lower() for t in trusted if t}:
+        return
+    raise InvalidInput(
+        f"Not downloading {url}: recording URLs come from Vonage (*.vonage.com, *.nexmo.com) and the "
+        "download carries your application's credentials, so the lab sends them nowhere else. Pass the "
+        "recording_url of a record event as it arrived.")
+
+
 def paste_instructions(urls: LabUrls, number: str | None) -> str:
     """Without an API key and secret: what to paste where on the dashboard."""
     lines = [

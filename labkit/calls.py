@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import validate
+from labkit.delivery import current_status
 from labkit.errors import (
     AuthenticationError,
     CallEndedError,
     CallError,
     CallNotAnsweredError,
 )
-from labkit.events import FINAL_STATUSES, Event, EventLog, current_status
+from labkit.events import FINAL_STATUSES, Event, EventLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab

@@ -28,8 +28,6 @@ _seq = itertools.count(1)
 REORDER_GRACE = 2.0
 # Final statuses that mean the call was never answered: waiting for 'answered' after one is pointless.
 NEVER_ANSWERED = FINAL_STATUSES - {"completed"}
-# Where a live status sits in a call's life, to order events with the same timestamp.
-STATUS_RANK = {"started": 0, "ringing": 1, "answered": 2}
 DEDUPED_KINDS = frozenset({"event", "answer"})  # webhooks, which the platform may deliver twice
 
 
@@ -88,32 +86,6 @@ class Event:
             extra = f" recording={p['recording_url']}"
         uuid = (self.uuid or "")[:8]
         return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
-
-
-def payload_time(event: Event) -> datetime:
-    """When the platform says the event happened (its ISO `timestamp`), else when it arrived."""
-    stamp = event.payload.get("timestamp")
-    if isinstance(stamp, str):
-        try:
-            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-        except ValueError:
-            pass
-    return event.received_at
-
-
-def current_status(events: Iterable[Event]) -> str | None:
-    """A call's status from its status events, whatever order they arrived in: a final status wins
-    whenever it arrived; otherwise the latest by payload timestamp (then by place in the call's life)."""
-    best = None
-    for e in events:
-        status = e.payload.get("status")
-        if e.kind != "event" or not status:
-            continue
-        key = (status in FINAL_STATUSES, payload_time(e), STATUS_RANK.get(status, 1.5), e.seq)
-        if best is None or key > best[0]:
-            best = (key, status)
-    return best[1] if best else None
 
 
 def fingerprint(kind: str, payload: dict[str, Any]) -> str:

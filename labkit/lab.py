@@ -20,6 +20,7 @@ from urllib.parse import quote, urlparse
 from labkit import validate
 from labkit.calls import Call, api_errors
 from labkit.config import Settings, audio_dirs, load_private_key
+from labkit.delivery import OncePerDelivery
 from labkit.errors import (
     AudioError,
     CallError,
@@ -75,7 +76,7 @@ class Lab:
         self._stop_event = threading.Event()
         self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
         self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
-        self._replies: dict[str, Any] = {}  # webhook fingerprint -> the reply (duplicates get the same)
+        self._once = OncePerDelivery()  # a webhook delivered twice runs the handlers once
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -289,34 +290,8 @@ class Lab:
         self._answer_fn = None
         self._event_fns.clear()
 
-    def _once(self, kind: str, payload: dict[str, Any], handle: Callable[[dict], Any]) -> Any:
-        """Run the handlers once per webhook delivery: a duplicate (Vonage retries, the network
-        repeats) gets the first one's reply, without running the user's code again."""
-        from concurrent.futures import Future
-
-        from labkit.events import fingerprint
-
-        key = fingerprint(kind, payload)
-        with self._inbound:
-            replies = self._replies
-            future = replies.get(key)
-            first = future is None
-            if first:
-                future = replies[key] = Future()
-                if len(replies) > 5000:
-                    replies.pop(next(iter(replies)))
-        if not first:
-            return future.result(timeout=HTTP_TIMEOUT)
-        try:
-            result = handle(payload)
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        future.set_result(result)
-        return result
-
     def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._once("answer", payload, self._answer_webhook)
+        return self._once("answer", payload, self._answer_webhook)  # duplicates get the first reply
 
     def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
         return self._once("event", payload, self._event_webhook)
@@ -459,20 +434,11 @@ class Lab:
                          label=f"recording {name}")
 
     def _check_recording_host(self, url: str) -> None:
-        """Refuse to send the JWT anywhere but Vonage's hosts (`*.nexmo.com`, `*.vonage.com`, by their
-        last two labels as the Node SDK checks; vonage-platform.md section 9), the running sandbox,
-        or the VONAGE_API_HOST this lab already sends its JWT to."""
-        parts = urlparse(url)
-        host = (parts.hostname or "").lower().rstrip(".")
-        netloc = parts.netloc.lower().rsplit("@", 1)[-1]
-        trusted = {h.lower() for h in (self.settings.api_host if self.mode == "live" else None,
-                                       self.sandbox.api_host if self.sandbox is not None else None) if h}
-        if host.split(".")[-2:] in (["nexmo", "com"], ["vonage", "com"]) or netloc in trusted:
-            return
-        raise InvalidInput(
-            f"Not downloading {url}: recording URLs come from Vonage (*.vonage.com, *.nexmo.com) "
-            "and the download carries your application's credentials, so the lab sends them nowhere "
-            "else. Pass the recording_url of a record event as it arrived.")
+        """The JWT goes to Vonage's hosts, the running sandbox, or the VONAGE_API_HOST in use only."""
+        from labkit.account import check_recording_host
+
+        check_recording_host(url, (self.settings.api_host if self.mode == "live" else None,
+                                   self.sandbox.api_host if self.sandbox is not None else None))
 
     # -- sandbox shortcuts -----------------------------------------------------------------------
     def phone(self, number: str):

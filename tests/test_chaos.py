@@ -20,7 +20,7 @@ from test_recording_e2e import (  # noqa: F401
 
 from labkit import ncco
 from labkit.config import Settings
-from labkit.events import STATUS_RANK, payload_time
+from labkit.delivery import timeline_key
 from labkit.lab import Lab
 
 CHAOS = "jitter=0.1,duplicate=0.3,seed=12"
@@ -63,7 +63,7 @@ def test_outbound_call_statuses_by_timestamp(lab):
         assert call.status == "completed"
         events = list(call.events.filter(kind="event"))
         # by when the platform says each happened (same millisecond: by place in the call's life)
-        statuses = [e.status for e in sorted(events, key=lambda e: (payload_time(e), STATUS_RANK.get(e.status, 3)))]
+        statuses = [e.status for e in sorted(events, key=timeline_key)]
         assert statuses == ["started", "ringing", "answered", "completed"]  # each once, in the call's order
     hooks = [r for r in lab.sandbox.webhook_log if r.kind == "event" and r.payload.get("uuid") in
              {c.uuid for c in calls}]
