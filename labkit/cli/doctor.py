@@ -240,6 +240,9 @@ def _health_check(name: str, base_url: str, what: str) -> Check:
 
 
 def _audio_checks() -> list[Check]:
+    """Which audio files Vonage can play, judged by its documented formats (the stream action's "mp3 or
+    wav (16-bit)" and the codings Vonage lists: /work/shared/reference/vonage-voice-api.md, "stream"
+    and "audio formats"), as `labkit.media.audio.probe` implements them."""
     from labkit.config import audio_dirs
 
     dirs = audio_dirs()
