@@ -325,3 +325,35 @@ def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - afte
     """The sandbox really did deliver duplicates and out-of-order events while the stories passed."""
     twice, overtakes = sandbox_proc.control.chaos_seen()
     assert twice > 0 and overtakes > 0, (twice, overtakes)
+
+
+def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, capsys):  # noqa: ARG001 - last
+    """A new account's path without the dashboard: `labkit setup` writes .env, then a live lab started
+    from it answers a call to the number and the caller hears the music (notebook 01)."""
+    from dotenv import dotenv_values
+
+    from labkit import cli
+
+    r = sandbox_proc.rows
+    env_file = tmp_path / ".env"
+    code = cli.main(["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host",
+                     sandbox_proc.host, "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"),
+                     "--yes"])
+    out = capsys.readouterr().out
+    assert code == 0 and r["API secret"] not in out, out
+    written = dotenv_values(env_file)
+    assert written["VONAGE_NUMBER"] == r["number"] and written["VONAGE_APPLICATION_ID"] != r["application id"]
+    port = free_port()
+    extra = {"LABKIT_MODE": "live", "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    lab = Lab(Settings.load(env_file=env_file, environ=extra), quiet=True)
+    try:
+        lab._start()
+        assert lab.settings.application_id == written["VONAGE_APPLICATION_ID"]
+        lab.on_answer(lambda fields: [ncco.talk("Welcome."), ncco.stream(lab, "music.mp3")])
+        uuid = sandbox_proc.control.dial("447700900007")
+        call = lab.wait_for_call(timeout=30)
+        assert call.uuid == uuid
+        call.wait_for("completed", timeout=60)
+        assert heard(sandbox_proc, "447700900007", call).correlate(music(lab, 1, 3)) > 0.8
+    finally:
+        lab.stop()
