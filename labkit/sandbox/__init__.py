@@ -3,7 +3,9 @@
     from labkit.sandbox import Sandbox
     sb = Sandbox(speed=1.0).start()          # idempotent; HTTPS on 127.0.0.1 (port 0 = any free port)
     sb.trust()                               # REQUESTS_CA_BUNDLE -> system CAs + the sandbox CA
-    sb.configure(answer_url="http://127.0.0.1:8000/answer", event_url="http://127.0.0.1:8000/event")
+    account = Vonage(Auth(api_key=sb.api_key, api_secret=sb.api_secret),      # as on Vonage: the
+                     HttpClientOptions(api_host=sb.api_host, rest_host=sb.api_host))  # Application API
+    account.application.update_application(sb.application_id, ...)  # sets its answer/event URLs
     client = Vonage(Auth(application_id=sb.application_id, private_key=sb.private_key_path),
                     HttpClientOptions(api_host=sb.api_host, timeout=10))
     client.voice.create_call(...)            # the sandbox calls your webhooks, runs the NCCO ...
@@ -13,7 +15,8 @@
 Layout (like moto's models, split): `platform` (state and registry), `legs`, `conversations`,
 `recordings`, `platform_audio` (players and the mixing tick), `lifecycle` (each leg's
 story), `ncco` (validation and actions), `api` (what each endpoint does), `responses` (HTTP),
-`exceptions` (wire format of errors), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
+`exceptions` (wire format of errors), `applications` + `responses_accounts` (the account: Application
+API v2 and Numbers API), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
 `websocket_leg`, `sources`. The sandbox is deterministic apart from real time: at `speed=10`
 every timer and the audio clock run ten times faster.
 """
