@@ -227,3 +227,23 @@ def test_pointing_the_application_keeps_what_the_sdk_models_do_not_know(sandbox)
     restore_application(apps, made["id"], pointed.previous)
     back = wire(sandbox, "GET", f"/v2/applications/{made['id']}").json()["capabilities"]
     assert "voice" not in back and back["video"] == video
+
+
+def test_a_recording_downloads_only_with_the_recording_applications_jwt(sandbox, receiver):
+    """"signed by the same application key that created the recording" [NDP:recording.md]."""
+    from vonage import Vonage
+
+    made = account_client(sandbox).application.create_application(voice_config("recorder", receiver.url, "-rec"))
+    mine = Vonage(Auth(application_id=made.id, private_key=made.keys.model_extra["private_key"]),
+                  HttpClientOptions(api_host=sandbox.api_host, timeout=10)).voice.http_client
+    ncco = [{"action": "record", "format": "wav", "eventUrl": [receiver.url + "/recording"]},
+            {"action": "stream", "streamUrl": [receiver.audio_url("music.wav")]}]
+    mine.post(mine.api_host, "/v1/calls", {"to": [{"type": "phone", "number": "447700900127"}],
+                                           "from": {"type": "phone", "number": sandbox.number}, "ncco": ncco})
+    url = receiver.wait_for("record", path="/recording", timeout=20).payload["recording_url"]
+    other = Vonage(Auth(application_id=sandbox.application_id, private_key=str(sandbox.private_key_path)),
+                   HttpClientOptions(api_host=sandbox.api_host, timeout=10)).voice.http_client
+    for auth, status in ((mine.auth, 200), (other.auth, 401)):
+        got = requests.get(url, headers={"Authorization": auth.create_jwt_auth_string()},
+                           verify=str(sandbox.ca_bundle), timeout=5)
+        assert got.status_code == status

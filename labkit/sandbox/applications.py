@@ -140,6 +140,7 @@ class Account:
         self.default_id = default_app.id
         self.applications: dict[str, Application] = {default_app.id: default_app}
         self.numbers: dict[str, Number] = {number: Number(msisdn=number, app_id=default_app.id)}
+        self.file_owners: dict[str, str] = {}  # recording file id -> the application that made it
         self._sync(default_app)
 
     # -- credentials -------------------------------------------------------------------------
@@ -193,6 +194,18 @@ class Account:
     def owns(self, leg: Any, app_id: str | None) -> bool:
         """Is `leg` a call of application `app_id`? (Calls are per application on Vonage.)"""
         return (getattr(leg, "application_id", None) or self.default_id) == (app_id or self.default_id)
+
+    def owner_of(self, leg: Any) -> str:
+        return getattr(leg, "application_id", None) or self.default_id
+
+    def check_file(self, file_id: str, app_id: str | None) -> None:
+        """A recording downloads only with a JWT "signed by the same application key that created the
+        recording" [NDP:recording.md]; the status for another application's JWT is UNCONFIRMED (401 here)."""
+        from labkit.errors import SandboxUnauthorized
+
+        owner = self.file_owners.get(file_id)
+        if owner is not None and owner != (app_id or self.default_id):
+            raise SandboxUnauthorized("You did not provide correct credentials.")
 
     def check_leg(self, platform: Any, uuid: str, app_id: str | None) -> None:
         """404 for another application's call, as for an unknown one."""

@@ -140,6 +140,8 @@ class Recordings:
                       *, conversation_uuid: str | None = None) -> None:
         path = rec.path
         assert path is not None
+        if getattr(self, "account", None) is not None:  # only the application that recorded may download
+            self.account.file_owners[rec.file_id] = self.account.owner_of(leg)
         payload = {
             "start_time": iso(rec.started_at),
             "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",

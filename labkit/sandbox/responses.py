@@ -149,6 +149,9 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         uuid = (request.view_args or {}).get("uuid")
         if uuid is not None:  # calls are per application: another application's call is not found
             p.account.check_leg(p, uuid, g.claims.get("application_id"))
+        file_id = (request.view_args or {}).get("file_id")
+        if file_id is not None:
+            p.account.check_file(file_id, g.claims.get("application_id"))
 
     @app.errorhandler(SandboxApiError)
     def api_error(err: SandboxApiError) -> Response:
