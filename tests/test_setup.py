@@ -77,6 +77,24 @@ def test_setup_without_credentials_says_where_to_find_them(tmp_path, capsys, mon
     assert code == 1 and "--api-key" in out
 
 
+def test_setup_asks_before_replacing_a_value(sandbox, tmp_path, capsys, monkeypatch):
+    (tmp_path / ".env").write_text("VONAGE_NUMBER=447700900555\n")
+    answers = iter(["n"])
+    asked = []
+
+    def answer(prompt=""):
+        asked.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", answer)
+    args = [a for a in setup_args(sandbox, tmp_path) if a != "--yes"]
+    code, out = run(capsys, *args)
+    assert code == 0, out
+    assert len(asked) == 1 and "already sets VONAGE_NUMBER" in asked[0]
+    assert dotenv_values(tmp_path / ".env")["VONAGE_NUMBER"] == "447700900555"
+
+
 @pytest.fixture(autouse=True)
 def _no_terminal(monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
