@@ -101,8 +101,21 @@ class Call:
 
     def wait_for(self, status: str, timeout: float = 30.0) -> Event:
         """Wait until the event webhook reports `status` for this call (already-received events count)."""
-        return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
-                                        timeout=timeout)
+        from labkit.waits import waiting
+
+        with waiting(f"'{status}' on call {self.uuid[:8]}", timeout):
+            return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
+                                            timeout=timeout)
+
+    async def until(self, status: str, timeout: float = 30.0) -> Event:
+        """`await call.until("answered")`: `wait_for` that lets the notebook's widgets keep working.
+
+        The blocking wait runs on a worker thread while the kernel's event loop goes on handling
+        button clicks (ipykernel 7 serves widget messages during an awaiting cell).
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for, status, timeout)
 
     def info(self):
         """The platform's view of the call (`vonage_voice.CallInfo`)."""

@@ -344,6 +344,18 @@ class Lab:
 
     def wait_for_call(self, timeout: float = 30.0) -> Call:
         """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
+        from labkit.waits import waiting
+
+        with waiting(f"an inbound call to {self.number}", timeout):
+            return self._wait_for_call(timeout)
+
+    async def next_call(self, timeout: float = 30.0) -> Call:
+        """`await lab.next_call()`: `wait_for_call` that lets the notebook's widgets keep working."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for_call, timeout)
+
+    def _wait_for_call(self, timeout: float) -> Call:
         deadline = time.monotonic() + timeout
         with self._inbound:
             while True:

@@ -75,6 +75,8 @@ class ControlPanel(widgets.HBox):
         self._quiet = False  # True while the panel itself resets toggles (their observers stay still)
         self._shown_recordings = -1
         self._phone_feed: Callable[[], None] | None = None
+        self._keys_sent = ""  # the keys pressed on this call, shown in the trace line
+        self._waits_ticker: threading.Event | None = None
 
         default_to = to or lab.settings.to_number or (DEFAULT_PHONE if lab.mode == "sandbox" else "")
         # -- dialling
@@ -87,6 +89,12 @@ class ControlPanel(widgets.HBox):
                                             tooltip="end the call")
         self.status = widgets.Label(value="no call")
         self.status.add_class("labkit-status")
+        # what the last click did ("sent key 5", "muted: ..."), so every button leaves a visible trace
+        self.trace = widgets.HTML(value="")
+        self.trace.add_class("labkit-trace")
+        # what the lab is waiting for (a notebook cell's wait_for), with the seconds it has waited
+        self.waiting = widgets.HTML(value="")
+        self.waiting.add_class("labkit-waiting")
         self.call_label = widgets.HTML(value="")
         # -- audio into the call
         files = lab.audio_files()
@@ -135,6 +143,8 @@ class ControlPanel(widgets.HBox):
             widgets.HBox([self.stream_level, self.stream_toggle]),
             widgets.HBox([self.say_text, self.say_button]),
             widgets.HBox([self.keypad, widgets.VBox([self.mute_toggle, self.earmuff_toggle])]),
+            self.trace,
+            self.waiting,
             self.error,
             widgets.HTML("<b>Events</b> (newest last)"),
             self.events_html,
@@ -159,6 +169,9 @@ class ControlPanel(widgets.HBox):
         for event in list(lab.events)[-max_events:]:
             self._recent.append(event)
         self._unsubscribe = lab.events.subscribe(self._on_event)
+        from labkit import waits
+
+        self._unwatch = waits.watch(self._on_wait)
         self._render_events()
         self._refresh_recordings()
 
@@ -171,6 +184,9 @@ class ControlPanel(widgets.HBox):
             self.waveform.unfollow()
             self._stop_phone_feed()
             self.waveform.reset()
+            self._keys_sent = ""
+        if isinstance(self.last_error, (InvalidInput, CallEndedError)):
+            show_error(self, None)  # "no call yet" / "the call has ended" are fixed by having a call
         self.call_label.value = (f"&nbsp;<small><code>{html.escape(call.uuid[:8])}</code> "
                                  f"{html.escape(call.direction)} {html.escape(str(call.to or ''))}</small>")
         self._refresh_status()
@@ -188,9 +204,9 @@ class ControlPanel(widgets.HBox):
     def _require_call(self) -> Call:
         call = self.call
         if call is None:
-            raise InvalidInput("There is no call yet: press Call first (or pass a call to panel.attach(call)).")
+            raise InvalidInput("There is no call yet: press Call first.")
         if call.ended:
-            raise CallEndedError(f"The call has ended ({call.status}); press Call to place a new one.")
+            raise CallEndedError(f"The call has ended ({call.status}): press Call to place a new one.")
         return call
 
     # -- handlers (each runs through `guarded`) -------------------------------------------------------
@@ -204,23 +220,46 @@ class ControlPanel(widgets.HBox):
             return
         self.to_hint.value = f"<small style='{OK_STYLE}'>&#10003; will call {number}</small>"
 
+    def call_is_up(self) -> bool:
+        """True while the panel's call is being placed or has not ended (Call is disabled then)."""
+        return self._placing or (self.call is not None and not self.call.ended)
+
     @guarded
     def _on_call(self, _button: Any = None) -> None:
-        number = validate.phone_number(self.to.value, "number to call")
-        self._refresh_files()
-        script = self.ncco() if callable(self.ncco) else self.ncco
-        if self.softphone is not None and self.softphone.number != number:
-            self._use_softphone(number)
-        self._placing = True
+        with self._lock:
+            if self.call_is_up():
+                # A second click that arrived before the button was disabled: one click, one call.
+                self._say_done("a call is already up: hang it up before placing another")
+                return
+            self._placing = True
+            self.call_button.disabled = True
         try:
+            try:
+                number = validate.phone_number(self.to.value, "number to call")
+            except InvalidInput:
+                raise InvalidInput("Fix the number in To first (the red hint under it says what is wrong).") from None
+            self._refresh_files()
+            script = self.ncco() if callable(self.ncco) else self.ncco
+            if self.softphone is not None and self.softphone.number != number:
+                self._use_softphone(number)
+            self._say_done(f"calling {number}\u2026")
             call = self.lab.call(number, ncco=script, answer_url=self.answer_url)
-        finally:
+        except BaseException:
+            with self._lock:
+                self._placing = False
+                self.call_button.disabled = False
+            raise
+        with self._lock:
+            self.call = call  # before _placing drops, so webhooks of this call never see an idle panel
             self._placing = False
         self.attach(call)
+        self._say_done(f"placed call {call.uuid[:8]} to {number}")
 
     @guarded
     def _on_hangup(self, _button: Any = None) -> None:
-        self._require_call().hangup()
+        call = self._require_call()
+        call.hangup()
+        self._say_done(f"hang-up sent for call {call.uuid[:8]}")
 
     @guarded
     def _on_stream_toggle(self, change: dict) -> None:
@@ -236,20 +275,28 @@ class ControlPanel(widgets.HBox):
                             level=float(self.stream_level.value))
                 self.stream_toggle.icon = "stop"
                 self.stream_toggle.description = "Stop stream"
+                self._say_done(f"streaming {self.stream_file.value} into the call")
             else:
                 call.stop_stream()
                 self._set_stream_idle()
+                self._say_done("stream stopped")
         except Exception:
             self._set_quietly(self.stream_toggle, not change["new"])
             raise
 
     @guarded
     def _on_say(self, _button: Any = None) -> None:
-        self._require_call().say(self.say_text.value)
+        text = self.say_text.value.strip()
+        if not text:
+            raise InvalidInput("Type what to say in the Say box first.")
+        self._require_call().say(text)
+        self._say_done(f"saying \u201c{_clip(text)}\u201d")
 
     @guarded
     def _press(self, digit: str) -> None:
         self._require_call().dtmf(digit)
+        self._keys_sent += digit
+        self._say_done(f"sent key {digit} (keys sent on this call: {self._keys_sent})")
 
     @guarded
     def _on_mute_toggle(self, change: dict) -> None:
@@ -268,6 +315,42 @@ class ControlPanel(widgets.HBox):
         except Exception:
             self._set_quietly(widget, not change["new"])
             raise
+        self._show_toggle(widget)
+        self._say_done(TOGGLE_WORDS[on if change["new"] else off])
+
+    def _show_toggle(self, widget: widgets.ToggleButton) -> None:
+        """A toggle that is on says so in its label and colour (Muted / Earmuffed), not only its shade."""
+        base = "Mute" if widget is self.mute_toggle else "Earmuff"
+        widget.description = (base + "d" if base == "Mute" else base + "ed") if widget.value else base
+        widget.button_style = "warning" if widget.value else ""
+
+    def _say_done(self, text: str) -> None:
+        """The trace line: what the last click did, so no button leaves a person guessing."""
+        self.trace.value = f"<small style='{OK_STYLE}'>&#10003; {html.escape(text)}</small>"
+
+    def _on_wait(self, wait: Any) -> None:
+        """A notebook cell started or ended a wait: show it, and tick the seconds while it runs."""
+        from labkit import waits
+
+        running = waits.current()
+        if not running:
+            if self._waits_ticker is not None:
+                self._waits_ticker.set()
+                self._waits_ticker = None
+            self.waiting.value = f"<small>{html.escape(wait.line())}</small>"
+            return
+        self.waiting.value = "<small>" + "<br>".join(html.escape(w.line()) for w in running) + "</small>"
+        if self._waits_ticker is None:
+            stop = self._waits_ticker = threading.Event()
+
+            def tick() -> None:
+                while not stop.wait(1.0):
+                    now = waits.current()
+                    if now:
+                        self.waiting.value = ("<small>" + "<br>".join(html.escape(w.line()) for w in now)
+                                              + "</small>")
+
+            threading.Thread(target=tick, name="labkit-panel-waits", daemon=True).start()
 
     @guarded
     def _play_recording(self, index: int) -> None:
@@ -286,6 +369,8 @@ class ControlPanel(widgets.HBox):
             self._quiet = False
         if widget is self.stream_toggle and not value:
             self._set_stream_idle()
+        elif widget is not self.stream_toggle:
+            self._show_toggle(widget)
 
     def _set_stream_idle(self) -> None:
         self.stream_toggle.icon = "play"
@@ -350,6 +435,9 @@ class ControlPanel(widgets.HBox):
         if status in FINAL_STATUSES:
             self._reset_toggles()
             self._stop_phone_feed()
+            self.call_button.disabled = self._placing
+        else:
+            self.call_button.disabled = True
 
     def _follow_audio(self) -> None:
         """The waveform shows the call's WebSocket audio when it has one, else (sandbox) what the
@@ -371,6 +459,8 @@ class ControlPanel(widgets.HBox):
             stop()
 
     def _render_events(self) -> None:
+        if self.call is None:
+            self.call_button.disabled = self._placing
         with self._lock:
             call = self.call
             self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
@@ -397,6 +487,9 @@ class ControlPanel(widgets.HBox):
     def close(self) -> None:
         """Stop listening to the lab and close every inner widget."""
         self._unsubscribe()
+        self._unwatch()
+        if self._waits_ticker is not None:
+            self._waits_ticker.set()
         self._stop_phone_feed()
         self.waveform.close()
         if self.softphone is not None:
@@ -406,6 +499,18 @@ class ControlPanel(widgets.HBox):
     def __repr__(self) -> str:
         call = self.call.uuid[:8] if self.call else None
         return f"<ControlPanel {self.lab.mode} call={call} status={self.status.value!r}>"
+
+
+TOGGLE_WORDS = {
+    "mute": "muted: the other side no longer hears this call",
+    "unmute": "unmuted: the other side hears this call again",
+    "earmuff": "earmuffed: this call no longer hears the other side",
+    "unearmuff": "earmuff off: this call hears the other side again",
+}
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
 def _pick(files: list[str]) -> str | None:
@@ -421,13 +526,16 @@ def _events_html(events: list[Event], uuid: str | None) -> str:
     if not events:
         return "<div style='font-family:monospace;font-size:12px;color:#888'>no events yet</div>"
     lines = []
-    for e in events:
+    for e in reversed(events):  # newest first in the markup; column-reverse puts it at the bottom
         colour = KIND_COLOURS.get(e.kind, "#333")
         weight = "bold" if uuid and e.uuid == uuid else "normal"
         lines.append(f"<div style='color:{colour};font-weight:{weight};white-space:pre'>"
                      f"{html.escape(e.summary())}</div>")
-    return ("<div style='font-family:monospace;font-size:12px;max-height:240px;overflow:auto;"
-            "border:1px solid #eee;padding:3px'>" + "".join(lines) + "</div>")
+    # A column-reverse scroll box starts scrolled to its end, so the newest line is in view without
+    # anyone scrolling, however many lines there are (the browser keeps it there as lines arrive).
+    return ("<div class='labkit-events-scroll' style='font-family:monospace;font-size:12px;max-height:240px;"
+            "overflow:auto;display:flex;flex-direction:column-reverse;border:1px solid #eee;padding:3px'>"
+            + "".join(lines) + "</div>")
 
 
 def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
