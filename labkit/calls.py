@@ -72,6 +72,24 @@ def _problem_detail(body: Any) -> str:
     return f" ({text})" if text else ""
 
 
+class Reply:
+    """The Voice API's answer to a request about a call, shown as one line of words in a notebook
+    (not the SDK's `CallMessage(...)`); its fields (`.message`, `.uuid`) and `.raw` are still there."""
+
+    def __init__(self, action: str, raw: Any):
+        self.action = action
+        self.raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+    def __repr__(self) -> str:
+        message = getattr(self.raw, "message", None) or "done"
+        return f"{self.action}: {message}"
+
+
 class Call:
     """A call leg the lab placed or received. Methods map one to one onto the Voice API."""
 
@@ -140,13 +158,13 @@ class Call:
             result = self.lab.voice.play_audio_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,
                                     "loop": loop, "level": level})
-        return result
+        return Reply(f"Streaming {file_or_url} into call {self.uuid[:8]}", result)
 
     def stop_stream(self):
         with api_errors("Stopping the stream", self.uuid):
             result = self.lab.voice.stop_audio_stream(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-stopped"})
-        return result
+        return Reply(f"Stopping the stream in call {self.uuid[:8]}", result)
 
     def say(self, text: str, *, language: str = "en-US", style: int = 0, premium: bool = False,
             loop: int = 1, level: float = 0):
@@ -154,25 +172,26 @@ class Call:
         from vonage_voice import TtsStreamOptions
 
         if not text or not str(text).strip():
-            raise validate.InvalidInput("say() needs some text to speak.")
+            raise validate.InvalidInput("There is nothing to say: give some text to speak.")
         options = TtsStreamOptions(text=str(text), language=language, style=style, premium=premium,
                                    loop=validate.loop(loop), level=validate.level(level))
         with api_errors("Speaking into the call", self.uuid):
             result = self.lab.voice.play_tts_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})
-        return result
+        return Reply(f"Speaking into call {self.uuid[:8]}", result)
 
     def stop_talk(self):
         with api_errors("Stopping the speech", self.uuid):
             result = self.lab.voice.stop_tts(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-stopped"})
-        return result
+        return Reply(f"Stopping the speech in call {self.uuid[:8]}", result)
 
     def dtmf(self, digits: str):
         """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""
         digits = validate.dtmf(digits)
         with api_errors("Sending DTMF", self.uuid):
-            return self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+            result = self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+        return Reply(f"Sending keys {digits} into call {self.uuid[:8]}", result)
 
     # -- call control ------------------------------------------------------------------------
     def hangup(self) -> None:
