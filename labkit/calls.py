@@ -226,8 +226,10 @@ class Call:
         with api_errors("Transferring the call", self.uuid):
             # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
             http = self.lab.voice.http_client
+            script = to_json(ncco_or_url)
             http.put(http.api_host, f"/v1/calls/{self.uuid}",
-                     {"action": "transfer", "destination": {"type": "ncco", "ncco": to_json(ncco_or_url)}})
+                     {"action": "transfer", "destination": {"type": "ncco", "ncco": script}})
+        self.lab._served(self.uuid, script, "transfer")
 
     def recording(self, timeout: float = 10.0):
         """The recording of this call's WebSocket audio, once the socket has closed (after hang-up)."""

@@ -279,6 +279,7 @@ class Lab:
         ncco = to_json(script)
         if uuid:
             self.sockets.bind_links(ncco, uuid)
+            self._served(uuid, ncco, "answer_url")
         return ncco
 
     def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -288,6 +289,7 @@ class Lab:
                 ncco = to_json(result)
                 if payload.get("uuid"):
                     self.sockets.bind_links(ncco, payload["uuid"])
+                    self._served(payload["uuid"], ncco, "event_url")
                 return ncco
         return None
 
@@ -323,7 +325,14 @@ class Lab:
         self.calls[call.uuid] = call
         if script:
             self.sockets.bind_links(script, call.uuid)
+            self._served(call.uuid, script, "create-call")
         return call
+
+    def _served(self, uuid: str, ncco: list[dict[str, Any]], via: str) -> None:
+        """Note an NCCO the platform got for leg `uuid`, so `call.timeline()` can draw its actions."""
+        from labkit.ncco_timing import SERVED
+
+        self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
 
     def _create_call(self, body: dict[str, Any], ncco: Any):
         """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
