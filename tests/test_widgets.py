@@ -348,3 +348,118 @@ def test_status_line_while_a_cell_waits_and_awaitable_waits(make_panel, fresh):
     assert event.status == "completed" and inbound.direction == "inbound" and inbound.uuid
     inbound.wait_for("answered", timeout=20)
     inbound.hangup()
+
+
+# -- hearing and talking from the browser: the kernel side, driven as the page drives it ---------------------
+class _Page:
+    """What the page would receive from a CallAudio (its `send` messages) and send back (mic chunks)."""
+
+    def __init__(self, audio):
+        self.audio = audio
+        self.received: list[tuple[dict, bytes]] = []
+        audio.send = lambda content, buffers=None: self.received.append((content, bytes(buffers[0])))
+
+    def heard(self) -> np.ndarray:
+        return np.frombuffer(b"".join(b for _c, b in self.received), dtype="<i2")
+
+    def talk(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.04) -> None:
+        """Send `samples` as the page does: 40 ms pieces, paced like a microphone."""
+        n = int(rate * chunk_seconds)
+        for i in range(0, samples.size, n):
+            self.audio._on_page_message(self.audio, {"type": "mic", "rate": rate, "t": time.time() * 1000},
+                                        [samples[i:i + n].astype("<i2").tobytes()])
+            time.sleep(chunk_seconds / 8)  # the shared lab runs at 4x: stay ahead of it, as a live mic does at 1x
+
+
+
+
+
+def _at_16k(recording):
+    from labkit.media import Recording
+    from labkit.media.audio import resample
+
+    return Recording(resample(recording.samples, recording.rate, 16000), 16000)
+
+
+def test_call_audio_as_the_called_phone_hears_its_ears_and_speaks_the_microphone(fresh):
+    from labkit import ncco
+    from labkit.media import Recording
+    from labkit.widgets.call_audio import CallAudio
+
+    a = fresh.phone("447700900221").set(outcome="answer", answer_after=0.1)
+    b = fresh.phone("447700900222").set(outcome="answer", answer_after=0.1)
+    call_a = fresh.call(a.number, ncco=[ncco.conversation("audio-room")])
+    call_b = fresh.call(b.number, ncco=[ncco.conversation("audio-room")])
+    call_a.wait_for("answered", timeout=20)
+    call_b.wait_for("answered", timeout=20)
+    audio = CallAudio(fresh)
+    page = _Page(audio)
+    try:
+        audio.follow(call_a)
+        assert audio.rate == 16000 and "447700900221 hears" in audio.source
+        audio.listening = True
+        b.say(str(fresh.audio_path("prompt.wav")))  # the other person speaks: phone A hears it, so do we
+        wait_until(lambda: not b.speaking, what="phone B to finish speaking")
+        wait_until(lambda: page.heard().size > 16000, what="call audio sent to the page")
+        assert all(c["type"] == "audio" and c["rate"] == 16000 for c, _b in page.received)
+        said = Recording("audio/prompt.wav")
+        heard = Recording(page.heard(), 16000)
+        assert heard.correlate(said.segment(0.2, 1.9)) > 0.8  # the page got what phone A heard
+
+        mark = b.position
+        mic = _at_16k(said.segment(0.2, 1.9))  # the page sends at the call's rate (its AudioContext's)
+        page.talk(np.asarray(mic.samples), mic.rate)  # the microphone speaks as phone A
+        assert audio.mic_frames >= int(mic.duration / 0.02) - 1 and audio.error == ""
+        wait_until(lambda: not a.speaking, what="phone A to finish speaking the microphone")
+        time.sleep(0.2)
+        c = b.heard_since(mark).correlate(mic)
+        assert c > 0.8, f"expected the microphone in what phone B heard (correlation above 0.8), measured {c:.2f}"
+        assert audio.mic_delay_ms is not None
+    finally:
+        audio.close()
+        for call in (call_a, call_b):
+            call.hangup()
+
+
+def test_call_audio_on_a_websocket_call_hears_the_socket_and_talks_through_the_paced_sender(fresh):
+    from labkit import ncco
+    from labkit.media import Recording
+    from labkit.widgets.call_audio import CallAudio
+
+    phone = fresh.phone("447700900223").set(outcome="answer", answer_after=0.1)
+    call = fresh.call(phone.number, ncco=[ncco.websocket(fresh, rate=16000)])
+    call.wait_for("answered", timeout=20)
+    session = fresh.socket(call)
+    audio = CallAudio(fresh)
+    page = _Page(audio)
+    try:
+        audio.follow(call)
+        assert "WebSocket" in audio.source and audio.rate == 16000
+        audio.listening = True
+        phone.say(str(fresh.audio_path("prompt.wav")))
+        wait_until(lambda: not phone.speaking, what="the phone to finish speaking")
+        wait_until(lambda: page.heard().size > 16000, what="socket audio sent to the page")
+        said = Recording("audio/prompt.wav").segment(0.2, 1.9)
+        assert Recording(page.heard(), 16000).correlate(said) > 0.8
+
+        mark = phone.position
+        said = _at_16k(said)
+        page.talk(np.asarray(said.samples), said.rate)
+        wait_until(lambda: session.pacer.queued == 0, what="the paced sender to drain")
+        time.sleep(0.2)
+        c = phone.heard_since(mark).correlate(said)
+        assert c > 0.8, f"expected the microphone in what the phone heard (correlation above 0.8), measured {c:.2f}"
+    finally:
+        audio.close()
+        call.hangup()
+
+
+def test_panel_has_the_browser_audio_and_it_follows_the_panels_call(make_panel, fresh):
+    fresh.phone("447700900224").set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900224", softphone=False)
+    assert p.audio is not None and p.audio in p.main.children
+    p.call_button.click()
+    assert p.audio.call is p.call and "447700900224 hears" in p.audio.source
+    p.hangup_button.click()
+    wait_until(lambda: p.status.value == "completed", what="completed")
+    assert p.audio.call is None

@@ -118,6 +118,7 @@ class ControlPanel(widgets.HBox):
         self.events_html = widgets.HTML(value=_events_html([], None))
         self.events_html.add_class("labkit-events")
         self.waveform = LiveWaveform(seconds=waveform_seconds, title="call audio")
+        self.audio = _call_audio(lab)  # Listen / Talk in the browser (None without anywidget)
         self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
                                     layout=widgets.Layout(display="none"))
         self.recordings_box = widgets.VBox([])
@@ -149,6 +150,7 @@ class ControlPanel(widgets.HBox):
             widgets.HTML("<b>Events</b> (newest last)"),
             self.events_html,
             widgets.HTML("<b>Live audio</b>"),
+            *([self.audio] if self.audio is not None else []),
             self.waveform,
             widgets.HTML("<b>Recordings</b>"),
             self.recordings_box,
@@ -185,6 +187,8 @@ class ControlPanel(widgets.HBox):
             self._stop_phone_feed()
             self.waveform.reset()
             self._keys_sent = ""
+            if self.audio is not None:
+                self.audio.follow(call)
         if isinstance(self.last_error, (InvalidInput, CallEndedError)):
             show_error(self, None)  # "no call yet" / "the call has ended" are fixed by having a call
         self.call_label.value = (f"&nbsp;<small><code>{html.escape(call.uuid[:8])}</code> "
@@ -435,6 +439,8 @@ class ControlPanel(widgets.HBox):
         if status in FINAL_STATUSES:
             self._reset_toggles()
             self._stop_phone_feed()
+            if self.audio is not None and self.audio.call is call:
+                self.audio.follow(None)
             self.call_button.disabled = self._placing
         else:
             self.call_button.disabled = True
@@ -449,6 +455,8 @@ class ControlPanel(widgets.HBox):
         if sessions:
             self._stop_phone_feed()
             self.waveform.follow(sessions[-1])
+            if self.audio is not None and self.audio.call is call and "WebSocket" not in self.audio.source:
+                self.audio.follow(call)  # the socket is up now: hear it, talk into it
             return
         if self.lab.mode == "sandbox" and self._phone_feed is None and call.to:
             self._phone_feed = _follow_phone(self.lab, call.to, self.waveform)
@@ -492,6 +500,8 @@ class ControlPanel(widgets.HBox):
             self._waits_ticker.set()
         self._stop_phone_feed()
         self.waveform.close()
+        if self.audio is not None:
+            self.audio.close()
         if self.softphone is not None:
             self.softphone.close()
         super().close()
@@ -536,6 +546,15 @@ def _events_html(events: list[Event], uuid: str | None) -> str:
     return ("<div class='labkit-events-scroll' style='font-family:monospace;font-size:12px;max-height:240px;"
             "overflow:auto;display:flex;flex-direction:column-reverse;border:1px solid #eee;padding:3px'>"
             + "".join(lines) + "</div>")
+
+
+def _call_audio(lab: Lab) -> Any:
+    """The browser audio widget, or None when anywidget is missing (the panel works without it)."""
+    try:
+        from labkit.widgets.call_audio import CallAudio
+    except ImportError:
+        return None
+    return CallAudio(lab)
 
 
 def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
