@@ -2,6 +2,9 @@
 
 Runs `notebooks/07_control_panel.ipynb` in JupyterLab, clicks Call, answers on the softphone, toggles
 the stream, checks the waveform image changes, hangs up, and saves screenshots to test-artifacts/.
+Then `notebooks/08_hear_and_talk.ipynb`: double-click Call, a trace for every button, Listen (the
+page's audio graph gets the call's audio) and Talk (chromium's fake microphone plays a WAV from
+audio/, and the virtual phone hears it), the newest of many events in view, and the audio delays.
 JupyterLab runs in its own process group and is torn down with every process it started.
 
 Needs /usr/bin/chromium (`make test` installs it; never `playwright install`, which downloads a browser).
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "notebooks/07_control_panel.ipynb"
+AUDIO_NOTEBOOK = "notebooks/08_hear_and_talk.ipynb"
+MIC_WAV = ROOT / "audio" / "prompt.wav"  # what chromium's fake microphone says, over and over
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -95,9 +100,9 @@ def jupyter(tmp_path) -> Iterator[tuple[str, str]]:
         path.write_text(json.dumps(values))
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "LABKIT_MODE": "sandbox",
+           "LABKIT_SANDBOX_SPEED": "1",  # a person's real time: a 2x call cannot carry a live microphone
            "LABKIT_HOME": str(tmp_path / "labkit-home")}
-    notebook = ROOT / NOTEBOOK
-    original = notebook.read_bytes()
+    originals = {path: path.read_bytes() for path in (ROOT / "notebooks").glob("*.ipynb")}
     log = open(tmp_path / "jupyter.log", "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -147,12 +152,13 @@ def jupyter(tmp_path) -> Iterator[tuple[str, str]]:
                 except ProcessLookupError:
                     pass
         log.close()
-        changed = notebook.read_bytes() != original
-        if changed:
-            notebook.write_bytes(original)
+        changed = [path.name for path, data in originals.items() if path.read_bytes() != data]
+        for path, data in originals.items():
+            if path.read_bytes() != data:
+                path.write_bytes(data)
         leftovers = [pid for pid in [proc.pid, *started] if _alive(pid)]
         assert proc.returncode is not None and not leftovers, f"processes left running: {leftovers}"
-        assert not changed, f"the browser session wrote into {NOTEBOOK} (restored it)"
+        assert not changed, f"the browser session wrote into {changed} (restored them)"
 
 
 def test_control_panel_in_jupyterlab(jupyter):
@@ -225,3 +231,158 @@ def test_control_panel_in_jupyterlab(jupyter):
         finally:
             browser.close()
     assert hashlib.sha256((ROOT / NOTEBOOK).read_bytes()).hexdigest() == digest
+
+
+def _kernel(base: str, token: str, runtime: Path, notebook: str):
+    """A client of the notebook's own kernel (as a second front end), to read what the page cannot show."""
+    from jupyter_client import BlockingKernelClient
+
+    sessions = requests.get(f"{base}/api/sessions", params={"token": token}, timeout=10).json()
+    kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"].endswith(Path(notebook).name))
+    client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+
+    def run(code: str) -> dict:
+        out: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+
+        reply = client.execute_interactive(code, timeout=60, output_hook=hook)
+        assert reply["content"]["status"] == "ok", "".join(out)
+        return json.loads("".join(out).strip().splitlines()[-1])
+
+    return client, run
+
+
+def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = jupyter
+    ARTIFACTS.mkdir(exist_ok=True)
+    media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={MIC_WAV}", "--autoplay-policy=no-user-gesture-required"]
+
+    def shot(page, name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"audio-{name}.png"))
+        widgets = page.locator(".labkit-panel").first.locator("xpath=..")
+        if widgets.count():
+            widgets.screenshot(path=str(ARTIFACTS / f"audio-{name}-panel.png"))
+
+    client = None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        try:
+            page.goto(f"{base}/lab/tree/{AUDIO_NOTEBOOK}?token={token}")
+            page.get_by_text("| Idle").first.wait_for(timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator('[data-command="runmenu:run-all"]').click()
+            panel = page.locator(".labkit-panel").first
+            panel.wait_for(state="attached", timeout=60_000)
+            panel.scroll_into_view_if_needed()
+            status, trace = panel.locator(".labkit-status"), panel.locator(".labkit-trace")
+            phone = page.locator(".labkit-softphone").first
+            phone_state = phone.locator(".labkit-phone-state")
+            audio = panel.locator(".labkit-call-audio")
+            expect(status).to_have_text("no call", timeout=20_000)
+            expect(audio.locator(".labkit-listen")).to_be_visible(timeout=20_000)
+            page.get_by_text("| Idle").first.wait_for(timeout=60_000)  # Run All has finished
+            client, kernel = _kernel(base, token, tmp_path / "runtime", AUDIO_NOTEBOOK)
+
+            # Double-click Call: one call, and Call stays disabled while it is up.
+            call_button = panel.get_by_role("button", name=button_name("Call"))
+            call_button.dblclick()
+            expect(phone_state).to_have_text("ringing", timeout=30_000)
+            expect(call_button).to_be_disabled()
+            placed = kernel("import json; print(json.dumps([c.uuid for c in lab.calls.values() "
+                            "if c.to == panel.to.value]))")
+            assert len(placed) == 1, f"expected one call from a double-click, got {len(placed)}"
+            phone.get_by_role("button", name=button_name("Answer")).click()
+            expect(status).to_have_text("answered", timeout=30_000)
+            shot(page, "1-answered")
+
+            # Every button leaves a trace.
+            panel.locator(".widget-gridbox").get_by_role("button", name=button_name("5")).click()
+            expect(trace).to_contain_text("sent key 5", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Mute")).click()
+            expect(panel.get_by_role("button", name=button_name("Muted"))).to_be_visible(timeout=10_000)
+            expect(trace).to_contain_text("muted", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Muted")).click()
+            expect(trace).to_contain_text("unmuted", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Earmuff")).click()
+            expect(panel.get_by_role("button", name=button_name("Earmuffed"))).to_be_visible(timeout=10_000)
+            panel.get_by_role("button", name=button_name("Earmuffed")).click()
+            expect(trace).to_contain_text("earmuff off", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Say")).click()
+            expect(trace).to_contain_text("saying", timeout=10_000)
+            phone.locator(".widget-gridbox").get_by_role("button", name=button_name("7")).click()
+            expect(phone.locator(".labkit-trace")).to_contain_text("pressed 7", timeout=10_000)
+            assert panel.locator(".labkit-error").inner_text().strip() == ""
+            shot(page, "2-traces")
+
+            # Listen: the phone speaks into the call; its words reach the page's audio graph.
+            audio.locator(".labkit-listen").click()
+            expect(audio.locator(".labkit-audio-status")).to_contain_text("listening to the call", timeout=10_000)
+            phone.get_by_role("button", name=button_name("Speak")).click()
+            expect(phone.locator(".labkit-trace")).to_contain_text("speaking", timeout=10_000)
+            root = audio.element_handle()
+            page.wait_for_function("el => Number(el.dataset.framesPlayed) > 50", arg=root, timeout=20_000)
+            page.wait_for_function("el => Number(el.dataset.analyserPeak) > 0.01", arg=root, timeout=20_000)
+            shot(page, "3-listening")
+
+            # Talk: chromium's fake microphone says prompt.wav; the phone must hear it.
+            mark = kernel("import json; print(json.dumps(panel.softphone.phone.position))")
+            audio.locator(".labkit-talk").click()
+            expect(audio.locator(".labkit-audio-status")).to_contain_text("the call hears your microphone",
+                                                                          timeout=15_000)
+            page.wait_for_function("el => Number(el.dataset.micFrames) > 250", arg=root, timeout=30_000)
+            shot(page, "4-talking")
+            audio.locator(".labkit-talk").click()
+            assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
+            figures = kernel(f"""
+import json, time
+from labkit.media import Recording
+time.sleep(0.5)  # the last paced frames
+heard = panel.softphone.phone.heard_since({mark})
+said = Recording({str(MIC_WAV)!r}).segment(0.2, 1.9)
+print(json.dumps({{"correlation": heard.correlate(said), "heard_s": heard.duration,
+                  "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
+                  "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
+                  "frames_dropped": panel.audio.frames_dropped}}))
+""")
+            figures["page_audio_clock_ratio"] = float(root.get_attribute("data-clock-ratio") or "nan")
+            heard_wav = str(ARTIFACTS / "audio-heard.wav")  # what the phone heard while we talked
+            kernel(f"import json; panel.softphone.phone.heard_since({mark}).save({heard_wav!r}); print(0)")
+            (ARTIFACTS / "audio-delays.json").write_text(json.dumps(figures, indent=1))
+            print("browser audio:", figures)
+            assert figures["correlation"] > 0.6, (
+                f"expected the microphone's WAV in what the phone heard (correlation above 0.6), measured "
+                f"{figures['correlation']:.2f}")
+
+            # Many events: the newest is in view without scrolling.
+            panel.get_by_role("button", name=button_name("Hang up")).click()
+            expect(status).to_have_text("completed", timeout=30_000)
+            box = panel.locator(".labkit-events-scroll")
+            lines = box.locator("div")
+            assert lines.count() >= 10
+            newest = lines.first  # newest first in the markup, shown at the bottom
+            expect(newest).to_contain_text(re.compile(r"completed|socket|closed"), timeout=10_000)
+            inside = page.evaluate("""([box, line]) => { const b = box.getBoundingClientRect();
+                const l = line.getBoundingClientRect(); return l.top >= b.top - 1 && l.bottom <= b.bottom + 1; }""",
+                                   [box.element_handle(), newest.element_handle()])
+            assert inside, "the newest event line is scrolled out of the events box"
+            expect(call_button).to_be_enabled(timeout=10_000)
+            shot(page, "5-completed")
+        except Exception:
+            shot(page, "failure")
+            (ARTIFACTS / "audio-failure.html").write_text(page.content())
+            raise
+        finally:
+            if client is not None:
+                client.stop_channels()
+            browser.close()

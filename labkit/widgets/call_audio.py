@@ -34,6 +34,10 @@ __all__ = ["CallAudio"]
 ESM = Path(__file__).with_name("static") / "callaudio.js"
 CHUNK_SECONDS = 0.04  # audio to the browser in 40 ms pieces (two call frames)
 POLL_SECONDS = 0.02  # how often a sandbox phone's ears are read
+# Microphone audio is held until this much is waiting whenever the call has run out of it (at the
+# start, and after a hiccup): the page sends 40 ms pieces with jitter, and a paced sender that runs
+# dry between two pieces would put a gap into the voice each time.
+MIC_PREBUFFER_SECONDS = 0.08
 
 
 class CallAudio(anywidget.AnyWidget):
@@ -67,6 +71,8 @@ class CallAudio(anywidget.AnyWidget):
         self._stop_feed: Any = None
         self._sink: Any = None  # fn(samples int16, rate) -> seconds already queued before them
         self._pending = bytearray()
+        self._mic_hold: list[np.ndarray] = []  # microphone audio waiting for the prebuffer to fill
+        self._sink_queued: Any = lambda: 0.0  # seconds of microphone audio the call has yet to play
         self.on_msg(self._on_page_message)
         self.add_class("labkit-call-audio-widget")
 
@@ -82,7 +88,7 @@ class CallAudio(anywidget.AnyWidget):
             session = self._open_session(call)
             if session is not None:
                 self.rate = int(session.rate)
-                self.source = f"the call's WebSocket ({session.rate // 1000} kHz)"
+                self.source = f"the call's WebSocket ({session.rate // 1000} kHz)" + self._speed_note()
                 self._stop_feed = session.add_frame_listener(self._on_socket_frame)
 
                 def to_socket(samples: np.ndarray, rate: int) -> float:
@@ -90,14 +96,14 @@ class CallAudio(anywidget.AnyWidget):
                     session.play(samples, rate)
                     return queued
 
-                self._sink = to_socket
+                self._sink, self._sink_queued = to_socket, lambda: session.pacer.queued_seconds
                 return
             phone = self._phone(call)
             if phone is not None:
                 from labkit.sandbox.phones import HEAR_RATE
 
                 self.rate = HEAR_RATE
-                self.source = f"what {phone.number} hears (you are that phone)"
+                self.source = f"what {phone.number} hears (you are that phone)" + self._speed_note()
                 self._stop_feed = self._poll_phone(phone)
 
                 def as_phone(samples: np.ndarray, rate: int) -> float:
@@ -105,13 +111,21 @@ class CallAudio(anywidget.AnyWidget):
                     phone.say(samples, rate)
                     return queued
 
-                self._sink = as_phone
+                self._sink, self._sink_queued = as_phone, lambda: phone.queued_seconds
                 return
             self.source = "nothing: this call has no WebSocket to hear (add ncco.websocket(lab))"
+
+    def _speed_note(self) -> str:
+        speed = float(getattr(self.lab.sockets, "speed", 1.0) or 1.0)
+        if self.lab.mode != "sandbox" or speed == 1.0:
+            return ""
+        return (f"; the sandbox runs at {speed:g}x, so live audio has gaps: start the lab with "
+                "Lab.start(speed=1) to talk")
 
     def _unfollow(self) -> None:
         stop, self._stop_feed, self._sink = self._stop_feed, None, None
         self._pending.clear()
+        self._mic_hold = []
         if stop is not None:
             stop()
 
@@ -177,6 +191,17 @@ class CallAudio(anywidget.AnyWidget):
             return
         samples = np.frombuffer(bytes(buffers[0]), dtype="<i2")
         rate = int(content.get("rate") or self.rate)
+        self._mic_hold.append(samples)
+        held = sum(x.size for x in self._mic_hold)
+        if held < rate * MIC_PREBUFFER_SECONDS and self._sink_queued() < 0.02:
+            return  # the call has nothing left to say: gather a little first, then send together
+        frame = max(1, rate // 50)
+        whole = held - held % frame  # whole 20 ms frames only: a paced sender pads a partial one
+        joined = np.concatenate(self._mic_hold)
+        samples, rest = joined[:whole], joined[whole:]
+        self._mic_hold = [rest] if rest.size else []
+        if not samples.size:
+            return
         try:
             queued = sink(samples, rate)
         except Exception as exc:  # noqa: BLE001 - the call ended under us: say so in the page
@@ -188,12 +213,13 @@ class CallAudio(anywidget.AnyWidget):
         self.mic_frames += samples.size // max(1, rate // 50)
         sent = content.get("t")
         if isinstance(sent, (int, float)):
-            self._mic_delays.append(max(0.0, time.time() * 1000 - sent) + queued * 1000)
+            # capture to send (half a piece on average) + wire + queued ahead + half a 20 ms clock tick
+            self._mic_delays.append(CHUNK_SECONDS * 500 + max(0.0, time.time() * 1000 - sent) + queued * 1000 + 10)
 
     @property
     def mic_delay_ms(self) -> float | None:
-        """Median delay from the page capturing microphone audio to the call playing it (ms): the
-        wire to the kernel plus the speech already queued ahead of it (plus <= 20 ms of clock tick)."""
+        """Median delay from the page capturing microphone audio to the call playing it (ms): gathering
+        a 40 ms piece, the wire to the kernel, the audio queued ahead of it, the call's 20 ms tick."""
         return statistics.median(self._mic_delays) if self._mic_delays else None
 
     def close(self) -> None:

@@ -190,13 +190,16 @@ export function createCallAudio(root, transport) {
       s.micBuf.push(block);
       s.micLen += block.length;
       if (s.micLen >= chunk) {
-        const pcm = new Int16Array(s.micLen);
+        // Exactly `chunk` samples (whole 20 ms frames); the rest starts the next piece.
+        const all = new Float32Array(s.micLen);
         let o = 0;
-        for (const b of s.micBuf) {
-          for (let i = 0; i < b.length; i++) pcm[o++] = Math.max(-32768, Math.min(32767, Math.round(b[i] * 32767)));
-        }
-        s.micBuf = []; s.micLen = 0;
-        s.micFrames += pcm.length / (ctx.sampleRate * 0.02);
+        for (const b of s.micBuf) { all.set(b, o); o += b.length; }
+        const pcm = new Int16Array(chunk);
+        for (let i = 0; i < chunk; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(all[i] * 32767)));
+        const rest = all.slice(chunk);
+        s.micBuf = rest.length ? [rest] : [];
+        s.micLen = rest.length;
+        s.micFrames += chunk / (ctx.sampleRate * 0.02);
         transport.sendMic(pcm, ctx.sampleRate, Date.now());
       }
     };
@@ -248,6 +251,13 @@ export function createCallAudio(root, transport) {
     speakerMeter.value = Math.min(1, s.peak);
     micMeter.value = Math.min(1, s.micPeak);
     root.dataset.analyserPeak = s.peak.toFixed(4);
+    if (s.ctx && s.listening) {
+      // How fast the audio device's clock runs against the wall clock (1.0 when healthy): a starved
+      // audio thread plays slower than the call sends, and the page then drops audio to stay live.
+      if (!s.clockStart) s.clockStart = [s.ctx.currentTime, performance.now()];
+      const wall = (performance.now() - s.clockStart[1]) / 1000;
+      if (wall > 1) root.dataset.clockRatio = ((s.ctx.currentTime - s.clockStart[0]) / wall).toFixed(3);
+    }
     root.dataset.framesPlayed = String(Math.round(s.framesPlayed));
     root.dataset.micFrames = String(Math.round(s.micFrames));
     const sorted = [...s.speakerDelays].sort((a, b) => a - b);
