@@ -349,10 +349,16 @@ import json, time
 from labkit.media import Recording
 time.sleep(0.5)  # the last paced frames
 heard = panel.softphone.phone.heard_since({mark})
-said = Recording({str(MIC_WAV)!r}).segment(0.2, 1.9)
-print(json.dumps({{"correlation": heard.correlate(said), "heard_s": heard.duration,
+said = Recording({str(MIC_WAV)!r})
+# the best of three half-second pieces: the microphone loops the file, and a live path may drop a
+# frame after a stall; one clean copy of each piece is what "the phone heard the WAV" means
+pieces = [heard.correlate(said.segment(a, a + 0.5)) for a in (0.2, 0.7, 1.2)]
+print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(said.segment(0.2, 1.9)),
+                  "heard_s": heard.duration,
                   "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
                   "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
+                  "speaker_delay_parts": panel.audio.speaker_delay_parts,
+                  "mic_frames_dropped": panel.audio.mic_frames_dropped,
                   "frames_dropped": panel.audio.frames_dropped}}))
 """)
             figures["page_audio_clock_ratio"] = float(root.get_attribute("data-clock-ratio") or "nan")
@@ -360,8 +366,8 @@ print(json.dumps({{"correlation": heard.correlate(said), "heard_s": heard.durati
             kernel(f"import json; panel.softphone.phone.heard_since({mark}).save({heard_wav!r}); print(0)")
             (ARTIFACTS / "audio-delays.json").write_text(json.dumps(figures, indent=1))
             print("browser audio:", figures)
-            assert figures["correlation"] > 0.6, (
-                f"expected the microphone's WAV in what the phone heard (correlation above 0.6), measured "
+            assert figures["correlation"] > 0.8, (
+                f"expected each piece of the microphone's WAV in what the phone heard (correlation > 0.8), measured "
                 f"{figures['correlation']:.2f}")
 
             # Many events: the newest is in view without scrolling.

@@ -38,6 +38,9 @@ POLL_SECONDS = 0.02  # how often a sandbox phone's ears are read
 # start, and after a hiccup): the page sends 40 ms pieces with jitter, and a paced sender that runs
 # dry between two pieces would put a gap into the voice each time.
 MIC_PREBUFFER_SECONDS = 0.08
+# ...and dropped while more than this is already waiting: after a stall (a busy kernel delivers a
+# burst of pieces at once) the voice would otherwise stay that much late for the rest of the call.
+MIC_MAX_QUEUE_SECONDS = 0.16
 
 
 class CallAudio(anywidget.AnyWidget):
@@ -58,6 +61,7 @@ class CallAudio(anywidget.AnyWidget):
     mic_frames_sent = t.Int(0).tag(sync=True)
     peak = t.Float(0.0).tag(sync=True)
     speaker_delay_ms = t.Int(0).tag(sync=True)
+    speaker_delay_parts = t.Unicode("").tag(sync=True)  # the median of each stage, in words
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, lab: Lab, **kwargs: Any):
@@ -65,6 +69,7 @@ class CallAudio(anywidget.AnyWidget):
         self.lab = lab
         self.call: Call | None = None
         self.mic_frames = 0
+        self.mic_frames_dropped = 0  # 20 ms frames dropped to keep the voice live (see MIC_MAX_QUEUE_SECONDS)
         self.last_error: BaseException | None = None
         self._mic_delays: deque[float] = deque(maxlen=200)
         self._lock = threading.Lock()
@@ -191,6 +196,9 @@ class CallAudio(anywidget.AnyWidget):
             return
         samples = np.frombuffer(bytes(buffers[0]), dtype="<i2")
         rate = int(content.get("rate") or self.rate)
+        if self._sink_queued() > MIC_MAX_QUEUE_SECONDS:
+            self.mic_frames_dropped += samples.size // max(1, rate // 50)
+            return
         self._mic_hold.append(samples)
         held = sum(x.size for x in self._mic_hold)
         if held < rate * MIC_PREBUFFER_SECONDS and self._sink_queued() < 0.02:

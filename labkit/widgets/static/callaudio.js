@@ -17,7 +17,7 @@
 // per-chunk edge effects, and the wire carries 16-bit audio at the call's rate (a third of 48 kHz).
 
 const JITTER_S = 0.06; // scheduled this far ahead of "now": absorbs network and kernel-thread jitter
-const MAX_AHEAD_S = 0.3; // never queue more than this: drop audio rather than fall behind
+const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
 const MIC_CHUNK_MS = 40; // microphone audio is sent in 40 ms pieces (two call frames)
 
 const WORKLET = `
@@ -137,8 +137,8 @@ export function createCallAudio(root, transport) {
     if (meta && meta.t) {
       // kernel age of the audio + wire + scheduled ahead + the device's own output latency
       const out = (ctx.outputLatency || 0) + (ctx.baseLatency || 0);
-      const ms = (meta.age_ms || 0) + Math.max(0, Date.now() - meta.t) + (ahead + out) * 1000;
-      s.speakerDelays.push(ms);
+      const parts = [meta.age_ms || 0, Math.max(0, Date.now() - meta.t), ahead * 1000, out * 1000];
+      s.speakerDelays.push(parts);
       if (s.speakerDelays.length > 200) s.speakerDelays.shift();
     }
   }
@@ -260,11 +260,14 @@ export function createCallAudio(root, transport) {
     }
     root.dataset.framesPlayed = String(Math.round(s.framesPlayed));
     root.dataset.micFrames = String(Math.round(s.micFrames));
-    const sorted = [...s.speakerDelays].sort((a, b) => a - b);
+    const median = (xs) => { const v = [...xs].sort((a, b) => a - b); return v.length ? v[v.length >> 1] : 0; };
+    const d = s.speakerDelays;
+    const total = median(d.map((p) => p[0] + p[1] + p[2] + p[3]));
     transport.report({
       frames_played: Math.round(s.framesPlayed), frames_dropped: Math.round(s.framesDropped),
       mic_frames_sent: Math.round(s.micFrames), peak: Number(s.peak.toFixed(4)),
-      speaker_delay_ms: sorted.length ? Math.round(sorted[sorted.length >> 1]) : 0,
+      speaker_delay_ms: Math.round(total),
+      speaker_delay_parts: d.length ? `kernel ${median(d.map((p) => p[0])).toFixed(0)} ms + wire ${median(d.map((p) => p[1])).toFixed(0)} ms + queued ${median(d.map((p) => p[2])).toFixed(0)} ms + device ${median(d.map((p) => p[3])).toFixed(0)} ms` : "",
     });
   }, 250);
   setStatus();
