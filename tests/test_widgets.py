@@ -363,12 +363,13 @@ class _Page:
         return np.frombuffer(b"".join(b for _c, b in self.received), dtype="<i2")
 
     def talk(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.04) -> None:
-        """Send `samples` as the page does: 40 ms pieces, paced like a microphone."""
+        """Send `samples` as the page does, in 40 ms pieces, all at once: these tests check where the
+        audio goes, so the live-keeping drop is off (`max_mic_queue`); the drop has its own test."""
+        self.audio.max_mic_queue = 60.0
         n = int(rate * chunk_seconds)
         for i in range(0, samples.size, n):
             self.audio._on_page_message(self.audio, {"type": "mic", "rate": rate, "t": time.time() * 1000},
                                         [samples[i:i + n].astype("<i2").tobytes()])
-            time.sleep(chunk_seconds / 8)  # the shared lab runs at 4x: stay ahead of it, as a live mic does at 1x
 
 
 
@@ -449,6 +450,29 @@ def test_call_audio_on_a_websocket_call_hears_the_socket_and_talks_through_the_p
         time.sleep(0.2)
         c = phone.heard_since(mark).correlate(said)
         assert c > 0.8, f"expected the microphone in what the phone heard (correlation above 0.8), measured {c:.2f}"
+    finally:
+        audio.close()
+        call.hangup()
+
+
+def test_microphone_audio_beyond_the_queue_limit_is_dropped_to_stay_live(fresh):
+    from labkit.widgets.call_audio import MIC_MAX_QUEUE_SECONDS, MIC_PREBUFFER_SECONDS, CallAudio
+
+    phone = fresh.phone("447700900225").set(outcome="answer", answer_after=0.1)
+    call = fresh.call(phone.number)
+    call.wait_for("answered", timeout=20)
+    audio = CallAudio(fresh)
+    try:
+        audio.follow(call)
+        tone = (np.sin(np.arange(640) / 3) * 8000).astype("<i2").tobytes()
+        for _ in range(100):  # 4 s of microphone in one burst, as after a stalled kernel
+            audio._on_page_message(audio, {"type": "mic", "rate": 16000, "t": time.time() * 1000}, [tone])
+        # Kept: what fits under the limit (plus the piece that crossed it and the prebuffer); the rest
+        # was dropped rather than played seconds late.
+        kept = audio.mic_frames * 0.02
+        assert kept <= MIC_MAX_QUEUE_SECONDS + MIC_PREBUFFER_SECONDS + 0.04 + 0.2  # + what played meanwhile
+        assert audio.mic_frames_dropped >= 200 - audio.mic_frames - 4 and audio.mic_frames_dropped > 100
+        assert phone.queued_seconds <= MIC_MAX_QUEUE_SECONDS + MIC_PREBUFFER_SECONDS + 0.04
     finally:
         audio.close()
         call.hangup()

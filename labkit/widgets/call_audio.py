@@ -70,6 +70,7 @@ class CallAudio(anywidget.AnyWidget):
         self.call: Call | None = None
         self.mic_frames = 0
         self.mic_frames_dropped = 0  # 20 ms frames dropped to keep the voice live (see MIC_MAX_QUEUE_SECONDS)
+        self.max_mic_queue = MIC_MAX_QUEUE_SECONDS  # seconds; larger keeps every word but lets delay grow
         self.last_error: BaseException | None = None
         self._mic_delays: deque[float] = deque(maxlen=200)
         self._lock = threading.Lock()
@@ -196,7 +197,7 @@ class CallAudio(anywidget.AnyWidget):
             return
         samples = np.frombuffer(bytes(buffers[0]), dtype="<i2")
         rate = int(content.get("rate") or self.rate)
-        if self._sink_queued() > MIC_MAX_QUEUE_SECONDS:
+        if self._sink_queued() > self.max_mic_queue:
             self.mic_frames_dropped += samples.size // max(1, rate // 50)
             return
         self._mic_hold.append(samples)

@@ -55,19 +55,23 @@ function el_(tag, cls, text) {
 export function createCallAudio(root, transport) {
   root.classList.add("labkit-call-audio");
   const bar = el_("div", "labkit-audio-row");
-  const listen = el_("button", "labkit-listen", "\u{1F50A} Listen");
-  const talk = el_("button", "labkit-talk", "\u{1F3A4} Talk");
-  const mute = el_("button", "labkit-mic-mute", "Mute mic");
+  Object.assign(bar.style, { display: "flex", flexWrap: "wrap", alignItems: "center", gap: "6px" });
+  const listen = el_("button", "labkit-listen jupyter-button widget-button", "Listen");
+  const talk = el_("button", "labkit-talk jupyter-button widget-button", "Talk");
+  const mute = el_("button", "labkit-mic-mute jupyter-button widget-button", "Mute mic");
+  listen.title = "play the call here as it happens";
+  talk.title = "send your microphone into the call";
   const volume = el_("input", "labkit-volume");
   Object.assign(volume, { type: "range", min: "0", max: "2", step: "0.05", value: "1", title: "volume" });
   const speakerMeter = el_("meter", "labkit-level");
   Object.assign(speakerMeter, { min: 0, max: 1, value: 0, title: "what you hear" });
   const micMeter = el_("meter", "labkit-mic-level");
   Object.assign(micMeter, { min: 0, max: 1, value: 0, title: "your microphone" });
-  for (const b of [listen, talk, mute]) b.type = "button";
+  for (const b of [listen, talk, mute]) { b.type = "button"; b.style.width = "auto"; b.style.padding = "0 10px"; }
   mute.disabled = true;
-  bar.append(listen, talk, mute, el_("span", "", " vol "), volume, el_("span", "", " out "), speakerMeter,
-             el_("span", "", " mic "), micMeter);
+  volume.style.width = "90px";
+  const label = (text, ...kids) => { const l = el_("label", "", text + " "); l.append(...kids); l.style.fontSize = "12px"; return l; };
+  bar.append(listen, talk, mute, label("volume", volume), label("out", speakerMeter), label("mic", micMeter));
   const status = el_("div", "labkit-audio-status", "");
   const error = el_("div", "labkit-audio-error", "");
   error.style.color = "#b00020";
@@ -85,8 +89,10 @@ export function createCallAudio(root, transport) {
     parts.push(s.listening ? `listening to ${transport.source() || "the call"}` : "not listening");
     parts.push(s.talking ? (s.muted ? "talking (mic muted)" : "talking: the call hears your microphone") : "not talking");
     status.textContent = parts.join(" \u00b7 ");
-    listen.textContent = s.listening ? "\u{1F50A} Stop listening" : "\u{1F50A} Listen";
-    talk.textContent = s.talking ? "\u{1F3A4} Stop talking" : "\u{1F3A4} Talk";
+    listen.textContent = s.listening ? "Stop listening" : "Listen";
+    talk.textContent = s.talking ? "Stop talking" : "Talk";
+    listen.classList.toggle("mod-warning", s.listening);
+    talk.classList.toggle("mod-danger", s.talking);
     mute.textContent = s.muted ? "Unmute mic" : "Mute mic";
     mute.disabled = !s.talking;
     listen.setAttribute("aria-pressed", String(s.listening));
