@@ -392,3 +392,122 @@ print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(sai
             if client is not None:
                 client.stop_channels()
             browser.close()
+
+
+PLAIN_PAGE = """<!doctype html><html><body><div id="audio"></div><script type="module">
+import { createCallAudio } from "./callaudio.js";
+// A host that is not a notebook (the sandbox's softphone page will be one): a transport made by hand.
+const sent = [], states = [], reports = [];
+let feed = null;
+const transport = {
+  rate: () => 16000,
+  source: () => "a test tone",
+  onAudio(fn) { feed = fn; return () => { feed = null; }; },
+  sendMic(pcm, rate, t) { sent.push([pcm.length, rate]); },
+  setState(name, value) { states.push([name, value]); },
+  report(stats) { reports.push(stats); },
+  onChange(fn) { return () => {}; },
+};
+const root = document.getElementById("audio");
+createCallAudio(root, transport);
+// 40 ms pieces of a 440 Hz tone, as a call would deliver them
+setInterval(() => {
+  if (!feed) return;
+  const pcm = new Int16Array(640);
+  const t0 = performance.now() / 1000;
+  for (let i = 0; i < 640; i++) pcm[i] = Math.round(8000 * Math.sin(2 * Math.PI * 440 * (t0 + i / 16000)));
+  feed(pcm, 16000, { t: Date.now(), age_ms: 0 });
+}, 40);
+window.labkitTest = { sent, states, reports, root };
+</script></body></html>"""
+
+
+def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_path):
+    """The same JS module outside Jupyter: only the transport differs (no anywidget, no kernel)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium is missing ({CHROMIUM})")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
+    (tmp_path / "index.html").write_text(PLAIN_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={MIC_WAV}"]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                root = page.locator("#audio")
+                root.locator(".labkit-listen").click()
+                expect(root.locator(".labkit-audio-status")).to_contain_text("listening to a test tone")
+                page.wait_for_function("Number(labkitTest.root.dataset.analyserPeak) > 0.1", timeout=15_000)
+                root.locator(".labkit-talk").click()
+                page.wait_for_function("labkitTest.sent.length >= 10", timeout=15_000)
+                sent = page.evaluate("labkitTest.sent")
+                assert all(n == 640 and rate == 16000 for n, rate in sent)  # whole 20 ms frames, at the call's rate
+                root.locator(".labkit-mic-mute").click()
+                expect(root.locator(".labkit-audio-status")).to_contain_text("mic muted")
+                count = page.evaluate("labkitTest.sent.length")
+                page.wait_for_timeout(300)
+                assert page.evaluate("labkitTest.sent.length") == count  # muted: nothing goes out
+                root.locator(".labkit-talk").click()
+                states = page.evaluate("labkitTest.states")
+                assert states == [["listening", True], ["talking", True], ["talking", False]]
+                assert root.locator(".labkit-audio-error").inner_text().strip() == ""
+                root.screenshot(path=str(ARTIFACTS / "audio-plain-page.png"))
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], "No microphone was found"),  # headless chromium has no microphone of its own
+    (["--use-fake-device-for-media-stream", "--deny-permission-prompts"], "refused the microphone"),
+], ids=["absent", "refused"])
+def test_microphone_absent_or_refused_says_what_to_do(tmp_path, args, expected):
+    """A microphone that is missing or refused: the page says which, and what to do, in words."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
+    (tmp_path / "index.html").write_text(PLAIN_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args, headless=True)
+            try:
+                context = browser.new_context()  # no microphone permission granted
+                page = context.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                root = page.locator("#audio")
+                root.locator(".labkit-talk").click()
+                error = root.locator(".labkit-audio-error")
+                expect(error).to_contain_text(expected, timeout=15_000)
+                expect(root.locator(".labkit-talk")).to_have_text("Talk")  # back to not talking
+                root.screenshot(path=str(ARTIFACTS / f"audio-mic-{'absent' if not args else 'refused'}.png"))
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
