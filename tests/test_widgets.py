@@ -241,12 +241,12 @@ def test_double_click_places_one_call_and_call_is_disabled_while_up(make_panel, 
 
 def test_newest_event_is_first_in_a_bottom_anchored_box():
     from labkit.events import EventLog
-    from labkit.widgets.panel import _events_html
+    from labkit.widgets.lines import events_html
 
     log = EventLog()
     for i in range(15):
         log.add("event", {"uuid": "u1", "status": f"status-{i:02d}"})
-    markup = _events_html(list(log), "u1")
+    markup = events_html(list(log), "u1")
     assert "flex-direction:column-reverse" in markup  # the scroll box rests on its newest line
     assert markup.index("status-14") < markup.index("status-13") < markup.index("status-00")
 

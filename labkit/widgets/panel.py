@@ -32,7 +32,8 @@ from labkit.widgets._common import (
     recording_wav,
     show_error,
 )
-from labkit.widgets.softphone import Softphone, follow_heard
+from labkit.widgets.lines import TOGGLE_WORDS, WaitLine, call_audio, clip, events_html, follow_phone, pick
+from labkit.widgets.softphone import Softphone
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
 
 DEFAULT_PHONE = "447700900001"  # the virtual phone the sandbox notebooks call
-KIND_COLOURS = {"event": "#1f4e79", "answer": "#6a1b9a", "socket": "#00695c", "lab": "#8a6d00"}
 
 
 def panel(lab: Lab, **kwargs: Any) -> ControlPanel:
@@ -76,7 +76,6 @@ class ControlPanel(widgets.HBox):
         self._shown_recordings = -1
         self._phone_feed: Callable[[], None] | None = None
         self._keys_sent = ""  # the keys pressed on this call, shown in the trace line
-        self._waits_ticker: threading.Event | None = None
 
         default_to = to or lab.settings.to_number or (DEFAULT_PHONE if lab.mode == "sandbox" else "")
         # -- dialling
@@ -93,12 +92,11 @@ class ControlPanel(widgets.HBox):
         self.trace = widgets.HTML(value="")
         self.trace.add_class("labkit-trace")
         # what the lab is waiting for (a notebook cell's wait_for), with the seconds it has waited
-        self.waiting = widgets.HTML(value="")
-        self.waiting.add_class("labkit-waiting")
+        self.waiting = WaitLine()
         self.call_label = widgets.HTML(value="")
         # -- audio into the call
         files = lab.audio_files()
-        self.stream_file = widgets.Dropdown(options=files, value=_pick(files), description="File",
+        self.stream_file = widgets.Dropdown(options=files, value=pick(files), description="File",
                                             layout=widgets.Layout(width="260px"))
         self.stream_loop = widgets.IntText(value=0, description="Loop", tooltip="0 repeats until stopped",
                                            layout=widgets.Layout(width="140px"))
@@ -115,10 +113,10 @@ class ControlPanel(widgets.HBox):
         self.earmuff_toggle = widgets.ToggleButton(value=False, description="Earmuff", icon="deaf",
                                                    tooltip="this call stops hearing the other side")
         # -- what came back
-        self.events_html = widgets.HTML(value=_events_html([], None))
+        self.events_html = widgets.HTML(value=events_html([], None))
         self.events_html.add_class("labkit-events")
         self.waveform = LiveWaveform(seconds=waveform_seconds, title="call audio")
-        self.audio = _call_audio(lab)  # Listen / Talk in the browser (None without anywidget)
+        self.audio = call_audio(lab)  # Listen / Talk in the browser (None without anywidget)
         self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
                                     layout=widgets.Layout(display="none"))
         self.recordings_box = widgets.VBox([])
@@ -171,9 +169,6 @@ class ControlPanel(widgets.HBox):
         for event in list(lab.events)[-max_events:]:
             self._recent.append(event)
         self._unsubscribe = lab.events.subscribe(self._on_event)
-        from labkit import waits
-
-        self._unwatch = waits.watch(self._on_wait)
         self._render_events()
         self._refresh_recordings()
 
@@ -294,7 +289,7 @@ class ControlPanel(widgets.HBox):
         if not text:
             raise InvalidInput("Type what to say in the Say box first.")
         self._require_call().say(text)
-        self._say_done(f"saying \u201c{_clip(text)}\u201d")
+        self._say_done(f"saying \u201c{clip(text)}\u201d")
 
     @guarded
     def _press(self, digit: str) -> None:
@@ -332,30 +327,6 @@ class ControlPanel(widgets.HBox):
         """The trace line: what the last click did, so no button leaves a person guessing."""
         self.trace.value = f"<small style='{OK_STYLE}'>&#10003; {html.escape(text)}</small>"
 
-    def _on_wait(self, wait: Any) -> None:
-        """A notebook cell started or ended a wait: show it, and tick the seconds while it runs."""
-        from labkit import waits
-
-        running = waits.current()
-        if not running:
-            if self._waits_ticker is not None:
-                self._waits_ticker.set()
-                self._waits_ticker = None
-            self.waiting.value = f"<small>{html.escape(wait.line())}</small>"
-            return
-        self.waiting.value = "<small>" + "<br>".join(html.escape(w.line()) for w in running) + "</small>"
-        if self._waits_ticker is None:
-            stop = self._waits_ticker = threading.Event()
-
-            def tick() -> None:
-                while not stop.wait(1.0):
-                    now = waits.current()
-                    if now:
-                        self.waiting.value = ("<small>" + "<br>".join(html.escape(w.line()) for w in now)
-                                              + "</small>")
-
-            threading.Thread(target=tick, name="labkit-panel-waits", daemon=True).start()
-
     @guarded
     def _play_recording(self, index: int) -> None:
         recordings = self.lab.recordings
@@ -390,7 +361,7 @@ class ControlPanel(widgets.HBox):
         if list(self.stream_file.options) != files:
             current = self.stream_file.value
             self.stream_file.options = files
-            self.stream_file.value = current if current in files else _pick(files)
+            self.stream_file.value = current if current in files else pick(files)
 
     # -- live updates (webhook and WebSocket threads) ---------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -459,7 +430,7 @@ class ControlPanel(widgets.HBox):
                 self.audio.follow(call)  # the socket is up now: hear it, talk into it
             return
         if self.lab.mode == "sandbox" and self._phone_feed is None and call.to:
-            self._phone_feed = _follow_phone(self.lab, call.to, self.waveform)
+            self._phone_feed = follow_phone(self.lab, call.to, self.waveform)
 
     def _stop_phone_feed(self) -> None:
         stop, self._phone_feed = self._phone_feed, None
@@ -471,7 +442,7 @@ class ControlPanel(widgets.HBox):
             self.call_button.disabled = self._placing
         with self._lock:
             call = self.call
-            self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
+            self.events_html.value = events_html(list(self._recent), call.uuid if call else None)
 
     def _refresh_recordings(self) -> None:
         try:
@@ -495,9 +466,7 @@ class ControlPanel(widgets.HBox):
     def close(self) -> None:
         """Stop listening to the lab and close every inner widget."""
         self._unsubscribe()
-        self._unwatch()
-        if self._waits_ticker is not None:
-            self._waits_ticker.set()
+        self.waiting.close()
         self._stop_phone_feed()
         self.waveform.close()
         if self.audio is not None:
@@ -509,58 +478,3 @@ class ControlPanel(widgets.HBox):
     def __repr__(self) -> str:
         call = self.call.uuid[:8] if self.call else None
         return f"<ControlPanel {self.lab.mode} call={call} status={self.status.value!r}>"
-
-
-TOGGLE_WORDS = {
-    "mute": "muted: the other side no longer hears this call",
-    "unmute": "unmuted: the other side hears this call again",
-    "earmuff": "earmuffed: this call no longer hears the other side",
-    "unearmuff": "earmuff off: this call hears the other side again",
-}
-
-
-def _clip(text: str, n: int = 40) -> str:
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
-
-
-def _pick(files: list[str]) -> str | None:
-    for preferred in ("music.mp3", "music.wav"):
-        if preferred in files:
-            return preferred
-    audible = [f for f in files if not f.startswith("silence")]
-    return (audible or files or [None])[0]
-
-
-def _events_html(events: list[Event], uuid: str | None) -> str:
-    """The last events, one line each, the current call's in bold."""
-    if not events:
-        return "<div style='font-family:monospace;font-size:12px;color:#888'>no events yet</div>"
-    lines = []
-    for e in reversed(events):  # newest first in the markup; column-reverse puts it at the bottom
-        colour = KIND_COLOURS.get(e.kind, "#333")
-        weight = "bold" if uuid and e.uuid == uuid else "normal"
-        lines.append(f"<div style='color:{colour};font-weight:{weight};white-space:pre'>"
-                     f"{html.escape(e.summary())}</div>")
-    # A column-reverse scroll box starts scrolled to its end, so the newest line is in view without
-    # anyone scrolling, however many lines there are (the browser keeps it there as lines arrive).
-    return ("<div class='labkit-events-scroll' style='font-family:monospace;font-size:12px;max-height:240px;"
-            "overflow:auto;display:flex;flex-direction:column-reverse;border:1px solid #eee;padding:3px'>"
-            + "".join(lines) + "</div>")
-
-
-def _call_audio(lab: Lab) -> Any:
-    """The browser audio widget, or None when anywidget is missing (the panel works without it)."""
-    try:
-        from labkit.widgets.call_audio import CallAudio
-    except ImportError:
-        return None
-    return CallAudio(lab)
-
-
-def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
-    """Sandbox: feed `waveform` with what the virtual phone at `number` hears; returns a stop function."""
-    try:
-        phone = lab.phone(number)
-    except Exception:  # noqa: BLE001 - not a virtual phone: nothing to show
-        return None
-    return follow_heard(phone, waveform, title=f"what {number} hears")
