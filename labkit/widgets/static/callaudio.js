@@ -86,7 +86,8 @@ export function createCallAudio(root, transport) {
 
   function setStatus() {
     const parts = [];
-    parts.push(s.listening ? `listening to ${transport.source() || "the call"}` : "not listening");
+    const source = transport.source();
+    parts.push(s.listening ? (source ? `listening to ${source}` : "listening: no call right now") : "not listening");
     parts.push(s.talking ? (s.muted ? "talking (mic muted)" : "talking: the call hears your microphone") : "not talking");
     status.textContent = parts.join(" \u00b7 ");
     listen.textContent = s.listening ? "Stop listening" : "Listen";
