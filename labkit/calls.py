@@ -93,6 +93,24 @@ def _problem_detail(body: Any) -> str:
     return f" ({text})" if text else ""
 
 
+class Reply:
+    """The Voice API's answer to a request about a call, shown as one line of words in a notebook
+    (not the SDK's `CallMessage(...)`); its fields (`.message`, `.uuid`) and `.raw` are still there."""
+
+    def __init__(self, action: str, raw: Any):
+        self.action = action
+        self.raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+    def __repr__(self) -> str:
+        message = getattr(self.raw, "message", None) or "done"
+        return f"{self.action}: {message}"
+
+
 class Call:
     """A call leg the lab placed or received. Methods map one to one onto the Voice API."""
 
@@ -122,8 +140,21 @@ class Call:
 
     def wait_for(self, status: str, timeout: float = 30.0) -> Event:
         """Wait until the event webhook reports `status` for this call (already-received events count)."""
-        return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
-                                        timeout=timeout)
+        from labkit.waits import waiting
+
+        with waiting(f"'{status}' on call {self.uuid[:8]}", timeout):
+            return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
+                                            timeout=timeout)
+
+    async def until(self, status: str, timeout: float = 30.0) -> Event:
+        """`await call.until("answered")`: `wait_for` that lets the notebook's widgets keep working.
+
+        The blocking wait runs on a worker thread while the kernel's event loop goes on handling
+        button clicks (ipykernel 7 serves widget messages during an awaiting cell).
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for, status, timeout)
 
     def info(self):
         """The platform's view of the call (`vonage_voice.CallInfo`)."""
@@ -148,13 +179,13 @@ class Call:
             result = self.lab.voice.play_audio_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,
                                     "loop": loop, "level": level})
-        return result
+        return Reply(f"Streaming {file_or_url} into call {self.uuid[:8]}", result)
 
     def stop_stream(self):
         with api_errors("Stopping the stream", self.uuid):
             result = self.lab.voice.stop_audio_stream(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-stopped"})
-        return result
+        return Reply(f"Stopping the stream in call {self.uuid[:8]}", result)
 
     def say(self, text: str, *, language: str = "en-US", style: int = 0, premium: bool = False,
             loop: int = 1, level: float = 0):
@@ -162,25 +193,26 @@ class Call:
         from vonage_voice import TtsStreamOptions
 
         if not text or not str(text).strip():
-            raise validate.InvalidInput("say() needs some text to speak.")
+            raise validate.InvalidInput("There is nothing to say: give some text to speak.")
         options = TtsStreamOptions(text=str(text), language=language, style=style, premium=premium,
                                    loop=validate.loop(loop), level=validate.level(level))
         with api_errors("Speaking into the call", self.uuid):
             result = self.lab.voice.play_tts_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})
-        return result
+        return Reply(f"Speaking into call {self.uuid[:8]}", result)
 
     def stop_talk(self):
         with api_errors("Stopping the speech", self.uuid):
             result = self.lab.voice.stop_tts(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-stopped"})
-        return result
+        return Reply(f"Stopping the speech in call {self.uuid[:8]}", result)
 
     def dtmf(self, digits: str):
         """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""
         digits = validate.dtmf(digits)
         with api_errors("Sending DTMF", self.uuid):
-            return self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+            result = self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+        return Reply(f"Sending keys {digits} into call {self.uuid[:8]}", result)
 
     # -- call control ------------------------------------------------------------------------
     def hangup(self) -> None:
@@ -215,8 +247,10 @@ class Call:
         with api_errors("Transferring the call", self.uuid):
             # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
             http = self.lab.voice.http_client
+            script = to_json(ncco_or_url)
             http.put(http.api_host, f"/v1/calls/{self.uuid}",
-                     {"action": "transfer", "destination": {"type": "ncco", "ncco": to_json(ncco_or_url)}})
+                     {"action": "transfer", "destination": {"type": "ncco", "ncco": script}})
+        self.lab._served(self.uuid, script, "transfer")
 
     def recording(self, timeout: float = 10.0):
         """The recording of this call's WebSocket audio, once the socket has closed (after hang-up)."""

@@ -242,7 +242,8 @@ class EventLog:
         cells = []
         for e in self:
             detail = ", ".join(f"{k}={v}" for k, v in e.payload.items()
-                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to"))
+                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to")
+                               and v not in (None, "", [], {}))  # empty fields say nothing
             cells.append(
                 "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
                     f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,

@@ -307,6 +307,7 @@ class Lab:
         ncco = to_json(script)
         if uuid:
             self.sockets.bind_links(ncco, uuid)
+            self._served(uuid, ncco, "answer_url")
         return ncco
 
     def _event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -316,6 +317,7 @@ class Lab:
                 ncco = to_json(result)
                 if payload.get("uuid"):
                     self.sockets.bind_links(ncco, payload["uuid"])
+                    self._served(payload["uuid"], ncco, "event_url")
                 return ncco
         return None
 
@@ -351,7 +353,14 @@ class Lab:
         self.calls[call.uuid] = call
         if script:
             self.sockets.bind_links(script, call.uuid)
+            self._served(call.uuid, script, "create-call")
         return call
+
+    def _served(self, uuid: str, ncco: list[dict[str, Any]], via: str) -> None:
+        """Note an NCCO the platform got for leg `uuid`, so `call.timeline()` can draw its actions."""
+        from labkit.ncco_timing import SERVED
+
+        self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
 
     def _create_call(self, body: dict[str, Any], ncco: Any):
         """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
@@ -372,6 +381,18 @@ class Lab:
 
     def wait_for_call(self, timeout: float = 30.0) -> Call:
         """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
+        from labkit.waits import waiting
+
+        with waiting(f"an inbound call to {self.number}", timeout):
+            return self._wait_for_call(timeout)
+
+    async def next_call(self, timeout: float = 30.0) -> Call:
+        """`await lab.next_call()`: `wait_for_call` that lets the notebook's widgets keep working."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for_call, timeout)
+
+    def _wait_for_call(self, timeout: float) -> Call:
         deadline = time.monotonic() + timeout
         with self._inbound:
             while True:

@@ -305,7 +305,7 @@ def test_lab_command_runs_jupyterlab_on_the_notebooks(capsys, monkeypatch, tmp_p
             return 0
 
     monkeypatch.setattr(cli.lab.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(cli.lab, "_wait_for_port", lambda port, proc, timeout=60.0: True)
+    monkeypatch.setattr(cli.lab, "_wait_for_port", lambda port, proc, timeout=60.0, token="": True)
     code, out = run(capsys, "lab", "--port", "8899", "--notebooks", str(notebooks))
     assert code == 0
     argv, token = started["argv"], started["env"]["JUPYTER_TOKEN"]

@@ -312,6 +312,30 @@ def print_report(checks: Sequence[Check], stream: TextIO | None = None) -> bool:
     return not blocking
 
 
+def report_html(checks: Sequence[Check]) -> Any:
+    """The checklist as a notebook table: long details wrap between words, not mid-word as the
+    printed report does in a narrow output area (an `IPython.display.HTML`)."""
+    import html
+
+    from IPython.display import HTML
+
+    rows = []
+    for check in checks:
+        mark, colour = (("\u2713", "#1b7a2f") if check.ok else ("\u2013", "#666") if check.ok is None
+                        else ("\u2717", "#b00020"))
+        advice = (f"<div style='color:#b00020'>\u2192 {html.escape(check.advice)}</div>"
+                  if check.ok is False and check.advice else "")
+        rows.append(f"<tr><td style='color:{colour};font-weight:bold;vertical-align:top'>{mark}</td>"
+                    f"<td style='text-align:left;vertical-align:top;white-space:nowrap'>{html.escape(check.check)}</td>"
+                    f"<td style='text-align:left;white-space:normal;overflow-wrap:break-word'>"
+                    f"{html.escape(check.detail)}{advice}</td></tr>")
+    blocking = [check for check in checks if check.fails]
+    verdict = (f"{len(blocking)} problem{'s' if len(blocking) > 1 else ''} to fix before the lab can run."
+               if blocking else "Nothing blocks the lab.")
+    return HTML(f"<table class='labkit-doctor' style='max-width:100%'>{''.join(rows)}</table>"
+                f"<p><b>{html.escape(verdict)}</b></p>")
+
+
 def _marks(stream: TextIO) -> tuple[str, str, str, str]:
     """✓ ✗ – → where the terminal can show them, plain ASCII where it cannot (e.g. a cp1252 pipe)."""
     try:

@@ -214,6 +214,12 @@ class VirtualPhone:
         with self._lock:
             return bool(self._speech)
 
+    @property
+    def queued_seconds(self) -> float:
+        """Call-time seconds of speech queued and not yet spoken (how far behind live speech runs)."""
+        with self._lock:
+            return sum(item[0].size - item[1] for item in self._speech) / BUS_RATE
+
     def press(self, digits: str, duration_ms: int = DTMF_DURATION_MS) -> None:
         """Press keys during the call, one every 0.3 s of call time (feeds input, bargeIn, WebSockets)."""
         digits = str(digits).upper()
