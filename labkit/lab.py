@@ -177,6 +177,8 @@ class Lab:
                     part.stop()
                 except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
                     errors.append(exc)
+        if self.runner is not None and self.runner.cut_note and not self._quiet:
+            print(self.runner.cut_note)  # stop is bounded: say what it had to cut to stay so
         if self.tunnel is not None:
             try:
                 self.tunnel.kill()  # the agent too: a stopped lab leaves no process behind

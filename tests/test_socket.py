@@ -33,6 +33,7 @@ def hub(tmp_path):
     runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
                           on_stop=hub.close_all).start()
     hub.base = f"ws://127.0.0.1:{runner.port}"
+    hub.runner = runner
     yield hub
     runner.stop()
 
@@ -68,7 +69,11 @@ def test_no_token_no_connection(hub):
     with pytest.raises(InvalidStatus):
         connect(hub.base + "/socket?token=wrong&link=x")
     assert not hub.sessions
-    assert [e.status for e in hub.events] == ["refused", "refused"]
+    # the first refusal of a kind is reported at once, the rest of its window as one counted line
+    assert [(e.status, e.payload["count"]) for e in hub.events] == [("refused", 1)]
+    hub.runner.refusals.flush()
+    assert [(e.status, e.payload["kind"], e.payload["count"]) for e in hub.events] == [
+        ("refused", "bad-socket-token", 1), ("refused", "bad-socket-token", 1)]
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000])

@@ -34,9 +34,10 @@ class ServerContext:
     instruction: Callable[[dict[str, Any]], list[dict[str, Any]] | None] = lambda payload: None
     audio_dirs: list[Path] = field(default_factory=list)
     allowed_hosts: set[str] = field(default_factory=lambda: set(LOOPBACK_HOSTS))
-    signature_secret: str | None = None
+    signature_secret: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     sockets: Any = None  # labkit.server.sockets.SocketHub, when WebSockets are wired in
     mode: str = "sandbox"
+    refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals, set by the runner
 
     def find_audio(self, name: str) -> Path | None:
         """The first file called `name` in the audio folders, refusing anything outside them."""
@@ -54,6 +55,15 @@ class ServerContext:
         return sorted(names)
 
 
+def _hostname(host_header: str) -> str:
+    return host_header.split("]")[0] + "]" if host_header.startswith("[") else host_header.rsplit(":", 1)[0]
+
+
+def host_allowed(host_header: str, allowed: set[str]) -> bool:
+    """DNS-rebinding protection: only loopback names and the tunnel's host may address the lab."""
+    return _hostname(host_header).lower() in allowed
+
+
 def _payload() -> dict[str, Any]:
     """Webhook fields from a JSON body (POST) or the query string (GET)."""
     data: dict[str, Any] = request.args.to_dict()
@@ -67,16 +77,18 @@ def _payload() -> dict[str, Any]:
 
 
 def create_app(ctx: ServerContext) -> Flask:
-    """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz, /socket."""
+    """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz.
+
+    `/socket` is not a Flask route: `ServerRunner` serves it as a native ASGI WebSocket on the same port."""
     app = Flask("labkit")
-    app.config["LABKIT"] = ctx
+    # Not in app.config: config dumps are printed and logged, and the context holds the signature secret.
+    app.extensions["labkit"] = ctx
 
     @app.before_request
     def check_host_and_signature() -> Response | None:
         # DNS-rebinding protection: only loopback names and the tunnel's host may address us.
-        host = (request.host or "").rsplit(":", 1)[0] if not request.host.startswith("[") else \
-            request.host.split("]")[0] + "]"
-        if host.lower() not in ctx.allowed_hosts:
+        if not host_allowed(request.host or "", ctx.allowed_hosts):
+            host = _hostname(request.host or "")
             return Response(f"Host {host!r} is not allowed: the lab only answers to loopback names "
                             "and its tunnel.\n", status=403, mimetype="text/plain")
         if ctx.signature_secret and request.path.startswith("/webhooks/"):
@@ -136,9 +148,6 @@ def create_app(ctx: ServerContext) -> Flask:
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"ok": True, "service": "labkit", "mode": ctx.mode})
-
-    if ctx.sockets is not None:
-        ctx.sockets.register(app)
 
     @app.errorhandler(405)
     def not_allowed(_exc) -> tuple[str, int]:
