@@ -143,6 +143,7 @@ class Lab:
         sb.configure(answer_url=self.url("/webhooks/answer"), event_url=self.url("/webhooks/event"),
                      signature_secret=self._signature_secret)
         self.sandbox = sb
+        self._ctx.application_id = sb.application_id
         self.number = sb.number
         self._voice = _voice_client(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
                                     HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
@@ -160,6 +161,9 @@ class Lab:
         if host:
             self._ctx.allowed_hosts.add(host.lower())
         self.number = s.vonage_number
+        self._ctx.application_id = s.application_id
+        if not self._signature_secret:
+            _warn_unsigned(self.public_url)
         self._voice = _voice_client(Auth(application_id=s.application_id, private_key=key),
                                     HttpClientOptions(timeout=HTTP_TIMEOUT))
 
@@ -454,6 +458,17 @@ class Lab:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in rows)
         return f"<b>labkit</b> ({'stopped' if self.stopped else 'running'})<table>{body}</table>"
+
+
+def _warn_unsigned(public_url: str) -> None:
+    """Live mode without a signature secret: say plainly what the open tunnel allows, and the fix."""
+    import sys
+
+    print(f"WARNING: VONAGE_SIGNATURE_SECRET is not set, so the lab cannot tell Vonage's webhooks from anyone "
+          f"else's. Anyone who finds {public_url} can post fake call events, fetch call scripts (and the "
+          "socket links in them) from the answer webhook, and download the lab's audio files. Set "
+          "VONAGE_SIGNATURE_SECRET in .env to the signature secret from the Vonage dashboard (API settings), "
+          "turn on signed callbacks for the application, and restart the lab.", file=sys.stderr)
 
 
 def _voice_client(auth, options):

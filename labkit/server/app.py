@@ -37,7 +37,9 @@ class ServerContext:
     signature_secret: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     sockets: Any = None  # labkit.server.sockets.SocketHub, when WebSockets are wired in
     mode: str = "sandbox"
-    refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals, set by the runner
+    refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals (create_app makes one)
+    application_id: str | None = None  # a signed token naming another application is refused
+    replays: Any = field(default=None, repr=False)  # labkit.server.signing.ReplayGuard (create_app makes one)
 
     def find_audio(self, name: str) -> Path | None:
         """The first file called `name` in the audio folders, refusing anything outside them."""
@@ -64,6 +66,34 @@ def host_allowed(host_header: str, allowed: set[str]) -> bool:
     return _hostname(host_header).lower() in allowed
 
 
+def _check_signature(ctx: ServerContext) -> Response | None:
+    """Vonage's signed-webhook check (reference/vonage-platform.md, "3. Signed webhooks").
+
+    Unsigned in live mode: 503, because Vonage documents an unsigned callback as its own rare internal
+    error and retries on 5xx (and an answer URL only on 429/503/504, not 500: hence 503). Unsigned in
+    sandbox mode, forged, tampered, expired or replayed: 401. Each kind is counted, not logged per request.
+    """
+    from urllib.parse import parse_qsl
+
+    from labkit.errors import SignatureError
+    from labkit.server.signing import verify_webhook, webhook_payloads
+
+    query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+    payloads = webhook_payloads(request.method, query, request.get_data())
+    try:
+        verify_webhook(request.headers.get("Authorization"), payloads, ctx.signature_secret or "",
+                       application_id=ctx.application_id, replays=ctx.replays)
+    except SignatureError as exc:
+        unsigned = exc.reason == "missing"
+        kind = "unsigned" if unsigned else "replayed" if exc.reason == "replayed" else "bad-signature"
+        ctx.refusals.count(kind, f"{request.method} {request.path}: {exc}")
+        if unsigned and ctx.mode == "live":
+            return Response("Unsigned webhook: answering 503 so that Vonage retries it signed.\n", status=503,
+                            mimetype="text/plain")
+        return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+    return None
+
+
 def _payload() -> dict[str, Any]:
     """Webhook fields from a JSON body (POST) or the query string (GET)."""
     data: dict[str, Any] = request.args.to_dict()
@@ -83,26 +113,25 @@ def create_app(ctx: ServerContext) -> Flask:
     app = Flask("labkit")
     # Not in app.config: config dumps are printed and logged, and the context holds the signature secret.
     app.extensions["labkit"] = ctx
+    if ctx.refusals is None:
+        from labkit.server.limits import Refusals
+
+        ctx.refusals = Refusals(ctx.events.add)
+    if ctx.replays is None:
+        from labkit.server.signing import ReplayGuard
+
+        ctx.replays = ReplayGuard()
 
     @app.before_request
     def check_host_and_signature() -> Response | None:
         # DNS-rebinding protection: only loopback names and the tunnel's host may address us.
         if not host_allowed(request.host or "", ctx.allowed_hosts):
             host = _hostname(request.host or "")
+            ctx.refusals.count("bad-host", f"Host {host!r} is not allowed")
             return Response(f"Host {host!r} is not allowed: the lab only answers to loopback names "
                             "and its tunnel.\n", status=403, mimetype="text/plain")
         if ctx.signature_secret and request.path.startswith("/webhooks/"):
-            from labkit.errors import SignatureError
-            from labkit.server.signing import verify_webhook
-
-            try:
-                # What payload_hash covers for GET webhooks is UNCONFIRMED: check the signature only.
-                verify_webhook(request.headers.get("Authorization"), request.get_data(), ctx.signature_secret,
-                               require_payload_hash=request.method != "GET")
-            except SignatureError as exc:
-                ctx.events.add("lab", {"status": "refused", "reason": f"unsigned or badly signed "
-                                       f"webhook to {request.path}: {exc}"})
-                return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+            return _check_signature(ctx)
         return None
 
     @app.route("/webhooks/answer", methods=["GET", "POST"])

@@ -95,6 +95,7 @@ class ServerRunner:
         events = getattr(ctx, "events", None)
         self.refusals = getattr(ctx, "refusals", None) or Refusals(
             events.add if events is not None else (lambda kind, payload: None), self.limits.refusal_window)
+        self.refusals.window = self.limits.refusal_window
         if ctx is not None:
             ctx.refusals = self.refusals
         if hasattr(self.app, "wsgi_app"):  # a Flask app: wrap it, with its lab's WebSocket endpoint
