@@ -282,19 +282,13 @@ class Lab:
                                         to=payload.get("from"), direction="inbound")
                 self._inbound.notify_all()
         script = self._answer_fn(payload) if self._answer_fn else default_answer(self, payload)
-        ncco = to_json(script)
-        if uuid:
-            self.sockets.bind_links(ncco, uuid)
-        return ncco
+        return self.sockets.issue(to_json(script), uuid)  # one-use socket tokens, tied to this call
 
     def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
         for fn in list(self._event_fns):
             result = fn(payload)
             if result is not None:
-                ncco = to_json(result)
-                if payload.get("uuid"):
-                    self.sockets.bind_links(ncco, payload["uuid"])
-                return ncco
+                return self.sockets.issue(to_json(result), payload.get("uuid"))
         return None
 
     # -- calls ---------------------------------------------------------------------------------
@@ -316,6 +310,8 @@ class Lab:
         }
         script = to_json(ncco) if ncco is not None else None
         if script is not None:
+            issued = self.sockets.issue(script)  # fresh one-use socket tokens; sent as JSON when changed
+            ncco, script = (ncco, script) if issued == script else (issued, issued)
             body["ncco"] = script
         else:
             body["answer_url"] = [answer_url or self.url("/webhooks/answer")]

@@ -235,3 +235,29 @@ class TestSignedWebhooks:
         app = create_app(ctx)
         assert self.SECRET not in repr(ctx) and self.SECRET not in repr(app.config)
         assert self.SECRET not in str(dict(app.config))
+
+
+def test_symlinks_out_of_the_audio_folder_are_not_served(served, audio_dir, tmp_path):
+    _, runner = served
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"RIFF-outside")
+    (audio_dir / "escape.wav").symlink_to(outside)  # an allowed name, pointing out of the folder
+    (audio_dir / "passwd.mp3").symlink_to("/etc/passwd")
+    (audio_dir / "sub").symlink_to(tmp_path)  # a folder link: sub/outside.wav is outside too
+    (audio_dir / "alias.wav").symlink_to(audio_dir / "tone.wav")  # inside: fine
+    base = f"http://127.0.0.1:{runner.port}/audio/"
+    for name in ("escape.wav", "passwd.mp3", "sub/outside.wav"):
+        r = requests.get(base + name, timeout=5)
+        assert r.status_code == 404 and b"RIFF-outside" not in r.content and b"root:" not in r.content, name
+    assert requests.get(base + "alias.wav", timeout=5).content == (audio_dir / "tone.wav").read_bytes()
+
+
+def test_only_audio_files_are_served(served, audio_dir):
+    _, runner = served
+    (audio_dir / "notes.txt").write_text("private notes")
+    (audio_dir / "script.py").write_text("print('x')")
+    (audio_dir / "fifo.wav").mkdir()  # not a regular file
+    base = f"http://127.0.0.1:{runner.port}/audio/"
+    for name in ("notes.txt", "script.py", "fifo.wav"):
+        r = requests.get(base + name, timeout=5)
+        assert r.status_code == 404 and "private" not in r.text, name

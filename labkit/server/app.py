@@ -7,9 +7,9 @@ so the same app serves sandbox and live mode.
 from __future__ import annotations
 
 import logging
-import mimetypes
+import stat
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,23 @@ class ServerContext:
     application_id: str | None = None  # a signed token naming another application is refused
     replays: Any = field(default=None, repr=False)  # labkit.server.signing.ReplayGuard (create_app makes one)
 
-    def find_audio(self, name: str) -> Path | None:
-        """The first file called `name` in the audio folders, refusing anything outside them."""
+    def find_audio(self, name: str, extensions: Container[str] | None = None) -> Path | None:
+        """The first regular file called `name` in the audio folders whose real path (symlinks resolved)
+        is inside that folder, and, with `extensions`, whose suffix is one of them. None otherwise."""
         for folder in self.audio_dirs:
             joined = safe_join(str(folder), name)
-            if joined is not None and Path(joined).is_file():
-                return Path(joined)
+            if joined is None:
+                continue
+            try:
+                real = Path(joined).resolve(strict=True)
+                root = Path(folder).resolve(strict=True)
+            except (OSError, RuntimeError):  # missing, or a symlink loop
+                continue
+            if not real.is_relative_to(root) or not stat.S_ISREG(real.stat().st_mode):
+                continue  # a symlink out of the folder (to /etc/passwd...), a device, a folder
+            if extensions is not None and real.suffix.lower() not in extensions:
+                continue
+            return Path(joined)
         return None
 
     def audio_names(self) -> list[str]:
@@ -164,13 +175,12 @@ def create_app(ctx: ServerContext) -> Flask:
 
     @app.get("/audio/<path:name>")
     def audio(name: str) -> Response:
-        path = ctx.find_audio(name)
+        path = ctx.find_audio(name, AUDIO_TYPES)  # only .mp3/.wav: the formats Vonage streams
         if path is None:
             available = ", ".join(ctx.audio_names()) or "none"
             return Response(f"No audio file {name!r} in the lab's audio folders. Available: {available}.\n",
                             status=404, mimetype="text/plain")
-        mime = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
-            or "application/octet-stream"
+        mime = AUDIO_TYPES[path.resolve().suffix.lower()]
         # conditional=True gives ETag/Last-Modified and Range (206) support.
         return send_file(path, mimetype=mime, conditional=True, max_age=60)
 

@@ -9,7 +9,6 @@ that ties the connection to its call. The connection itself is served on uvicorn
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import logging
 import queue
@@ -17,14 +16,15 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlparse
 
 from labkit import protocol
 from labkit.errors import SocketError, WaitTimeout
+from labkit.server.socket_links import SocketLinks
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.events import EventLog
@@ -65,6 +65,7 @@ class SocketSession:
         self._asgi_send = send
         self._transport = transport
         self._send_lock = threading.Lock()
+        self._inflight = None  # the last send handed to the loop (a concurrent.futures.Future)
         self._recorder = None  # created with the first audio frame: an empty connection leaves no file
         self._pacer = None
         self._frame_listeners: list = []
@@ -118,22 +119,32 @@ class SocketSession:
 
     # -- sending (from any thread but the loop) --------------------------------------------------
     def _send(self, data: bytes | str) -> None:
-        """Send one message, waiting at most `send_timeout` s for the peer; a stalled peer is cut."""
+        """Send one message, in order, without waiting for the event loop to write it.
+
+        One message is in flight at a time: the next send first waits (at most `send_timeout` s) for
+        the previous one, so a stalled peer blocks the sender for that long at most, then raises
+        (its connection is cut), while a loop busy for a few ms never delays the pacer's schedule."""
         from labkit.server.limits import send_within
 
         message = {"type": "websocket.send", "bytes": data} if isinstance(data, (bytes, bytearray)) \
             else {"type": "websocket.send", "text": data}
         with self._send_lock:
+            self._wait_inflight()
             if self.closed.is_set():
                 raise SocketError("the WebSocket is closed")
-            future = asyncio.run_coroutine_threadsafe(
+            self._inflight = asyncio.run_coroutine_threadsafe(
                 send_within(self._asgi_send, message, self.send_timeout, self._transport), self._loop)
-            try:
-                future.result(self.send_timeout + 1.0)
-            except Exception as exc:
-                future.cancel()
-                raise SocketError(f"sending to the WebSocket of call {self.call_uuid or self.link} failed: "
-                                  f"{exc or type(exc).__name__}") from exc
+
+    def _wait_inflight(self) -> None:
+        previous, self._inflight = self._inflight, None
+        if previous is None:
+            return
+        try:
+            previous.result(self.send_timeout + 1.0)
+        except Exception as exc:
+            previous.cancel()
+            raise SocketError(f"sending to the WebSocket of call {self.call_uuid or self.link} failed: "
+                              f"{exc or type(exc).__name__}") from exc
 
     @property
     def pacer(self):
@@ -222,18 +233,18 @@ class SocketSession:
 
     def _finish(self) -> None:
         """The connection ended (on the loop): finish the recording and say so."""
-        if self.closed.is_set():
+        if self.closed.is_set() or self.ended_at is not None:
             return
-        self.closed.set()
         self.ended_at = datetime.now(timezone.utc)
         if self._pacer is not None:
             threading.Thread(target=self._pacer.close, name="labkit-pacer-close", daemon=True).start()
         if self._recorder is not None:
             self._recorder.close()
+        self.hub.finished(self)  # listed as a recording before anyone can see it closed
+        self.closed.set()
         self._event({"status": "socket-closed", "frames_received": self.frames_received,
                      "frames_malformed": self.frames_malformed,
                      "recording": str(self.path) if self._recorder is not None else None})
-        self.hub.finished(self)
 
     @property
     def has_audio(self) -> bool:
@@ -274,43 +285,56 @@ class RecordingList(list):
 
 
 class SocketHub:
-    """All WebSocket sessions of one lab, the token that guards them, and link -> call bindings."""
+    """The open WebSocket sessions of one lab, the recordings of closed ones, and the socket links.
+
+    Closed sessions leave memory (only the last few stay for lookups); their recordings stay listed.
+    """
+
+    RECENT = 16  # closed sessions kept for `session_for` and `sessions`
 
     def __init__(self, events: EventLog, *, folder: Path | None = None,
                  resolve_audio: Callable[[str], Path] | None = None, speed: float = 1.0):
         self.events = events
         self.speed = speed  # the platform's clock rate: the sandbox may run faster than real time
         self.resolve_audio = resolve_audio
-        self.token = secrets.token_urlsafe(18)
         self.folder = Path(folder) if folder else Path.cwd() / "recordings"
-        self.sessions: list[SocketSession] = []
         self.listener_frames_dropped = 0
-        self._links: dict[str, str] = {}
+        # Import the recorder (and soundfile, ~0.1 s) now: the first frame arrives on the event loop,
+        # where a first-time import would stall every socket, and the audio being paced, for that long.
+        import labkit.media.recorder  # noqa: F401
         self._cond = threading.Condition()
+        self.links = SocketLinks(self._cond)
+        self._open: list[SocketSession] = []
+        self._recent: deque[SocketSession] = deque(maxlen=self.RECENT)
+        self._finished: list[tuple] = []  # recordings of closed sessions: (path, rate, call, start, frames, bad)
         self._listener_queue: queue.Queue | None = None
+
+    @property
+    def sessions(self) -> list[SocketSession]:
+        """The last few closed sessions, then the open ones (oldest first)."""
+        with self._cond:
+            return [*self._recent, *self._open]
 
     # -- addresses and bindings ------------------------------------------------------------------
     def url(self, ws_base: str, link: str | None = None) -> str:
-        return f"{ws_base}/socket?" + urlencode({"token": self.token, "link": link or secrets.token_hex(6)})
+        """A socket URI with a fresh one-use token (see labkit.server.socket_links)."""
+        return self.links.url(ws_base, link)
+
+    def issue(self, ncco: list[dict[str, Any]], call_uuid: str | None = None) -> list[dict[str, Any]]:
+        """The script as handed out: fresh one-use tokens in every lab socket URI, bound to the call."""
+        return self.links.issue(ncco, call_uuid)
 
     def bind_links(self, ncco: Iterable[dict[str, Any]], call_uuid: str) -> None:
         """Tie every lab socket URI in a call script to that call, so its recording knows its call."""
-        for action in ncco:
-            for endpoint in action.get("endpoint", []) if isinstance(action, dict) else []:
-                uri = endpoint.get("uri", "") if isinstance(endpoint, dict) else ""
-                link = parse_qs(urlparse(uri).query).get("link", [None])[0]
-                if link and "/socket" in uri:
-                    with self._cond:
-                        self._links.setdefault(link, call_uuid)
-                        self._cond.notify_all()
+        self.links.bind(ncco, call_uuid)
 
     def call_for_link(self, link: str | None) -> str | None:
-        return self._links.get(link) if link else None
+        return self.links.call_for(link)
 
     # -- the endpoint ---------------------------------------------------------------------------
     def token_ok(self, given: str, link: str | None) -> bool:
-        """Does the token in a socket URI open the socket? (Compared in constant time.)"""
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        """Does the token in a socket URI open the socket? Each token works once, for its own link."""
+        return self.links.use(given, link)
 
     async def serve_asgi(self, scope, receive, send, limits, refusals, allowed_hosts=None) -> None:
         """Serve one `/socket` connection (uvicorn's ASGI WebSocket scope)."""
@@ -324,12 +348,20 @@ class SocketHub:
         path = self.folder / f"{stamp}-{name}-{secrets.token_hex(3)}.wav"
         session = SocketSession(self, link, rate, headers, path, **io)
         with self._cond:
-            self.sessions.append(session)
+            self._open.append(session)
             self._cond.notify_all()
         return session
 
     def finished(self, session: SocketSession) -> None:
-        """A session ended (on the loop)."""
+        """A session ended (on the loop): keep its recording's details, let the session go."""
+        with self._cond:
+            if session in self._open:
+                self._open.remove(session)
+            self._recent.append(session)
+            if session.has_audio:
+                self._finished.append((session.path, session.rate, session.call_uuid, session.started_at,
+                                       session.frames_received, session.frames_malformed))
+            self._cond.notify_all()
 
     def dispatch(self, session: SocketSession, frame: bytes) -> None:
         """Hand a frame to the session's listeners on the listener thread (never blocks the loop)."""
@@ -362,7 +394,7 @@ class SocketHub:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [s for s in self.sessions if s.call_uuid == call_uuid]
+                found = [s for s in (*self._recent, *self._open) if s.call_uuid == call_uuid]
                 if found:
                     return found[-1]
                 remaining = deadline - time.monotonic()
@@ -373,14 +405,20 @@ class SocketHub:
                 self._cond.wait(remaining)
 
     def recordings(self) -> RecordingList:
+        """Every recording, oldest first: closed sessions' files, then open sessions' (still growing)."""
+        from labkit.media.recording import Recording
+
         with self._cond:
-            sessions = list(self.sessions)
-        return RecordingList(s.recording() for s in sessions if s.has_audio)
+            finished = list(self._finished)
+            live = [s for s in self._open if s.has_audio]
+        done = [Recording(path, rate, call_uuid=call, started_at=start, frames_received=frames,
+                          frames_malformed=bad) for path, rate, call, start, frames, bad in finished]
+        return RecordingList(sorted(done + [s.recording() for s in live], key=lambda r: r.started_at))
 
     def close_all(self, timeout: float = 1.0) -> str | None:
         """Close every open session, all at once, within about `timeout` s; say how many had to be cut."""
         with self._cond:
-            sessions = [s for s in self.sessions if s.open]
+            sessions = [s for s in self._open if s.open]
             listeners, self._listener_queue = self._listener_queue, None
         if listeners is not None:
             try:
