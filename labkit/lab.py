@@ -128,9 +128,10 @@ class Lab:
             print(self.describe())
 
     def _start_sandbox(self) -> None:
-        from vonage_http_client import Auth, HttpClientOptions
+        from vonage_http_client import HttpClientOptions
 
         from labkit.sandbox import Sandbox
+        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
 
         self.public_url = self.local_url
         try:
@@ -149,8 +150,9 @@ class Lab:
                                     HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
 
     def _start_live(self) -> None:
-        from vonage_http_client import Auth, HttpClientOptions
+        from vonage_http_client import HttpClientOptions
 
+        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
         from labkit.tunnel import Tunnel
 
         s = self.settings
