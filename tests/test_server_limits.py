@@ -249,3 +249,63 @@ def test_limits_read_from_the_environment():
 
     with pytest.raises(ConfigError, match="LABKIT_HEADER_TIMEOUT"):
         Limits.from_env({"LABKIT_HEADER_TIMEOUT": "soon"})
+
+
+def test_a_client_that_stops_reading_a_download_is_cut(server, tmp_path):
+    events = EventLog()
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "long.wav").write_bytes(b"RIFF" + b"\x00" * (16 * 1024 * 1024))
+    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], audio_dirs=[folder])),
+                          limits=Limits(send_timeout=0.5)).start()
+    try:
+        s = raw(runner.port, rcvbuf=4096)
+        s.sendall(b"GET /audio/long.wav HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # ...and never reads
+        wait_until(lambda: _flushed(runner, events), "the stalled download to be cut")
+        s.close()
+    finally:
+        runner.stop()
+
+
+def _flushed(runner, events) -> bool:
+    runner.refusals.flush()
+    return refused(events, "slow-reader") > 0
+
+
+def test_restarts_leave_no_threads_behind(tmp_path):
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(4):
+        events, hub, runner = serve(tmp_path)
+        s = raw(runner.port)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # runs on a2wsgi's thread pool
+        assert s.recv(12).startswith(b"HTTP/1.1 200")
+        s.close()
+        runner.stop()
+    def leftovers() -> list[threading.Thread]:  # a2wsgi's pool threads are not daemons: they would pile up
+        return [t for t in threading.enumerate() if t.ident not in before
+                and (not t.daemon or t.name.startswith(("WSGI", "labkit-server")))]
+
+    wait_until(lambda: not leftovers(), "the server's threads to end")
+
+
+def test_a_slow_frame_listener_does_not_delay_other_sockets(server):
+    _, hub, runner = server()
+    slow_seen = []
+    a = ws_handshake(runner.port, hub)
+    wait_until(lambda: hub.sessions, "the first session")
+    hub.sessions[0].add_frame_listener(lambda frame: (time.sleep(0.05), slow_seen.append(1)))
+    b_url = hub.url("", "B")
+    from websockets.sync.client import connect
+
+    b = connect(f"ws://127.0.0.1:{runner.port}{b_url}")
+    b.send(protocol.connected(content_type(16000)))
+    wait_until(lambda: len(hub.sessions) == 2, "the second session")
+    frame = b"\x00" * 640
+    for _ in range(50):
+        a.sendall(ws_frame(frame))
+        b.send(frame)
+    wait_until(lambda: hub.sessions[1].frames_received == 50 and hub.sessions[0].frames_received == 50,
+               "both recordings")
+    assert len(slow_seen) < 50  # the listener is still behind, yet every frame of both calls was recorded
+    a.close()
+    b.close()
