@@ -19,8 +19,8 @@ from labkit.server.limits import CURRENT_TRANSPORT, Limits, Refusals
 CONNECT_TIMEOUT = 10.0  # seconds to wait for the websocket:connected message
 
 
-async def _reject(send, status: int, text: str) -> None:
-    """Refuse the upgrade: 403 before accepting (the reason goes to the event log, not to the peer)."""
+async def _reject(send) -> None:
+    """Refuse the upgrade: a close before accepting is a 403 (the reason goes to the event log only)."""
     await send({"type": "websocket.close", "code": 1008})
 
 
@@ -38,11 +38,11 @@ async def serve(hub, scope: dict[str, Any], receive, send, limits: Limits, refus
         return
     if allowed_hosts is not None and not host_allowed(headers.get("host", ""), allowed_hosts):
         refusals.count("bad-host", f"Host {headers.get('host', '')!r} is not allowed", source="socket")
-        await _reject(send, 403, "Host not allowed: the lab only answers to loopback names and its tunnel.\n")
+        await _reject(send)
         return
     if not hub.token_ok(query.get("token", [""])[0], link):
         refusals.count("bad-socket-token", "WebSocket without a valid token refused", source="socket")
-        await _reject(send, 403, "This WebSocket needs the lab's token (use lab.socket_url()).\n")
+        await _reject(send)
         return
     await send({"type": "websocket.accept"})
     try:
