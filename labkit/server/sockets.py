@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import queue
 import re
 import secrets
 import threading
@@ -25,21 +24,22 @@ from typing import TYPE_CHECKING, Any
 from labkit import protocol
 from labkit.errors import SocketError, WaitTimeout
 from labkit.server.socket_links import SocketLinks
+from labkit.server.socket_workers import SessionWorkers
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.events import EventLog
     from labkit.media.recording import Recording
 
 log = logging.getLogger("labkit.socket")
-LISTENER_QUEUE = 2000  # frames waiting for slow listeners (40 s of one call) before they are dropped
+SEND_WINDOW = 8  # messages (160 ms of audio) on their way to the event loop before a sender waits
 SEND_TIMEOUT = 2.0  # seconds one frame may wait for a peer that stopped reading (LABKIT_SEND_TIMEOUT)
 
 
 class SocketSession:
     """One live WebSocket: records what arrives, sends what you play, forwards key presses.
 
-    Frames arrive on the server's event loop; the recorder writes there (about 10 us a frame), while
-    frame listeners (live waveform) run on the hub's listener thread, so a slow one delays no socket.
+    Frames arrive on the server's event loop, which only counts and queues them: the hub's writer
+    thread records them and its listener thread runs frame listeners (labkit.server.socket_workers).
     """
 
     def __init__(self, hub: SocketHub, link: str | None, rate: int, headers: dict[str, Any], path: Path, *,
@@ -65,8 +65,9 @@ class SocketSession:
         self._asgi_send = send
         self._transport = transport
         self._send_lock = threading.Lock()
-        self._inflight = None  # the last send handed to the loop (a concurrent.futures.Future)
+        self._inflight: deque = deque()  # sends handed to the loop, oldest first (concurrent futures)
         self._recorder = None  # created with the first audio frame: an empty connection leaves no file
+        self._has_audio = False
         self._pacer = None
         self._frame_listeners: list = []
 
@@ -90,18 +91,23 @@ class SocketSession:
                              f"got a {len(frame)}-byte audio message; expected {self.frame_size} bytes "
                              f"(20 ms at {self.rate} Hz). Such messages are counted, not recorded."})
             return
-        if self.closed.is_set():
-            return  # a frame that raced the close: the recording is finished
+        if self.ended_at is not None:
+            return  # a frame that raced the close: the recording is being finished
+        self.frames_received += 1
+        self._has_audio = True
+        self.hub.workers.write(self, frame)  # written in order on the writer thread, not on the loop
+        if self.echoing:
+            self.pacer.echo(frame)
+        if self._frame_listeners:
+            self.hub.workers.dispatch(self, frame)
+
+    def _write(self, frame: bytes) -> None:
+        """On the writer thread: append one frame (the WAV is created with the first one)."""
         if self._recorder is None:
             from labkit.media.recorder import WavRecorder
 
             self._recorder = WavRecorder(self.path, self.rate)
-        self.frames_received += 1
         self._recorder.write(frame)
-        if self.echoing:
-            self.pacer.echo(frame)
-        if self._frame_listeners:
-            self.hub.dispatch(self, frame)
 
     def on_text(self, text: str) -> None:
         message = protocol.parse(text)
@@ -121,30 +127,33 @@ class SocketSession:
     def _send(self, data: bytes | str) -> None:
         """Send one message, in order, without waiting for the event loop to write it.
 
-        One message is in flight at a time: the next send first waits (at most `send_timeout` s) for
-        the previous one, so a stalled peer blocks the sender for that long at most, then raises
-        (its connection is cut), while a loop busy for a few ms never delays the pacer's schedule."""
+        Up to `SEND_WINDOW` messages may be on their way to the loop; past that the sender waits (at
+        most `send_timeout` s) for the oldest. A loop busy for a moment never delays the pacer's
+        schedule (the frames go out together when it runs), while a peer that stops reading blocks
+        the sender for `send_timeout` at most, then raises: its connection has been cut."""
         from labkit.server.limits import send_within
 
         message = {"type": "websocket.send", "bytes": data} if isinstance(data, (bytes, bytearray)) \
             else {"type": "websocket.send", "text": data}
         with self._send_lock:
-            self._wait_inflight()
+            self._reap(SEND_WINDOW - 1)
             if self.closed.is_set():
                 raise SocketError("the WebSocket is closed")
-            self._inflight = asyncio.run_coroutine_threadsafe(
-                send_within(self._asgi_send, message, self.send_timeout, self._transport), self._loop)
+            self._inflight.append(asyncio.run_coroutine_threadsafe(
+                send_within(self._asgi_send, message, self.send_timeout, self._transport), self._loop))
 
-    def _wait_inflight(self) -> None:
-        previous, self._inflight = self._inflight, None
-        if previous is None:
-            return
-        try:
-            previous.result(self.send_timeout + 1.0)
-        except Exception as exc:
-            previous.cancel()
-            raise SocketError(f"sending to the WebSocket of call {self.call_uuid or self.link} failed: "
-                              f"{exc or type(exc).__name__}") from exc
+    def _reap(self, keep: int) -> None:
+        """Collect finished sends, waiting for the oldest until at most `keep` are in flight."""
+        while self._inflight and (self._inflight[0].done() or len(self._inflight) > keep):
+            oldest = self._inflight.popleft()
+            try:
+                oldest.result(self.send_timeout + 1.0)
+            except Exception as exc:
+                for future in self._inflight:
+                    future.cancel()
+                self._inflight.clear()
+                raise SocketError(f"sending to the WebSocket of call {self.call_uuid or self.link} failed: "
+                                  f"{exc or type(exc).__name__}") from exc
 
     @property
     def pacer(self):
@@ -232,12 +241,16 @@ class SocketSession:
             self._loop.call_soon_threadsafe(self._transport.abort)
 
     def _finish(self) -> None:
-        """The connection ended (on the loop): finish the recording and say so."""
+        """The connection ended (on the loop): finish the recording after its last frame."""
         if self.closed.is_set() or self.ended_at is not None:
             return
         self.ended_at = datetime.now(timezone.utc)
         if self._pacer is not None:
             threading.Thread(target=self._pacer.close, name="labkit-pacer-close", daemon=True).start()
+        self.hub.workers.write(self, None)
+
+    def _close_recording(self) -> None:
+        """On the writer thread, after the last frame: close the WAV, list it, and say so."""
         if self._recorder is not None:
             self._recorder.close()
         self.hub.finished(self)  # listed as a recording before anyone can see it closed
@@ -248,13 +261,13 @@ class SocketSession:
 
     @property
     def has_audio(self) -> bool:
-        """Has a frame been recorded? (The WAV is created with the first one.)"""
-        return self._recorder is not None
+        """Has a frame arrived? (The WAV is created with the first one.)"""
+        return self._has_audio
 
     def recording(self) -> Recording:
         from labkit.media.recording import Recording
 
-        if self._recorder is None:  # nothing arrived (yet): no file exists
+        if not self.path.is_file():  # nothing written (yet): no file exists
             import numpy as np
 
             return Recording(np.zeros(0, np.int16), self.rate, call_uuid=self.call_uuid,
@@ -298,16 +311,14 @@ class SocketHub:
         self.speed = speed  # the platform's clock rate: the sandbox may run faster than real time
         self.resolve_audio = resolve_audio
         self.folder = Path(folder) if folder else Path.cwd() / "recordings"
-        self.listener_frames_dropped = 0
-        # Import the recorder (and soundfile, ~0.1 s) now: the first frame arrives on the event loop,
-        # where a first-time import would stall every socket, and the audio being paced, for that long.
+        # Import the recorder (and soundfile, ~0.1 s) now, not when the first frame of a call arrives.
         import labkit.media.recorder  # noqa: F401
         self._cond = threading.Condition()
         self.links = SocketLinks(self._cond)
         self._open: list[SocketSession] = []
         self._recent: deque[SocketSession] = deque(maxlen=self.RECENT)
         self._finished: list[tuple] = []  # recordings of closed sessions: (path, rate, call, start, frames, bad)
-        self._listener_queue: queue.Queue | None = None
+        self.workers = SessionWorkers()
 
     @property
     def sessions(self) -> list[SocketSession]:
@@ -363,31 +374,6 @@ class SocketHub:
                                        session.frames_received, session.frames_malformed))
             self._cond.notify_all()
 
-    def dispatch(self, session: SocketSession, frame: bytes) -> None:
-        """Hand a frame to the session's listeners on the listener thread (never blocks the loop)."""
-        with self._cond:
-            if self._listener_queue is None:
-                self._listener_queue = queue.Queue(maxsize=LISTENER_QUEUE)
-                threading.Thread(target=self._run_listeners, args=(self._listener_queue,),
-                                 name="labkit-socket-listeners", daemon=True).start()
-        try:
-            self._listener_queue.put_nowait((session, frame))
-        except queue.Full:
-            self.listener_frames_dropped += 1  # a listener that cannot keep up loses frames, not the call
-
-    @staticmethod
-    def _run_listeners(frames: queue.Queue) -> None:
-        while True:
-            item = frames.get()
-            if item is None:
-                return
-            session, frame = item
-            for fn in list(session._frame_listeners):
-                try:
-                    fn(frame)
-                except Exception:  # noqa: BLE001 - a widget must not break the recording
-                    pass
-
     # -- lookups ---------------------------------------------------------------------------------
     def session_for(self, call_uuid: str, timeout: float = 10.0) -> SocketSession:
         """The newest session of a call, waiting for it to connect."""
@@ -419,12 +405,6 @@ class SocketHub:
         """Close every open session, all at once, within about `timeout` s; say how many had to be cut."""
         with self._cond:
             sessions = [s for s in self._open if s.open]
-            listeners, self._listener_queue = self._listener_queue, None
-        if listeners is not None:
-            try:
-                listeners.put_nowait(None)
-            except queue.Full:
-                pass
         cut = 0
         loops = {s._loop for s in sessions if not s._loop.is_closed()}
         for loop in loops:  # one gather per loop: 500 sockets close in one round trip, not 500
