@@ -67,17 +67,18 @@ def read_until_closed(s: socket.socket) -> bytes:
         data += chunk
 
 
-def ws_handshake(port: int, hub: SocketHub, rcvbuf: int | None = None) -> socket.socket:
+def ws_handshake(port: int, hub: SocketHub, rcvbuf: int | None = None, host: str = "127.0.0.1") -> socket.socket:
     """A WebSocket client by hand: it upgrades, says websocket:connected, then does only what we make it."""
     s = raw(port, rcvbuf)
     key = base64.b64encode(os.urandom(16)).decode()
     path = hub.url("", "L1")
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionRefusedError(head.decode("latin-1").splitlines()[0])
     s.sendall(ws_frame(protocol.connected(content_type(16000)).encode(), opcode=1))
     return s
 
@@ -309,3 +310,10 @@ def test_a_slow_frame_listener_does_not_delay_other_sockets(server):
     assert len(slow_seen) < 50  # the listener is still behind, yet every frame of both calls was recorded
     a.close()
     b.close()
+
+
+def test_websocket_with_a_foreign_host_is_refused(server):
+    events, hub, runner = server()
+    with pytest.raises(ConnectionRefusedError, match="403"):
+        ws_handshake(runner.port, hub, host="attacker.example")  # DNS rebinding: the same check as HTTP
+    assert not hub.sessions and refused(events, "bad-host") == 1
