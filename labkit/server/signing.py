@@ -68,7 +68,11 @@ class ReplayGuard:
     """The `jti` of every token accepted, kept until that token would expire anyway.
 
     A captured signed webhook sent again within its lifetime is refused. Memory is bounded by the
-    tokens' lifetime (old entries are dropped as new ones arrive) and by `max_entries`."""
+    tokens' lifetime (old entries are dropped as new ones arrive) and by `max_entries`.
+    UNCONFIRMED: whether Vonage signs each retry of a webhook anew (a new jti) is not documented; the
+    sandbox does. If Vonage resent the very same token, its retry of a webhook already taken would be
+    refused (401) here.
+    """
 
     def __init__(self, max_entries: int = 100_000):
         self.max_entries = max_entries
