@@ -9,7 +9,8 @@ subprocess so that its CPU can be read from /proc/<pid>/stat (utime + stime):
 * **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (uvicorn with
   ``ws="websockets-sansio"``, Flask through a2wsgi, ``/socket`` a native ASGI handler), recording every
   call to its own WAV in a temp dir. The only addition, made in the subprocess and nowhere else, is a
-  ``SocketSession.on_frame`` override that notes the frame's latency after the frame has been written.
+  ``SocketSession.on_frame`` override that notes the frame's latency once the loop has handed the frame
+  to the hub's writer thread (which writes it; the files are checked for every frame afterwards).
 * **bare websockets** (the baseline): a minimal ``websockets.asyncio.server`` that reads the
   ``websocket:connected`` text message, opens one raw file per connection, then for every binary
   message does one unbuffered ``write()`` of the 640 bytes to that file and notes the latency.
@@ -69,7 +70,7 @@ BASELINE_WHAT = ("bare websockets = websockets.asyncio.server (same Python, no F
                  "one unbuffered write() of the 640 bytes + a latency note; no WAV header, no threads")
 LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (uvicorn, ws=websockets-sansio, one event loop; "
             "Flask via a2wsgi on the same port), WavRecorder per call (libsndfile, header rewritten after every "
-            "frame); latency noted on the loop right after the WAV write")
+            "frame, on the hub's writer thread); latency noted on the loop once the frame is queued for it")
 
 
 def raise_client_priority(how: str, server_nice: int) -> str:
