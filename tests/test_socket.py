@@ -330,3 +330,23 @@ def test_closing_while_frames_arrive_prints_no_traceback(hub, capfd):
     err = capfd.readouterr().err
     assert "AudioError" not in err and "Traceback" not in err
     assert hub.recordings()[0].frames_received == hub.sessions[-1].frames_received > 50
+
+
+def test_an_unwritable_recording_folder_fails_the_recording_not_the_call(hub, tmp_path):
+    hub.folder = tmp_path / "not-a-folder"
+    hub.folder.write_text("a file where the folder should be")
+    ws = open_socket(hub, link="nofolder")
+    frames = to_frames(speech_like(0.2, 16000), 16000)
+    for frame in frames:
+        ws.send(frame)
+    ws.send(protocol.dtmf("7"))  # the connection still works after the recording failed
+    hub.events.wait_for(protocol.DTMF, timeout=5)
+    ws.close()
+    wait_until_closed = time.monotonic() + 10
+    while any(s.open for s in hub.sessions):
+        assert time.monotonic() < wait_until_closed
+        time.sleep(0.02)
+    failed = [e for e in hub.events if e.status == "recording-failed"]
+    assert len(failed) == 1 and "stopped" in failed[0].payload["reason"]
+    assert hub.sessions[-1].frames_received == len(frames)
+    assert hub.recordings() == []  # nothing was written, and listing does not fail over it

@@ -68,6 +68,7 @@ class SocketSession:
         self._inflight: deque = deque()  # sends handed to the loop, oldest first (concurrent futures)
         self._recorder = None  # created with the first audio frame: an empty connection leaves no file
         self._has_audio = False
+        self.recording_error: str | None = None  # why the recording stopped early, if it did
         self._pacer = None
         self._frame_listeners: list = []
 
@@ -102,12 +103,23 @@ class SocketSession:
             self.hub.workers.dispatch(self, frame)
 
     def _write(self, frame: bytes) -> None:
-        """On the writer thread: append one frame (the WAV is created with the first one)."""
-        if self._recorder is None:
-            from labkit.media.recorder import WavRecorder
+        """On the writer thread: append one frame (the WAV is created with the first one).
 
-            self._recorder = WavRecorder(self.path, self.rate)
-        self._recorder.write(frame)
+        If the recording cannot be written (disk full, folder unwritable) the call goes on: one event
+        says why, and later frames are counted but not written."""
+        if self.recording_error is not None:
+            return
+        try:
+            if self._recorder is None:
+                from labkit.media.recorder import WavRecorder
+
+                self._recorder = WavRecorder(self.path, self.rate)
+            self._recorder.write(frame)
+        except Exception as exc:  # noqa: BLE001 - reported once, where the user looks
+            self.recording_error = f"{type(exc).__name__}: {exc}"
+            self._event({"status": "recording-failed", "reason": f"the recording {self.path.name} stopped: "
+                         f"{self.recording_error}. The call goes on; free space or fix the folder's "
+                         "permissions for the next one."})
 
     def on_text(self, text: str) -> None:
         message = protocol.parse(text)
@@ -369,7 +381,7 @@ class SocketHub:
             if session in self._open:
                 self._open.remove(session)
             self._recent.append(session)
-            if session.has_audio:
+            if session._recorder is not None:  # a file was written (it may have stopped early)
                 self._finished.append((session.path, session.rate, session.call_uuid, session.started_at,
                                        session.frames_received, session.frames_malformed))
             self._cond.notify_all()
