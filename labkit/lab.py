@@ -103,6 +103,7 @@ class Lab:
 
     def _start(self) -> None:
         from labkit.server import ServerContext, ServerRunner, create_app
+        from labkit.server.limits import limits_for
         from labkit.server.sockets import SocketHub
 
         if self.mode == "live":
@@ -116,7 +117,7 @@ class Lab:
                             signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
         self._ctx = ctx
         self.runner = ServerRunner(create_app(ctx), "127.0.0.1", self._requested_port,
-                                   on_stop=self.sockets.close_all).start()
+                                   on_stop=self.sockets.close_all, limits=limits_for(self.settings.env_file)).start()
         if self.mode == "sandbox":
             self._start_sandbox()
         else:

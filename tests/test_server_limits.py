@@ -317,3 +317,13 @@ def test_websocket_with_a_foreign_host_is_refused(server):
     with pytest.raises(ConnectionRefusedError, match="403"):
         ws_handshake(runner.port, hub, host="attacker.example")  # DNS rebinding: the same check as HTTP
     assert not hub.sessions and refused(events, "bad-host") == 1
+
+
+def test_limits_come_from_dotenv_and_the_environment(tmp_path, monkeypatch):
+    from labkit.server.limits import limits_for
+
+    env = tmp_path / ".env"
+    env.write_text("LABKIT_MAX_CONNECTIONS=42\nLABKIT_SEND_TIMEOUT=3\n")
+    monkeypatch.setenv("LABKIT_SEND_TIMEOUT", "0.75")  # the environment wins, as for every setting
+    limits = limits_for(env)
+    assert limits.max_connections == 42 and limits.send_timeout == 0.75 and limits.header_timeout == 10.0

@@ -66,6 +66,17 @@ class Limits:
         return cls(**values)
 
 
+def limits_for(env_file: str | os.PathLike | None) -> Limits:
+    """The limits from `.env` (when there is one) overridden by the environment, like every setting."""
+    values: dict[str, Any] = {}
+    if env_file:
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ)
+    return Limits.from_env(values)
+
+
 class Refusals:
     """Refused requests, counted per kind and reported as one event line per kind per window.
 
