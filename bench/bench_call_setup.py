@@ -1,11 +1,12 @@
 """Call set-up time in the sandbox: `create_call` through the real SDK to the `answered` webhook.
 
 The sandbox runs at speed 1 (real time) and the phone answers immediately, so the figure is the
-platform's own overhead: the SDK's HTTPS request (including its RS256 JWT, which the SDK signs anew
-for every request), the state machine, and three webhooks (started, ringing, answered) delivered in
-order to a local receiver.
+platform's own overhead: the SDK's HTTPS request (including its RS256 JWT, signed anew for every
+request), the state machine, and three webhooks (started, ringing, answered) delivered in order to a
+local receiver. Two clients take turns: the SDK's stock `Auth` (which re-parses the PEM key for every
+request) and the lab's `ParsedKeyAuth` (the key parsed once; `labkit/sdk_auth.py`).
 
-    python bench/bench_call_setup.py
+    python bench/bench_call_setup.py [CALLS]
 """
 
 from __future__ import annotations
@@ -69,55 +70,78 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def measure(client, sb, rx, first_number: int, calls: int) -> tuple[list[float], list[float], list[float]]:
+    """(set-up ms, SDK request ms, JWT signing ms) for `calls` calls, after two warm-up calls."""
+    from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone
+
+    request_ms, setup_ms, jwt_ms = [], [], []
+    for i in range(calls + 2):
+        number = f"4477009{first_number + i:05d}"
+        sb.phone(number).set(answer_after=0)
+        t0 = time.perf_counter()
+        created = client.voice.create_call(CreateCallRequest(
+            to=[ToPhone(number=number)], from_=Phone(number=sb.number), ncco=[Talk(text="Hello")]))
+        t1 = time.perf_counter()
+        answered = rx.wait(created.uuid)
+        if i >= 2:  # the first two warm up connections and imports
+            request_ms.append(1000 * (t1 - t0))
+            setup_ms.append(1000 * (answered - t0))
+        if sb.call(created.uuid).status == "answered":
+            client.voice.hangup(created.uuid)
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        client.http_client.auth.create_jwt_auth_string()
+        jwt_ms.append(1000 * (time.perf_counter() - t0))
+    return setup_ms, request_ms, jwt_ms
+
+
 def main() -> None:
     import requests
     from vonage import Auth, HttpClientOptions, Vonage
-    from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone
 
+    from labkit.sdk_auth import ParsedKeyAuth
+
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else CALLS
     rx = Receiver()
+    results = {}
     with tempfile.TemporaryDirectory() as home:
         sb = Sandbox(speed=1.0, home=home).start()
         sb.trust()
         sb.configure(event_url=f"http://127.0.0.1:{rx.server.server_port}/event")
-        client = Vonage(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
-                        HttpClientOptions(api_host=sb.api_host, timeout=10))
-        request_ms, setup_ms = [], []
+        options = HttpClientOptions(api_host=sb.api_host, timeout=10)
+        key = str(sb.private_key_path)
         try:
-            for i in range(CALLS + 2):
-                number = f"4477009{i:05d}"
-                sb.phone(number).set(answer_after=0)
-                t0 = time.perf_counter()
-                created = client.voice.create_call(CreateCallRequest(
-                    to=[ToPhone(number=number)], from_=Phone(number=sb.number),
-                    ncco=[Talk(text="Hello")]))
-                t1 = time.perf_counter()
-                answered = rx.wait(created.uuid)
-                if i >= 2:  # the first two warm up connections and imports
-                    request_ms.append(1000 * (t1 - t0))
-                    setup_ms.append(1000 * (answered - t0))
-                if sb.call(created.uuid).status == "answered":
-                    client.voice.hangup(created.uuid)
-            jwt_ms, raw_ms = [], []
+            # The two clients take turns, so a busy spell on a shared machine hits both alike.
+            stock = Vonage(Auth(application_id=sb.application_id, private_key=key), options)
+            parsed = Vonage(ParsedKeyAuth(sb.application_id, key), options)
+            for rnd in range(2):
+                for name, client in (("stock", stock), ("parsed", parsed)):
+                    got = measure(client, sb, rx, 1000 * (2 * rnd + (name == "parsed")), calls // 2)
+                    for into, values in zip(results.setdefault(name, ([], [], [])), got, strict=True):
+                        into.extend(values)
+            raw_ms = []
             session = requests.Session()
-            for _ in range(CALLS):
-                t0 = time.perf_counter()
-                token = client.http_client.auth.create_jwt_auth_string()
-                jwt_ms.append(1000 * (time.perf_counter() - t0))
+            token = parsed.http_client.auth.create_jwt_auth_string()
+            for _ in range(calls):
                 t0 = time.perf_counter()
                 session.get(sb.base_url + "/v1/calls?page_size=1", headers={"Authorization": token}).raise_for_status()
                 raw_ms.append(1000 * (time.perf_counter() - t0))
         finally:
             sb.stop()
             rx.stop()
-    print(f"call set-up over {CALLS} calls at speed 1 (phone answers at once):")
-    print(f"  create_call -> answered webhook: p50 {statistics.median(setup_ms):6.1f} ms   "
-          f"p95 {pct(setup_ms, 0.95):6.1f} ms   max {max(setup_ms):6.1f} ms")
-    print(f"  of which the SDK request (201): p50 {statistics.median(request_ms):6.1f} ms   "
-          f"p95 {pct(request_ms, 0.95):6.1f} ms")
-    print(f"  the SDK signing its RS256 JWT  : p50 {statistics.median(jwt_ms):6.1f} ms   (per request, client side;"
-          " it re-parses and re-validates the PEM key each time)")
-    print(f"  a sandbox REST round trip      : p50 {statistics.median(raw_ms):6.1f} ms   (GET /v1/calls, HTTPS "
-          "keep-alive, token made beforehand)")
+    print(f"call set-up, create_call -> answered webhook, {calls} calls per client at speed 1 (phone answers at once):")
+    labels = {"stock": "SDK's stock Auth (PEM re-parsed per request)",
+              "parsed": "labkit ParsedKeyAuth (key parsed once)     "}
+    for name in ("stock", "parsed"):
+        setup_ms, request_ms, jwt_ms = results[name]
+        print(f"  {labels[name]}: set-up p50 {statistics.median(setup_ms):6.1f} ms  "
+              f"p95 {pct(setup_ms, 0.95):6.1f} ms  | SDK request p50 {statistics.median(request_ms):6.1f} ms "
+              f"| JWT p50 {statistics.median(jwt_ms):6.2f} ms")
+    ratio = statistics.median(results["stock"][0]) / statistics.median(results["parsed"][0])
+    jwt_ratio = statistics.median(results["stock"][2]) / statistics.median(results["parsed"][2])
+    print(f"  ratio stock/parsed: set-up p50 {ratio:.1f}x, JWT signing {jwt_ratio:.0f}x")
+    print(f"  a sandbox REST round trip (GET /v1/calls, HTTPS keep-alive, token made beforehand): "
+          f"p50 {statistics.median(raw_ms):5.1f} ms")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ A benchmark, not a test: it prints figures and asserts nothing about speed (mach
 For each level N (default 25, 50, 100, 200, 300) and for each of two servers, each in its own
 subprocess so that its CPU can be read from /proc/<pid>/stat (utime + stime):
 
-* **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (werkzeug threaded server +
-  flask-sock), recording every call to its own WAV in a temp dir. The only addition, made in the
-  subprocess and nowhere else, is a frame listener (``SocketSession.add_frame_listener``) on every
-  session, which notes the frame's latency; it runs after the frame has been written to the WAV.
+* **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (uvicorn with
+  ``ws="websockets-sansio"``, Flask through a2wsgi, ``/socket`` a native ASGI handler), recording every
+  call to its own WAV in a temp dir. The only addition, made in the subprocess and nowhere else, is a
+  ``SocketSession.on_frame`` override that notes the frame's latency once the loop has handed the frame
+  to the hub's writer thread (which writes it; the files are checked for every frame afterwards).
 * **bare websockets** (the baseline): a minimal ``websockets.asyncio.server`` that reads the
   ``websocket:connected`` text message, opens one raw file per connection, then for every binary
   message does one unbuffered ``write()`` of the 640 bytes to that file and notes the latency.
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import resource
 import select
@@ -68,9 +68,9 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: labkit comes fro
 BASELINE_WHAT = ("bare websockets = websockets.asyncio.server (same Python, no Flask/werkzeug): reads the "
                  "connected text message, opens one raw .pcm file per connection, then per binary message "
                  "one unbuffered write() of the 640 bytes + a latency note; no WAV header, no threads")
-LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (werkzeug threaded + flask-sock, 2 threads per "
-            "socket), WavRecorder per call (libsndfile, header rewritten after every frame); latency noted by a "
-            "frame listener that runs after the WAV write")
+LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (uvicorn, ws=websockets-sansio, one event loop; "
+            "Flask via a2wsgi on the same port), WavRecorder per call (libsndfile, header rewritten after every "
+            "frame, on the hub's writer thread); latency noted on the loop once the frame is queued for it")
 
 
 def raise_client_priority(how: str, server_nice: int) -> str:
@@ -115,13 +115,19 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     latencies: list[float] = []
     note = latencies.append
 
+    ready = folder.parent / "ready"  # the WAV is created with the first frame: say "connected" apart
+    ready.mkdir(exist_ok=True)
+
     class BenchSession(sockets.SocketSession):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.add_frame_listener(lambda frame: note(frame_latency(frame)))
+            (ready / str(self.link)).touch()
 
-    sockets.SocketSession = BenchSession  # _serve looks the class up in its module at connect time
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per socket
+        def on_frame(self, frame: bytes) -> None:
+            super().on_frame(frame)
+            note(frame_latency(frame))
+
+    sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -138,13 +144,13 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(s.open for s in list(hub.sessions)):
         time.sleep(0.05)
-    sessions = list(hub.sessions)
-    still_open = sum(s.open for s in sessions)
+    still_open = sum(s.open for s in hub.sessions)
+    recordings = hub.recordings()  # closed sessions leave memory; their recordings stay listed
     runner.stop()
     out.write_text(json.dumps({
-        "sessions": len(sessions), "open_at_stop": still_open,
-        "received": sum(s.frames_received + s.frames_malformed for s in sessions),
-        "malformed": sum(s.frames_malformed for s in sessions),
+        "sessions": len(recordings), "open_at_stop": still_open,
+        "received": sum(r.frames_received + r.frames_malformed for r in recordings),
+        "malformed": sum(r.frames_malformed for r in recordings),
         "latency_s": latencies,
     }))
 
@@ -405,7 +411,7 @@ async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, 
 
     try:
         sockets = await asyncio.gather(*(open_one(i, u) for i, u in enumerate(urls)))
-        await wait_for_files(folder, n)
+        await wait_for_files(folder.parent / "ready" if (folder.parent / "ready").is_dir() else folder, n)
         await asyncio.sleep(0.2)
         stats = ClientStats()
         w0, cpu0, me0, sys0 = time.monotonic(), proc_cpu(server_pid), proc_cpu("self"), system_busy()

@@ -107,6 +107,7 @@ class Lab:
 
     def _start(self) -> None:
         from labkit.server import ServerContext, ServerRunner, create_app
+        from labkit.server.limits import limits_for
         from labkit.server.sockets import SocketHub
 
         if self.mode == "live":
@@ -120,7 +121,7 @@ class Lab:
                             signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
         self._ctx = ctx
         self.runner = ServerRunner(create_app(ctx), "127.0.0.1", self._requested_port,
-                                   on_stop=self.sockets.close_all).start()
+                                   on_stop=self.sockets.close_all, limits=limits_for(self.settings.env_file)).start()
         if self.mode == "sandbox":
             self._start_sandbox()
         else:
@@ -134,9 +135,10 @@ class Lab:
                 print(self._account_note)
 
     def _start_sandbox(self) -> None:
-        from vonage_http_client import Auth, HttpClientOptions
+        from vonage_http_client import HttpClientOptions
 
         from labkit.sandbox import Sandbox
+        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
 
         self.public_url = self.local_url
         try:
@@ -147,6 +149,7 @@ class Lab:
             raise SandboxError(f"The sandbox could not start: {type(exc).__name__}: {exc}") from exc
         sb.trust()
         self.sandbox = sb
+        self._ctx.application_id = sb.application_id
         # The account's signature secret, as a user copies it from the dashboard; the application is
         # then configured through the Application API, exactly as in live mode (labkit/account.py).
         self._signature_secret = self._ctx.signature_secret = sb.signature_secret
@@ -160,8 +163,9 @@ class Lab:
                                     HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
 
     def _start_live(self) -> None:
-        from vonage_http_client import Auth, HttpClientOptions
+        from vonage_http_client import HttpClientOptions
 
+        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
         from labkit.tunnel import Tunnel
 
         s = self.settings
@@ -173,6 +177,9 @@ class Lab:
             self._ctx.allowed_hosts.add(host.lower())
         self.number = s.vonage_number
         hosts = {k: v for k, v in (("api_host", s.api_host), ("rest_host", s.rest_host)) if v}
+        self._ctx.application_id = s.application_id
+        if not self._signature_secret:
+            _warn_unsigned(self.public_url)
         self._voice = _voice_client(Auth(application_id=s.application_id, private_key=key),
                                     HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
         from labkit.account import follow_lab
@@ -199,6 +206,8 @@ class Lab:
                     part.stop()
                 except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
                     errors.append(exc)
+        if self.runner is not None and self.runner.cut_note and not self._quiet:
+            print(self.runner.cut_note)  # stop is bounded: say what it had to cut to stay so
         if self.tunnel is not None:
             try:
                 self.tunnel.kill()  # the agent too: a stopped lab leaves no process behind
@@ -304,9 +313,8 @@ class Lab:
                                         to=payload.get("from"), direction="inbound")
                 self._inbound.notify_all()
         script = self._answer_fn(payload) if self._answer_fn else default_answer(self, payload)
-        ncco = to_json(script)
+        ncco = self.sockets.issue(to_json(script), uuid)  # one-use socket tokens, tied to this call
         if uuid:
-            self.sockets.bind_links(ncco, uuid)
             self._served(uuid, ncco, "answer_url")
         return ncco
 
@@ -314,9 +322,8 @@ class Lab:
         for fn in list(self._event_fns):
             result = fn(payload)
             if result is not None:
-                ncco = to_json(result)
+                ncco = self.sockets.issue(to_json(result), payload.get("uuid"))
                 if payload.get("uuid"):
-                    self.sockets.bind_links(ncco, payload["uuid"])
                     self._served(payload["uuid"], ncco, "event_url")
                 return ncco
         return None
@@ -340,6 +347,8 @@ class Lab:
         }
         script = to_json(ncco) if ncco is not None else None
         if script is not None:
+            issued = self.sockets.issue(script)  # fresh one-use socket tokens; sent as JSON when changed
+            ncco, script = (ncco, script) if issued == script else (issued, issued)
             body["ncco"] = script
         else:
             body["answer_url"] = [answer_url or self.url("/webhooks/answer")]
@@ -509,6 +518,17 @@ class Lab:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in rows)
         return f"<b>labkit</b> ({'stopped' if self.stopped else 'running'})<table>{body}</table>"
+
+
+def _warn_unsigned(public_url: str) -> None:
+    """Live mode without a signature secret: say plainly what the open tunnel allows, and the fix."""
+    import sys
+
+    print(f"WARNING: VONAGE_SIGNATURE_SECRET is not set, so the lab cannot tell Vonage's webhooks from anyone "
+          f"else's. Anyone who finds {public_url} can post fake call events, fetch call scripts (and the "
+          "socket links in them) from the answer webhook, and download the lab's audio files. Set "
+          "VONAGE_SIGNATURE_SECRET in .env to the signature secret from the Vonage dashboard (API settings), "
+          "turn on signed callbacks for the application, and restart the lab.", file=sys.stderr)
 
 
 def _voice_client(auth, options):

@@ -54,8 +54,10 @@ def start_private(environ) -> Lab:
     return lab
 
 
-def test_live_lab_serves_webhooks_through_its_tunnel(live_env):
+def test_live_lab_serves_webhooks_through_its_tunnel(live_env, capsys):
     lab = start_private(dict(os.environ))
+    warning = capsys.readouterr().err  # no VONAGE_SIGNATURE_SECRET: say what that allows, and the fix
+    assert "VONAGE_SIGNATURE_SECRET is not set" in warning and lab.public_url in warning
     try:
         assert lab.mode == "live" and lab.public_url.startswith("https://")
         # no API key and secret: the lab says exactly what to paste where instead of changing the application

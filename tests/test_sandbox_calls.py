@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import jwt
@@ -229,13 +230,16 @@ def test_signed_webhooks_verify_with_hs256_and_payload_hash(sandbox, client, rec
         claims = jwt.decode(token, secret, algorithms=["HS256"])
         assert claims["iss"] == "Vonage" and claims["api_key"] == sandbox.api_key
         assert claims["application_id"] == sandbox.application_id
-        body = hook.body if hook.method == "POST" else b""
+        # Vonage's payload_hash: the body for POST, the compact JSON of the query parameters for GET
+        query = {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v
+                 for k, v in hook.payload.items()}
+        body = hook.body if hook.method == "POST" else json.dumps(query, separators=(",", ":")).encode()
         assert claims["payload_hash"] == hashlib.sha256(body).hexdigest()
     wrong = "wrong-secret-wrong-secret-0000000000"
     assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], wrong)
     from labkit.server.signing import verify_webhook
 
-    verify_webhook(hooks[-1].headers["Authorization"], hooks[-1].body, secret)
+    verify_webhook(hooks[-1].headers["Authorization"], body, secret)  # `body`: the last hook's signed payload
 
 
 def test_unknown_numbers_reach_a_phone_that_answers_after_a_ring(sandbox, client, receiver):

@@ -1,5 +1,6 @@
 """The webhook server on its own: lifecycle and ports, Host check, audio files, webhooks, signatures."""
 
+import json
 import socket
 import threading
 
@@ -133,13 +134,30 @@ def test_failing_answer_handler_is_reported_not_hidden(served):
 
 
 class TestSignedWebhooks:
+    """Tokens built here the way Vonage documents them (reference/vonage-platform.md, "Signed webhooks"):
+    payload_hash = SHA-256 hex of the compact JSON of the query parameters (GET) or of the body (POST)."""
+
     SECRET = "lab-signature-secret-0123456789-abcdefgh"
+    APP = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 
     @pytest.fixture
     def signed(self, served):
         ctx, runner = served
         ctx.signature_secret = self.SECRET
-        return ctx, f"http://127.0.0.1:{runner.port}/webhooks/event"
+        ctx.application_id = self.APP
+        return ctx, f"http://127.0.0.1:{runner.port}/webhooks/"
+
+    def vonage_token(self, hashed: bytes, secret=None, **claims):
+        import hashlib
+        import time
+        import uuid
+
+        import jwt
+
+        body = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
+                "payload_hash": hashlib.sha256(hashed).hexdigest(), "api_key": "abc123",
+                "application_id": self.APP, **claims}
+        return jwt.encode(body, secret or self.SECRET, algorithm="HS256")
 
     def post(self, url, body: bytes, token=None):
         headers = {"Content-Type": "application/json"}
@@ -147,23 +165,101 @@ class TestSignedWebhooks:
             headers["Authorization"] = f"Bearer {token}"
         return requests.post(url, data=body, headers=headers, timeout=5)
 
-    def test_correctly_signed_is_accepted(self, signed):
-        from labkit.server.signing import sign_webhook
+    def refusals(self, ctx):
+        ctx.refusals.flush()
+        counts: dict[str, int] = {}
+        for e in ctx.events:
+            if e.status == "refused":
+                counts[e.payload["kind"]] = counts.get(e.payload["kind"], 0) + e.payload["count"]
+        return counts
 
-        ctx, url = signed
-        body = b'{"uuid": "u1", "status": "answered"}'
-        assert self.post(url, body, sign_webhook(body, self.SECRET)).status_code == 204
-        assert ctx.events[-1].status == "answered"
+    def test_vonage_signed_get_is_accepted(self, signed):
+        ctx, base = signed
+        params = [("to", "447700900000"), ("from", "447700900001"), ("uuid", "u1"), ("region_url", "x y/é")]
+        compact = json.dumps(dict(params), separators=(",", ":"), ensure_ascii=False).encode()
+        r = requests.get(base + "answer", params=params, timeout=5,
+                         headers={"Authorization": f"Bearer {self.vonage_token(compact)}"})
+        assert r.status_code == 200 and r.json()[0]["text"] == "hi 447700900001"
+        # the same token over the query in another order is refused: order is part of the hash
+        swapped = [params[1], params[0], *params[2:]]
+        r = requests.get(base + "answer", params=swapped, timeout=5,
+                         headers={"Authorization": f"Bearer {self.vonage_token(compact)}"})
+        assert r.status_code == 401
 
-    def test_refused_when_unsigned_wrong_secret_expired_or_tampered(self, signed):
-        from labkit.server.signing import sign_webhook
+    def test_vonage_signed_post_is_accepted_compact_or_raw(self, signed):
+        ctx, base = signed
+        for uuid, sign_compact in (("u1", True), ("u2", False)):  # two calls: a repeated event counts once
+            raw = b'{"uuid": "%s", "status": "answered", "from": "447700900001"}' % uuid.encode()
+            compact = b'{"uuid":"%s","status":"answered","from":"447700900001"}' % uuid.encode()
+            token = self.vonage_token(compact if sign_compact else raw)
+            assert self.post(base + "event", raw, token).status_code == 204
+        assert [(e.uuid, e.status) for e in ctx.events if e.kind == "event"] == [("u1", "answered"),
+                                                                               ("u2", "answered")]
 
-        ctx, url = signed
-        body = b'{"uuid": "u1", "status": "answered"}'
-        assert self.post(url, body).status_code == 401
-        assert self.post(url, body, sign_webhook(body, "another-secret-0123456789-abcdefghijkl")).status_code == 401
-        assert self.post(url, body, sign_webhook(body, self.SECRET, now=1_000_000, ttl=60)).status_code == 401
-        tampered = b'{"uuid": "u1", "status": "completed"}'
-        assert self.post(url, tampered, sign_webhook(body, self.SECRET)).status_code == 401
-        assert not [e for e in ctx.events if e.kind == "event"]
-        assert len([e for e in ctx.events if e.status == "refused"]) == 4
+    def test_forged_tampered_replayed_and_foreign_are_refused_with_401(self, signed):
+        ctx, base = signed
+        body = b'{"uuid":"u1","status":"answered"}'
+        forged = self.vonage_token(body, secret="another-secret-0123456789-abcdefghijkl")
+        assert self.post(base + "event", body, forged).status_code == 401
+        assert self.post(base + "event", body, self.vonage_token(body, iat=1_000_000)).status_code == 401
+        assert self.post(base + "event", b'{"uuid":"u1","status":"completed"}',
+                         self.vonage_token(body)).status_code == 401
+        assert self.post(base + "event", body, self.vonage_token(body, application_id="other")).status_code == 401
+        once = self.vonage_token(body)
+        assert self.post(base + "event", body, once).status_code == 204
+        assert self.post(base + "event", body, once).status_code == 401  # the same jti again: a replay
+        assert [e.status for e in ctx.events if e.kind == "event"] == ["answered"]
+        assert self.refusals(ctx) == {"bad-signature": 4, "replayed": 1}
+
+    def test_unsigned_gets_503_in_live_mode_so_vonage_retries_and_401_in_the_sandbox(self, signed):
+        ctx, base = signed
+        body = b'{"uuid":"u1","status":"answered"}'
+        assert self.post(base + "event", body).status_code == 401
+        ctx.mode = "live"
+        assert self.post(base + "event", body).status_code == 503
+        assert requests.get(base + "answer", params={"uuid": "u1"}, timeout=5).status_code == 503
+        assert not [e for e in ctx.events if e.kind in ("event", "answer")]
+        assert self.refusals(ctx) == {"unsigned": 3}
+
+    def test_many_refusals_make_few_lines(self, signed):
+        ctx, base = signed
+        for _ in range(40):
+            self.post(base + "event", b"{}")
+        lines = [e for e in ctx.events if e.status == "refused"]
+        assert len(lines) == 1  # the first at once; the rest of the window is counted
+        assert self.refusals(ctx) == {"unsigned": 40}
+        assert len([e for e in ctx.events if e.status == "refused"]) == 2
+
+    def test_secret_is_in_no_repr_or_app_config(self, signed):
+        ctx, base = signed
+        from labkit.server import create_app
+
+        app = create_app(ctx)
+        assert self.SECRET not in repr(ctx) and self.SECRET not in repr(app.config)
+        assert self.SECRET not in str(dict(app.config))
+
+
+def test_symlinks_out_of_the_audio_folder_are_not_served(served, audio_dir, tmp_path):
+    _, runner = served
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"RIFF-outside")
+    (audio_dir / "escape.wav").symlink_to(outside)  # an allowed name, pointing out of the folder
+    (audio_dir / "passwd.mp3").symlink_to("/etc/passwd")
+    (audio_dir / "sub").symlink_to(tmp_path)  # a folder link: sub/outside.wav is outside too
+    (audio_dir / "alias.wav").symlink_to(audio_dir / "tone.wav")  # inside: fine
+    base = f"http://127.0.0.1:{runner.port}/audio/"
+    for name in ("escape.wav", "passwd.mp3", "sub/outside.wav"):
+        r = requests.get(base + name, timeout=5)
+        assert r.status_code == 404 and b"RIFF-outside" not in r.content and b"root:" not in r.content, name
+    assert requests.get(base + "alias.wav", timeout=5).content == (audio_dir / "tone.wav").read_bytes()
+
+
+def test_only_audio_files_are_served(served, audio_dir):
+    _, runner = served
+    (audio_dir / "notes.txt").write_text("private notes")
+    (audio_dir / "script.py").write_text("print('x')")
+    (audio_dir / "fifo.wav").mkdir()  # not a regular file
+    base = f"http://127.0.0.1:{runner.port}/audio/"
+    for name in ("notes.txt", "script.py", "fifo.wav"):
+        r = requests.get(base + name, timeout=5)
+        assert r.status_code == 404 and "private" not in r.text, name

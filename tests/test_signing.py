@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from labkit.errors import LabkitError, SignatureError
-from labkit.server.signing import payload_hash, sign_webhook, verify_webhook
+from labkit.server.signing import ReplayGuard, payload_hash, sign_webhook, verify_webhook, webhook_payloads
 
 SECRET = "s3cr3t-signature-secret-of-32-bytes!!"
 BODY = json.dumps({"status": "answered", "uuid": "aaaaaaaa-0000-4000-8000-000000000000"}).encode()
@@ -48,10 +48,46 @@ def test_each_token_has_a_fresh_jti_and_optional_fields():
     assert first["api_key"] == "labkit"
 
 
-def test_get_webhook_hashes_the_empty_body():
-    token = sign_webhook(b"", SECRET)
-    claims = verify_webhook(bearer(token), b"", SECRET)
-    assert claims["payload_hash"] == payload_hash(b"") == hashlib.sha256(b"").hexdigest()
+def test_get_webhook_hashes_the_compact_json_of_its_query():
+    """Vonage: payload_hash of a GET is the SHA-256 of its query parameters as compact JSON, in order."""
+    query = [("uuid", "u1"), ("from", "447700900001"), ("note", "café")]
+    payloads = webhook_payloads("GET", query, b"")
+    assert payloads == ['{"uuid":"u1","from":"447700900001","note":"café"}'.encode()]
+    token = sign_webhook(payloads[0], SECRET)
+    assert verify_webhook(bearer(token), payloads, SECRET)["payload_hash"] == hashlib.sha256(payloads[0]).hexdigest()
+    refused("payload_hash", bearer(token), webhook_payloads("GET", query[::-1], b""), SECRET)
+    refused("payload_hash", bearer(sign_webhook(b"", SECRET)), payloads, SECRET)  # the empty body is not it
+
+
+def test_post_webhook_accepts_the_compact_json_or_the_raw_body():
+    raw = b'{"status": "answered",  "uuid": "u1"}'
+    payloads = webhook_payloads("POST", [], raw)
+    assert payloads == [b'{"status":"answered","uuid":"u1"}', raw]
+    for signed in payloads:
+        assert verify_webhook(bearer(sign_webhook(signed, SECRET)), payloads, SECRET)
+
+
+def test_application_id_claim_must_match_when_present():
+    token = sign_webhook(BODY, SECRET, application_id="app-1")
+    assert verify_webhook(bearer(token), BODY, SECRET, application_id="app-1")
+    refused("wrong_application", bearer(token), BODY, SECRET, application_id="app-2")
+    assert verify_webhook(bearer(sign_webhook(BODY, SECRET)), BODY, SECRET, application_id="app-2")  # no claim
+
+
+def test_a_replayed_jti_is_refused_within_the_token_lifetime():
+    guard = ReplayGuard()
+    token = sign_webhook(BODY, SECRET, now=1_000_000, ttl=60)
+    assert verify_webhook(bearer(token), BODY, SECRET, now=1_000_010, replays=guard)
+    refused("replayed", bearer(token), BODY, SECRET, now=1_000_020, replays=guard)
+    other = sign_webhook(BODY, SECRET, now=1_000_000, ttl=60)  # another jti: fine
+    assert verify_webhook(bearer(other), BODY, SECRET, now=1_000_020, replays=guard)
+
+
+def test_replay_memory_is_bounded():
+    guard = ReplayGuard(max_entries=100)
+    for n in range(1000):
+        guard.check(f"jti-{n}", expires=2_000_000, now=1_000_000)
+    assert len(guard._seen) <= 100
 
 
 def test_scheme_is_case_insensitive_and_whitespace_tolerant():

@@ -33,6 +33,7 @@ def hub(tmp_path):
     runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
                           on_stop=hub.close_all).start()
     hub.base = f"ws://127.0.0.1:{runner.port}"
+    hub.runner = runner
     yield hub
     runner.stop()
 
@@ -53,7 +54,7 @@ def open_socket(hub, rate=16000, link="L1", headers=None):
 def wait_closed(hub, n=1, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(hub.sessions) >= n and all(not s.open for s in hub.sessions):
+        if len(hub.recordings()) >= n and all(not s.open for s in hub.sessions):
             return
         time.sleep(0.01)
     raise AssertionError("sessions did not close")
@@ -68,7 +69,11 @@ def test_no_token_no_connection(hub):
     with pytest.raises(InvalidStatus):
         connect(hub.base + "/socket?token=wrong&link=x")
     assert not hub.sessions
-    assert [e.status for e in hub.events] == ["refused", "refused"]
+    # the first refusal of a kind is reported at once, the rest of its window as one counted line
+    assert [(e.status, e.payload["count"]) for e in hub.events] == [("refused", 1)]
+    hub.runner.refusals.flush()
+    assert [(e.status, e.payload["kind"], e.payload["count"]) for e in hub.events] == [
+        ("refused", "bad-socket-token", 1), ("refused", "bad-socket-token", 1)]
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000])
@@ -201,7 +206,7 @@ CHILD = textwrap.dedent("""
     events = EventLog()
     hub = SocketHub(events, folder=sys.argv[1])
     runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub))).start()
-    print(runner.port, hub.token, flush=True)
+    print(runner.port, hub.url("", "k"), flush=True)
     time.sleep(600)
 """)
 
@@ -210,8 +215,8 @@ def test_recording_survives_sigkill(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        port, token = child.stdout.readline().split()
-        ws = connect(f"ws://127.0.0.1:{port}/socket?token={token}&link=k")
+        port, path = child.stdout.readline().split()
+        ws = connect(f"ws://127.0.0.1:{port}{path}")
         ws.send(protocol.connected(content_type(16000)))
         clip = speech_like(3.0, 16000)
         frames = to_frames(clip, 16000)
@@ -242,3 +247,106 @@ def test_recording_survives_sigkill(tmp_path):
         data = np.frombuffer(w.readframes(w.getnframes()), "<i2")
     assert data.size == sent * 320
     np.testing.assert_array_equal(data, clip[: sent * 320])
+
+
+def test_a_socket_token_works_once_and_only_for_its_link(hub):
+    from websockets.exceptions import InvalidStatus
+
+    url = hub.url(hub.base, "L1")
+    ws = connect(url)
+    ws.close()
+    with pytest.raises(InvalidStatus) as info:  # the same link and token again
+        connect(url)
+    assert info.value.response.status_code == 403
+    other = hub.url(hub.base, "L2")
+    with pytest.raises(InvalidStatus):  # a valid token, offered for another link
+        connect(other.replace("link=L2", "link=L1"))
+
+
+def test_each_handed_out_script_gets_its_own_token_tied_to_the_call(hub):
+    from websockets.exceptions import InvalidStatus
+
+    script = [{"action": "connect", "endpoint": [{"type": "websocket", "uri": hub.url(hub.base, "L1")}]},
+              {"action": "connect", "endpoint": [{"type": "phone", "number": "447700900001"}]}]
+    first, second = hub.issue(script, "call-1"), hub.issue(script, "call-2")
+    uris = [first[0]["endpoint"][0]["uri"], second[0]["endpoint"][0]["uri"]]
+    assert uris[0] != uris[1] and script[0]["endpoint"][0]["uri"] not in uris
+    assert first[1] == script[1]  # other endpoints are left alone
+    leaked = connect(uris[0])  # whoever uses a token first gets that call's socket...
+    leaked.send(protocol.connected(content_type(16000)))
+    with pytest.raises(InvalidStatus):  # ...once: a replay of the same answer is refused
+        connect(uris[0])
+    assert hub.session_for("call-1", timeout=5).call_uuid == "call-1"
+    leaked.close()
+
+
+def test_empty_connections_leave_no_files_and_no_sessions_in_memory(hub):
+    for n in range(40):
+        ws = open_socket(hub, link=f"E{n}")
+        ws.close()
+    deadline = time.monotonic() + 10
+    while [s for s in hub.sessions if s.open] or len(hub.events.filter(kind="socket")) < 80:
+        assert time.monotonic() < deadline, "the sessions did not close"
+        time.sleep(0.02)
+    assert not list(hub.folder.glob("*.wav")) and not hub.recordings()
+    assert len(hub.sessions) <= SocketHub.RECENT
+
+
+def test_recordings_stay_listed_after_their_sessions_leave_memory(hub):
+    for n in range(SocketHub.RECENT + 4):
+        hub.bind_links([{"endpoint": [{"uri": hub.url(hub.base, f"R{n}")}]}], f"call-{n}")
+        ws = open_socket(hub, link=f"R{n}")
+        ws.send(to_frames(speech_like(0.1, 16000, seed=n), 16000)[0])
+        ws.close()
+    wait_closed(hub, SocketHub.RECENT + 4)
+    assert len(hub.sessions) == SocketHub.RECENT
+    recordings = hub.recordings()
+    assert [r.call_uuid for r in recordings] == [f"call-{n}" for n in range(SocketHub.RECENT + 4)]
+    assert all(r.frames_received == 1 and r.samples.size == 320 for r in recordings)
+
+
+def test_closing_while_frames_arrive_prints_no_traceback(hub, capfd):
+    ws = open_socket(hub, link="busy")
+    frame = to_frames(speech_like(0.02, 16000), 16000)[0]
+    stop = threading.Event()
+
+    def flood():
+        try:
+            while not stop.is_set():
+                ws.send(frame)
+        except ConnectionClosed:
+            pass
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not (hub.sessions and hub.sessions[-1].frames_received > 50):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    hub.sessions[-1].close()
+    stop.set()
+    sender.join(10)
+    wait_closed(hub)
+    err = capfd.readouterr().err
+    assert "AudioError" not in err and "Traceback" not in err
+    assert hub.recordings()[0].frames_received == hub.sessions[-1].frames_received > 50
+
+
+def test_an_unwritable_recording_folder_fails_the_recording_not_the_call(hub, tmp_path):
+    hub.folder = tmp_path / "not-a-folder"
+    hub.folder.write_text("a file where the folder should be")
+    ws = open_socket(hub, link="nofolder")
+    frames = to_frames(speech_like(0.2, 16000), 16000)
+    for frame in frames:
+        ws.send(frame)
+    ws.send(protocol.dtmf("7"))  # the connection still works after the recording failed
+    hub.events.wait_for(protocol.DTMF, timeout=5)
+    ws.close()
+    wait_until_closed = time.monotonic() + 10
+    while any(s.open for s in hub.sessions):
+        assert time.monotonic() < wait_until_closed
+        time.sleep(0.02)
+    failed = [e for e in hub.events if e.status == "recording-failed"]
+    assert len(failed) == 1 and "stopped" in failed[0].payload["reason"]
+    assert hub.sessions[-1].frames_received == len(frames)
+    assert hub.recordings() == []  # nothing was written, and listing does not fail over it

@@ -113,8 +113,8 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         """Serve HTTPS on 127.0.0.1 and start the audio clock (idempotent; returns self)."""
+        from labkit.sandbox.http_server import ServerRunner
         from labkit.sandbox.responses import QuietHandler, create_app
-        from labkit.server.runner import ServerRunner
 
         with self._lock:
             if self.running:

@@ -32,11 +32,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from labkit.server.signing import sign_webhook
+from labkit.server.signing import compact_json, sign_webhook
 
 log = logging.getLogger("labkit.sandbox.webhooks")
 
@@ -187,8 +187,9 @@ class WebhookClient:
         loopback = host in LOOPBACK_HOSTS
         headers = {"User-Agent": "labkit-sandbox/1.0 (Vonage Voice API emulator)"}
         if method.upper() == "GET":
-            body = b""
             params: dict | None = _flatten_query(payload)
+            # What Vonage's payload_hash covers for GET: every query parameter, in order (signing.py cites it).
+            body = compact_json({**dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)), **params})
             data = None
         else:
             body = json.dumps(payload, separators=(",", ":")).encode()

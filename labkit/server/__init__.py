@@ -1,4 +1,5 @@
-"""The lab's webhook server: a Flask app (answer, event, audio files, /socket) on a background thread."""
+"""The lab's server: the Flask webhook app (answer, event, audio files) and the /socket WebSocket,
+on one port, served by uvicorn on a background thread."""
 
 from labkit.server.app import ServerContext, create_app
 from labkit.server.runner import ServerRunner

@@ -7,9 +7,9 @@ so the same app serves sandbox and live mode.
 from __future__ import annotations
 
 import logging
-import mimetypes
+import stat
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,30 @@ class ServerContext:
     instruction: Callable[[dict[str, Any]], list[dict[str, Any]] | None] = lambda payload: None
     audio_dirs: list[Path] = field(default_factory=list)
     allowed_hosts: set[str] = field(default_factory=lambda: set(LOOPBACK_HOSTS))
-    signature_secret: str | None = None
+    signature_secret: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     sockets: Any = None  # labkit.server.sockets.SocketHub, when WebSockets are wired in
     mode: str = "sandbox"
+    refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals (create_app makes one)
+    application_id: str | None = None  # a signed token naming another application is refused
+    replays: Any = field(default=None, repr=False)  # labkit.server.signing.ReplayGuard (create_app makes one)
 
-    def find_audio(self, name: str) -> Path | None:
-        """The first file called `name` in the audio folders, refusing anything outside them."""
+    def find_audio(self, name: str, extensions: Container[str] | None = None) -> Path | None:
+        """The first regular file called `name` in the audio folders whose real path (symlinks resolved)
+        is inside that folder, and, with `extensions`, whose suffix is one of them. None otherwise."""
         for folder in self.audio_dirs:
             joined = safe_join(str(folder), name)
-            if joined is not None and Path(joined).is_file():
-                return Path(joined)
+            if joined is None:
+                continue
+            try:
+                real = Path(joined).resolve(strict=True)
+                root = Path(folder).resolve(strict=True)
+            except (OSError, RuntimeError):  # missing, or a symlink loop
+                continue
+            if not real.is_relative_to(root) or not stat.S_ISREG(real.stat().st_mode):
+                continue  # a symlink out of the folder (to /etc/passwd...), a device, a folder
+            if extensions is not None and real.suffix.lower() not in extensions:
+                continue
+            return Path(joined)
         return None
 
     def audio_names(self) -> list[str]:
@@ -52,6 +66,43 @@ class ServerContext:
             if Path(folder).is_dir():
                 names.update(p.name for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_TYPES)
         return sorted(names)
+
+
+def _hostname(host_header: str) -> str:
+    return host_header.split("]")[0] + "]" if host_header.startswith("[") else host_header.rsplit(":", 1)[0]
+
+
+def host_allowed(host_header: str, allowed: set[str]) -> bool:
+    """DNS-rebinding protection: only loopback names and the tunnel's host may address the lab."""
+    return _hostname(host_header).lower() in allowed
+
+
+def _check_signature(ctx: ServerContext) -> Response | None:
+    """Vonage's signed-webhook check (reference/vonage-platform.md, "3. Signed webhooks").
+
+    Unsigned in live mode: 503, because Vonage documents an unsigned callback as its own rare internal
+    error and retries on 5xx (and an answer URL only on 429/503/504, not 500: hence 503). Unsigned in
+    sandbox mode, forged, tampered, expired or replayed: 401. Each kind is counted, not logged per request.
+    """
+    from urllib.parse import parse_qsl
+
+    from labkit.errors import SignatureError
+    from labkit.server.signing import verify_webhook, webhook_payloads
+
+    query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+    payloads = webhook_payloads(request.method, query, request.get_data())
+    try:
+        verify_webhook(request.headers.get("Authorization"), payloads, ctx.signature_secret or "",
+                       application_id=ctx.application_id, replays=ctx.replays)
+    except SignatureError as exc:
+        unsigned = exc.reason == "missing"
+        kind = "unsigned" if unsigned else "replayed" if exc.reason == "replayed" else "bad-signature"
+        ctx.refusals.count(kind, f"{request.method} {request.path}: {exc}")
+        if unsigned and ctx.mode == "live":
+            return Response("Unsigned webhook: answering 503 so that Vonage retries it signed.\n", status=503,
+                            mimetype="text/plain")
+        return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+    return None
 
 
 def _payload() -> dict[str, Any]:
@@ -67,30 +118,31 @@ def _payload() -> dict[str, Any]:
 
 
 def create_app(ctx: ServerContext) -> Flask:
-    """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz, /socket."""
+    """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz.
+
+    `/socket` is not a Flask route: `ServerRunner` serves it as a native ASGI WebSocket on the same port."""
     app = Flask("labkit")
-    app.config["LABKIT"] = ctx
+    # Not in app.config: config dumps are printed and logged, and the context holds the signature secret.
+    app.extensions["labkit"] = ctx
+    if ctx.refusals is None:
+        from labkit.server.limits import Refusals
+
+        ctx.refusals = Refusals(ctx.events.add)
+    if ctx.replays is None:
+        from labkit.server.signing import ReplayGuard
+
+        ctx.replays = ReplayGuard()
 
     @app.before_request
     def check_host_and_signature() -> Response | None:
         # DNS-rebinding protection: only loopback names and the tunnel's host may address us.
-        host = (request.host or "").rsplit(":", 1)[0] if not request.host.startswith("[") else \
-            request.host.split("]")[0] + "]"
-        if host.lower() not in ctx.allowed_hosts:
+        if not host_allowed(request.host or "", ctx.allowed_hosts):
+            host = _hostname(request.host or "")
+            ctx.refusals.count("bad-host", f"Host {host!r} is not allowed")
             return Response(f"Host {host!r} is not allowed: the lab only answers to loopback names "
                             "and its tunnel.\n", status=403, mimetype="text/plain")
         if ctx.signature_secret and request.path.startswith("/webhooks/"):
-            from labkit.errors import SignatureError
-            from labkit.server.signing import verify_webhook
-
-            try:
-                # What payload_hash covers for GET webhooks is UNCONFIRMED: check the signature only.
-                verify_webhook(request.headers.get("Authorization"), request.get_data(), ctx.signature_secret,
-                               require_payload_hash=request.method != "GET")
-            except SignatureError as exc:
-                ctx.events.add("lab", {"status": "refused", "reason": f"unsigned or badly signed "
-                                       f"webhook to {request.path}: {exc}"})
-                return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+            return _check_signature(ctx)
         return None
 
     @app.route("/webhooks/answer", methods=["GET", "POST"])
@@ -123,22 +175,18 @@ def create_app(ctx: ServerContext) -> Flask:
 
     @app.get("/audio/<path:name>")
     def audio(name: str) -> Response:
-        path = ctx.find_audio(name)
+        path = ctx.find_audio(name, AUDIO_TYPES)  # only .mp3/.wav: the formats Vonage streams
         if path is None:
             available = ", ".join(ctx.audio_names()) or "none"
             return Response(f"No audio file {name!r} in the lab's audio folders. Available: {available}.\n",
                             status=404, mimetype="text/plain")
-        mime = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] \
-            or "application/octet-stream"
+        mime = AUDIO_TYPES[path.resolve().suffix.lower()]
         # conditional=True gives ETag/Last-Modified and Range (206) support.
         return send_file(path, mimetype=mime, conditional=True, max_age=60)
 
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"ok": True, "service": "labkit", "mode": ctx.mode})
-
-    if ctx.sockets is not None:
-        ctx.sockets.register(app)
 
     @app.errorhandler(405)
     def not_allowed(_exc) -> tuple[str, int]:

@@ -1,0 +1,101 @@
+"""One ASGI app on one port: `/socket` as a native ASGI WebSocket, everything else the Flask app.
+
+Flask runs on a2wsgi's thread pool. Before a request reaches it, the body is read here within the
+body cap and read timeout (a 100 MB body is refused with 413 from its Content-Length, before any of it
+is read), and each chunk of the response is sent within the send timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+
+from labkit.server.limits import BodyRefused, Limits, Refusals, SendTimeout, read_body, send_within
+
+
+class LabAsgi:
+    """The ASGI callable uvicorn serves. `close()` shuts a2wsgi's executor (it leaks threads otherwise)."""
+
+    def __init__(self, wsgi_app, limits: Limits, refusals: Refusals, sockets: Any = None, workers: int = 16,
+                 allowed_hosts: set[str] | None = None):
+        self.wsgi = WSGIMiddleware(wsgi_app, workers=workers)
+        self.limits = limits
+        self.refusals = refusals
+        self.sockets = sockets  # labkit.server.sockets.SocketHub or None
+        self.allowed_hosts = allowed_hosts  # the lab's live set: the tunnel's host is added after start
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            if self.sockets is not None and scope["path"] == "/socket":
+                await self.sockets.serve_asgi(scope, receive, send, self.limits, self.refusals, self.allowed_hosts)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if kind != "http":  # lifespan is off; nothing else exists
+            return
+        await self._http(scope, receive, send)
+
+    async def _http(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        limits = self.limits
+        declared = _content_length(scope)
+        try:
+            if declared is not None and declared > limits.max_body_bytes:
+                raise BodyRefused(413, "body-too-large", f"a {declared}-byte request body is over "
+                                                         f"{limits.max_body_bytes} bytes (LABKIT_MAX_BODY_BYTES)")
+            body = await read_body(receive, limits)
+        except BodyRefused as refused:
+            if refused.status:
+                self.refusals.count(refused.kind, f"{refused.reason}: {scope['method']} {scope['path']}")
+                await _plain(send, refused.status, f"Refused: {refused.reason}.\n", limits.send_timeout)
+            return
+
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # only http.disconnect is left
+
+        cut = False
+
+        async def timed_send(message: dict[str, Any]) -> None:
+            # After a cut, drop the rest quietly: a2wsgi's worker thread must run to its end, not block.
+            nonlocal cut
+            if cut:
+                return
+            try:
+                await send_within(send, message, limits.send_timeout)
+            except SendTimeout:
+                cut = True
+                self.refusals.count("slow-reader", f"a client stopped reading the response to {scope['path']}")
+
+        await self.wsgi(scope, replay, timed_send)
+
+    def close(self) -> None:
+        self.wsgi.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _plain(send: Callable, status: int, text: str, timeout: float) -> None:
+    body = text.encode()
+    try:
+        await send_within(send, {"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]}, timeout)
+        await send_within(send, {"type": "http.response.body", "body": body}, timeout)
+    except (SendTimeout, OSError):
+        pass

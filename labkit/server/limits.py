@@ -1,0 +1,259 @@
+"""Limits a server on a public tunnel needs, and the pieces of the uvicorn stack that enforce them.
+
+Anyone who finds the tunnel's URL can talk to the lab, so every resource a peer can hold is bounded:
+body size, time to send headers and body, WebSocket message size, idle/half-open sockets (ping),
+concurrent connections, and the time one send may take. Refused requests are counted per kind and
+reported one line at a time (`Refusals`), never one event each.
+
+Each limit is a setting read from the environment (defaults in the README); tests pass small values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from labkit.errors import ConfigError
+
+#: The transport of the connection whose request (or WebSocket) is being handled: set around
+#: `data_received`, so the ASGI task that uvicorn creates there inherits it. Lets the app cut a peer.
+CURRENT_TRANSPORT: contextvars.ContextVar[asyncio.Transport | None] = contextvars.ContextVar(
+    "labkit_transport", default=None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound the lab's server applies. Environment names: LABKIT_ + the field name in capitals."""
+
+    max_body_bytes: int = 64 * 1024  # webhooks are a few hundred bytes; 413 above this, before reading
+    header_timeout: float = 10.0  # seconds for a client to send its request line and headers
+    read_timeout: float = 10.0  # seconds for a whole request body (and between WebSocket messages' bytes)
+    ws_max_message_bytes: int = 64 * 1024  # a 20 ms frame is 640-1920 bytes; text events are small
+    ws_ping_interval: float = 15.0  # a ping every 15 s ...
+    ws_ping_timeout: float = 15.0  # ... and no pong within 15 s closes it: a half-open peer goes within 30 s
+    max_connections: int = 500  # concurrent TCP connections (webhooks + WebSockets); 503 above
+    send_timeout: float = 2.0  # one send (a frame, a response chunk) may wait this long for a slow peer
+    stop_timeout: float = 5.0  # lab.stop() returns within this, cutting whatever is still open
+    refusal_window: float = 5.0  # refused requests are reported one line per kind per window
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Limits:
+        """Defaults, replaced by LABKIT_<NAME> environment variables, replaced by `overrides`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"LABKIT_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = int if f.type in ("int", int) else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"LABKIT_{f.name.upper()}={raw!r} is not a number: give a {kind.__name__}, "
+                                  f"or unset it for the default ({getattr(cls, f.name)}).") from None
+            if value <= 0:
+                raise ConfigError(f"LABKIT_{f.name.upper()} must be more than 0, not {raw}.")
+            values[f.name] = value
+        values.update(overrides)
+        return cls(**values)
+
+
+def limits_for(env_file: str | os.PathLike | None) -> Limits:
+    """The limits from `.env` (when there is one) overridden by the environment, like every setting."""
+    values: dict[str, Any] = {}
+    if env_file:
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ)
+    return Limits.from_env(values)
+
+
+class Refusals:
+    """Refused requests, counted per kind and reported as one event line per kind per window.
+
+    The first refusal of a kind is reported at once (so a user sees why their request failed); any more
+    within `window` seconds are only counted, and reported as one line with the count when the window
+    ends. 20,000 refused requests make a handful of events, not 20,000.
+    """
+
+    def __init__(self, add: Callable[[str, dict[str, Any]], Any], window: float = 5.0):
+        self._add = add  # EventLog.add
+        self.window = window
+        self.totals: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int, str, str]] = {}  # kind -> (start, pending, reason, source)
+        self._timers: dict[str, threading.Timer] = {}
+
+    def count(self, kind: str, reason: str, *, source: str = "lab", **extra: Any) -> None:
+        """Record one refused request of `kind` (e.g. "unsigned", "bad-token"), explained by `reason`."""
+        now = time.monotonic()
+        report: dict[str, Any] | None = None
+        with self._lock:
+            self.totals[kind] = self.totals.get(kind, 0) + 1
+            started, pending, _, _ = self._windows.get(kind, (0.0, 0, "", source))
+            if now - started >= self.window:
+                report = self._take(kind)  # the previous window's leftovers, if any
+                self._windows[kind] = (now, 0, reason, source)
+                first = {"status": "refused", "kind": kind, "count": 1, "reason": reason, **extra}
+            else:
+                self._windows[kind] = (started, pending + 1, reason, source)
+                first = None
+                if kind not in self._timers:
+                    timer = threading.Timer(max(0.0, started + self.window - now), self._flush_kind, (kind,))
+                    timer.daemon = True
+                    timer.name = "labkit-refusals"
+                    self._timers[kind] = timer
+                    timer.start()
+        if report is not None:
+            self._add(report.pop("_source"), report)
+        if first is not None:
+            self._add(source, first)
+
+    def _take(self, kind: str) -> dict[str, Any] | None:
+        """The summary line for `kind`'s pending count, resetting it (lock held)."""
+        timer = self._timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+        started, pending, reason, source = self._windows.get(kind, (0.0, 0, "", "lab"))
+        if not pending:
+            return None
+        self._windows[kind] = (started, 0, reason, source)
+        return {"_source": source, "status": "refused", "kind": kind, "count": pending,
+                "reason": f"{pending} more refused in {self.window:g} s; the last: {reason}"}
+
+    def _flush_kind(self, kind: str) -> None:
+        with self._lock:
+            self._timers.pop(kind, None)
+            report = self._take(kind)
+        if report is not None:
+            self._add(report.pop("_source"), report)
+
+    def flush(self) -> None:
+        """Report every pending count now (stop calls this, so nothing counted is lost)."""
+        with self._lock:
+            reports = [self._take(kind) for kind in list(self._windows)]
+        for report in reports:
+            if report is not None:
+                self._add(report.pop("_source"), report)
+
+
+class LabHttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol plus the limits uvicorn lacks: a header timeout and a connection cap.
+
+    uvicorn cuts idle keep-alive connections but has no deadline for a request's headers, so a
+    slowloris client could hold a connection forever; its `limit_concurrency` also lets WebSocket
+    upgrades through. Settings come from `config.labkit_limits`; refusals go to `config.labkit_refusals`.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        limits: Limits = self.config.labkit_limits  # type: ignore[attr-defined]
+        self._header_timer: asyncio.TimerHandle | None = None
+        over = len(self.connections) >= limits.max_connections
+        super().connection_made(transport)
+        if over:
+            self.config.labkit_refusals.count(  # type: ignore[attr-defined]
+                "too-many-connections", f"more than {limits.max_connections} concurrent connections "
+                "(LABKIT_MAX_CONNECTIONS)")
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                            b"content-length: 38\r\n\r\nThe lab has too many open connections\n")
+            transport.close()
+            return
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            limits: Limits = self.config.labkit_limits  # type: ignore[attr-defined]
+            self._header_timer = self.loop.call_later(limits.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        limits: Limits = self.config.labkit_limits  # type: ignore[attr-defined]
+        self.config.labkit_refusals.count(  # type: ignore[attr-defined]
+            "slow-headers", f"request headers not complete within {limits.header_timeout:g} s "
+            "(LABKIT_HEADER_TIMEOUT)")
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle:  # bytes of a new request (also the next one on a keep-alive connection)
+            self._arm_header_timer()
+        before = self.cycle
+        token = CURRENT_TRANSPORT.set(self.transport)
+        try:
+            super().data_received(data)
+        finally:
+            CURRENT_TRANSPORT.reset(token)
+        if self.cycle is not before or self.transport.get_protocol() is not self:
+            self._disarm_header_timer()  # headers complete (a request began, or a WebSocket upgrade)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
+async def read_body(receive: Callable, limits: Limits) -> bytes:
+    """The whole request body, within `max_body_bytes` and `read_timeout` (raises `BodyRefused`)."""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = asyncio.get_running_loop().time() + limits.read_timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            raise BodyRefused(408, "slow-body", f"request body not received within {limits.read_timeout:g} s "
+                                                "(LABKIT_READ_TIMEOUT)") from None
+        if message["type"] == "http.disconnect":
+            raise BodyRefused(0, "", "")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise BodyRefused(413, "body-too-large", f"request body over {limits.max_body_bytes} bytes "
+                                                     "(LABKIT_MAX_BODY_BYTES)")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class BodyRefused(Exception):
+    """A request body that broke a limit: the HTTP status to answer with and the refusal's kind."""
+
+    def __init__(self, status: int, kind: str, reason: str):
+        super().__init__(reason)
+        self.status, self.kind, self.reason = status, kind, reason
+
+
+async def send_within(send: Callable, message: dict[str, Any], timeout: float,
+                      transport: asyncio.Transport | None = None) -> None:
+    """`send(message)`, cutting the connection if the peer does not take it within `timeout` s.
+
+    A peer that stops reading fills the socket buffer and uvicorn's send waits for it to drain, for
+    ever; cutting the transport wakes every waiter on that connection."""
+    try:
+        await asyncio.wait_for(send(message), timeout)
+    except asyncio.TimeoutError:
+        transport = transport or CURRENT_TRANSPORT.get()
+        if transport is not None:
+            transport.abort()
+        raise SendTimeout(f"the peer did not take data for {timeout:g} s (LABKIT_SEND_TIMEOUT); "
+                          "its connection was cut") from None
+
+
+class SendTimeout(ConnectionError):
+    """A peer stopped reading: its connection was cut."""
