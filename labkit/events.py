@@ -93,8 +93,9 @@ class EventLog:
     def add(self, kind: str, payload: dict[str, Any]) -> Event:
         """Record one event and tell subscribers (their errors are swallowed: a widget must not
         break the webhook that fed it)."""
-        event = Event(kind=kind, payload=dict(payload))
-        with self._cond:
+        payload = dict(payload)
+        with self._cond:  # seq and time are taken under the lock, so seq order is append order
+            event = Event(kind=kind, payload=payload, received_at=datetime.now(timezone.utc), seq=next(_seq))
             self._events.append(event)
             subscribers = list(self._subscribers)
             self._cond.notify_all()

@@ -96,3 +96,28 @@ def test_leg_less_events_count_for_the_call_of_their_conversation():
         .endswith("/1")
     with pytest.raises(WaitTimeout):
         log.wait_for("record", uuid="u1", timeout=0.05)  # without the conversation it names no leg
+
+
+def test_seq_is_taken_in_append_order_even_when_a_writer_waits_for_the_lock():
+    """A writer blocked on the log's lock must not hold a smaller seq than an event appended before it
+    (that made `wait_for(after=seq)` skip events and the concurrency test flaky)."""
+    import sys
+
+    log = EventLog()
+    with log._cond:
+        writer = threading.Thread(target=log.add, args=("event", {"uuid": "w", "status": "late"}))
+        writer.start()
+        # wait (without a timer) until the writer is parked on the lock inside add()
+        while True:
+            frame = sys._current_frames().get(writer.ident)
+            names = []
+            while frame is not None:
+                names.append(frame.f_code.co_name)
+                frame = frame.f_back
+            if names[:2] == ["__enter__", "add"]:
+                break
+        log.add("event", {"uuid": "m", "status": "early"})
+    writer.join()
+    assert [e.status for e in log] == ["early", "late"]
+    assert [e.seq for e in log] == sorted(e.seq for e in log)
+    assert log.wait_for("late", uuid="w", after=log[0].seq, timeout=0.1).status == "late"

@@ -409,21 +409,25 @@ class Platform:
         """Queue a webhook for `leg` (in order with its other webhooks); a Future of the WebhookResult."""
         target = url or leg.event_url or self.settings.event_url
         verb = (method or (leg.event_method if not url else "POST") or "POST").upper()
+        # Stamped, recorded and queued under one lock: two threads posting for one leg (its runner and a
+        # hangup) must put their webhooks on the wire in the order of their timestamps and of leg.events.
         with self.lock:
+            if "timestamp" in payload:
+                payload["timestamp"] = iso(utcnow())
             leg.events.append(payload)
             leg.cond.notify_all()
-        if not target or self.stopping:
-            done: Future = Future()
-            done.set_result(None)
-            return done
-        return leg.hooks.send("instruction" if instruction else "event", target, verb, payload,
-                              fallback=instruction)
+            if not target or self.stopping:
+                done: Future = Future()
+                done.set_result(None)
+                return done
+            return leg.hooks.send("instruction" if instruction else "event", target, verb, payload,
+                                  fallback=instruction)  # only queues: never blocks on the network
 
     def post_status(self, leg: SandboxCall, status: str, **extra: Any) -> Future:
-        with self.lock:
-            if status in LIVE_STATUSES or status in FINAL_STATUSES:
-                leg.status = status
-        return self.post(leg, self.event(leg, status, **extra))
+        with self.lock:  # the status the leg shows and the order its webhooks go out must agree
+            if status in FINAL_STATUSES or (status in LIVE_STATUSES and not leg.ended):
+                leg.status = status  # a late 'answered' from the runner never revives an ended leg
+            return self.post(leg, self.event(leg, status, **extra))
 
     def completed_fields(self, leg: SandboxCall) -> dict[str, Any]:
         duration = leg.duration
@@ -563,7 +567,6 @@ class Platform:
             if leg.phone is not None:
                 leg.phone._call_ended(leg)
             endpoint = leg.endpoint
-            payload = None
             if event:
                 fields = dict(extra or {})
                 if detail:
@@ -571,13 +574,12 @@ class Platform:
                 if status == "completed":
                     fields = {**self.completed_fields(leg), **fields}
                 payload = self.event(leg, status, **fields)
+                self.post(leg, payload)  # queued under the lock: no later post of this leg can go first
             leg.cond.notify_all()
             if leg.parent is not None:
                 leg.parent.cond.notify_all()
         if endpoint is not None and hasattr(endpoint, "close"):
             endpoint.close()
-        if payload is not None:
-            self.post(leg, payload)
         for child in children:
             self.end_leg(child, "completed")
 
