@@ -15,7 +15,7 @@ from typing import Literal
 from labkit.errors import ConfigError
 
 Mode = Literal["sandbox", "live"]
-E164 = re.compile(r"^[1-9]\d{6,14}$")
+E164 = re.compile(r"[1-9][0-9]{6,14}")  # ASCII digits only; use fullmatch
 SECRET_FIELDS = ("private_key", "signature_secret", "ngrok_authtoken")
 
 # Where each live setting comes from, for the one message that lists what is missing.
@@ -99,6 +99,9 @@ class Settings:
             speed = float(get("LABKIT_SANDBOX_SPEED") or 1.0)
         except ValueError as exc:
             raise ConfigError(f"LABKIT_PORT must be an integer and LABKIT_SANDBOX_SPEED a number: {exc}") from None
+        if not 0 <= port <= 65535 or not 0 < speed <= 1000:
+            raise ConfigError(f"LABKIT_PORT must be 0-65535 (0: any free port), not {port}, and LABKIT_SANDBOX_SPEED "
+                              f"a factor above 0 (1 is real time), not {speed:g}.")
         return cls(
             application_id=get("VONAGE_APPLICATION_ID"),
             private_key=get("VONAGE_PRIVATE_KEY"),
@@ -152,9 +155,9 @@ class Settings:
                 out.append(str(exc))
         if not self.vonage_number:
             out.append(f"VONAGE_NUMBER is missing: {WHERE['VONAGE_NUMBER']}")
-        elif not E164.match(self.vonage_number):
+        elif not E164.fullmatch(self.vonage_number):
             out.append(f"VONAGE_NUMBER is not an E.164 number: {WHERE['VONAGE_NUMBER']}")
-        if self.to_number and not E164.match(self.to_number):
+        if self.to_number and not E164.fullmatch(self.to_number):
             out.append(f"TO_NUMBER is not an E.164 number: {WHERE['TO_NUMBER']}")
         if not self.ngrok_authtoken and not self.public_url:
             out.append(f"NGROK_AUTHTOKEN is missing: {WHERE['NGROK_AUTHTOKEN']}")

@@ -82,6 +82,15 @@ class Lab:
 
         mode: "sandbox" or "live" overrides LABKIT_MODE; speed: sandbox clock factor (tests use >1).
         """
+        # Check every argument before touching a running lab: a typo must not end the calls in progress.
+        if mode is not None and mode not in ("sandbox", "live", "auto"):
+            raise InvalidInput(f"mode must be 'sandbox', 'live' or 'auto', not {mode!r}.")
+        if port is not None:
+            validate.port(port)
+        if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float))
+                                  or not 0 < speed <= 1000):
+            raise InvalidInput(f"speed is the sandbox clock's factor, a number above 0 (1 is real time, tests "
+                               f"use 10), not {speed!r}.")
         existing = running_lab()
         if existing is not None:
             wanted = mode or existing.settings.requested_mode
@@ -90,8 +99,6 @@ class Lab:
             existing.stop()  # asked for something different: restart rather than return a wrong lab
         settings = Settings.load(env_file)
         if mode is not None:
-            if mode not in ("sandbox", "live", "auto"):
-                raise InvalidInput(f"mode must be 'sandbox', 'live' or 'auto', not {mode!r}.")
             settings = _replace(settings, requested_mode=mode)
         lab = cls(settings, port=port, speed=speed, quiet=quiet)
         try:
@@ -303,12 +310,19 @@ class Lab:
         sender = validate.phone_number(from_number or self.number or "", "caller number (VONAGE_NUMBER)")
         if ncco is not None and answer_url is not None:
             raise InvalidInput("Give either ncco= or answer_url=, not both.")
+        if answer_url is not None:
+            validate.public_url(answer_url, "answer URL")
+        if event_url is not None:
+            validate.public_url(event_url, "event URL")
         body: dict[str, Any] = {
             "to": [{"type": "phone", "number": to}],
             "from": {"type": "phone", "number": sender},
             "event_url": [event_url or self.url("/webhooks/event")],
         }
         script = to_json(ncco) if ncco is not None else None
+        if script == []:
+            raise InvalidInput("An empty NCCO would end the call as soon as it is answered: give at least one "
+                               "action (ncco=[Talk(text='Hello')]), or leave ncco out for the lab's default script.")
         if script is not None:
             body["ncco"] = script
         else:

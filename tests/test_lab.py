@@ -162,3 +162,47 @@ def test_unplayable_audio_is_refused_before_sending(lab, tmp_path):
             lab.audio_url("notes.txt")
     finally:
         lab.audio_dirs.remove(folder.resolve())
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "bogus"}, {"speed": -1}, {"speed": "fast"}, {"port": "abc"},
+                                    {"port": -5}, {"port": 70000}])
+def test_bad_start_arguments_leave_the_running_lab_alone(lab, kwargs):
+    from labkit import Lab
+
+    call = lab.call("447700900106")
+    call.wait_for("answered", timeout=10)
+    with pytest.raises(InvalidInput):
+        Lab.start(**kwargs)
+    assert not lab.stopped and Lab.start() is lab
+    assert call.info().status == "answered"  # its call goes on
+    call.hangup()
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"ncco": 42}, "list of actions"), ({"ncco": []}, "empty NCCO"), ({"ncco": [{"action": "talk", "t": {1}}]}, "JSON"),
+    ({"ncco": [{"action": "talk", "text": "hi", "loop": -1}]}, "loop"),
+    ({"answer_url": "ftp://x/y"}, "http"), ({"event_url": "file:///etc/passwd"}, "http"),
+])
+def test_bad_call_arguments_are_refused_before_the_call_is_placed(lab, kwargs, words):
+    placed = len(lab.sandbox.calls)
+    before = len(lab.calls)
+    with pytest.raises(InvalidInput, match=words):
+        lab.call("447700900107", **kwargs)
+    assert len(lab.calls) == before and len(lab.sandbox.calls) == placed
+
+
+def test_an_empty_wav_is_refused(lab, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "empty-audio"
+    folder.mkdir()
+    sf.write(folder / "empty.wav", np.zeros(0, np.int16), 16000, subtype="PCM_16")
+    lab.add_audio_dir(folder)
+    try:
+        with pytest.raises(AudioError, match="no samples"):
+            lab.audio_url("empty.wav")
+        with pytest.raises(AudioError, match="no samples"):
+            labkit.media.load(folder / "empty.wav", 16000)
+    finally:
+        lab.audio_dirs.remove(folder.resolve())

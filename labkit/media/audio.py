@@ -245,6 +245,9 @@ def _decode(source: Any) -> tuple[np.ndarray, int]:
     ok, reason = _verdict(info.format, info.subtype)
     if not ok:
         raise AudioError(f"cannot use {name}: {reason}.")
+    if info.frames == 0 and info.format in ("WAV", "WAVEX"):
+        raise AudioError(f"cannot use {name}: the WAV file holds no samples (0 s of audio). Record or export "
+                         "it again, or pick another file.")
     try:
         # ONE whole-file read: chunked reads of VBR MP3 return corrupted samples (soundfile #402).
         data_2d, native = sf.read(opener(), dtype="int16", always_2d=True)
@@ -310,6 +313,8 @@ def probe(path: str | os.PathLike) -> AudioInfo:
             reason=f"not an audio file libsndfile can read ({_libsndfile_words(exc)}); use {SUPPORTED}",
         )
     ok, reason = _verdict(info.format, info.subtype)
+    if ok and info.frames == 0 and info.format in ("WAV", "WAVEX"):  # a header and no audio: nothing to play
+        ok, reason = False, "the WAV file holds no samples (0 s of audio); record or export it again"
     return AudioInfo(
         path=p,
         format=info.format,

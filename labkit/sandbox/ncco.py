@@ -38,6 +38,9 @@ log = logging.getLogger("labkit.sandbox.ncco")
 NCCO_ERROR_REASON = "Syntax error in NCCO. Invalid value type or action."
 ACTIONS = ("talk", "stream", "connect", "conversation", "input", "record", "notify", "wait", "transfer")
 ENDPOINT_TYPES = ("phone", "websocket", "sip", "app", "vbc")
+# "text (required, at most 1500 characters excluding SSML)": NCCO reference, talk action
+# (/work/shared/reference/vonage-voice-api.md section 4).
+TALK_TEXT_LIMIT = 1500
 DEFAULT_INPUT_TIMEOUT = 3
 DEFAULT_MAX_DIGITS = 4
 DEFAULT_SPEECH_SILENCE = 2.0
@@ -101,7 +104,7 @@ def _check_endpoint(c: _Checker, ep: Any) -> None:
         c.fail(f"endpoint type must be one of {', '.join(ENDPOINT_TYPES)}, not {kind!r}")
     if kind == "phone":
         number = ep.get("number")
-        if not isinstance(number, str) or not number.isdigit() or not 7 <= len(number) <= 15:
+        if not isinstance(number, str) or not (number.isascii() and number.isdigit()) or not 7 <= len(number) <= 15:
             c.fail("a phone endpoint needs 'number' in E.164 without '+' (7-15 digits)")
     elif kind == "websocket":
         uri = ep.get("uri")
@@ -138,8 +141,8 @@ def validate(ncco: Any) -> list[dict]:
             text = c.require("text")
             if not isinstance(text, str) or not text.strip():
                 c.fail("'text' must be a non-empty string")
-            if len(plain_text(text)) > 1500:
-                c.fail("'text' is longer than 1500 characters")
+            if len(plain_text(text)) > TALK_TEXT_LIMIT:
+                c.fail(f"'text' is longer than {TALK_TEXT_LIMIT} characters")
             c.opt("bargeIn", lambda v: isinstance(v, bool), "true or false")
             c.opt("loop", lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
             c.opt("level", _level_ok, "a number from -1 to 1")
