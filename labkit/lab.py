@@ -73,6 +73,7 @@ class Lab:
         self._signature_secret: str | None = None
         self._keeper: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self._parts_stopped: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -171,24 +172,28 @@ class Lab:
                                     HttpClientOptions(timeout=HTTP_TIMEOUT))
 
     def stop(self) -> None:
-        """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent."""
+        """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent.
+
+        Safe to interrupt (a second Ctrl-C in a notebook): a part counts as stopped only once its stop
+        returned, and `stopped` is set only when all have, so calling stop() again finishes the work.
+        """
         if self.stopped:
             return
-        self.stopped = True
-        self._stop_event.set()
+        self._stop_event.set()  # running_lab() no longer hands this lab out
         errors = []
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
-        for part in (self.sandbox, self.runner):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
-                    errors.append(exc)
-        if self.tunnel is not None:
+        for name, part in (("sandbox", self.sandbox), ("runner", self.runner), ("tunnel", self.tunnel)):
+            if part is None or name in self._parts_stopped:
+                continue
             try:
-                self.tunnel.kill()  # the agent too: a stopped lab leaves no process behind
-            except Exception as exc:  # noqa: BLE001
+                if name == "tunnel":
+                    part.kill()  # the agent too: a stopped lab leaves no process behind
+                else:
+                    part.stop()
+            except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
                 errors.append(exc)
+            self._parts_stopped.add(name)  # not reached on KeyboardInterrupt: the next stop() retries
+        self.stopped = True
         if errors:
             raise LabkitError("The lab stopped, but not cleanly: " + "; ".join(map(str, errors)))
 

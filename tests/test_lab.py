@@ -206,3 +206,32 @@ def test_an_empty_wav_is_refused(lab, tmp_path):
             labkit.media.load(folder / "empty.wav", 16000)
     finally:
         lab.audio_dirs.remove(folder.resolve())
+
+
+def test_an_interrupted_stop_is_finished_by_the_next_call(tmp_path, monkeypatch):
+    """Ctrl-C while stop() waits for the server: the port and thread stay up until stop() is called again."""
+    from labkit.lab import Lab, running_lab
+
+    shared = running_lab()
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
+    other._start()
+    port = other.port
+    server = other.runner.server
+    real_shutdown = server.shutdown
+
+    def shutdown_then_interrupt():
+        real_shutdown()
+        raise KeyboardInterrupt  # arrives after shutdown, before the listening socket is closed
+
+    server.shutdown = shutdown_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        other.stop()
+    assert not other.stopped
+    server.shutdown = real_shutdown
+    other.stop()
+    assert other.stopped
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # freed by the second call
+    assert not any(t.name == f"labkit-server:{port}" for t in threading.enumerate())
+    assert running_lab() is shared

@@ -108,7 +108,6 @@ class ServerRunner:
             except Exception:  # noqa: BLE001
                 log.exception("error while closing connections")
         server, thread = self._server, self._thread
-        self._server = self._thread = None
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -116,3 +115,4 @@ class ServerRunner:
             thread.join(timeout)
             if thread.is_alive():
                 raise ServerError(f"the server thread {thread.name} did not stop within {timeout} s")
+        self._server = self._thread = None  # only now: a stop() interrupted above is finished by the next one
