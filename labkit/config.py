@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,16 @@ def state_dir() -> Path:
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def recordings_dir(day: date | None = None) -> Path:
+    """Where the lab's WebSocket recordings go: LABKIT_RECORDINGS, else LABKIT_HOME/recordings/<YYYY-MM-DD>
+    (one folder per day, never the notebook's working folder). Not created here: the recorder does that,
+    and reports a folder it cannot make as a recording fault rather than failing the call."""
+    base = os.environ.get("LABKIT_RECORDINGS")
+    root = Path(base).expanduser() if base else Path(
+        os.environ.get("LABKIT_HOME") or Path.home() / ".cache" / "labkit") / "recordings"
+    return root / (day or date.today()).isoformat()
 
 
 def audio_dirs() -> list[Path]:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 
 from labkit import validate
 from labkit.calls import Call, api_errors
-from labkit.config import Settings, audio_dirs, load_private_key
+from labkit.config import Settings, audio_dirs, load_private_key, recordings_dir
 from labkit.errors import (
     AudioError,
     CallError,
@@ -117,7 +117,7 @@ class Lab:
             self.settings.require_live()
         self._signature_secret = self.settings.signature_secret if self.mode == "live" \
             else secrets.token_urlsafe(24)
-        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path,
+        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path, folder=recordings_dir(),
                                  speed=self._speed if self.mode == "sandbox" else 1.0)
         ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                             instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,

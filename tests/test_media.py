@@ -691,3 +691,59 @@ def test_native_rate_reads_headers_without_decoding(tmp_path):
     assert native_rate(str(path)) == 24000 and native_rate(path.read_bytes()) == 24000
     assert native_rate((np.zeros(10), 8000)) == 8000 and native_rate(Recording(np.zeros(10, np.int16), 16000)) == 16000
     assert native_rate(b"not audio") is None and native_rate(str(tmp_path / "missing.wav")) is None
+
+
+def test_recorder_in_an_unwritable_place_fails_without_raising(tmp_path: Path) -> None:
+    """A folder that cannot be made (its parent is a file: root-proof) marks the recorder failed."""
+    (tmp_path / "not-a-folder").write_text("x")
+    reasons: list[str] = []
+    rec = WavRecorder(tmp_path / "not-a-folder" / "day" / "call.wav", 16000, on_error=reasons.append)
+    rec.write(bytes(640))
+    rec.write_samples(np.zeros(10))
+    rec.close()
+    assert rec.failed and reasons == [rec.failed] and "cannot create the recording" in rec.failed
+    assert rec.frames_dropped == 1 and rec.frames_written == 0
+    assert "failed" in repr(rec)
+
+
+def test_a_write_fault_keeps_what_was_written_as_a_valid_wav(tmp_path: Path) -> None:
+    path = tmp_path / "full.wav"
+    reasons: list[str] = []
+    rec = WavRecorder(path, 16000, on_error=reasons.append)
+    frames_in = [np.full(320, i, dtype=np.int16).tobytes() for i in range(1, 60)]
+    for f in frames_in[:50]:
+        rec.write(f)
+    real = rec._file.buffer_write
+    calls = {"n": 0}
+
+    def disk_full(data, dtype):
+        calls["n"] += 1
+        real(data[: len(data) // 2], dtype)  # half a frame lands first, like a disk filling up mid-frame
+        raise OSError(28, "No space left on device")
+
+    rec._file.buffer_write = disk_full
+    for f in frames_in[50:]:
+        rec.write(f)  # never raises into the caller's loop
+    rec.close()
+    assert calls["n"] == 1 and len(reasons) == 1 and "No space left" in reasons[0]
+    assert (rec.frames_written, rec.frames_dropped) == (50, 9)
+    samples, rate = read_wave(path)  # header sizes match the whole frames on disk
+    assert rate == 16000 and samples.size == 50 * 320
+    assert np.array_equal(samples.reshape(50, 320)[:, 0], np.arange(1, 51))
+
+
+def test_recorder_fallback_keeps_the_header_valid_without_libsndfile_internals(tmp_path: Path, monkeypatch) -> None:
+    """When libsndfile will not update the header itself, the recorder patches the sizes with plain file I/O."""
+    import labkit.media.recorder as recorder
+
+    monkeypatch.setattr(recorder, "_enable_auto_header", lambda sf_module, handle: False)
+    path = tmp_path / "fallback.wav"
+    with pytest.warns(RuntimeWarning, match="plain file I/O"):
+        rec = WavRecorder(path, 8000)
+    data = tone(300, 0.3, 8000)
+    for f in to_frames(data, 8000):
+        rec.write(f)
+    samples, rate = read_wave(path)  # still open: the header is already right
+    assert rate == 8000 and np.array_equal(samples, data)
+    rec.close()
+    assert np.array_equal(read_wave(path)[0], data)

@@ -99,3 +99,28 @@ def test_app_closing_the_socket_posts_disconnected(fresh):
     # the WebSocket leg has its own uuid: match the event by its status and the headers it carries
     event = lab.events.wait_for(lambda e: e.status == "disconnected", timeout=10, after=mark)
     assert event.payload.get("headers", {}).get("who") == "lab" or event.payload.get("who") == "lab"
+
+
+def test_an_unwritable_recordings_folder_stops_the_recording_not_the_call(fresh, tmp_path):
+    """The call goes on, an event says why recording stopped, and the socket still sends audio."""
+    lab = fresh
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # a folder that cannot be made, even by root
+    folder, lab.sockets.folder = lab.sockets.folder, blocker / "recordings"
+    try:
+        phone = lab.phone("447700900313")
+        call = lab.call("447700900313", ncco=[ncco.websocket(lab, rate=16000)])
+        call.wait_for("answered", timeout=10)
+        stopped = lab.events.wait_for("recording-stopped", uuid=call.uuid, timeout=10)
+        assert "cannot create the recording" in stopped.payload["reason"]
+        session = lab.socket(call, timeout=10)  # still there: the session is up, only its recording failed
+        mark = phone.position
+        assert session.play("music.wav").wait(30)
+        time.sleep(0.3)
+        assert phone.heard_since(mark).correlate(lab.audio_path("music.wav")) > 0.9
+        assert call.info().status == "answered"
+        lab.recordings  # noqa: B018 - listing must not fail on the session that has no file
+        call.hangup()
+        call.wait_for("completed", timeout=10)
+    finally:
+        lab.sockets.folder = folder

@@ -245,9 +245,6 @@ def _decode(source: Any) -> tuple[np.ndarray, int]:
     ok, reason = _verdict(info.format, info.subtype)
     if not ok:
         raise AudioError(f"cannot use {name}: {reason}.")
-    if info.frames == 0 and info.format in ("WAV", "WAVEX"):
-        raise AudioError(f"cannot use {name}: the WAV file holds no samples (0 s of audio). Record or export "
-                         "it again, or pick another file.")
     try:
         # ONE whole-file read: chunked reads of VBR MP3 return corrupted samples (soundfile #402).
         data_2d, native = sf.read(opener(), dtype="int16", always_2d=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labkit.errors import InvalidInput, SocketError
+from labkit.errors import AudioError, InvalidInput, SocketError
 from labkit.media.frames import FRAME_MS, frame_bytes, frame_samples
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,6 +204,9 @@ class PacedSender:
             raise InvalidInput("rate= only applies to bare sample arrays; files and Recordings carry their own")
         else:
             samples = load(source, self.rate)
+            if samples.size == 0 and not hasattr(source, "samples"):  # a file with a header and no audio
+                raise AudioError(f"{source!r:.80} holds no samples (0 s of audio), so there is nothing to play: "
+                                 "record or export it again, or pick another file.")
         samples = samples.astype(_LE_INT16, copy=False)
         nframes = -(-samples.size // self.frame_samples)
         handle = PlayHandle(nframes, self)

@@ -56,7 +56,7 @@ class SocketSession:
         self.echoing = False
         self.closed = threading.Event()
         self._send_lock = threading.Lock()
-        self._recorder = WavRecorder(path, rate)
+        self._recorder = WavRecorder(path, rate, on_error=lambda why: self._event({"status": "recording-stopped", "reason": why, "recording": str(path)}))  # noqa: E501 - labkit#9 hook: the call goes on
         self._pacer = None
         self._frame_listeners: list = []
 
@@ -301,7 +301,6 @@ class SocketHub:
             return
         headers = {k: v for k, v in hello.items() if k not in ("event", "content-type")}
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_-]", "", self.call_for_link(link) or link or "call")[:36]
         path = self.folder / f"{stamp}-{name}-{secrets.token_hex(3)}.wav"
         session = SocketSession(self, ws, link, rate, headers, path)
@@ -342,7 +341,7 @@ class SocketHub:
     def recordings(self) -> RecordingList:
         with self._cond:
             sessions = list(self.sessions)
-        return RecordingList(s.recording() for s in sessions)
+        return RecordingList(s.recording() for s in sessions if s.path.exists())  # labkit#9: a failed recorder
 
     def close_all(self) -> None:
         with self._cond:
