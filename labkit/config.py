@@ -212,6 +212,12 @@ def load_private_key(value: str) -> str:
     text = value.replace("\\n", "\n").strip()
     if "-----BEGIN" not in text:
         path = Path(text).expanduser()
+        if not _looks_like_path(text):
+            raise ConfigError(
+                f"VONAGE_PRIVATE_KEY holds {describe_secret(text)}, which is neither a key file's path nor PEM "
+                "text (PEM starts with a '-----BEGIN PRIVATE KEY-----' line). Give the path of private.key, "
+                f"or its whole text: {WHERE['VONAGE_PRIVATE_KEY']}"
+            )
         if not path.is_file():
             raise ConfigError(
                 f"VONAGE_PRIVATE_KEY points to {path}, which does not exist: "
@@ -222,12 +228,35 @@ def load_private_key(value: str) -> str:
         key = serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            "VONAGE_PRIVATE_KEY is not a readable unencrypted PEM private key "
+            f"VONAGE_PRIVATE_KEY ({describe_secret(text)}) is not a readable unencrypted PEM private key "
             f"({type(exc).__name__}): {WHERE['VONAGE_PRIVATE_KEY']}"
         ) from None
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def describe_secret(value: str) -> str:
+    """What a secret looks like, for messages: its kind and length, never its text."""
+    text = value.strip()
+    label = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
+    if label:
+        kind = f"PEM text labelled {label.group(1)!r}"
+    elif "-----" in text or "PRIVATE" in text.upper():
+        kind = "text that looks like a damaged PEM key"
+    elif re.fullmatch(r"[A-Za-z0-9+/=\s]+", text) and len(text) > 64:
+        kind = "base64 text without PEM armour"
+    else:
+        kind = "a value"
+    return f"{kind}, {len(text)} characters"
+
+
+def _looks_like_path(text: str) -> bool:
+    """A file path, as opposed to key material pasted in: short, one line, and path-shaped. (A key's base64
+    body also holds '/' characters, so it is the length and the shape that tell them apart.)"""
+    return (len(text) <= 255 and "\n" not in text and not re.fullmatch(r"[A-Za-z0-9+/=]{24,}", text)
+            and (text.startswith(("/", "~", ".")) or text.lower().endswith((".key", ".pem", ".txt"))
+                 or "/" not in text))
 
 
 PEM_KEY_FORMATS = {"PRIVATE KEY": "PKCS#8", "RSA PRIVATE KEY": "PKCS#1"}  # PEM label -> key format
