@@ -49,6 +49,20 @@ def state_dir() -> Path:
     return path
 
 
+def bound(name: str, default: int, low: int = 1) -> int:
+    """A size limit from the environment (the README lists each with its default): a whole number >= low."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {low} (default {default}).")
+    return value
+
+
 def recordings_dir(day: date | None = None) -> Path:
     """Where the lab's WebSocket recordings go: LABKIT_RECORDINGS, else LABKIT_HOME/recordings/<YYYY-MM-DD>
     (one folder per day, never the notebook's working folder). Not created here: the recorder does that,

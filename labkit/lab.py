@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 
 from labkit import validate
 from labkit.calls import Call, api_errors
-from labkit.config import Settings, audio_dirs, load_private_key, recordings_dir
+from labkit.config import Settings, audio_dirs, bound, load_private_key, recordings_dir, state_dir
 from labkit.errors import (
     AudioError,
     CallError,
@@ -28,7 +28,7 @@ from labkit.errors import (
     SandboxError,
     WaitTimeout,
 )
-from labkit.events import EventLog
+from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
 from labkit.ncco import default_answer, to_json
 
 REGISTRY_THREAD = "labkit-lab"
@@ -53,7 +53,10 @@ class Lab:
                  quiet: bool = False):
         self.settings = settings
         self.mode = settings.mode
-        self.events = EventLog()
+        self.events = EventLog(window=bound("LABKIT_EVENT_WINDOW", DEFAULT_WINDOW),
+                               text_limit=bound("LABKIT_EVENT_TEXT_LIMIT", DEFAULT_TEXT_LIMIT, low=16),
+                               journal=state_dir() / "events" / f"{time.strftime('%Y-%m-%d-%H%M%S')}-"
+                                                                f"{os.getpid()}-{secrets.token_hex(2)}.jsonl")
         self.calls: dict[str, Call] = {}
         self.stopped = False
         self._answer_fn: Callable[[dict], Any] | None = None
@@ -194,6 +197,7 @@ class Lab:
                 errors.append(exc)
             self._parts_stopped.add(name)  # not reached on KeyboardInterrupt: the next stop() retries
         self.stopped = True
+        self.events.close()
         if errors:
             raise LabkitError("The lab stopped, but not cleanly: " + "; ".join(map(str, errors)))
 
