@@ -21,6 +21,7 @@ UNCONFIRMED choices, kept here:
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import AudioError, NccoError, SocketError
@@ -125,10 +126,35 @@ def _check_endpoint(c: _Checker, ep: Any) -> None:
         c.fail("a vbc endpoint needs 'extension'")
 
 
+# The PHP SDK sends these as strings ("loop": "1", "bargeIn": "false", "timeOut": "7200") and Vonage
+# honours them (reference/vonage-platform.md, record section: PHP Record/Talk/Stream/Conversation/Input.php
+# and commit eb73c22); they are read as the JSON types here, before the checks.
+_STRING_BOOLS = {"bargeIn", "premium", "startOnEnter", "endOnExit", "record", "mute", "beepStart",
+                 "randomFromNumber", "submitOnHash"}
+_STRING_NUMBERS = {"loop", "style", "timeout", "limit", "channels", "timeOut", "endOnSilence", "maxDigits"}
+
+
+def _from_strings(obj: dict) -> dict:
+    """A copy of an action (or its `dtmf` object) with PHP-style string values read as bools and numbers."""
+    out = dict(obj)
+    for key, value in obj.items():
+        if not isinstance(value, str):
+            if key == "dtmf" and isinstance(value, dict):
+                out[key] = _from_strings(value)
+            continue
+        text = value.strip()
+        if key in _STRING_BOOLS and text.lower() in ("true", "false"):
+            out[key] = text.lower() == "true"
+        elif key in _STRING_NUMBERS and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
+            out[key] = float(text) if "." in text else int(text)
+    return out
+
+
 def validate(ncco: Any) -> list[dict]:
     """Return the NCCO (a list of action objects) or raise NccoError saying what is wrong."""
     if not isinstance(ncco, list):
         raise NccoError(f"an NCCO must be a JSON array of actions, not {type(ncco).__name__}")
+    ncco = [_from_strings(a) if isinstance(a, dict) else a for a in ncco]
     barge_pending: int | None = None
     for i, action in enumerate(ncco):
         if not isinstance(action, dict):
