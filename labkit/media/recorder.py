@@ -178,8 +178,8 @@ class WavRecorder:
                 patch_sizes(self._patch, (self.samples_written + samples) * 2)
         except Exception as exc:  # noqa: BLE001 - disk full, folder removed, I/O error: report, never raise
             self.frames_dropped += int(count_frame)
-            self._fail(f"writing the recording '{self.path}' failed after {self.duration:.1f} s: {_words(exc)}. "
-                       "The call goes on; what was recorded so far is kept")
+            self._fail(f"writing the recording '{self.path}' failed after {self.duration:.1f} s: "
+                       f"{_why(exc, self.path)}. The call goes on; what was recorded so far is kept")
             return
         self.samples_written += samples
         if count_frame:
@@ -247,6 +247,23 @@ class WavRecorder:
     def __repr__(self) -> str:
         state = "failed" if self.failed else "closed" if self._closed else "recording"
         return f"<WavRecorder '{self.path}' {self.rate} Hz {state}, {self.duration:.2f} s>"
+
+
+def _why(exc: BaseException, path: Path) -> str:
+    """Why a write failed, in words: libsndfile says only "System error" for a full disk, so look."""
+    import shutil
+
+    if isinstance(exc, OSError) and exc.strerror:
+        return _words(exc)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return f"the folder {path.parent} is gone ({_words(exc)})"
+    if free < 64 * 1024:
+        return f"no space left on the disk ({free} bytes free; {_words(exc)})"
+    if not path.exists():
+        return f"the file was removed while recording ({_words(exc)})"
+    return _words(exc)
 
 
 def _words(exc: BaseException) -> str:
