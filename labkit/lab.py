@@ -77,6 +77,7 @@ class Lab:
         self._keeper: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._parts_stopped: set[str] = set()
+        self._senders: set[str] = set()  # numbers the lab has called from (see _on_answer_webhook)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -286,7 +287,12 @@ class Lab:
 
     def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         uuid = payload.get("uuid")
-        if uuid and uuid not in self.calls:
+        # An outbound call's answer webhook can arrive before lab.call() has its REST reply and registers
+        # the call (a phone that answers at once): a call from a number the lab calls from, to another
+        # number, is that, not an inbound call for wait_for_call().
+        caller, callee = (str(payload.get(k, "")).lstrip("+") for k in ("from", "to"))
+        inbound = callee == self.number or caller not in self._senders
+        if uuid and uuid not in self.calls and inbound:
             with self._inbound:
                 self.calls[uuid] = Call(self, uuid, conversation_uuid=payload.get("conversation_uuid"),
                                         to=payload.get("from"), direction="inbound")
@@ -317,6 +323,7 @@ class Lab:
             raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
         to = validate.phone_number(to or self.settings.to_number, "number to call")
         sender = validate.phone_number(from_number or self.number or "", "caller number (VONAGE_NUMBER)")
+        self._senders.add(sender)
         if ncco is not None and answer_url is not None:
             raise InvalidInput("Give either ncco= or answer_url=, not both.")
         if answer_url is not None:

@@ -241,3 +241,19 @@ def test_an_interrupted_stop_is_finished_by_the_next_call(tmp_path, monkeypatch)
         s.bind(("127.0.0.1", port))  # freed by the second call
     assert not any(t.name == f"labkit-server:{port}" for t in threading.enumerate())
     assert running_lab() is shared
+
+
+def test_an_outbound_calls_early_answer_webhook_is_not_taken_for_an_inbound_call(fresh):
+    """The answer webhook of a call the lab places can beat lab.call()'s REST reply (a phone answering at
+    once); only calls to the lab's own number are inbound."""
+    lab = fresh
+    before = dict(lab.calls)
+    lab._senders.add(lab.number)  # as lab.call() does before placing a call
+    lab._on_answer_webhook({"uuid": "early-outbound", "conversation_uuid": "CON-x", "from": lab.number,
+                            "to": "447700900108"})
+    assert "early-outbound" not in lab.calls
+    lab._on_answer_webhook({"uuid": "real-inbound", "conversation_uuid": "CON-y", "from": "447700900109",
+                            "to": lab.number})
+    assert lab.calls["real-inbound"].direction == "inbound"
+    lab.calls.clear()
+    lab.calls.update(before)
