@@ -289,7 +289,7 @@ class Sink:
 def test_pacer_sends_exact_frames_in_order(rate: int) -> None:
     sink = Sink()
     x = tone(440, 0.3, rate)
-    with PacedSender(sink, rate) as pacer:
+    with PacedSender(sink, rate, prebuffer_frames=0) as pacer:
         handle = pacer.play(x)
         assert handle.frames_total == 15
         assert handle.wait(5) and handle.ok
@@ -409,10 +409,10 @@ class FakeTime:
         self.now += self.cost.get(len(self.sent), 0.004)  # every send takes 4 ms, some longer
 
 
-def run_fake(cost: dict[int, float], frames_n: int = 60) -> tuple[np.ndarray, PacedSender]:
+def run_fake(cost: dict[int, float], frames_n: int = 60, prebuffer: int = 0) -> tuple[np.ndarray, PacedSender]:
     fake = FakeTime()
     fake.cost = cost
-    pacer = PacedSender(fake.send, 16000, clock=fake.clock, sleep=fake.sleep)
+    pacer = PacedSender(fake.send, 16000, clock=fake.clock, sleep=fake.sleep, prebuffer_frames=prebuffer)
     assert pacer.play(silence(frames_n * 0.02, 16000)).wait(5)
     pacer.close()
     return np.array(fake.sent), pacer
@@ -747,3 +747,23 @@ def test_recorder_fallback_keeps_the_header_valid_without_libsndfile_internals(t
     assert rate == 8000 and np.array_equal(samples, data)
     rec.close()
     assert np.array_equal(read_wave(path)[0], data)
+
+
+def _late_frames(sent: np.ndarray, jitter_frames: int = 3) -> int:
+    """Frames sent after a platform playing one per 20 ms (from the first arrival, after its jitter buffer
+    of `jitter_frames`) needed them: each is a gap the caller hears."""
+    needed = sent[0] + (np.arange(sent.size) + jitter_frames) * 0.02
+    return int((sent > needed + 1e-9).sum())
+
+
+def test_prebuffer_gives_the_platform_slack_so_a_short_stall_is_not_heard() -> None:
+    """The first frames go at once; a stall shorter than that slack is caught up; a longer one re-primes."""
+    sent, pacer = run_fake({}, prebuffer=10)
+    assert np.allclose(np.diff(sent)[:10], 0.004)  # the prebuffer: back to back
+    assert np.allclose(np.diff(sent)[13:], 0.02, atol=1e-9) and pacer.stats.resyncs == 0  # then paced
+    sent, pacer = run_fake({30: 0.15}, prebuffer=10)  # 150 ms stall, inside the 200 ms of slack
+    assert pacer.stats.resyncs == 0 and _late_frames(sent) == 0
+    sent, pacer = run_fake({30: 0.15}, prebuffer=0)  # the same stall without slack is heard
+    assert _late_frames(sent) > 0
+    sent, pacer = run_fake({30: 0.5}, prebuffer=10)  # longer than the slack: one resync, a fresh prebuffer
+    assert pacer.stats.resyncs == 1

@@ -58,19 +58,39 @@ def test_recording_equals_what_the_phone_said(fresh, tmp_path, rate):
     assert not samples[:start].any()
 
 
+def without_silent_ticks(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The audio with every all-zero 20 ms tick taken out: the ticks where the platform's buffer ran dry."""
+    n = frame_samples(rate)
+    blocks = samples[: samples.size // n * n].reshape(-1, n)
+    return blocks[np.abs(blocks.astype(np.int32)).max(axis=1) > 0].ravel()
+
+
 def test_audio_sent_back_is_what_the_phone_hears(fresh):
+    """Every frame sent reaches the call, and the phone hears them all, in order.
+
+    Counted and compared with the platform's dry ticks taken out: on a loaded machine, with the sandbox at
+    4x, the lab can fall behind real time for longer than its 200 ms of slack, and the platform then plays
+    silence until audio arrives, as Vonage does. Where those gaps fall depends on the machine, so the
+    test does not depend on there being none (that failed under two CPU-bound processes)."""
+    from labkit.media import Recording
+
     lab = fresh
     phone = lab.phone("447700900310")
     call = lab.call("447700900310", ncco=[ncco.websocket(lab, rate=16000)])
     call.wait_for("answered", timeout=10)
     mark = phone.position
     session = lab.socket(call, timeout=10)
+    endpoint = next(leg.endpoint for leg in reversed(lab.sandbox.calls)
+                    if session.link in str(getattr(leg.endpoint, "uri", "")))
     handle = session.play("music.wav")
-    assert handle.wait(30)
-    time.sleep(0.3)
-    heard = phone.heard_since(mark)
+    assert handle.wait(30) and handle.frames_sent == handle.frames_total
+    wait_until(lambda: endpoint.frames_received >= handle.frames_total and endpoint.queued_frames == 0,
+               what="the platform to play every frame")
+    assert endpoint.frames_received == handle.frames_total
+    time.sleep(0.1)
+    heard = without_silent_ticks(np.asarray(phone.heard_since(mark).samples), 16000)
     call.hangup()
-    score = heard.correlate(lab.audio_path("music.wav"))
+    score = Recording(heard, 16000).correlate(lab.audio_path("music.wav"))
     assert score > 0.9, f"the phone heard the music sent over the socket with correlation {score:.2f}"
 
 
