@@ -449,6 +449,38 @@ def _webhook_order(ctx: Ctx) -> None:
     assert [e.status for e in events][:3] == ["started", "ringing", "answered"]
 
 
+@case("a hangup while the answer webhook is in flight: no 'answered' after 'completed'", "race")
+def _hangup_during_answer(ctx: Ctx) -> None:
+    lab = ctx.lab
+    entered, release = threading.Event(), threading.Event()
+
+    @lab.on_answer
+    def slow_answer(fields):
+        if fields.get("to") == "447700900958":
+            entered.set()
+            release.wait(20)  # the platform is waiting for this reply when the caller hangs up
+        return [ncco.talk("Hello")]
+
+    try:
+        call = lab.call("447700900958", answer_url=None)
+        assert entered.wait(20)
+        call.hangup()  # ends the leg (its final event queued) while the runner waits for the answer
+        release.set()
+        leg = next(leg for leg in lab.sandbox.calls if leg.uuid == call.uuid)
+        _wait(lambda: leg.finished)
+        statuses = [e.get("status") for e in leg.events if e.get("status")]
+        final = max(i for i, st in enumerate(statuses) if st in ("completed", "cancelled"))
+        assert not [st for st in statuses[final + 1:] if st in ("started", "ringing", "answered")], statuses
+        call.wait_for("completed", timeout=15)
+        # and any runner path that posts a live status late (between answering and posting it) is dropped
+        count, status = len(leg.events), leg.status
+        lab.sandbox._platform.post_status(leg, "answered")
+        assert (len(leg.events), leg.status) == (count, status)
+    finally:
+        release.set()
+        lab.on_answer(None)
+
+
 # ------------------------------------------------------------------------------------- the runner
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -425,8 +425,14 @@ class Platform:
 
     def post_status(self, leg: SandboxCall, status: str, **extra: Any) -> Future:
         with self.lock:  # the status the leg shows and the order its webhooks go out must agree
-            if status in FINAL_STATUSES or (status in LIVE_STATUSES and not leg.ended):
-                leg.status = status  # a late 'answered' from the runner never revives an ended leg
+            if status in LIVE_STATUSES and leg.ended:
+                # A runner that answered just as the call was hung up (its answer webhook in flight): the
+                # final event is already queued, and no live status may follow it.
+                done: Future = Future()
+                done.set_result(None)
+                return done
+            if status in LIVE_STATUSES or status in FINAL_STATUSES:
+                leg.status = status
             return self.post(leg, self.event(leg, status, **extra))
 
     def completed_fields(self, leg: SandboxCall) -> dict[str, Any]:
