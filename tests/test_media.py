@@ -302,7 +302,7 @@ def test_pacer_plays_queue_in_order_with_echo_and_paths() -> None:
     sink = Sink()
     a, b = tone(300, 0.1, 16000), tone(600, 0.06, 16000)
     echo = b"\x07\x00" * 320
-    with PacedSender(sink, 16000) as pacer:
+    with PacedSender(sink, 16000, prebuffer_frames=0) as pacer:  # paced from the first frame
         ha = pacer.play(a)
         assert pacer.echo(echo)
         hb = pacer.play(b.astype(np.float32) / 32767, rate=16000)
@@ -356,8 +356,10 @@ def test_pacer_close_stops_thread_and_is_idempotent() -> None:
 
 def test_pacer_stops_cleanly_when_send_raises() -> None:
     calls = []
+    both_queued = threading.Event()
 
     def send(frame: bytes) -> None:
+        both_queued.wait(5)  # no send before both plays are queued, however fast the pacer starts
         calls.append(frame)
         if len(calls) == 3:
             raise ConnectionResetError("socket closed")
@@ -365,6 +367,7 @@ def test_pacer_stops_cleanly_when_send_raises() -> None:
     pacer = PacedSender(send, 16000)
     first = pacer.play(silence(0.2, 16000))
     second = pacer.play(silence(0.2, 16000))
+    both_queued.set()
     assert first.wait(5) and second.wait(5)
     assert isinstance(first.error, ConnectionResetError) and second.error is first.error
     assert isinstance(pacer.error, ConnectionResetError)
@@ -767,3 +770,28 @@ def test_prebuffer_gives_the_platform_slack_so_a_short_stall_is_not_heard() -> N
     assert _late_frames(sent) > 0
     sent, pacer = run_fake({30: 0.5}, prebuffer=10)  # longer than the slack: one resync, a fresh prebuffer
     assert pacer.stats.resyncs == 1
+
+
+def test_queued_counts_the_frame_being_sent_so_nothing_overtakes_it() -> None:
+    """websocket notify waits for `queued == 0`: the last frame must already be on the wire by then."""
+    in_send, release = threading.Event(), threading.Event()
+    sent: list[bytes] = []
+
+    def slow_send(frame: bytes) -> None:
+        in_send.set()
+        release.wait(5)
+        sent.append(frame)
+
+    pacer = PacedSender(slow_send, 8000, prebuffer_frames=0)
+    try:
+        pacer.play(np.zeros(160, np.int16))  # one frame
+        assert in_send.wait(5)
+        assert pacer.queued == 1 and not sent  # taken off the queue, not sent yet: still counted
+        release.set()
+        deadline = time.monotonic() + 5
+        while pacer.queued and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert pacer.queued == 0 and len(sent) == 1
+    finally:
+        release.set()
+        pacer.close()

@@ -69,8 +69,8 @@ def test_audio_sent_back_is_what_the_phone_hears(fresh):
     """Every frame sent reaches the call, and the phone hears them all, in order.
 
     Counted and compared with the platform's dry ticks taken out: on a loaded machine, with the sandbox at
-    4x, the lab can fall behind real time for longer than its 200 ms of slack, and the platform then plays
-    silence until audio arrives, as Vonage does. Where those gaps fall depends on the machine, so the
+    4x, the lab's sender can stall for longer than the platform's jitter buffer, and the platform then
+    plays silence until audio arrives, as Vonage does. Where those gaps fall depends on the machine, so the
     test does not depend on there being none (that failed under two CPU-bound processes)."""
     from labkit.media import Recording
 

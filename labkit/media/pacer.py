@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PacedSender", "PacingStats", "PlayHandle"]
 
 _PERIOD = FRAME_MS / 1000.0
-# 200 ms of slack in the platform's buffer: a stall of the sending process up to that long is not heard.
-PREBUFFER_FRAMES = 10
+# Off by default: PacingStats (drift, jitter) and notebook 06 describe one steady 20 ms schedule from the
+# first frame. PacedSender(..., prebuffer_frames=10) gives the platform 200 ms of slack instead.
+PREBUFFER_FRAMES = 0
 _LE_INT16 = np.dtype("<i2")
 
 
@@ -190,6 +191,7 @@ class PacedSender:
         self._items: deque[_Play | bytes] = deque()
         self._pending = 0  # frames not yet sent, plays and echoes together
         self._echo_pending = 0
+        self._in_flight = 0  # a frame taken off the queue and not yet handed to `send`
         self._closed = False
         self._times = array("d")
         self._frames_sent = 0
@@ -290,9 +292,10 @@ class PacedSender:
 
     @property
     def queued(self) -> int:
-        """Frames waiting to be sent (all queued plays and echoes)."""
+        """Frames not sent yet (all queued plays and echoes, and one being sent): 0 only once the last
+        frame is on the wire, so a command sent after it (websocket notify) cannot overtake it."""
         with self._cond:
-            return self._pending
+            return self._pending + self._in_flight
 
     @property
     def queued_seconds(self) -> float:
@@ -385,6 +388,7 @@ class PacedSender:
                 if self._closed:
                     return
                 nxt = self._next_frame()
+                self._in_flight = int(nxt is not None)
             if nxt is None:  # cleared while we slept; keep the schedule for what comes next
                 continue
             frame, handle, last = nxt
@@ -395,6 +399,7 @@ class PacedSender:
                 self._fail(exc, handle)
                 return
             with self._cond:
+                self._in_flight = 0
                 self._times.append(sent_at)
                 if len(self._times) >= 2 * self._stats_limit:
                     del self._times[: self._stats_limit]
@@ -414,5 +419,5 @@ class PacedSender:
                 if isinstance(item, _Play):
                     _finish(item.handle, error=exc)
             self._items.clear()
-            self._pending = self._echo_pending = 0
+            self._pending = self._echo_pending = self._in_flight = 0
             self._cond.notify_all()
