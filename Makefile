@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PORT   ?= 8888
+PORT   ?=
 
 .PHONY: lab test install system-deps lint bench doctor clean
 
@@ -24,8 +24,10 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# `make lab PORT=9000` asks for a port; a taken port falls back to the next free one (the URL printed
+# is the server actually started, with its token).
 lab: install
-	$(PY) -m labkit.cli lab --port $(PORT)
+	$(PY) -m labkit.cli lab $(if $(PORT),--port $(PORT))
 
 test: install system-deps
 	$(PY) -m ruff check .

@@ -10,7 +10,8 @@ import os
 
 # Tests and notebooks never reach Vonage or ngrok, whatever the developer's .env says.
 os.environ["LABKIT_MODE"] = "sandbox"
-for _name in ("VONAGE_APPLICATION_ID", "VONAGE_PRIVATE_KEY", "NGROK_AUTHTOKEN", "PUBLIC_URL"):
+for _name in ("VONAGE_APPLICATION_ID", "VONAGE_PRIVATE_KEY", "NGROK_AUTHTOKEN", "PUBLIC_URL", "VONAGE_API_KEY",
+              "VONAGE_API_SECRET", "VONAGE_API_HOST", "VONAGE_REST_HOST", "NGROK_DOMAIN", "LABKIT_SANDBOX_CHAOS"):
     os.environ.pop(_name, None)
 
 # The sandbox's clock at twice real time: ringing, talks and streams take half as long, which keeps

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import validate
+from labkit.delivery import current_status
 from labkit.errors import (
     AuthenticationError,
     CallEndedError,
@@ -41,7 +42,7 @@ def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
     except http_errors.HttpRequestError as exc:
         status = exc.response.status_code
         body = _body(exc)
-        if status == 400 and uuid is not None:
+        if status == 400 and uuid is not None and says_not_answered(body):
             raise CallNotAnsweredError(
                 f"{action} failed: {call} is not answered yet (400). Wait for it first: "
                 "call.wait_for('answered').", status=400, body=body) from None
@@ -53,6 +54,26 @@ def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
                         "(In sandbox mode: is the sandbox running? lab.sandbox)") from None
     except requests.ConnectionError as exc:
         raise CallError(f"{action} failed: could not reach the Voice API ({type(exc).__name__}).") from None
+
+
+NOT_ANSWERED_WORDS = ("not answered", "not active", "not yet", "not established")
+
+
+def says_not_answered(body: Any) -> bool:
+    """Does a 400 say the call is not answered (established) yet, rather than that the request was bad?
+
+    Vonage's documented body for controlling a call too soon is `{"type":"BAD_REQUEST","error_title":
+    "Bad Request"}` [SUP-BADREQ, RUBY-ISS116], also worded "call is not active" [PHP-ISS103]
+    (vonage-platform.md section 7). A 400 naming `invalid_parameters` is a bad request, never this.
+    """
+    if not isinstance(body, dict):
+        return isinstance(body, str) and any(w in body.lower() for w in NOT_ANSWERED_WORDS)
+    if body.get("invalid_parameters"):
+        return False
+    if body.get("type") == "BAD_REQUEST" and body.get("error_title"):
+        return True
+    text = " ".join(str(body.get(k) or "") for k in ("title", "detail", "error_title", "message")).lower()
+    return any(w in text for w in NOT_ANSWERED_WORDS)
 
 
 def _body(exc) -> Any:
@@ -70,6 +91,24 @@ def _problem_detail(body: Any) -> str:
         parts.append(f"{p.get('name')}: {p.get('reason')}")
     text = "; ".join(x for x in parts if x)
     return f" ({text})" if text else ""
+
+
+class Reply:
+    """The Voice API's answer to a request about a call, shown as one line of words in a notebook
+    (not the SDK's `CallMessage(...)`); its fields (`.message`, `.uuid`) and `.raw` are still there."""
+
+    def __init__(self, action: str, raw: Any):
+        self.action = action
+        self.raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+    def __repr__(self) -> str:
+        message = getattr(self.raw, "message", None) or "done"
+        return f"{self.action}: {message}"
 
 
 class Call:
@@ -92,8 +131,8 @@ class Call:
 
     @property
     def status(self) -> str | None:
-        statuses = [e.status for e in self.lab.events.filter(self.uuid, kind="event") if e.payload.get("status")]
-        return statuses[-1] if statuses else None
+        """Decided by the statuses and their timestamps, not arrival order: a final one is final."""
+        return current_status(self.lab.events.filter(self.uuid, kind="event"))
 
     @property
     def ended(self) -> bool:
@@ -101,8 +140,21 @@ class Call:
 
     def wait_for(self, status: str, timeout: float = 30.0) -> Event:
         """Wait until the event webhook reports `status` for this call (already-received events count)."""
-        return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
-                                        timeout=timeout)
+        from labkit.waits import waiting
+
+        with waiting(f"'{status}' on call {self.uuid[:8]}", timeout):
+            return self.lab.events.wait_for(status, uuid=self.uuid, conversation_uuid=self.conversation_uuid,
+                                            timeout=timeout)
+
+    async def until(self, status: str, timeout: float = 30.0) -> Event:
+        """`await call.until("answered")`: `wait_for` that lets the notebook's widgets keep working.
+
+        The blocking wait runs on a worker thread while the kernel's event loop goes on handling
+        button clicks (ipykernel 7 serves widget messages during an awaiting cell).
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for, status, timeout)
 
     def info(self):
         """The platform's view of the call (`vonage_voice.CallInfo`)."""
@@ -127,13 +179,13 @@ class Call:
             result = self.lab.voice.play_audio_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,
                                     "loop": loop, "level": level})
-        return result
+        return Reply(f"Streaming {file_or_url} into call {self.uuid[:8]}", result)
 
     def stop_stream(self):
         with api_errors("Stopping the stream", self.uuid):
             result = self.lab.voice.stop_audio_stream(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-stopped"})
-        return result
+        return Reply(f"Stopping the stream in call {self.uuid[:8]}", result)
 
     def say(self, text: str, *, language: str = "en-US", style: int = 0, premium: bool = False,
             loop: int = 1, level: float = 0):
@@ -146,19 +198,20 @@ class Call:
         with api_errors("Speaking into the call", self.uuid):
             result = self.lab.voice.play_tts_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})
-        return result
+        return Reply(f"Speaking into call {self.uuid[:8]}", result)
 
     def stop_talk(self):
         with api_errors("Stopping the speech", self.uuid):
             result = self.lab.voice.stop_tts(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-stopped"})
-        return result
+        return Reply(f"Stopping the speech in call {self.uuid[:8]}", result)
 
     def dtmf(self, digits: str):
         """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""
         digits = validate.dtmf(digits)
         with api_errors("Sending DTMF", self.uuid):
-            return self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+            result = self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+        return Reply(f"Sending keys {digits} into call {self.uuid[:8]}", result)
 
     # -- call control ------------------------------------------------------------------------
     def hangup(self) -> None:
@@ -193,8 +246,10 @@ class Call:
         with api_errors("Transferring the call", self.uuid):
             # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
             http = self.lab.voice.http_client
+            script = to_json(ncco_or_url)
             http.put(http.api_host, f"/v1/calls/{self.uuid}",
-                     {"action": "transfer", "destination": {"type": "ncco", "ncco": to_json(ncco_or_url)}})
+                     {"action": "transfer", "destination": {"type": "ncco", "ncco": script}})
+        self.lab._served(self.uuid, script, "transfer")
 
     def recording(self, timeout: float = 10.0):
         """The recording of this call's WebSocket audio, once the socket has closed (after hang-up)."""

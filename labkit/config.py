@@ -17,7 +17,7 @@ from labkit.errors import ConfigError
 
 Mode = Literal["sandbox", "live"]
 E164 = re.compile(r"[1-9][0-9]{6,14}")  # ASCII digits only; use fullmatch
-SECRET_FIELDS = ("private_key", "signature_secret", "ngrok_authtoken")
+SECRET_FIELDS = ("private_key", "signature_secret", "ngrok_authtoken", "api_secret")
 
 # Where each live setting comes from, for the one message that lists what is missing.
 WHERE = {
@@ -28,6 +28,8 @@ WHERE = {
     "TO_NUMBER": "the phone you want the lab to call (E.164, no '+', e.g. 447700900001)",
     "NGROK_AUTHTOKEN": "ngrok dashboard > Your Authtoken (or set PUBLIC_URL to a public URL you already have)",
     "PUBLIC_URL": "a public https URL that forwards to the lab's port, instead of ngrok",
+    "VONAGE_API_KEY": "Vonage dashboard > home page > API key (lets the lab point your application at it)",
+    "VONAGE_API_SECRET": "Vonage dashboard > home page > API secret",
 }
 
 
@@ -100,6 +102,11 @@ class Settings:
     port: int = 0
     sandbox_speed: float = 1.0
     env_file: str | None = None
+    api_key: str | None = None
+    api_secret: str | None = field(default=None, repr=False)
+    api_host: str | None = None  # VONAGE_API_HOST: another Vonage-compatible host (host[:port]) for live mode
+    rest_host: str | None = None  # VONAGE_REST_HOST: the Numbers API's host, likewise
+    ngrok_domain: str | None = None  # NGROK_DOMAIN: a reserved ngrok domain, the same URL every start
 
     @classmethod
     def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
@@ -139,6 +146,11 @@ class Settings:
             port=port,
             sandbox_speed=speed,
             env_file=str(path) if path else None,
+            api_key=get("VONAGE_API_KEY"),
+            api_secret=get("VONAGE_API_SECRET"),
+            api_host=_host(get("VONAGE_API_HOST")),
+            rest_host=_host(get("VONAGE_REST_HOST")),
+            ngrok_domain=get("NGROK_DOMAIN"),
         )
 
     @property
@@ -160,6 +172,11 @@ class Settings:
             "VONAGE_SIGNATURE_SECRET": self.signature_secret,
             "NGROK_AUTHTOKEN": self.ngrok_authtoken,
             "PUBLIC_URL": self.public_url,
+            "VONAGE_API_KEY": self.api_key,
+            "VONAGE_API_SECRET": self.api_secret,
+            "VONAGE_API_HOST": self.api_host,
+            "VONAGE_REST_HOST": self.rest_host,
+            "NGROK_DOMAIN": self.ngrok_domain,
         }
         return {name: bool(value) for name, value in names.items()}
 
@@ -186,7 +203,10 @@ class Settings:
             out.append(f"TO_NUMBER is not an E.164 number: {WHERE['TO_NUMBER']}")
         if not self.ngrok_authtoken and not self.public_url:
             out.append(f"NGROK_AUTHTOKEN is missing: {WHERE['NGROK_AUTHTOKEN']}")
-        if self.public_url and not self.public_url.startswith("https://"):
+        if bool(self.api_key) != bool(self.api_secret):
+            out.append("VONAGE_API_KEY and VONAGE_API_SECRET go together: set both "
+                       f"({WHERE['VONAGE_API_KEY']}) or neither")
+        if self.public_url and not self.public_url.startswith("https://") and not _loopback(self.public_url):
             out.append(f"PUBLIC_URL must start with https:// (got a {self.public_url.split(':')[0]} URL)")
         return out
 
@@ -210,6 +230,20 @@ class Settings:
         return f"Settings(mode={self.mode!r}, {', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def _host(value: str | None) -> str | None:
+    """VONAGE_API_HOST/VONAGE_REST_HOST as the SDK wants them: host[:port], no scheme or path."""
+    if not value:
+        return None
+    return re.sub(r"^[a-z]+://", "", value.strip(), flags=re.I).split("/", 1)[0] or None
+
+
+def _loopback(url: str) -> bool:
+    """A PUBLIC_URL on this machine (a local Vonage-compatible host can reach it over plain http)."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _strip_plus(number: str | None) -> str | None:

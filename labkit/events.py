@@ -26,6 +26,13 @@ FINAL_STATUSES = frozenset(
     {"completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"}
 )
 _seq = itertools.count(1)
+# Vonage does not promise order, and retries duplicate (vonage-platform.md section 3; issue 12): a status
+# may arrive after the final one. A wait that saw the final status gives late events this long (seconds
+# after the final one arrived) before it gives up; UNCONFIRMED how late Vonage's can be.
+REORDER_GRACE = 2.0
+# Final statuses that mean the call was never answered: waiting for 'answered' after one is pointless.
+NEVER_ANSWERED = FINAL_STATUSES - {"completed"}
+DEDUPED_KINDS = frozenset({"event", "answer"})  # webhooks, which the platform may deliver twice
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,13 @@ class Event:
         return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
 
 
+def fingerprint(kind: str, payload: dict[str, Any]) -> str:
+    """What makes two webhooks the same delivery (a retry or a duplicate): kind and whole payload."""
+    import json
+
+    return kind + json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
 DEFAULT_WINDOW = 10_000  # events kept in memory (LABKIT_EVENT_WINDOW); all of them are in the journal
 DEFAULT_TEXT_LIMIT = 4096  # characters of one text value kept in memory (LABKIT_EVENT_TEXT_LIMIT)
 
@@ -118,6 +132,7 @@ class EventLog:
     def __init__(self, events: Iterable[Event] = (), *, window: int | None = None,
                  journal: str | os.PathLike | None = None, text_limit: int | None = None):
         self._events: deque[Event] = deque(events, maxlen=window)
+        self._fingerprints: dict[str, Event] = {}  # webhook deliveries seen (bounded: see add)
         self._cond = threading.Condition()
         self._subscribers: list[Callable[[Event], None]] = []
         self.window = window
@@ -131,8 +146,16 @@ class EventLog:
         """Record one event and tell subscribers (their errors are swallowed: a widget must not
         break the webhook that fed it)."""
         payload = dict(payload)
+        key = fingerprint(kind, payload) if kind in DEDUPED_KINDS else None
         with self._cond:  # seq and time are taken under the lock, so seq order is append order
             event = Event(kind=kind, payload=payload, received_at=datetime.now(timezone.utc), seq=next(_seq))
+            if key is not None:  # a duplicate delivery is recorded once
+                seen = self._fingerprints.get(key)
+                if seen is not None:
+                    return seen
+                self._fingerprints[key] = event
+                if len(self._fingerprints) > 20000:
+                    self._fingerprints.pop(next(iter(self._fingerprints)))
             had_error = self.journal_error
             self._write_journal(event)
             if self.text_limit is not None:
@@ -260,9 +283,15 @@ class EventLog:
                         return event
                     if event.kind == "event" and event.status in FINAL_STATUSES:
                         ended = event
-                if ended is not None and not callable(status) and status not in FINAL_STATUSES:
-                    raise WaitTimeout(self._timeout_message(status, uuid, timeout, ended=ended))
                 remaining = deadline - time.monotonic()
+                if ended is not None and not callable(status) and status not in FINAL_STATUSES:
+                    # decided by the statuses: never answered means 'answered' will not come; other
+                    # events may still be on their way (no order promised), for REORDER_GRACE
+                    late = (datetime.now(timezone.utc) - ended.received_at).total_seconds()
+                    if (status == "answered" and ended.status in NEVER_ANSWERED) or late >= REORDER_GRACE:
+                        raise WaitTimeout(self._timeout_message(status, uuid, timeout, ended=ended))
+                    if remaining > 0:
+                        remaining = min(remaining, REORDER_GRACE - late)
                 if remaining <= 0:
                     raise WaitTimeout(self._timeout_message(status, uuid, timeout))
                 self._cond.wait(remaining)
@@ -299,7 +328,8 @@ class EventLog:
         cells = []
         for e in self:
             detail = ", ".join(f"{k}={v}" for k, v in e.payload.items()
-                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to"))
+                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to")
+                               and v not in (None, "", [], {}))  # empty fields say nothing
             cells.append(
                 "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
                     f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlparse
 from labkit import validate
 from labkit.calls import Call, api_errors
 from labkit.config import Settings, audio_dirs, bound, load_private_key, recordings_dir, state_dir
+from labkit.delivery import OncePerDelivery
 from labkit.errors import (
     AudioError,
     CallError,
@@ -78,6 +79,9 @@ class Lab:
         self._stop_event = threading.Event()
         self._parts_stopped: set[str] = set()
         self._senders: set[str] = set()  # numbers the lab has called from (see _on_answer_webhook)
+        self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
+        self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
+        self._once = OncePerDelivery()  # a webhook delivered twice runs the handlers once
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -138,6 +142,8 @@ class Lab:
         self._keeper.start()
         if not self._quiet:
             print(self.describe())
+            if self._account_note:
+                print(self._account_note)
 
     def _start_sandbox(self) -> None:
         from vonage_http_client import Auth, HttpClientOptions
@@ -152,9 +158,15 @@ class Lab:
         except Exception as exc:
             raise SandboxError(f"The sandbox could not start: {type(exc).__name__}: {exc}") from exc
         sb.trust()
-        sb.configure(answer_url=self.url("/webhooks/answer"), event_url=self.url("/webhooks/event"),
-                     signature_secret=self._signature_secret)
         self.sandbox = sb
+        # The account's signature secret, as a user copies it from the dashboard; the application is
+        # then configured through the Application API, exactly as in live mode (labkit/account.py).
+        self._signature_secret = self._ctx.signature_secret = sb.signature_secret
+        from labkit.account import LabUrls, clients, point_application
+
+        apps, numbers = clients(sb.api_key, sb.api_secret, api_host=sb.api_host, rest_host=sb.api_host)
+        point_application(apps, numbers, sb.application_id, LabUrls.for_base(self.public_url),
+                          number=sb.number, signed=True)
         self.number = sb.number
         self._voice = _voice_client(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
                                     HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
@@ -172,8 +184,12 @@ class Lab:
         if host:
             self._ctx.allowed_hosts.add(host.lower())
         self.number = s.vonage_number
+        hosts = {k: v for k, v in (("api_host", s.api_host), ("rest_host", s.rest_host)) if v}
         self._voice = _voice_client(Auth(application_id=s.application_id, private_key=key),
-                                    HttpClientOptions(timeout=HTTP_TIMEOUT))
+                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
+        from labkit.account import follow_lab
+
+        self._account_note, self._account_restore = follow_lab(s, self.public_url)
 
     def stop(self) -> None:
         """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent.
@@ -185,6 +201,12 @@ class Lab:
             return
         self._stop_event.set()  # running_lab() no longer hands this lab out
         errors = []
+        restore, self._account_restore = self._account_restore, None
+        if restore is not None:  # live: put the application's previous webhooks back
+            try:
+                restore()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
         for name, part in (("sandbox", self.sandbox), ("runner", self.runner), ("tunnel", self.tunnel)):
             if part is None or name in self._parts_stopped:
@@ -286,6 +308,12 @@ class Lab:
         self._event_fns.clear()
 
     def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._once("answer", payload, self._answer_webhook)  # duplicates get the first reply
+
+    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+        return self._once("event", payload, self._event_webhook)
+
+    def _answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         uuid = payload.get("uuid")
         # An outbound call's answer webhook can arrive before lab.call() has its REST reply and registers
         # the call (a phone that answers at once): a call from a number the lab calls from, to another
@@ -301,15 +329,17 @@ class Lab:
         ncco = to_json(script)
         if uuid:
             self.sockets.bind_links(ncco, uuid)
+            self._served(uuid, ncco, "answer_url")
         return ncco
 
-    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
         for fn in list(self._event_fns):
             result = fn(payload)
             if result is not None:
                 ncco = to_json(result)
                 if payload.get("uuid"):
                     self.sockets.bind_links(ncco, payload["uuid"])
+                    self._served(payload["uuid"], ncco, "event_url")
                 return ncco
         return None
 
@@ -353,7 +383,14 @@ class Lab:
         self.calls[call.uuid] = call
         if script:
             self.sockets.bind_links(script, call.uuid)
+            self._served(call.uuid, script, "create-call")
         return call
+
+    def _served(self, uuid: str, ncco: list[dict[str, Any]], via: str) -> None:
+        """Note an NCCO the platform got for leg `uuid`, so `call.timeline()` can draw its actions."""
+        from labkit.ncco_timing import SERVED
+
+        self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
 
     def _create_call(self, body: dict[str, Any], ncco: Any):
         """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
@@ -374,6 +411,18 @@ class Lab:
 
     def wait_for_call(self, timeout: float = 30.0) -> Call:
         """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
+        from labkit.waits import waiting
+
+        with waiting(f"an inbound call to {self.number}", timeout):
+            return self._wait_for_call(timeout)
+
+    async def next_call(self, timeout: float = 30.0) -> Call:
+        """`await lab.next_call()`: `wait_for_call` that lets the notebook's widgets keep working."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for_call, timeout)
+
+    def _wait_for_call(self, timeout: float) -> Call:
         deadline = time.monotonic() + timeout
         with self._inbound:
             while True:
@@ -415,6 +464,7 @@ class Lab:
         url = payload.get("recording_url") if isinstance(payload, Mapping) else payload
         if not isinstance(url, str) or not url.startswith("https://"):
             raise InvalidInput(f"{url_or_event!r} is not a record event or an https recording_url.")
+        self._check_recording_host(url)  # the application's JWT goes to Vonage (or the sandbox) only
         http = self.voice.http_client
         with api_errors("Downloading the recording"):  # timeouts and refused connections, in plain words
             response = requests.get(url, headers={"Authorization": http.auth.create_jwt_auth_string()},
@@ -433,6 +483,13 @@ class Lab:
         target.write_bytes(response.content)
         return Recording(target, call_uuid=payload.get("uuid") if isinstance(payload, Mapping) else None,
                          label=f"recording {name}")
+
+    def _check_recording_host(self, url: str) -> None:
+        """The JWT goes to Vonage's hosts, the running sandbox, or the VONAGE_API_HOST in use only."""
+        from labkit.account import check_recording_host
+
+        check_recording_host(url, (self.settings.api_host if self.mode == "live" else None,
+                                   self.sandbox.api_host if self.sandbox is not None else None))
 
     # -- sandbox shortcuts -----------------------------------------------------------------------
     def phone(self, number: str):

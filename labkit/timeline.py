@@ -1,6 +1,9 @@
-"""A call's life on one time axis: status changes as markers, streams, talks and WebSockets as bars.
+"""A call's life on one time axis: status changes as markers; the NCCO's actions, REST streams and
+talks, and WebSockets as bars.
 
-The event log is the only source: webhook events give the statuses; the lab's own "lab" events
+The event log is the only source: webhook events give the statuses; the NCCOs the lab served
+("ncco-served" lab events) give the script's talk, stream, input, record, connect and conversation
+bars (timed by `labkit.ncco_timing`); the lab's own "lab" events
 (`stream-started`, `stream-stopped`, `talk-started`, `talk-stopped`, written by `Call` after each
 successful REST request) and the WebSocket's "socket" events give the spans. The platform does not
 report when a REST stream or talk finishes by itself, so such a span ends at the first of: its stop
@@ -16,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from labkit.events import FINAL_STATUSES, Event
+from labkit.ncco_timing import script_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -28,7 +32,12 @@ STATUS_COLOURS = {
     "disconnected": "#6d4c41", "input": "#1565c0", "record": "#c62828", "error": "#d50000",
 }
 FAILED_COLOUR = "#d50000"
-SPAN_COLOURS = {"stream": "#1f77b4", "talk": "#9467bd", "websocket": "#17becf"}
+SPAN_COLOURS = {"stream": "#1f77b4", "talk": "#9467bd", "websocket": "#17becf", "input": "#ff7f0e",
+                "record": "#d62728", "connect": "#2ca02c", "conversation": "#8c564b", "notify": "#7f7f7f"}
+# Where each kind of bar sits under a leg's row of status dots (row y + offset, bar height).
+LANES = {"script": (0.06, 0.16), "background": (-0.12, 0.12), "rest": (-0.28, 0.12), "websocket": (-0.42, 0.08)}
+LANE_NAMES = {"script": "NCCO", "background": "NCCO beside it (record, bargeIn)", "rest": "REST",
+              "websocket": "WebSocket"}
 
 
 @dataclass
@@ -144,7 +153,10 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
     t0, at = _seconds(items)
     now = max(at.values())
     all_spans = spans(items)
-    right = max([now] + [s.end for s in all_spans if s.end is not None])
+    ends = {e.uuid: at[e.seq] for e in reversed(items)
+            if e.kind == "event" and e.status in FINAL_STATUSES and e.uuid}
+    script = script_spans(items, at, ends, _play_seconds)
+    right = max([now] + [s.end for s in [*all_spans, *script] if s.end is not None])
     right = max(right, 1.0)
 
     order: list[str] = []
@@ -185,19 +197,26 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
                 ax.plot([at[e.seq]], [y + 0.3], marker="X", color=FAILED_COLOUR, markersize=9, zorder=4)
         ticks.append((y, f"{uuid[:8]}\n{direction}".strip()))
 
-    lanes = {"stream": 0.02, "talk": -0.18, "websocket": -0.36}
-    for span in all_spans:
-        y = label_y.get(span.uuid, 0.0) + lanes[span.kind]
+    bars = [(s, "websocket" if s.kind == "websocket" else "rest") for s in all_spans]
+    bars += [(s, "background" if s.background else "script") for s in script]
+    used: set[str] = set()
+    for span, lane in bars:
+        offset, height = LANES[lane]
+        y = label_y.get(span.uuid, 0.0) + offset
+        used.add(lane)
         end = span.end if span.end is not None else right
-        colour = SPAN_COLOURS[span.kind]
+        colour = SPAN_COLOURS.get(span.kind, "#555")
         width = max(end - span.start, right * 0.003)
-        height = 0.16 if span.kind != "websocket" else 0.1
         ax.broken_barh([(span.start, width)], (y - height / 2, height), facecolors=colour,
                        alpha=0.45 if span.end is None or span.estimated else 0.8,
                        hatch="//" if span.end is None else None, edgecolor=colour, zorder=2)
-        suffix = " \u2192" if span.end is None else (" (file length)" if span.estimated else "")
+        suffix = " \u2192" if span.end is None else (" \u2248" if span.estimated else "")
         ax.text(span.start + width / 2, y, f"{span.kind}: {span.label}{suffix}", ha="center", va="center",
                 fontsize=7, color="black", zorder=5, clip_on=True)
+    if script or all_spans:
+        lanes = " / ".join(LANE_NAMES[lane] for lane in LANES if lane in used)
+        ax.text(1.0, 1.01, f"bars, top down: {lanes}; \u2248 length estimated, \u2192 still running",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.45")
 
     ax.set_xlim(-right * 0.02, right * 1.04)
     ax.set_ylim(-0.5, len(rows) - 0.2)

@@ -406,7 +406,9 @@ class Tunnel:
                 self._require_authtoken()
                 started = time.monotonic()
                 try:
-                    tunnel = ngrok.connect(str(port), "http", pyngrok_config=config)
+                    # NGROK_DOMAIN: a reserved domain keeps the URL (and the application's) across restarts
+                    domain = {"domain": self.settings.ngrok_domain} if self.settings.ngrok_domain else {}
+                    tunnel = ngrok.connect(str(port), "http", pyngrok_config=config, **domain)
                 except PyngrokError as exc:
                     elapsed = time.monotonic() - started
                     if getattr(exc, "ngrok_error", "") is None and elapsed < 0.9 * self.startup_timeout:
@@ -499,6 +501,9 @@ class Tunnel:
             return None
         for tunnel in tunnels:
             if _upstream_port(tunnel) == port and (tunnel.public_url or "").startswith("https://"):
+                domain = self.settings.ngrok_domain
+                if domain and urlsplit(tunnel.public_url).hostname != domain.lower():
+                    continue  # a random-URL tunnel from before NGROK_DOMAIN was set
                 return tunnel.public_url
         return None
 

@@ -119,7 +119,8 @@ class Agent:
                                                 "msg": "invalid tunnel configuration",
                                                 "details": {"err": f"a tunnel named {name!r} already exists"}}
             scheme = os.environ.get("FAKE_NGROK_SCHEME", "https")
-            url = f"{scheme}://{secrets.token_hex(6)}.{self.domain}"
+            url = f"{scheme}://{body['domain']}" if body.get("domain") else \
+                f"{scheme}://{secrets.token_hex(6)}.{self.domain}"
             record = {
                 "name": name,
                 "id": f"ep_{secrets.token_hex(8)}",

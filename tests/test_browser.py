@@ -2,6 +2,9 @@
 
 Runs `notebooks/07_control_panel.ipynb` in JupyterLab, clicks Call, answers on the softphone, toggles
 the stream, checks the waveform image changes, hangs up, and saves screenshots to test-artifacts/.
+Then `notebooks/08_hear_and_talk.ipynb`: double-click Call, a trace for every button, Listen (the
+page's audio graph gets the call's audio) and Talk (chromium's fake microphone plays a WAV from
+audio/, and the virtual phone hears it), the newest of many events in view, and the audio delays.
 JupyterLab runs in its own process group and is torn down with every process it started.
 
 Needs /usr/bin/chromium (`make test` installs it; never `playwright install`, which downloads a browser).
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "notebooks/07_control_panel.ipynb"
+AUDIO_NOTEBOOK = "notebooks/08_hear_and_talk.ipynb"
+MIC_WAV = ROOT / "audio" / "prompt.wav"  # what chromium's fake microphone says, over and over
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -95,9 +100,9 @@ def jupyter(tmp_path) -> Iterator[tuple[str, str]]:
         path.write_text(json.dumps(values))
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "LABKIT_MODE": "sandbox",
+           "LABKIT_SANDBOX_SPEED": "1",  # a person's real time: a 2x call cannot carry a live microphone
            "LABKIT_HOME": str(tmp_path / "labkit-home")}
-    notebook = ROOT / NOTEBOOK
-    original = notebook.read_bytes()
+    originals = {path: path.read_bytes() for path in (ROOT / "notebooks").glob("*.ipynb")}
     log = open(tmp_path / "jupyter.log", "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -147,12 +152,13 @@ def jupyter(tmp_path) -> Iterator[tuple[str, str]]:
                 except ProcessLookupError:
                     pass
         log.close()
-        changed = notebook.read_bytes() != original
-        if changed:
-            notebook.write_bytes(original)
+        changed = [path.name for path, data in originals.items() if path.read_bytes() != data]
+        for path, data in originals.items():
+            if path.read_bytes() != data:
+                path.write_bytes(data)
         leftovers = [pid for pid in [proc.pid, *started] if _alive(pid)]
         assert proc.returncode is not None and not leftovers, f"processes left running: {leftovers}"
-        assert not changed, f"the browser session wrote into {NOTEBOOK} (restored it)"
+        assert not changed, f"the browser session wrote into {changed} (restored them)"
 
 
 def test_control_panel_in_jupyterlab(jupyter):
@@ -225,3 +231,283 @@ def test_control_panel_in_jupyterlab(jupyter):
         finally:
             browser.close()
     assert hashlib.sha256((ROOT / NOTEBOOK).read_bytes()).hexdigest() == digest
+
+
+def _kernel(base: str, token: str, runtime: Path, notebook: str):
+    """A client of the notebook's own kernel (as a second front end), to read what the page cannot show."""
+    from jupyter_client import BlockingKernelClient
+
+    sessions = requests.get(f"{base}/api/sessions", params={"token": token}, timeout=10).json()
+    kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"].endswith(Path(notebook).name))
+    client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+
+    def run(code: str) -> dict:
+        out: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+
+        reply = client.execute_interactive(code, timeout=60, output_hook=hook)
+        assert reply["content"]["status"] == "ok", "".join(out)
+        return json.loads("".join(out).strip().splitlines()[-1])
+
+    return client, run
+
+
+def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = jupyter
+    ARTIFACTS.mkdir(exist_ok=True)
+    media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={MIC_WAV}", "--autoplay-policy=no-user-gesture-required"]
+
+    def shot(page, name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"audio-{name}.png"))
+        widgets = page.locator(".labkit-panel").first.locator("xpath=..")
+        if widgets.count():
+            widgets.screenshot(path=str(ARTIFACTS / f"audio-{name}-panel.png"))
+
+    client = None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        try:
+            page.goto(f"{base}/lab/tree/{AUDIO_NOTEBOOK}?token={token}")
+            page.get_by_text("| Idle").first.wait_for(timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator('[data-command="runmenu:run-all"]').click()
+            panel = page.locator(".labkit-panel").first
+            panel.wait_for(state="attached", timeout=60_000)
+            panel.scroll_into_view_if_needed()
+            status, trace = panel.locator(".labkit-status"), panel.locator(".labkit-trace")
+            phone = page.locator(".labkit-softphone").first
+            phone_state = phone.locator(".labkit-phone-state")
+            audio = panel.locator(".labkit-call-audio")
+            expect(status).to_have_text("no call", timeout=20_000)
+            expect(audio.locator(".labkit-listen")).to_be_visible(timeout=20_000)
+            page.get_by_text("| Idle").first.wait_for(timeout=60_000)  # Run All has finished
+            client, kernel = _kernel(base, token, tmp_path / "runtime", AUDIO_NOTEBOOK)
+
+            # Double-click Call: one call, and Call stays disabled while it is up.
+            call_button = panel.get_by_role("button", name=button_name("Call"))
+            call_button.dblclick()
+            expect(phone_state).to_have_text("ringing", timeout=30_000)
+            expect(call_button).to_be_disabled()
+            placed = kernel("import json; print(json.dumps([c.uuid for c in lab.calls.values() "
+                            "if c.to == panel.to.value]))")
+            assert len(placed) == 1, f"expected one call from a double-click, got {len(placed)}"
+            phone.get_by_role("button", name=button_name("Answer")).click()
+            expect(status).to_have_text("answered", timeout=30_000)
+            shot(page, "1-answered")
+
+            # Every button leaves a trace.
+            panel.locator(".widget-gridbox").get_by_role("button", name=button_name("5")).click()
+            expect(trace).to_contain_text("sent key 5", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Mute")).click()
+            expect(panel.get_by_role("button", name=button_name("Muted"))).to_be_visible(timeout=10_000)
+            expect(trace).to_contain_text("muted", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Muted")).click()
+            expect(trace).to_contain_text("unmuted", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Earmuff")).click()
+            expect(panel.get_by_role("button", name=button_name("Earmuffed"))).to_be_visible(timeout=10_000)
+            panel.get_by_role("button", name=button_name("Earmuffed")).click()
+            expect(trace).to_contain_text("earmuff off", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Say")).click()
+            expect(trace).to_contain_text("saying", timeout=10_000)
+            phone.locator(".widget-gridbox").get_by_role("button", name=button_name("7")).click()
+            expect(phone.locator(".labkit-trace")).to_contain_text("pressed 7", timeout=10_000)
+            assert panel.locator(".labkit-error").inner_text().strip() == ""
+            shot(page, "2-traces")
+
+            # Listen: the phone speaks into the call; its words reach the page's audio graph.
+            audio.locator(".labkit-listen").click()
+            expect(audio.locator(".labkit-audio-status")).to_contain_text("listening to the call", timeout=10_000)
+            phone.get_by_role("button", name=button_name("Speak")).click()
+            expect(phone.locator(".labkit-trace")).to_contain_text("speaking", timeout=10_000)
+            root = audio.element_handle()
+            page.wait_for_function("el => Number(el.dataset.framesPlayed) > 50", arg=root, timeout=20_000)
+            page.wait_for_function("el => Number(el.dataset.analyserPeak) > 0.01", arg=root, timeout=20_000)
+            shot(page, "3-listening")
+
+            # Talk: chromium's fake microphone says prompt.wav; the phone must hear it.
+            mark = kernel("import json; print(json.dumps(panel.softphone.phone.position))")
+            audio.locator(".labkit-talk").click()
+            expect(audio.locator(".labkit-audio-status")).to_contain_text("the call hears your microphone",
+                                                                          timeout=15_000)
+            page.wait_for_function("el => Number(el.dataset.micFrames) > 250", arg=root, timeout=30_000)
+            shot(page, "4-talking")
+            audio.locator(".labkit-talk").click()
+            assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
+            figures = kernel(f"""
+import json, time
+from labkit.media import Recording
+time.sleep(0.5)  # the last paced frames
+heard = panel.softphone.phone.heard_since({mark})
+said = Recording({str(MIC_WAV)!r})
+# the best of three half-second pieces: the microphone loops the file, and a live path may drop a
+# frame after a stall; one clean copy of each piece is what "the phone heard the WAV" means
+pieces = [heard.correlate(said.segment(a, a + 0.5)) for a in (0.2, 0.7, 1.2)]
+print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(said.segment(0.2, 1.9)),
+                  "heard_s": heard.duration,
+                  "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
+                  "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
+                  "speaker_delay_parts": panel.audio.speaker_delay_parts,
+                  "mic_frames_dropped": panel.audio.mic_frames_dropped,
+                  "frames_dropped": panel.audio.frames_dropped}}))
+""")
+            figures["page_audio_clock_ratio"] = float(root.get_attribute("data-clock-ratio") or "nan")
+            heard_wav = str(ARTIFACTS / "audio-heard.wav")  # what the phone heard while we talked
+            kernel(f"import json; panel.softphone.phone.heard_since({mark}).save({heard_wav!r}); print(0)")
+            (ARTIFACTS / "audio-delays.json").write_text(json.dumps(figures, indent=1))
+            print("browser audio:", figures)
+            assert figures["correlation"] > 0.8, (
+                f"expected each piece of the microphone's WAV in what the phone heard (correlation > 0.8), measured "
+                f"{figures['correlation']:.2f}")
+
+            # Many events: the newest is in view without scrolling.
+            panel.get_by_role("button", name=button_name("Hang up")).click()
+            expect(status).to_have_text("completed", timeout=30_000)
+            box = panel.locator(".labkit-events-scroll")
+            lines = box.locator("div")
+            assert lines.count() >= 10
+            newest = lines.first  # newest first in the markup, shown at the bottom
+            expect(newest).to_contain_text(re.compile(r"completed|socket|closed"), timeout=10_000)
+            inside = page.evaluate("""([box, line]) => { const b = box.getBoundingClientRect();
+                const l = line.getBoundingClientRect(); return l.top >= b.top - 1 && l.bottom <= b.bottom + 1; }""",
+                                   [box.element_handle(), newest.element_handle()])
+            assert inside, "the newest event line is scrolled out of the events box"
+            expect(call_button).to_be_enabled(timeout=10_000)
+            shot(page, "5-completed")
+        except Exception:
+            shot(page, "failure")
+            (ARTIFACTS / "audio-failure.html").write_text(page.content())
+            raise
+        finally:
+            if client is not None:
+                client.stop_channels()
+            browser.close()
+
+
+PLAIN_PAGE = """<!doctype html><html><body><div id="audio"></div><script type="module">
+import { createCallAudio } from "./callaudio.js";
+// A host that is not a notebook (the sandbox's softphone page will be one): a transport made by hand.
+const sent = [], states = [], reports = [];
+let feed = null;
+const transport = {
+  rate: () => 16000,
+  source: () => "a test tone",
+  onAudio(fn) { feed = fn; return () => { feed = null; }; },
+  sendMic(pcm, rate, t) { sent.push([pcm.length, rate]); },
+  setState(name, value) { states.push([name, value]); },
+  report(stats) { reports.push(stats); },
+  onChange(fn) { return () => {}; },
+};
+const root = document.getElementById("audio");
+createCallAudio(root, transport);
+// 40 ms pieces of a 440 Hz tone, as a call would deliver them
+setInterval(() => {
+  if (!feed) return;
+  const pcm = new Int16Array(640);
+  const t0 = performance.now() / 1000;
+  for (let i = 0; i < 640; i++) pcm[i] = Math.round(8000 * Math.sin(2 * Math.PI * 440 * (t0 + i / 16000)));
+  feed(pcm, 16000, { t: Date.now(), age_ms: 0 });
+}, 40);
+window.labkitTest = { sent, states, reports, root };
+</script></body></html>"""
+
+
+def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_path):
+    """The same JS module outside Jupyter: only the transport differs (no anywidget, no kernel)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium is missing ({CHROMIUM})")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
+    (tmp_path / "index.html").write_text(PLAIN_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={MIC_WAV}"]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                root = page.locator("#audio")
+                root.locator(".labkit-listen").click()
+                expect(root.locator(".labkit-audio-status")).to_contain_text("listening to a test tone")
+                page.wait_for_function("Number(labkitTest.root.dataset.analyserPeak) > 0.1", timeout=15_000)
+                root.locator(".labkit-talk").click()
+                page.wait_for_function("labkitTest.sent.length >= 10", timeout=15_000)
+                sent = page.evaluate("labkitTest.sent")
+                assert all(n == 640 and rate == 16000 for n, rate in sent)  # whole 20 ms frames, at the call's rate
+                root.locator(".labkit-mic-mute").click()
+                expect(root.locator(".labkit-audio-status")).to_contain_text("mic muted")
+                count = page.evaluate("labkitTest.sent.length")
+                page.wait_for_timeout(300)
+                assert page.evaluate("labkitTest.sent.length") == count  # muted: nothing goes out
+                root.locator(".labkit-talk").click()
+                states = page.evaluate("labkitTest.states")
+                assert states == [["listening", True], ["talking", True], ["talking", False]]
+                assert root.locator(".labkit-audio-error").inner_text().strip() == ""
+                root.screenshot(path=str(ARTIFACTS / "audio-plain-page.png"))
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], "No microphone was found"),  # headless chromium has no microphone of its own
+    (["--use-fake-device-for-media-stream", "--deny-permission-prompts"], "refused the microphone"),
+], ids=["absent", "refused"])
+def test_microphone_absent_or_refused_says_what_to_do(tmp_path, args, expected):
+    """A microphone that is missing or refused: the page says which, and what to do, in words."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
+    (tmp_path / "index.html").write_text(PLAIN_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args, headless=True)
+            try:
+                context = browser.new_context()  # no microphone permission granted
+                page = context.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                root = page.locator("#audio")
+                root.locator(".labkit-talk").click()
+                error = root.locator(".labkit-audio-error")
+                expect(error).to_contain_text(expected, timeout=15_000)
+                expect(root.locator(".labkit-talk")).to_have_text("Talk")  # back to not talking
+                root.screenshot(path=str(ARTIFACTS / f"audio-mic-{'absent' if not args else 'refused'}.png"))
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -51,7 +51,7 @@ def run(capsys, *argv: str) -> tuple[int, str]:
 
 
 def test_doctor_in_sandbox_mode_with_an_empty_env(capsys):
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 0, out
     assert "mode: sandbox" in out
     assert "set: none" in out and "VONAGE_APPLICATION_ID" in out
@@ -67,7 +67,7 @@ def test_doctor_never_prints_secret_values(capsys, monkeypatch, tmp_path):
     # Not PEM, so it is taken for a path, and the config error quotes that "path": it must be hidden.
     private = "PRIVATE-key-material-that-is-not-pem-0123456789"
     monkeypatch.setenv("VONAGE_PRIVATE_KEY", private)
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     for value in [*SECRETS.values(), private]:
         assert value not in out
     assert "VONAGE_SIGNATURE_SECRET" in out and "NGROK_AUTHTOKEN" in out  # named as set, never shown
@@ -80,7 +80,7 @@ def test_doctor_in_live_mode_lists_problems_without_values(capsys, monkeypatch, 
     monkeypatch.setenv("VONAGE_APPLICATION_ID", APP_ID)
     monkeypatch.setenv("VONAGE_PRIVATE_KEY", key_text)
     monkeypatch.setenv("NGROK_AUTHTOKEN", SECRETS["NGROK_AUTHTOKEN"])
-    code, out = run(capsys, "doctor", "--no-tunnel", "--no-server")
+    code, out = run(capsys, "doctor", "--no-tunnel", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 1
     assert "mode: live" in out
     assert "VONAGE_NUMBER" in out and "Vonage dashboard > Numbers" in out
@@ -95,7 +95,7 @@ def test_doctor_reports_pkcs1_key_conversion(capsys, monkeypatch, rsa_key, tmp_p
     assert "BEGIN RSA PRIVATE KEY" in key_file.read_text()
     monkeypatch.setenv("LABKIT_MODE", "sandbox")
     monkeypatch.setenv("VONAGE_PRIVATE_KEY", str(key_file))
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 0, out
     line = next(line for line in out.splitlines() if "private key" in line)
     assert "✓" in line and "PKCS#1" in line and "converts it to PKCS#8" in line and "from a file" in line
@@ -104,14 +104,14 @@ def test_doctor_reports_pkcs1_key_conversion(capsys, monkeypatch, rsa_key, tmp_p
 def test_doctor_live_mode_with_an_unreadable_key_blocks(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("VONAGE_APPLICATION_ID", APP_ID)
     monkeypatch.setenv("VONAGE_PRIVATE_KEY", str(tmp_path / "missing.key"))
-    code, out = run(capsys, "doctor", "--no-tunnel", "--no-server")
+    code, out = run(capsys, "doctor", "--no-tunnel", "--no-server", "--no-account")
     assert code == 1
     assert "✗ private key" in out and "does not exist" in out
 
 
 def test_doctor_reads_the_env_file_but_does_not_print_it(capsys, clean_env):
     (clean_env / ".env").write_text(f"LABKIT_MODE=sandbox\nNGROK_AUTHTOKEN={SECRETS['NGROK_AUTHTOKEN']}\n")
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 0
     assert str(clean_env / ".env") in out and "LABKIT_MODE=sandbox" in out
     assert SECRETS["NGROK_AUTHTOKEN"] not in out
@@ -204,7 +204,7 @@ def live_env(monkeypatch, rsa_key):
 
 def test_doctor_live_mode_opens_the_tunnel(capsys, monkeypatch, rsa_key, fake_agent):
     live_env(monkeypatch, rsa_key)
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 0, out
     assert "mode: live" in out
     line = next(line for line in out.splitlines() if "tunnel" in line)
@@ -215,7 +215,7 @@ def test_doctor_live_mode_opens_the_tunnel(capsys, monkeypatch, rsa_key, fake_ag
 def test_doctor_live_mode_explains_a_refused_authtoken(capsys, monkeypatch, rsa_key, fake_agent):
     live_env(monkeypatch, rsa_key)
     monkeypatch.setenv("FAKE_NGROK_MODE", "echo_token")  # the agent echoes the token back, like ngrok does
-    code, out = run(capsys, "doctor")
+    code, out = run(capsys, "doctor", "--no-account")
     assert code == 1
     assert "✗ tunnel" in out and "ERR_NGROK_105" in out and "NGROK_AUTHTOKEN" in out
     assert "server: skipped" in out
@@ -225,7 +225,7 @@ def test_doctor_live_mode_explains_a_refused_authtoken(capsys, monkeypatch, rsa_
 def test_doctor_live_mode_with_public_url_skips_ngrok(capsys, monkeypatch, rsa_key):
     live_env(monkeypatch, rsa_key)
     monkeypatch.setenv("PUBLIC_URL", "https://lab.example.test")
-    code, out = run(capsys, "doctor", "--no-server")
+    code, out = run(capsys, "doctor", "--no-server", "--no-account")  # never Vonage in tests
     assert code == 0 and "PUBLIC_URL is set, so no ngrok" in out
 
 
@@ -250,6 +250,7 @@ class FakeSandbox:
         self.application_id = APP_ID
         self.private_key_path = Path("/state/private.key")
         self.number = "447700900000"
+        self.api_key, self.api_secret, self.signature_secret = "abcd1234", "sandbox-secret", "sig-secret"
         return self
 
     def stop(self):
@@ -263,14 +264,14 @@ def test_sandbox_command_prints_how_to_use_it_and_stops_cleanly(capsys, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(labkit.sandbox, "Sandbox", FakeSandbox, raising=False)
-    monkeypatch.setattr(cli, "_wait_until_interrupted", interrupt)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", interrupt)
     code, out = run(capsys, "sandbox", "--port", "48443", "--speed", "4")
     assert code == 0
     sandbox = FakeSandbox.instances[-1]
     assert (sandbox.port, sandbox.speed, sandbox.stopped) == (48443, 4.0, True)
     for text in ("https://127.0.0.1:48443", "/state/sandbox-ca.pem", "REQUESTS_CA_BUNDLE=/state/ca-bundle.pem",
                  APP_ID, "/state/private.key", "HttpClientOptions(api_host='127.0.0.1:48443'",
-                 "Sandbox stopped."):
+                 "Sandbox stopped.", "abcd1234", "sandbox-secret", "rest_host='127.0.0.1:48443'"):
         assert text in out
 
 
@@ -283,7 +284,7 @@ def test_sandbox_command_with_the_real_sandbox(capsys, monkeypatch):
     def interrupt():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_wait_until_interrupted", interrupt)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", interrupt)
     code, out = run(capsys, "sandbox", "--port", "0")
     assert code == 0 and "https://127.0.0.1:" in out and "Sandbox stopped." in out
 
@@ -303,8 +304,8 @@ def test_lab_command_runs_jupyterlab_on_the_notebooks(capsys, monkeypatch, tmp_p
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(cli, "_wait_for_port", lambda port, proc, timeout=60.0: True)
+    monkeypatch.setattr(cli.lab.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli.lab, "_wait_for_port", lambda port, proc, timeout=60.0, token="": True)
     code, out = run(capsys, "lab", "--port", "8899", "--notebooks", str(notebooks))
     assert code == 0
     argv, token = started["argv"], started["env"]["JUPYTER_TOKEN"]
@@ -321,7 +322,7 @@ def test_lab_command_without_notebooks(capsys, tmp_path):
 
 
 def test_notebooks_dir_prefers_the_repository():
-    repo = Path(cli.__file__).resolve().parent.parent / "notebooks"
+    repo = Path(cli.__file__).resolve().parents[2] / "notebooks"
     if not repo.is_dir():
         pytest.skip("no notebooks/ folder next to the package")
     assert cli.notebooks_dir() == repo.resolve()

@@ -152,3 +152,39 @@ def test_a_journal_that_cannot_be_written_is_said_once_and_loses_nothing_in_memo
     assert [e.status for e in log] == ["started", "journal-stopped", "ringing"]
     assert "cannot be written" in log.journal_error
     assert [e.seq for e in log] == sorted(e.seq for e in log)
+def test_a_duplicate_delivery_is_recorded_once():
+    log = EventLog()
+    payload = {"uuid": "u1", "status": "answered", "timestamp": "2026-01-01T10:00:01.000Z"}
+    first = log.add("event", payload)
+    assert log.add("event", dict(payload)) is first and len(log) == 1
+    log.add("lab", {"uuid": "u1", "status": "stream-started"})
+    log.add("lab", {"uuid": "u1", "status": "stream-started"})  # the lab's own notes are not deduplicated
+    assert len(log) == 3
+
+
+def test_status_is_decided_by_statuses_and_timestamps_not_arrival():
+    from labkit.delivery import current_status
+
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "answered", "timestamp": "2026-01-01T10:00:02.000Z"})
+    log.add("event", {"uuid": "u1", "status": "ringing", "timestamp": "2026-01-01T10:00:01.000Z"})
+    assert current_status(log) == "answered"
+    log.add("event", {"uuid": "u1", "status": "completed", "timestamp": "2026-01-01T10:00:09.000Z"})
+    log.add("event", {"uuid": "u1", "status": "answered", "timestamp": "2026-01-01T10:00:02.500Z"})
+    assert current_status(log) == "completed"  # a final status is final whenever it arrives
+    log2 = EventLog()  # same millisecond: the place in the call's life decides
+    log2.add("event", {"uuid": "u2", "status": "ringing", "timestamp": "2026-01-01T10:00:01.000Z"})
+    log2.add("event", {"uuid": "u2", "status": "started", "timestamp": "2026-01-01T10:00:01.000Z"})
+    assert current_status(log2) == "ringing"
+
+
+def test_a_wait_gives_late_events_a_moment_after_the_final_one():
+    import threading
+
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "completed"})
+    late = threading.Timer(0.2, lambda: log.add("event", {"uuid": "u1", "status": "answered"}))
+    late.start()
+    assert log.wait_for("answered", uuid="u1", timeout=5).status == "answered"
+    with pytest.raises(WaitTimeout, match="ended with 'completed'"):
+        log.wait_for("input", uuid="u1", timeout=30)  # gives up after the grace, not the timeout

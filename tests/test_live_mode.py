@@ -58,6 +58,10 @@ def test_live_lab_serves_webhooks_through_its_tunnel(live_env):
     lab = start_private(dict(os.environ))
     try:
         assert lab.mode == "live" and lab.public_url.startswith("https://")
+        # no API key and secret: the lab says exactly what to paste where instead of changing the application
+        note = lab._account_note
+        assert lab._account_restore is None and "VONAGE_API_KEY" in note and "Vonage dashboard" in note
+        assert f"{lab.public_url}/webhooks/answer   (HTTP GET)" in note and f"{lab.public_url}/webhooks/event" in note
         host = lab.tunnel.host.split(":")[0]
         assert lab.audio_url("music.mp3") == f"{lab.public_url}/audio/music.mp3"
         assert lab.socket_url().startswith("wss://" + host)

@@ -112,3 +112,70 @@ def test_call_timeline_of_a_real_sandbox_call(lab):
     assert kinds == ["stream", "talk"]
     fig = call.timeline()
     assert "completed" in {t.get_text() for t in fig.axes[0].texts}
+
+
+# -- the NCCO the lab served, replayed as bars ---------------------------------------------------------
+def _script_spans(log: EventLog, play_seconds=lambda name: None):
+    from labkit.ncco_timing import script_spans
+
+    items = list(log)
+    at = {e.seq: (e.received_at - items[0].received_at).total_seconds() for e in items}
+    ends = {e.uuid: at[e.seq] for e in reversed(items) if e.kind == "event" and e.status in ("completed",)}
+    return script_spans(items, at, ends, play_seconds)
+
+
+def test_an_answer_ncco_runs_from_answered_in_order_and_its_last_action_ends_with_the_call():
+    served = {"status": "ncco-served", "via": "answer_url", "ncco": [
+        {"action": "talk", "text": "x" * 20},  # 20 characters: about 1.4 s of speech
+        {"action": "stream", "streamUrl": ["http://127.0.0.1:1/audio/music.mp3"]},
+    ]}
+    log = log_of((0.0, "lab", served), (0.5, "event", {"status": "answered"}),
+                 (9.0, "event", {"status": "completed"}))
+    talk, stream = _script_spans(log, play_seconds=lambda name: {"music.mp3": 6.0}[name])
+    assert (talk.kind, talk.start, talk.estimated) == ("talk", 0.5, True)
+    assert talk.end == pytest.approx(0.5 + 20 * 0.07)
+    assert (stream.kind, stream.label, stream.start) == ("stream", "music.mp3", talk.end)
+    assert (stream.end, stream.estimated) == (9.0, False)  # the last action: the call ended right after it
+
+
+def test_barge_in_stream_and_input_end_at_the_key_press_and_the_reply_script_follows():
+    first = {"status": "ncco-served", "via": "create-call", "ncco": [
+        {"action": "stream", "streamUrl": ["https://example.invalid/m.mp3"], "loop": 0, "bargeIn": True},
+        {"action": "input", "type": ["dtmf"], "dtmf": {"maxDigits": 1, "timeOut": 10}},
+    ]}
+    reply = {"status": "ncco-served", "via": "event_url", "ncco": [{"action": "talk", "text": "Bye"}]}
+    log = log_of((0.0, "lab", first), (1.0, "event", {"status": "answered"}),
+                 (3.0, "event", {"dtmf": {"digits": "7"}}), (3.0, "lab", reply),
+                 (4.0, "event", {"status": "completed"}))
+    found = {s.kind: s for s in _script_spans(log)}
+    assert (found["stream"].start, found["stream"].end, found["stream"].background) == (1.0, 3.0, True)
+    assert (found["input"].start, found["input"].end, found["input"].estimated) == (1.0, 3.0, False)
+    assert (found["talk"].start, found["talk"].end) == (3.0, 4.0)
+
+
+def test_record_runs_beside_the_next_actions_and_conversation_lasts_until_the_end():
+    served = {"status": "ncco-served", "via": "answer_url", "ncco": [
+        {"action": "record"}, {"action": "conversation", "name": "room"}]}
+    log = log_of((0.0, "event", {"status": "answered"}), (0.0, "lab", served),
+                 (5.0, "event", {"status": "completed"}), (5.2, "event", {"recording_url": "https://x.invalid/r"}))
+    record, conversation = _script_spans(log)
+    assert (record.kind, record.background, record.start) == ("record", True, 0.0)
+    assert record.end == 5.0  # cut at the end of the call (the record event comes after)
+    assert (conversation.kind, conversation.label, conversation.start, conversation.end) == (
+        "conversation", "room", 0.0, 5.0)
+
+
+def test_timeline_of_a_sandbox_call_draws_the_scripts_talk_and_stream_bars(fresh):
+    from labkit import ncco
+
+    to, _phone = fresh.callee("447700900301")
+    call = fresh.call(to, ncco=[ncco.talk("Hello there."), ncco.stream(fresh, "beep.wav")])
+    call.wait_for("completed", timeout=30)
+    served = [e for e in call.events if e.status == "ncco-served"]
+    assert len(served) == 1 and served[0].payload["via"] == "create-call"
+    fig = call_timeline(call.events)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.startswith("talk: \u201cHello there.") for t in labels), labels
+    assert any(t.startswith("stream: beep.wav") for t in labels), labels
+    bars = [c for c in fig.axes[0].collections if c.__class__.__name__ == "PolyCollection"]
+    assert len(bars) >= 2

@@ -403,3 +403,15 @@ def test_the_fake_agent_api(make_tunnel):
     assert endpoint["upstream"]["url"] == "http://localhost:8779"
     assert endpoint["uri"] == f"/api/endpoints/{endpoint['name']}"
     assert json.load(urlopen(f"{api}/api/tunnels", timeout=5))["tunnels"][0]["public_url"] == url
+
+
+def test_ngrok_domain_keeps_the_same_url_across_restarts(make_tunnel):
+    """NGROK_DOMAIN: the agent is asked for the reserved domain, so the URL survives a lab restart."""
+    settings = Settings(ngrok_authtoken=TOKEN, ngrok_domain="my-lab.ngrok.app")
+    random_url = make_tunnel().open(8772)  # a tunnel from before NGROK_DOMAIN was set is not reused
+    assert "my-lab" not in random_url
+    first = make_tunnel(settings)
+    url = first.open(8772)
+    assert url == "https://my-lab.ngrok.app"
+    first.close()
+    assert make_tunnel(settings).open(8772) == url

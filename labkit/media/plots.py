@@ -63,6 +63,11 @@ def _time_formatter(duration: float) -> Any:
     return FuncFormatter(fmt)
 
 
+def _time_label(duration: float) -> str:
+    """The time axis label, with the unit its tick labels are in."""
+    return "time (s)" if duration < 120 else "time (m:ss)"
+
+
 def envelope(values: ArrayLike, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column (start index, min, max) of ``values`` using at most ``max_columns`` columns.
 
@@ -102,7 +107,7 @@ def waveform(ax: Axes, samples: ArrayLike, rate: int, *, max_columns: int = MAX_
     duration = x.size / rate
     ax.set_xlim(0, max(duration, 1.0 / rate))
     ax.set_ylim(-1.05, 1.05)
-    ax.set_ylabel("amplitude")
+    ax.set_ylabel("amplitude (full scale)")
     ax.axhline(0, color="0.6", linewidth=0.5)
     ax.xaxis.set_major_formatter(_time_formatter(duration))
     return ax
@@ -155,8 +160,8 @@ def spectrogram(ax: Axes, samples: ArrayLike, rate: int, *, max_columns: int = 1
     ax.imshow(
         db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmin, vmax=0.0, interpolation="nearest"
     )
-    ax.set_ylabel("Hz")
-    ax.set_xlabel("time")
+    ax.set_ylabel("frequency (Hz)")
+    ax.set_xlabel(_time_label(extent[1]))
     ax.xaxis.set_major_formatter(_time_formatter(extent[1]))
     return ax
 
@@ -185,7 +190,7 @@ def recording_figure(
     if spec_ax is not None:
         spectrogram(spec_ax, x, rate)
     else:
-        wave_ax.set_xlabel("time")
+        wave_ax.set_xlabel(_time_label(x.size / rate))
     if title:
         wave_ax.set_title(title, loc="left", fontsize=10)
     return fig
@@ -221,7 +226,7 @@ def frame_timing_plot(send_times: ArrayLike, *, period_ms: float = 20.0, ax: Seq
         axis.grid(True, alpha=0.3)
     gap_ax.axhline(period_ms, color="0.4", linestyle="--", linewidth=0.8)
     drift_ax.axhline(0.0, color="0.4", linestyle="--", linewidth=0.8)
-    drift_ax.set_xlabel("time")
+    drift_ax.set_xlabel(_time_label(duration))
     drift_ax.set_xlim(0.0, duration)
     drift_ax.xaxis.set_major_formatter(_time_formatter(duration))
     gap_ax.set_title(

@@ -3,16 +3,20 @@
     from labkit.sandbox import Sandbox
     sb = Sandbox(speed=1.0).start()          # idempotent; HTTPS on 127.0.0.1 (port 0 = any free port)
     sb.trust()                               # REQUESTS_CA_BUNDLE -> system CAs + the sandbox CA
-    sb.configure(answer_url="http://127.0.0.1:8000/answer", event_url="http://127.0.0.1:8000/event")
+    account = Vonage(Auth(api_key=sb.api_key, api_secret=sb.api_secret),      # as on Vonage: the
+                     HttpClientOptions(api_host=sb.api_host, rest_host=sb.api_host))  # Application API
+    account.application.update_application(sb.application_id, ...)  # sets its answer/event URLs
     client = Vonage(Auth(application_id=sb.application_id, private_key=sb.private_key_path),
                     HttpClientOptions(api_host=sb.api_host, timeout=10))
     client.voice.create_call(...)            # the sandbox calls your webhooks, runs the NCCO ...
     sb.phone("447700900001").heard           # ... and the virtual phone keeps what it heard
     sb.stop()
 
-Layout (like moto): `models` (platform state, state machine, mixing tick), `lifecycle` (each leg's
+Layout (like moto's models, split): `platform` (state and registry), `legs`, `conversations`,
+`recordings`, `platform_audio` (players and the mixing tick), `lifecycle` (each leg's
 story), `ncco` (validation and actions), `api` (what each endpoint does), `responses` (HTTP),
-`exceptions` (wire format of errors), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
+`exceptions` (wire format of errors), `applications` + `responses_accounts` (the account: Application
+API v2 and Numbers API), `auth`, `tls`, `webhooks`, `clock`, `mixer`, `phones`,
 `websocket_leg`, `sources`. The sandbox is deterministic apart from real time: at `speed=10`
 every timer and the audio clock run ten times faster.
 """
@@ -28,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox.applications import DEFAULT_APP_NAME, Account, Application
 from labkit.sandbox.auth import load_or_create_credentials
-from labkit.sandbox.models import Platform, SandboxCall
+from labkit.sandbox.legs import SandboxCall
 from labkit.sandbox.phones import KEEP, VirtualPhone
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.tls import ensure_tls, write_bundle
-from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
+from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord, WebhookSettings
 
 __all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
 
@@ -86,6 +92,14 @@ class Sandbox:
             speed=self.speed, home=self.home, settings=self._settings,
             application_id=self._creds.application_id, api_key=self._creds.api_key, number=self._creds.number,
         )
+        self._account = Account(
+            api_key=self._creds.api_key, api_secret=self._creds.api_secret,
+            signature_secret=self._creds.signature_secret, number=self._creds.number,
+            default_app=Application(id=self._creds.application_id, name=DEFAULT_APP_NAME,
+                                    public_key=self._creds.public_key_pem.decode(), settings=self._settings),
+        )
+        self._platform.account = self._account
+        self._platform.webhooks.chaos = WebhookChaos.parse(os.environ.get("LABKIT_SANDBOX_CHAOS"))
         self._tls = None
         self._runner: Any = None
         self._lock = threading.RLock()
@@ -221,6 +235,22 @@ class Sandbox:
         return self._creds.api_key
 
     @property
+    def api_secret(self) -> str:
+        """The account's (fake) API secret: HTTP Basic with `api_key` for the Application and Numbers APIs."""
+        return self._creds.api_secret
+
+    @property
+    def signature_secret(self) -> str:
+        """The account's webhook signature secret (signs the webhooks of applications with
+        signed_callbacks on, as Vonage does with the secret on the dashboard's settings page)."""
+        return self._account.signature_secret
+
+    @property
+    def account(self) -> Account:
+        """The account's applications and numbers (what the Application and Numbers APIs serve)."""
+        return self._account
+
+    @property
     def number(self) -> str:
         """The application's own virtual Vonage number (inbound calls reach it via `dial`)."""
         return self._creds.number
@@ -231,7 +261,10 @@ class Sandbox:
                   event_method: Any = UNSET, signature_secret: Any = UNSET, fallback_answer_url: Any = UNSET,
                   *, connect_timeout: Any = UNSET, answer_timeout: Any = UNSET,
                   event_timeout: Any = UNSET) -> Sandbox:
-        """Set the application's webhooks, like its page on the Vonage dashboard.
+        """Set the default application's webhooks, like its page on the Vonage dashboard.
+
+        The sandbox's own way in (its CLI flags and control surface); apps, the lab included, use the
+        Application API (`/v2/applications`) with the API key and secret, as on Vonage.
 
         `answer_url`/`event_url` serve inbound calls and are the default `event_url` of every call;
         methods default to GET (answer) and POST (event); `signature_secret` turns on signed webhooks
@@ -240,8 +273,12 @@ class Sandbox:
         (defaults 1, 5 and 10). Arguments left out keep their current value; None clears one.
         """
         s = self._settings
+        if signature_secret is not UNSET:  # the account's secret; signed_callbacks on the application
+            if signature_secret:
+                self._account.signature_secret = signature_secret
+            self._account.set_signed(self._account.default, bool(signature_secret))
         for name, value in (("answer_url", answer_url), ("event_url", event_url),
-                            ("signature_secret", signature_secret), ("fallback_answer_url", fallback_answer_url)):
+                            ("fallback_answer_url", fallback_answer_url)):
             if value is not UNSET:
                 setattr(s, name, value or None)
         for name, value, default in (("answer_method", answer_method, "GET"), ("event_method", event_method, "POST")):
@@ -257,6 +294,16 @@ class Sandbox:
                     raise SandboxError(f"{name} must be a positive number of seconds")
                 setattr(s, name, float(value))
         return self
+
+    @property
+    def webhook_chaos(self) -> WebhookChaos | None:
+        """Chaos delivery of webhooks (jitter, reordering, duplicates), or None. Set from
+        LABKIT_SANDBOX_CHAOS at construction (see labkit/sandbox/webhooks.py); assignable."""
+        return self._platform.webhooks.chaos
+
+    @webhook_chaos.setter
+    def webhook_chaos(self, chaos: WebhookChaos | None) -> None:
+        self._platform.webhooks.chaos = chaos
 
     @property
     def settings(self) -> WebhookSettings:

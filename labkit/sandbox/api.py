@@ -23,10 +23,11 @@ from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, Socke
 from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox import lifecycle
 from labkit.sandbox.exceptions import invalid
+from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
 from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.models import FINAL_STATUSES, LIVE_STATUSES, Platform, SandboxCall, Transferred
 from labkit.sandbox.ncco import TALK_TEXT_LIMIT, validate
 from labkit.sandbox.phones import HEAR_RATE
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.sources import dtmf_tones, plain_text
 
 # fullmatch with ASCII classes: `$` also matches before a final newline, and `\d` matches any Unicode digit.
@@ -99,8 +100,11 @@ def _parse_time(value: str, name: str) -> dt.datetime:
 # ---------------------------------------------------------------------------------------- calls
 
 
-def create_call(p: Platform, body: Any) -> dict:
-    """POST /v1/calls: check the request, start the call's lifecycle, answer 201's body."""
+def create_call(p: Platform, body: Any, *, application_id: str | None = None) -> dict:
+    """POST /v1/calls: check the request, start the call's lifecycle, answer 201's body.
+
+    `application_id` (the JWT's) is the application whose event URL serves a call sent without one.
+    """
     if not isinstance(body, dict):
         raise invalid("body", "Invalid JSON body", "the request body must be a JSON object")
     to = body.get("to")
@@ -156,10 +160,13 @@ def create_call(p: Platform, body: Any) -> dict:
     if ncco is not None and not isinstance(ncco, list):
         raise invalid("ncco", "Invalid type parameter provided", "ncco must be an array of actions")
     answer = _url_array(body, "answer_url", required=False) if answer_url is not None else None
-    event_url = _url_array(body, "event_url", required=False) or p.settings.event_url
+    app_settings = p.account.settings_for(application_id)
+    event_url = _url_array(body, "event_url", required=False)
+    event_default = "POST" if event_url else app_settings.event_method
+    event_url = event_url or app_settings.event_url
     if not event_url:
         raise invalid("event_url", "Missing parameter",
-                      "event_url is required unless the application has one (sandbox.configure(event_url=...))")
+                      "event_url is required unless the application has one (set its voice event_url)")
     length_timer = _int(body, "length_timer", 7200, 1, 86400)
     ringing_timer = _int(body, "ringing_timer", 60, 1, 120)
     machine = body.get("machine_detection")
@@ -168,8 +175,9 @@ def create_call(p: Platform, body: Any) -> dict:
 
     leg = SandboxCall(
         p, direction="outbound", to=to_obj, from_=from_obj, kind=kind, rate=rate, event_url=event_url,
-        event_method=_method(body, "event_method", "POST"),
+        event_method=_method(body, "event_method", event_default),
     )
+    leg.application_id = application_id
     leg.ncco = ncco
     leg.answer_url = answer
     leg.answer_method = _method(body, "answer_method", "GET")
@@ -181,8 +189,9 @@ def create_call(p: Platform, body: Any) -> dict:
             "conversation_uuid": leg.conversation.uuid}
 
 
-def list_calls(p: Platform, query: dict[str, str]) -> dict:
-    """GET /v1/calls with paging (`_links` first/last/self/next/prev) and filters."""
+def list_calls(p: Platform, query: dict[str, str], *, application_id: str | None = None) -> dict:
+    """GET /v1/calls with paging (`_links` first/last/self/next/prev) and filters; only the calls of
+    `application_id` (the JWT's) when given."""
     page_size = _int(query, "page_size", 10, 1, 100)
     record_index = _int(query, "record_index", 0, 0)
     order = (query.get("order") or "asc").lower()
@@ -198,6 +207,8 @@ def list_calls(p: Platform, query: dict[str, str]) -> dict:
         legs = list(p.order)
         rows = []
         for leg in legs:
+            if application_id and not p.account.owns(leg, application_id):
+                continue
             if status and leg.status != status:
                 continue
             if conv and leg.conversation.uuid != conv:

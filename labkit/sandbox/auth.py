@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class AppCredentials:
     public_key_pem: bytes
     api_key: str
     number: str
+    api_secret: str = ""  # HTTP Basic for the Application and Numbers APIs, with api_key
+    signature_secret: str = ""  # the account's webhook signature secret
 
 
 def load_or_create_credentials(home: Path) -> AppCredentials:
@@ -72,17 +75,23 @@ def load_or_create_credentials(home: Path) -> AppCredentials:
         if not meta.get("api_key"):
             meta["api_key"] = secrets.token_hex(4)
             changed = True
+        for name, size in (("api_secret", 12), ("signature_secret", 24)):
+            if not meta.get(name):  # a fake account's secrets, made once like the key pair
+                meta[name] = secrets.token_urlsafe(size)
+                changed = True
         if not meta.get("number"):
             meta["number"] = DEFAULT_NUMBER
             changed = True
         if changed:
-            _write_public(meta_path, json.dumps(meta, indent=2).encode())
+            _write_private(meta_path, json.dumps(meta, indent=2).encode())  # holds the secrets: 0600
     return AppCredentials(
         application_id=meta["application_id"],
         private_key_path=key_path,
         public_key_pem=pub_path.read_bytes(),
         api_key=meta["api_key"],
         number=meta["number"],
+        api_secret=meta["api_secret"],
+        signature_secret=meta["signature_secret"],
     )
 
 
@@ -104,3 +113,24 @@ def verify_request_jwt(authorization: str | None, creds: AppCredentials) -> dict
     if claims.get("application_id") != creds.application_id:
         raise SandboxUnauthorized(UNAUTHORIZED_DETAIL)
     return claims
+
+
+def verify_application_jwt(authorization: str | None, public_key_for: Callable[[str], bytes | None]) -> dict:
+    """Like `verify_request_jwt`, for any application of the account: the `application_id` claim
+    names the application whose public key must have signed the token; else 401."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise SandboxUnauthorized(UNAUTHORIZED_DETAIL)
+    token = authorization[len("Bearer "):].strip()
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise SandboxUnauthorized(UNAUTHORIZED_DETAIL) from None
+    app_id = unverified.get("application_id")
+    key = public_key_for(app_id) if isinstance(app_id, str) else None
+    if key is None:
+        raise SandboxUnauthorized(UNAUTHORIZED_DETAIL)
+    try:
+        return jwt.decode(token, key, algorithms=["RS256"], leeway=JWT_LEEWAY,
+                          options={"require": ["iat", "jti", "application_id"]})
+    except jwt.PyJWTError:
+        raise SandboxUnauthorized(UNAUTHORIZED_DETAIL) from None

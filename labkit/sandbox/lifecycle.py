@@ -26,16 +26,10 @@ from typing import Any
 from labkit.errors import SandboxError
 from labkit.media.frames import content_type, parse_content_type
 from labkit.sandbox.clock import Clock
-from labkit.sandbox.models import (
-    LegEnded,
-    Platform,
-    SandboxCall,
-    Transferred,
-    iso,
-    utcnow,
-)
+from labkit.sandbox.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
 from labkit.sandbox.ncco import NccoRunner
 from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
+from labkit.sandbox.platform import Platform
 from labkit.sandbox.websocket_leg import WebsocketEndpoint
 from labkit.server.signing import sign_webhook
 
@@ -87,7 +81,8 @@ def answer_payload(p: Platform, leg: SandboxCall) -> dict:
 
 def fetch_ncco(p: Platform, leg: SandboxCall, url: str, method: str) -> Any:
     """GET/POST the answer URL (retry, then fallback) and return the parsed body (or end the call)."""
-    result = p.webhooks.send("answer", url, method or "GET", answer_payload(p, leg), fallback=True)
+    result = p.webhooks.send("answer", url, method or "GET", answer_payload(p, leg), fallback=True,
+                             settings=p.leg_settings(leg))
     if leg.ended:  # (a transfer meanwhile is picked up by the NCCO runner's first wait)
         raise LegEnded()
     body = result.json() if result.ok else None
@@ -237,10 +232,10 @@ def run_inbound(p: Platform, leg: SandboxCall, phone: VirtualPhone) -> None:
         phone._ringing(leg, incoming=False)
     p.post_status(leg, "started")
     p.post_status(leg, "ringing")
-    url = p.settings.answer_url
-    if not url:
+    settings = p.leg_settings(leg)
+    if not settings.answer_url:
         raise SandboxError("no answer_url configured")
-    ncco = fetch_ncco(p, leg, url, p.settings.answer_method)
+    ncco = fetch_ncco(p, leg, settings.answer_url, settings.answer_method)
     p.answer_leg(leg)
     post_answered(p, leg)
     run_script(p, leg, ncco)
@@ -249,12 +244,19 @@ def run_inbound(p: Platform, leg: SandboxCall, phone: VirtualPhone) -> None:
 def dial(p: Platform, from_number: str, to: str | None = None) -> SandboxCall:
     """Start an inbound call from the virtual phone `from_number` to the application's number."""
     number = str(to or p.number).lstrip("+")
-    if number != p.number:
-        raise SandboxError(f"{number} is not the sandbox application's number ({p.number}): dial that one.")
-    if not p.settings.answer_url:
+    owned, app = p.account.app_for_number(number)  # routed by the application linked to the number
+    if owned is None:
+        raise SandboxError(f"{number} is not one of the sandbox account's numbers ({p.number}): dial that one.")
+    if app is None:
         raise SandboxError(
-            "The sandbox application has no answer_url: call sandbox.configure(answer_url=..., "
-            "event_url=...) so inbound calls know what to do."
+            f"{number} is not linked to an application, so nothing answers it: link it with the Numbers "
+            "API (POST /number/update app_id=...), as on Vonage's dashboard."
+        )
+    settings = app.settings
+    if not settings.answer_url:
+        raise SandboxError(
+            f"The application {app.id} linked to {number} has no voice answer_url: set it with the "
+            "Application API (or `labkit sandbox --answer-url`) so inbound calls know what to do."
         )
     phone = p.phone(from_number)
     if phone.busy:
@@ -262,8 +264,9 @@ def dial(p: Platform, from_number: str, to: str | None = None) -> SandboxCall:
     leg = SandboxCall(
         p, direction="inbound", to={"type": "phone", "number": number},
         from_={"type": "phone", "number": phone.number}, kind="phone", rate=HEAR_RATE,
-        event_url=p.settings.event_url, event_method=p.settings.event_method,
+        event_url=settings.event_url, event_method=settings.event_method,
     )
+    leg.application_id = app.id
     start(p, leg, run_inbound, phone)
     return leg
 
@@ -271,12 +274,13 @@ def dial(p: Platform, from_number: str, to: str | None = None) -> SandboxCall:
 # ---------------------------------------------------------------------------------------- connect
 
 
-def _signer(p: Platform) -> Any:
+def _signer(p: Platform, leg: SandboxCall) -> Any:
     def sign() -> str | None:
-        secret = p.settings.signature_secret
-        if not secret:
+        settings = p.leg_settings(leg)
+        if not settings.signature_secret:
             return None
-        return sign_webhook(b"", secret, api_key=p.api_key, application_id=p.application_id)
+        return sign_webhook(b"", settings.signature_secret, api_key=p.api_key,
+                            application_id=settings.application_id or p.application_id)
 
     return sign
 
@@ -294,7 +298,7 @@ def _websocket(p: Platform, leg: SandboxCall, ep: dict, parent: SandboxCall | No
 
     endpoint = WebsocketEndpoint(
         ep["uri"], leg.rate, headers=headers if headers is not None else ep.get("headers"),
-        authorization=ep.get("authorization"), signer=_signer(p), on_app_closed=app_closed,
+        authorization=ep.get("authorization"), signer=_signer(p, leg), on_app_closed=app_closed,
     )
     with p.lock:
         leg.endpoint = endpoint

@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import AudioError, NccoError, SocketError
 from labkit.media.frames import RATES, content_type, parse_content_type
 from labkit.sandbox.clock import Clock
+from labkit.sandbox.conversations import Participation
+from labkit.sandbox.legs import InputState, LegEnded, iso, utcnow
 from labkit.sandbox.mixer import Player, level_to_gain
-from labkit.sandbox.models import InputState, LegEnded, Participation, Recorder, iso, utcnow
+from labkit.sandbox.recordings import Recorder
 from labkit.sandbox.sources import beep, plain_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.models import Platform, SandboxCall
+    from labkit.sandbox.legs import SandboxCall
+    from labkit.sandbox.platform import Platform
 
 log = logging.getLogger("labkit.sandbox.ncco")
 

@@ -27,7 +27,8 @@ from labkit.media.recording import Recording
 from labkit.sandbox.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.models import Platform, SandboxCall
+    from labkit.sandbox.legs import SandboxCall
+    from labkit.sandbox.platform import Platform
 
 HEAR_RATE = 16000
 OUTCOMES = ("answer", "busy", "reject", "unanswered", "fail", "manual")
@@ -213,6 +214,12 @@ class VirtualPhone:
         """True while queued speech has not been played yet."""
         with self._lock:
             return bool(self._speech)
+
+    @property
+    def queued_seconds(self) -> float:
+        """Call-time seconds of speech queued and not yet spoken (how far behind live speech runs)."""
+        with self._lock:
+            return sum(item[0].size - item[1] for item in self._speech) / BUS_RATE
 
     def press(self, digits: str, duration_ms: int = DTMF_DURATION_MS) -> None:
         """Press keys during the call, one every 0.3 s of call time (feeds input, bargeIn, WebSockets)."""

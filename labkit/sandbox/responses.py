@@ -1,4 +1,4 @@
-"""REST handlers: routing, JWT check and wire format only; the work is in api.py and models.py.
+"""REST handlers: routing, JWT check and wire format only; the work is in api.py and platform.py.
 
 Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox application's key):
 
@@ -12,6 +12,9 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     DELETE /v1/calls/{uuid}/talk       200 {"message": "Talk stopped", "uuid"}
     PUT    /v1/calls/{uuid}/dtmf       200 {"message": "DTMF sent", "uuid"}
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
+
+The Application API (/v2/applications) and Numbers API (/account/numbers, /number/update) use HTTP
+Basic instead: see responses_accounts.py. A JWT of any of the account's applications is accepted here.
 """
 
 from __future__ import annotations
@@ -22,15 +25,15 @@ import logging
 import socket
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
 from labkit.sandbox import api
-from labkit.sandbox.auth import AppCredentials, verify_request_jwt
+from labkit.sandbox.auth import AppCredentials, verify_application_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
-from labkit.sandbox.models import Platform
+from labkit.sandbox.platform import Platform
 
 log = logging.getLogger("labkit.sandbox.http")
 
@@ -134,9 +137,21 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     app = Flask("labkit.sandbox")
     app.config["JSON_SORT_KEYS"] = False
 
+    from labkit.sandbox.responses_accounts import accounts_blueprint
+
+    app.register_blueprint(accounts_blueprint(p.account))
+
     @app.before_request
     def authenticate() -> None:
-        verify_request_jwt(request.headers.get("Authorization"), creds)
+        if request.blueprint == "accounts":
+            return  # HTTP Basic, checked by each account route
+        g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
+        uuid = (request.view_args or {}).get("uuid")
+        if uuid is not None:  # calls are per application: another application's call is not found
+            p.account.check_leg(p, uuid, g.claims.get("application_id"))
+        file_id = (request.view_args or {}).get("file_id")
+        if file_id is not None:
+            p.account.check_file(file_id, g.claims.get("application_id"))
 
     @app.errorhandler(SandboxApiError)
     def api_error(err: SandboxApiError) -> Response:
@@ -161,11 +176,11 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
 
     @app.post("/v1/calls")
     def create_call() -> Response:
-        return _json(api.create_call(p, _body()), 201)
+        return _json(api.create_call(p, _body(), application_id=g.claims.get("application_id")), 201)
 
     @app.get("/v1/calls")
     def list_calls() -> Response:
-        return _json(api.list_calls(p, request.args.to_dict()))
+        return _json(api.list_calls(p, request.args.to_dict(), application_id=g.claims.get("application_id")))
 
     @app.get("/v1/calls/<uuid>")
     def get_call(uuid: str) -> Response:

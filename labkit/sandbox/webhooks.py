@@ -13,6 +13,12 @@ Behaviour copied from the reference (section 3):
   `payload_hash` is the SHA-256 of the exact body bytes (the empty body for GET: UNCONFIRMED).
 - events of one call are delivered in order, one at a time (`OrderedSender`), so `completed` never
   overtakes `answered` even when the lab's handler is slow.
+- chaos delivery (`WebhookChaos`, off unless asked for, e.g. `LABKIT_SANDBOX_CHAOS=1` or
+  `jitter=0.2,duplicate=0.3,seed=7`): Vonage promises no order and its retries duplicate, so an app
+  must cope; with chaos on, each status event goes out after a random delay (0..jitter s, so events
+  overtake one another) and is sent twice with probability `duplicate`. Instruction webhooks (whose
+  reply the call waits for) keep their order but may be duplicated too; answer webhooks are sent as
+  usual (the call waits for their NCCO, and Vonage's own retries are modelled above).
 """
 
 from __future__ import annotations
@@ -51,6 +57,47 @@ class WebhookSettings:
     connect_timeout: float = 1.0
     answer_timeout: float = 5.0
     event_timeout: float = 10.0
+    application_id: str | None = None  # whose webhooks these are (the signed JWT's claim)
+
+
+@dataclass
+class WebhookChaos:
+    """Deliver webhooks as a network may: late, out of order, twice (see the module docstring)."""
+
+    jitter: float = 0.2  # seconds: each status event waits a random 0..jitter before it is sent
+    duplicate: float = 0.2  # probability that a webhook is delivered twice
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        import random
+
+        self.rng = random.Random(self.seed)
+        self.lock = threading.Lock()
+
+    def delay(self) -> float:
+        with self.lock:
+            return self.rng.uniform(0.0, self.jitter)
+
+    def twice(self) -> bool:
+        with self.lock:
+            return self.rng.random() < self.duplicate
+
+    @classmethod
+    def parse(cls, text: str | None) -> WebhookChaos | None:
+        """'' / '0' / 'off' -> None; '1' / 'on' -> the defaults; 'jitter=0.2,duplicate=0.3,seed=7'."""
+        text = (text or "").strip().lower()
+        if text in ("", "0", "off", "false", "no"):
+            return None
+        if text in ("1", "on", "true", "yes"):
+            return cls()
+        fields: dict[str, Any] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name not in ("jitter", "duplicate", "seed"):
+                raise ValueError(f"LABKIT_SANDBOX_CHAOS: unknown setting {name!r} (jitter, duplicate, seed)")
+            fields[name] = int(value) if name == "seed" else float(value)
+        return cls(**fields)
 
 
 @dataclass
@@ -119,6 +166,7 @@ class WebhookClient:
         self._local = threading.local()
         self.log: deque[WebhookRecord] = deque(maxlen=history)
         self.closed = False  # set when the sandbox stops: queued webhooks are dropped, not sent
+        self.chaos: WebhookChaos | None = None
 
     # sessions are per thread: requests.Session is not documented as thread-safe
     def _session(self, loopback: bool) -> requests.Session:
@@ -132,8 +180,9 @@ class WebhookClient:
             setattr(self._local, name, sess)
         return sess
 
-    def _attempt(self, url: str, method: str, payload: dict, read_timeout: float) -> requests.Response:
-        cfg = self._settings()
+    def _attempt(self, url: str, method: str, payload: dict, read_timeout: float,
+                 cfg: WebhookSettings | None = None) -> requests.Response:
+        cfg = cfg or self._settings()
         host = urlsplit(url).hostname or ""
         loopback = host in LOOPBACK_HOSTS
         headers = {"User-Agent": "labkit-sandbox/1.0 (Vonage Voice API emulator)"}
@@ -148,7 +197,8 @@ class WebhookClient:
             headers["Content-Type"] = "application/json"
         if cfg.signature_secret:
             token = sign_webhook(
-                body, cfg.signature_secret, api_key=self._api_key, application_id=self._application_id
+                body, cfg.signature_secret, api_key=self._api_key,
+                application_id=cfg.application_id or self._application_id,
             )
             headers["Authorization"] = f"Bearer {token}"
         return self._session(loopback).request(
@@ -156,7 +206,8 @@ class WebhookClient:
             timeout=(cfg.connect_timeout, read_timeout), allow_redirects=True,
         )
 
-    def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float) -> WebhookResult:
+    def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float,
+                   cfg: WebhookSettings | None = None) -> WebhookResult:
         result = WebhookResult(url=url, method=method.upper(), ok=False)
         start = time.monotonic()
         for attempt in (1, 2):
@@ -165,7 +216,7 @@ class WebhookClient:
                 break
             result.attempts = attempt
             try:
-                response = self._attempt(url, method, payload, read_timeout)
+                response = self._attempt(url, method, payload, read_timeout, cfg)
             except requests.Timeout as exc:
                 result.error = f"timeout ({exc.__class__.__name__})"
                 continue
@@ -187,20 +238,24 @@ class WebhookClient:
         result.elapsed = time.monotonic() - start
         return result
 
-    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> WebhookResult:
-        """Deliver `payload`; `kind` is 'answer', 'event' or 'instruction' (which may fall back)."""
-        cfg = self._settings()
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False,
+             settings: WebhookSettings | None = None) -> WebhookResult:
+        """Deliver `payload`; `kind` is 'answer', 'event' or 'instruction' (which may fall back).
+
+        `settings`: the application whose webhook this is (default: the sandbox's own application).
+        """
+        cfg = settings or self._settings()
         read_timeout = cfg.answer_timeout if kind == "answer" else cfg.event_timeout
         record = WebhookRecord(kind=kind, url=url, method=method.upper(), payload=payload)
         self.log.append(record)
-        result = self._try_twice(url, method, payload, read_timeout)
+        result = self._try_twice(url, method, payload, read_timeout, cfg)
         if not result.ok and fallback and cfg.fallback_answer_url:
             reason = "timeout" if (result.error or "").startswith("timeout") else (result.error or "error")
             fb_payload = dict(payload)
             fb_payload["reason"] = reason
             fb_payload["original_request"] = {"url": url, "type": kind if kind == "answer" else "event"}
             fb_method = cfg.answer_method if kind == "answer" else method
-            fb = self._try_twice(cfg.fallback_answer_url, fb_method, fb_payload, cfg.answer_timeout)
+            fb = self._try_twice(cfg.fallback_answer_url, fb_method, fb_payload, cfg.answer_timeout, cfg)
             fb.attempts += result.attempts
             result = fb
         record.result = result
@@ -227,13 +282,14 @@ class OrderedSender:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False) -> Future:
+    def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False,
+             settings: WebhookSettings | None = None) -> Future:
         future: Future = Future()
         with self._lock:
             if self._closed:
                 future.set_result(WebhookResult(url=url, method=method, ok=False, error="sender closed"))
                 return future
-            self._queue.append((future, (kind, url, method, payload), {"fallback": fallback}))
+            self._queue.append((future, (kind, url, method, payload), {"fallback": fallback, "settings": settings}))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"sandbox-hooks-{self._name}",
                                                 daemon=True)
@@ -253,11 +309,41 @@ class OrderedSender:
                 future, args, kwargs = self._queue.popleft()
             if not future.set_running_or_notify_cancel():
                 continue
-            try:
-                future.set_result(self._client.send(*args, **kwargs))
-            except Exception as exc:  # never let one bad webhook stop the call's later events
-                log.exception("webhook delivery crashed")
+            chaos = self._client.chaos
+            if chaos is not None:
+                self._chaos_send(chaos, future, args, kwargs)
+                continue
+            self._deliver(future, args, kwargs)
+
+    def _deliver(self, future: Future | None, args: tuple, kwargs: dict) -> None:
+        try:
+            result = self._client.send(*args, **kwargs)
+            if future is not None:
+                future.set_result(result)
+        except Exception as exc:  # never let one bad webhook stop the call's later events
+            log.exception("webhook delivery crashed")
+            if future is not None:
                 future.set_exception(exc)
+
+    def _chaos_send(self, chaos: WebhookChaos, future: Future, args: tuple, kwargs: dict) -> None:
+        """Status events: each copy on its own thread after a random delay; others in order, maybe twice."""
+        copies = 2 if chaos.twice() else 1
+        if args[0] != "event":
+            self._deliver(future, args, kwargs)
+            if copies == 2:
+                self._deliver(None, args, kwargs)
+            return
+        for n in range(copies):
+            delay = chaos.delay()
+
+            def later(delay: float = delay, first: bool = n == 0) -> None:
+                time.sleep(delay)
+                self._deliver(future if first else None, args, kwargs)
+
+            thread = threading.Thread(target=later, name=f"sandbox-chaos-{self._name}", daemon=True)
+            with self._lock:
+                self._strays = [t for t in getattr(self, "_strays", []) if t.is_alive()] + [thread]
+            thread.start()
 
     @property
     def pending(self) -> int:
@@ -273,3 +359,6 @@ class OrderedSender:
             self._cv.notify()
         if thread is not None and wait:
             thread.join(wait)
+        deadline = time.monotonic() + (wait or 0)
+        for stray in list(getattr(self, "_strays", [])):  # chaos deliveries still waiting out their delay
+            stray.join(max(0.0, deadline - time.monotonic()) if wait else 0)

@@ -32,7 +32,8 @@ from labkit.widgets._common import (
     recording_wav,
     show_error,
 )
-from labkit.widgets.softphone import Softphone, follow_heard
+from labkit.widgets.lines import TOGGLE_WORDS, WaitLine, call_audio, clip, events_html, follow_phone, pick
+from labkit.widgets.softphone import Softphone
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
 
 DEFAULT_PHONE = "447700900001"  # the virtual phone the sandbox notebooks call
-KIND_COLOURS = {"event": "#1f4e79", "answer": "#6a1b9a", "socket": "#00695c", "lab": "#8a6d00"}
 
 
 def panel(lab: Lab, **kwargs: Any) -> ControlPanel:
@@ -75,6 +75,7 @@ class ControlPanel(widgets.HBox):
         self._quiet = False  # True while the panel itself resets toggles (their observers stay still)
         self._shown_recordings = -1
         self._phone_feed: Callable[[], None] | None = None
+        self._keys_sent = ""  # the keys pressed on this call, shown in the trace line
 
         default_to = to or lab.settings.to_number or (DEFAULT_PHONE if lab.mode == "sandbox" else "")
         # -- dialling
@@ -87,10 +88,15 @@ class ControlPanel(widgets.HBox):
                                             tooltip="end the call")
         self.status = widgets.Label(value="no call")
         self.status.add_class("labkit-status")
+        # what the last click did ("sent key 5", "muted: ..."), so every button leaves a visible trace
+        self.trace = widgets.HTML(value="")
+        self.trace.add_class("labkit-trace")
+        # what the lab is waiting for (a notebook cell's wait_for), with the seconds it has waited
+        self.waiting = WaitLine()
         self.call_label = widgets.HTML(value="")
         # -- audio into the call
         files = lab.audio_files()
-        self.stream_file = widgets.Dropdown(options=files, value=_pick(files), description="File",
+        self.stream_file = widgets.Dropdown(options=files, value=pick(files), description="File",
                                             layout=widgets.Layout(width="260px"))
         self.stream_loop = widgets.IntText(value=0, description="Loop", tooltip="0 repeats until stopped",
                                            layout=widgets.Layout(width="140px"))
@@ -107,9 +113,10 @@ class ControlPanel(widgets.HBox):
         self.earmuff_toggle = widgets.ToggleButton(value=False, description="Earmuff", icon="deaf",
                                                    tooltip="this call stops hearing the other side")
         # -- what came back
-        self.events_html = widgets.HTML(value=_events_html([], None))
+        self.events_html = widgets.HTML(value=events_html([], None))
         self.events_html.add_class("labkit-events")
         self.waveform = LiveWaveform(seconds=waveform_seconds, title="call audio")
+        self.audio = call_audio(lab)  # Listen / Talk in the browser (None without anywidget)
         self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
                                     layout=widgets.Layout(display="none"))
         self.recordings_box = widgets.VBox([])
@@ -135,10 +142,13 @@ class ControlPanel(widgets.HBox):
             widgets.HBox([self.stream_level, self.stream_toggle]),
             widgets.HBox([self.say_text, self.say_button]),
             widgets.HBox([self.keypad, widgets.VBox([self.mute_toggle, self.earmuff_toggle])]),
+            self.trace,
+            self.waiting,
             self.error,
             widgets.HTML("<b>Events</b> (newest last)"),
             self.events_html,
             widgets.HTML("<b>Live audio</b>"),
+            *([self.audio] if self.audio is not None else []),
             self.waveform,
             widgets.HTML("<b>Recordings</b>"),
             self.recordings_box,
@@ -171,6 +181,11 @@ class ControlPanel(widgets.HBox):
             self.waveform.unfollow()
             self._stop_phone_feed()
             self.waveform.reset()
+            self._keys_sent = ""
+            if self.audio is not None:
+                self.audio.follow(call)
+        if isinstance(self.last_error, (InvalidInput, CallEndedError)):
+            show_error(self, None)  # "no call yet" / "the call has ended" are fixed by having a call
         self.call_label.value = (f"&nbsp;<small><code>{html.escape(call.uuid[:8])}</code> "
                                  f"{html.escape(call.direction)} {html.escape(str(call.to or ''))}</small>")
         self._refresh_status()
@@ -188,9 +203,9 @@ class ControlPanel(widgets.HBox):
     def _require_call(self) -> Call:
         call = self.call
         if call is None:
-            raise InvalidInput("There is no call yet: press Call first (or pass a call to panel.attach(call)).")
+            raise InvalidInput("There is no call yet: press Call first.")
         if call.ended:
-            raise CallEndedError(f"The call has ended ({call.status}); press Call to place a new one.")
+            raise CallEndedError(f"The call has ended ({call.status}): press Call to place a new one.")
         return call
 
     # -- handlers (each runs through `guarded`) -------------------------------------------------------
@@ -204,23 +219,46 @@ class ControlPanel(widgets.HBox):
             return
         self.to_hint.value = f"<small style='{OK_STYLE}'>&#10003; will call {number}</small>"
 
+    def call_is_up(self) -> bool:
+        """True while the panel's call is being placed or has not ended (Call is disabled then)."""
+        return self._placing or (self.call is not None and not self.call.ended)
+
     @guarded
     def _on_call(self, _button: Any = None) -> None:
-        number = validate.phone_number(self.to.value, "number to call")
-        self._refresh_files()
-        script = self.ncco() if callable(self.ncco) else self.ncco
-        if self.softphone is not None and self.softphone.number != number:
-            self._use_softphone(number)
-        self._placing = True
+        with self._lock:
+            if self.call_is_up():
+                # A second click that arrived before the button was disabled: one click, one call.
+                self._say_done("a call is already up: hang it up before placing another")
+                return
+            self._placing = True
+            self.call_button.disabled = True
         try:
+            try:
+                number = validate.phone_number(self.to.value, "number to call")
+            except InvalidInput:
+                raise InvalidInput("Fix the number in To first (the red hint under it says what is wrong).") from None
+            self._refresh_files()
+            script = self.ncco() if callable(self.ncco) else self.ncco
+            if self.softphone is not None and self.softphone.number != number:
+                self._use_softphone(number)
+            self._say_done(f"calling {number}\u2026")
             call = self.lab.call(number, ncco=script, answer_url=self.answer_url)
-        finally:
+        except BaseException:
+            with self._lock:
+                self._placing = False
+                self.call_button.disabled = False
+            raise
+        with self._lock:
+            self.call = call  # before _placing drops, so webhooks of this call never see an idle panel
             self._placing = False
         self.attach(call)
+        self._say_done(f"placed call {call.uuid[:8]} to {number}")
 
     @guarded
     def _on_hangup(self, _button: Any = None) -> None:
-        self._require_call().hangup()
+        call = self._require_call()
+        call.hangup()
+        self._say_done(f"hang-up sent for call {call.uuid[:8]}")
 
     @guarded
     def _on_stream_toggle(self, change: dict) -> None:
@@ -236,20 +274,28 @@ class ControlPanel(widgets.HBox):
                             level=float(self.stream_level.value))
                 self.stream_toggle.icon = "stop"
                 self.stream_toggle.description = "Stop stream"
+                self._say_done(f"streaming {self.stream_file.value} into the call")
             else:
                 call.stop_stream()
                 self._set_stream_idle()
+                self._say_done("stream stopped")
         except Exception:
             self._set_quietly(self.stream_toggle, not change["new"])
             raise
 
     @guarded
     def _on_say(self, _button: Any = None) -> None:
-        self._require_call().say(self.say_text.value)
+        text = self.say_text.value.strip()
+        if not text:
+            raise InvalidInput("Type what to say in the Say box first.")
+        self._require_call().say(text)
+        self._say_done(f"saying \u201c{clip(text)}\u201d")
 
     @guarded
     def _press(self, digit: str) -> None:
         self._require_call().dtmf(digit)
+        self._keys_sent += digit
+        self._say_done(f"sent key {digit} (keys sent on this call: {self._keys_sent})")
 
     @guarded
     def _on_mute_toggle(self, change: dict) -> None:
@@ -268,6 +314,18 @@ class ControlPanel(widgets.HBox):
         except Exception:
             self._set_quietly(widget, not change["new"])
             raise
+        self._show_toggle(widget)
+        self._say_done(TOGGLE_WORDS[on if change["new"] else off])
+
+    def _show_toggle(self, widget: widgets.ToggleButton) -> None:
+        """A toggle that is on says so in its label and colour (Muted / Earmuffed), not only its shade."""
+        base = "Mute" if widget is self.mute_toggle else "Earmuff"
+        widget.description = (base + "d" if base == "Mute" else base + "ed") if widget.value else base
+        widget.button_style = "warning" if widget.value else ""
+
+    def _say_done(self, text: str) -> None:
+        """The trace line: what the last click did, so no button leaves a person guessing."""
+        self.trace.value = f"<small style='{OK_STYLE}'>&#10003; {html.escape(text)}</small>"
 
     @guarded
     def _play_recording(self, index: int) -> None:
@@ -286,6 +344,8 @@ class ControlPanel(widgets.HBox):
             self._quiet = False
         if widget is self.stream_toggle and not value:
             self._set_stream_idle()
+        elif widget is not self.stream_toggle:
+            self._show_toggle(widget)
 
     def _set_stream_idle(self) -> None:
         self.stream_toggle.icon = "play"
@@ -301,7 +361,7 @@ class ControlPanel(widgets.HBox):
         if list(self.stream_file.options) != files:
             current = self.stream_file.value
             self.stream_file.options = files
-            self.stream_file.value = current if current in files else _pick(files)
+            self.stream_file.value = current if current in files else pick(files)
 
     # -- live updates (webhook and WebSocket threads) ---------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -350,6 +410,11 @@ class ControlPanel(widgets.HBox):
         if status in FINAL_STATUSES:
             self._reset_toggles()
             self._stop_phone_feed()
+            if self.audio is not None and self.audio.call is call:
+                self.audio.follow(None)
+            self.call_button.disabled = self._placing
+        else:
+            self.call_button.disabled = True
 
     def _follow_audio(self) -> None:
         """The waveform shows the call's WebSocket audio when it has one, else (sandbox) what the
@@ -361,9 +426,11 @@ class ControlPanel(widgets.HBox):
         if sessions:
             self._stop_phone_feed()
             self.waveform.follow(sessions[-1])
+            if self.audio is not None and self.audio.call is call and "WebSocket" not in self.audio.source:
+                self.audio.follow(call)  # the socket is up now: hear it, talk into it
             return
         if self.lab.mode == "sandbox" and self._phone_feed is None and call.to:
-            self._phone_feed = _follow_phone(self.lab, call.to, self.waveform)
+            self._phone_feed = follow_phone(self.lab, call.to, self.waveform)
 
     def _stop_phone_feed(self) -> None:
         stop, self._phone_feed = self._phone_feed, None
@@ -371,9 +438,11 @@ class ControlPanel(widgets.HBox):
             stop()
 
     def _render_events(self) -> None:
+        if self.call is None:
+            self.call_button.disabled = self._placing
         with self._lock:
             call = self.call
-            self.events_html.value = _events_html(list(self._recent), call.uuid if call else None)
+            self.events_html.value = events_html(list(self._recent), call.uuid if call else None)
 
     def _refresh_recordings(self) -> None:
         try:
@@ -397,8 +466,11 @@ class ControlPanel(widgets.HBox):
     def close(self) -> None:
         """Stop listening to the lab and close every inner widget."""
         self._unsubscribe()
+        self.waiting.close()
         self._stop_phone_feed()
         self.waveform.close()
+        if self.audio is not None:
+            self.audio.close()
         if self.softphone is not None:
             self.softphone.close()
         super().close()
@@ -406,34 +478,3 @@ class ControlPanel(widgets.HBox):
     def __repr__(self) -> str:
         call = self.call.uuid[:8] if self.call else None
         return f"<ControlPanel {self.lab.mode} call={call} status={self.status.value!r}>"
-
-
-def _pick(files: list[str]) -> str | None:
-    for preferred in ("music.mp3", "music.wav"):
-        if preferred in files:
-            return preferred
-    audible = [f for f in files if not f.startswith("silence")]
-    return (audible or files or [None])[0]
-
-
-def _events_html(events: list[Event], uuid: str | None) -> str:
-    """The last events, one line each, the current call's in bold."""
-    if not events:
-        return "<div style='font-family:monospace;font-size:12px;color:#888'>no events yet</div>"
-    lines = []
-    for e in events:
-        colour = KIND_COLOURS.get(e.kind, "#333")
-        weight = "bold" if uuid and e.uuid == uuid else "normal"
-        lines.append(f"<div style='color:{colour};font-weight:{weight};white-space:pre'>"
-                     f"{html.escape(e.summary())}</div>")
-    return ("<div style='font-family:monospace;font-size:12px;max-height:240px;overflow:auto;"
-            "border:1px solid #eee;padding:3px'>" + "".join(lines) + "</div>")
-
-
-def _follow_phone(lab: Lab, number: str, waveform: LiveWaveform) -> Callable[[], None] | None:
-    """Sandbox: feed `waveform` with what the virtual phone at `number` hears; returns a stop function."""
-    try:
-        phone = lab.phone(number)
-    except Exception:  # noqa: BLE001 - not a virtual phone: nothing to show
-        return None
-    return follow_heard(phone, waveform, title=f"what {number} hears")

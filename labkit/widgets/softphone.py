@@ -18,7 +18,7 @@ import numpy as np
 
 from labkit.errors import LabkitError
 from labkit.events import Event
-from labkit.widgets._common import error_line, guarded, keypad, wav_bytes
+from labkit.widgets._common import OK_STYLE, error_line, guarded, keypad, wav_bytes
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +109,9 @@ class Softphone(widgets.VBox):
         self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
                                     layout=widgets.Layout(display="none"))
         self.error = error_line()
+        self.trace = widgets.HTML(value="")  # what the last click did: "pressed 5", "speaking prompt.wav"
+        self.trace.add_class("labkit-trace")
+        self._keys = ""
 
         self.answer_button.on_click(self._on_answer)
         self.reject_button.on_click(self._on_reject)
@@ -123,6 +126,7 @@ class Softphone(widgets.VBox):
             self.hangup_button,
             self.keypad,
             widgets.HBox([self.say_file, self.say_button]),
+            self.trace,
             self.error,
             widgets.HTML("<b>What it heard</b>"),
             self.waveform,
@@ -159,14 +163,21 @@ class Softphone(widgets.VBox):
     @guarded
     def _on_answer(self, _button: Any = None) -> None:
         self._act(self.phone.answer, "answered")
+        self._keys = ""
+        self._say_done("answered")
 
     @guarded
     def _on_reject(self, _button: Any = None) -> None:
         self._act(self.phone.reject, "idle")
+        self._say_done("rejected the call")
 
     @guarded
     def _on_hangup(self, _button: Any = None) -> None:
         self._act(self.phone.hangup, "idle")
+        self._say_done("hung up")
+
+    def _say_done(self, text: str) -> None:
+        self.trace.value = f"<small style='{OK_STYLE}'>&#10003; {html.escape(text)}</small>"
 
     def _act(self, action: Callable[[], Any], settles_in: str) -> None:
         """Do `action` to the phone, give it a moment to reach `settles_in`, then redraw."""
@@ -178,12 +189,17 @@ class Softphone(widgets.VBox):
     @guarded
     def _press(self, digit: str) -> None:
         self.phone.press(digit)
+        self._keys += digit
+        self._say_done(f"pressed {digit} (keys pressed on this call: {self._keys})")
 
     @guarded
     def _on_say(self, _button: Any = None) -> None:
         if not self.say_file.value:
             raise LabkitError("Pick an audio file for the phone to say.")
-        self.phone.say(str(self.lab.audio_path(self.say_file.value)))
+        if getattr(self.phone, "state", "") != "answered":
+            raise LabkitError("The phone can speak only in an answered call: answer it first.")
+        seconds = self.phone.say(str(self.lab.audio_path(self.say_file.value)))
+        self._say_done(f"speaking {self.say_file.value} into the call ({seconds:.1f} s)")
 
     # -- display -----------------------------------------------------------------------------------
     def _refresh(self, ringing: bool = False) -> None:

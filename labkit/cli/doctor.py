@@ -1,34 +1,24 @@
-"""The `labkit` command: `doctor`, `sandbox`, `lab` and `tunnel kill`.
-
-Each command imports what it needs when it runs, so `labkit --help` is instant and a part that is
-missing or broken only fails the check or command that uses it.
-"""
+"""`labkit doctor`: check settings, key, tunnel, server and audio files, and print one line per check."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import secrets as _secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from labkit.cli.ports import free_port as _free_port
 from labkit.config import SECRET_FIELDS, WHERE, Settings, key_format, load_private_key
 from labkit.errors import ConfigError, LabkitError, plain
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif",
                             ".aiff", ".webm", ".wma", ".au"})
 HEALTH_TIMEOUT = 10.0  # seconds for a /healthz request (through a tunnel it crosses the internet twice)
 
-
-# --------------------------------------------------------------------------- doctor
 
 
 class Check(tuple):
@@ -70,12 +60,13 @@ class Check(tuple):
         return f"Check({self.check!r}, {self.ok!r}, {self.detail!r}{extra}, blocking={self.blocking!r})"
 
 
-def doctor(*, tunnel: bool = True, server: bool = True,
-           env_file: str | os.PathLike | None = None) -> list[Check]:
+def doctor(*, tunnel: bool = True, server: bool = True, env_file: str | os.PathLike | None = None,
+           account: bool = True) -> list[Check]:
     """Check everything the lab needs and return the results (also what `labkit doctor` prints).
 
     tunnel=False skips opening the ngrok tunnel (live mode); server=False skips starting the lab's
-    server. Secret values never appear in the results, only whether each one is set.
+    server; account=False skips asking Vonage about the credentials, application and number (live).
+    Secret values never appear in the results, only whether each one is set.
     """
     try:
         settings = Settings.load(env_file)
@@ -84,6 +75,12 @@ def doctor(*, tunnel: bool = True, server: bool = True,
 
     checks = [_mode_check(settings), *_settings_checks(settings), _key_check(settings)]
     live = settings.mode == "live"
+    if live and account:
+        from labkit.cli.doctor_account import account_checks
+
+        checks.extend(account_checks(settings))
+    elif live:
+        checks.append(Check("account", None, "skipped (--no-account)"))
     port = settings.port or _free_port()
     tunnel_ok, opened = True, None
     if live:
@@ -205,6 +202,10 @@ def _server_checks(settings: Settings, port: int, env_file: str | os.PathLike | 
         checks = [_health_check("server", lab.local_url, "the lab's server (local)")]
         if settings.mode == "live":
             checks.append(_health_check("public URL", lab.public_url, "the lab's server through its public URL"))
+            if checks[-1].ok:
+                from labkit.cli.doctor_account import socket_check
+
+                checks.append(socket_check(lab))
         return checks
     finally:
         if existing is None:  # leave things as we found them
@@ -239,6 +240,9 @@ def _health_check(name: str, base_url: str, what: str) -> Check:
 
 
 def _audio_checks() -> list[Check]:
+    """Which audio files Vonage can play, judged by its documented formats (the stream action's "mp3 or
+    wav (16-bit)" and the codings Vonage lists: /work/shared/reference/vonage-voice-api.md, "stream"
+    and "audio formats"), as `labkit.media.audio.probe` implements them."""
     from labkit.config import audio_dirs
 
     dirs = audio_dirs()
@@ -308,6 +312,30 @@ def print_report(checks: Sequence[Check], stream: TextIO | None = None) -> bool:
     return not blocking
 
 
+def report_html(checks: Sequence[Check]) -> Any:
+    """The checklist as a notebook table: long details wrap between words, not mid-word as the
+    printed report does in a narrow output area (an `IPython.display.HTML`)."""
+    import html
+
+    from IPython.display import HTML
+
+    rows = []
+    for check in checks:
+        mark, colour = (("\u2713", "#1b7a2f") if check.ok else ("\u2013", "#666") if check.ok is None
+                        else ("\u2717", "#b00020"))
+        advice = (f"<div style='color:#b00020'>\u2192 {html.escape(check.advice)}</div>"
+                  if check.ok is False and check.advice else "")
+        rows.append(f"<tr><td style='color:{colour};font-weight:bold;vertical-align:top'>{mark}</td>"
+                    f"<td style='text-align:left;vertical-align:top;white-space:nowrap'>{html.escape(check.check)}</td>"
+                    f"<td style='text-align:left;white-space:normal;overflow-wrap:break-word'>"
+                    f"{html.escape(check.detail)}{advice}</td></tr>")
+    blocking = [check for check in checks if check.fails]
+    verdict = (f"{len(blocking)} problem{'s' if len(blocking) > 1 else ''} to fix before the lab can run."
+               if blocking else "Nothing blocks the lab.")
+    return HTML(f"<table class='labkit-doctor' style='max-width:100%'>{''.join(rows)}</table>"
+                f"<p><b>{html.escape(verdict)}</b></p>")
+
+
 def _marks(stream: TextIO) -> tuple[str, str, str, str]:
     """✓ ✗ – → where the terminal can show them, plain ASCII where it cannot (e.g. a cp1252 pipe)."""
     try:
@@ -317,199 +345,15 @@ def _marks(stream: TextIO) -> tuple[str, str, str, str]:
     return "✓", "✗", "–", "→"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --------------------------------------------------------------------------- commands
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = doctor(tunnel=not args.no_tunnel, server=not args.no_server)
+    checks = doctor(tunnel=not args.no_tunnel, server=not args.no_server, account=not args.no_account)
     return 0 if print_report(checks) else 1
 
 
-def _wait_until_interrupted() -> None:
-    """Block until Ctrl-C (or SIGTERM); sleeping in a loop keeps it interruptible on every platform."""
-    while True:
-        time.sleep(3600)
-
-
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from labkit.sandbox import Sandbox
-
-    sandbox = Sandbox(port=args.port, speed=args.speed).start()
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        print(f"labkit sandbox: a local Voice API at {sandbox.base_url} (speed {args.speed:g}x)")
-        rows = [
-            ("base URL", sandbox.base_url),
-            ("CA certificate", sandbox.ca_path),
-            ("CA bundle", f"{sandbox.ca_bundle}  (system CAs + the sandbox CA)"),
-            ("application id", sandbox.application_id),
-            ("private key", sandbox.private_key_path),
-            ("number", getattr(sandbox, "number", None)),
-        ]
-        for label, value in rows:
-            if value is not None:
-                print(f"  {label:<15} {value}")
-        print(
-            "\nPoint the Vonage SDK at it (the SDK always uses https, so it must trust the sandbox CA):\n"
-            f"  export REQUESTS_CA_BUNDLE={sandbox.ca_bundle}\n\n"
-            "  from vonage import Auth, HttpClientOptions, Vonage\n"
-            "  client = Vonage(\n"
-            f"      Auth(application_id={sandbox.application_id!r}, private_key={str(sandbox.private_key_path)!r}),\n"
-            f"      HttpClientOptions(api_host={sandbox.api_host!r}, timeout=10),\n"
-            "  )\n\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        _wait_until_interrupted()
-    except KeyboardInterrupt:
-        print("\nStopping the sandbox...", flush=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        sandbox.stop()
-    print("Sandbox stopped.")
-    return 0
-
-
-def notebooks_dir(explicit: str | None = None) -> Path | None:
-    """The notebooks folder: the one given, the repo's (next to the package), or ./notebooks."""
-    candidates = [Path(explicit).expanduser()] if explicit else [PACKAGE_ROOT / "notebooks",
-                                                                 Path.cwd() / "notebooks"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    return None
-
-
-def lab_command(port: int, notebooks: Path) -> list[str]:
-    """The JupyterLab command line (the token travels in JUPYTER_TOKEN, not in argv where ps shows it)."""
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses it
-    return command
-
-
-def _first_free_port(start: int, tries: int = 20) -> int:
-    for port in range(start, start + tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    return _free_port()
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    settings = Settings.load()
-    notebooks = notebooks_dir(args.notebooks)
-    if notebooks is None:
-        print("labkit: no notebooks folder found (looked next to the labkit package and in ./notebooks); "
-              "run from the repository, or pass --notebooks DIR.", file=sys.stderr)
-        return 1
-    port = args.port or _first_free_port(8888)
-    token = _secrets.token_hex(24)
-    if settings.mode == "live":
-        mode = "live mode: calls go to the real Vonage Voice API (credentials found)"
-    else:
-        mode = "sandbox mode: the local Voice API sandbox stands in for Vonage (no live credentials in " \
-               ".env); put VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY in .env for live mode"
-    print(f"labkit lab: {mode}")
-    print(f"Starting JupyterLab on {notebooks} ...", flush=True)
-    env = dict(os.environ, JUPYTER_TOKEN=token)
-    proc = subprocess.Popen(lab_command(port, notebooks), cwd=notebooks, env=env)
-    try:
-        if _wait_for_port(port, proc):
-            url = f"http://127.0.0.1:{port}/lab?token={token}"
-            rule = "=" * min(len(url) + 4, 100)
-            print(f"\n{rule}\n  Open the lab in your browser:\n  {url}\n  ({mode.split(':')[0]}; Ctrl-C stops "
-                  f"it)\n{rule}\n", flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
-        print("\nStopping JupyterLab...", flush=True)
-        proc.terminate()
-        try:
-            return proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
-
-
-def cmd_tunnel_kill(args: argparse.Namespace) -> int:
-    from labkit.tunnel import kill_agents
-
-    stopped = kill_agents()
-    if stopped:
-        print(f"Stopped {len(stopped)} ngrok agent{'s' if len(stopped) > 1 else ''} "
-              f"(pid {', '.join(map(str, stopped))}).")
-    else:
-        print("No ngrok agent started by labkit is running.")
-    return 0
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labkit", description="A Jupyter lab for the Vonage Voice API.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
+def add_parser(commands: Any) -> None:
     doc = commands.add_parser("doctor", help="check settings, key, tunnel, server and audio files")
     doc.add_argument("--no-tunnel", action="store_true", help="do not open the ngrok tunnel (live mode)")
     doc.add_argument("--no-server", action="store_true", help="do not start the lab's server")
+    doc.add_argument("--no-account", action="store_true",
+                     help="do not ask Vonage about the credentials, application and number (live mode)")
     doc.set_defaults(func=cmd_doctor)
-
-    sb = commands.add_parser("sandbox", help="run the local Voice API sandbox until Ctrl-C")
-    sb.add_argument("--port", type=int, default=0, help="HTTPS port (default: a free one)")
-    sb.add_argument("--speed", type=float, default=1.0, help="clock factor: 2 runs calls twice as fast")
-    sb.set_defaults(func=cmd_sandbox)
-
-    lab = commands.add_parser("lab", help="open JupyterLab on the notebooks")
-    lab.add_argument("--port", type=int, default=0, help="JupyterLab port (default: 8888 or the next free)")
-    lab.add_argument("--notebooks", help="notebooks folder (default: the repository's notebooks/)")
-    lab.set_defaults(func=cmd_lab)
-
-    tunnel = commands.add_parser("tunnel", help="manage the ngrok agent")
-    tunnel_commands = tunnel.add_subparsers(dest="tunnel_command", metavar="ACTION")
-    tunnel_commands.required = True
-    kill = tunnel_commands.add_parser("kill", help="stop every ngrok agent labkit started")
-    kill.set_defaults(func=cmd_tunnel_kill)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `labkit ...`; returns the exit code (0 ok, 1 a problem, 2 bad usage)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except LabkitError as exc:
-        print(f"labkit {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Recordings the platform makes: `record` actions and recorded conversations, written as files that
+`GET /v1/files/{id}` serves, with the record event that points at them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid as uuidlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from labkit.sandbox.legs import iso, utcnow
+from labkit.sandbox.mixer import to_int16
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.sandbox.conversations import Conversation
+    from labkit.sandbox.legs import SandboxCall
+
+log = logging.getLogger("labkit.sandbox")
+
+RECORD_RATE = 16000
+SILENCE_LEVEL = 200  # peak below which a 20 ms frame counts as silence (record endOnSilence, speech input)
+
+
+class Recorder:
+    """Collects 20 ms frames (at one rate) for a `record` action or a recorded conversation."""
+
+    def __init__(self, rate: int, *, start_tick: int, timeout_ticks: int | None = None,
+                 end_on_silence_ticks: int | None = None, end_on_key: str | None = None,
+                 fmt: str = "mp3", on_done: Callable[[Recorder], None] | None = None) -> None:
+        self.rate = rate
+        self.chunks: list[np.ndarray] = []
+        self.started_at = utcnow()
+        self.ended_at: dt.datetime | None = None
+        self.start_tick = start_tick
+        self.timeout_ticks = timeout_ticks
+        self.end_on_silence_ticks = end_on_silence_ticks
+        self.end_on_key = end_on_key
+        self.format = fmt
+        self.silent_run = 0
+        self.done = False
+        self.on_done = on_done
+        self.recording_uuid = str(uuidlib.uuid4())
+        self.path: Path | None = None  # set once the file is written
+        self.file_id: str | None = None  # the id in GET /v1/files/{id}
+
+    def feed(self, frame: np.ndarray | None, n: int, tick: int) -> bool:
+        """Add one frame (None = silence); return True when an end condition was met."""
+        if self.done:
+            return True
+        if frame is None:
+            self.chunks.append(np.zeros(n, dtype=np.int16))
+            self.silent_run += 1
+        else:
+            data = to_int16(frame)
+            self.chunks.append(data)
+            self.silent_run = self.silent_run + 1 if np.abs(data).max(initial=0) < SILENCE_LEVEL else 0
+        if self.timeout_ticks is not None and tick - self.start_tick >= self.timeout_ticks:
+            return True
+        if self.end_on_silence_ticks is not None and self.silent_run >= self.end_on_silence_ticks:
+            return True
+        return False
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+
+
+class Recordings:
+    """Platform methods that start, finish and write recordings (mixed into `Platform`)."""
+
+    def add_recorder(self, leg: SandboxCall, rec: Recorder) -> None:
+        with self.lock:
+            if leg.ended:
+                return
+            leg.recorders.append(rec)
+
+
+    def _start_conversation_recorder(self, conv: Conversation) -> None:
+        hook = conv.record_hook
+
+        def done(rec: Recorder) -> None:
+            if hook is None:
+                return
+            url, method, leg = hook
+            self._record_event(leg, rec, url, method, conversation_uuid=conv.uuid)
+
+        conv.recorder = Recorder(RECORD_RATE, start_tick=self.clock.ticks, fmt="mp3", on_done=done)
+
+
+    def _finish_recorder(self, rec: Recorder) -> None:
+        """Stop `rec` and write its file on a helper thread (never on the clock thread)."""
+        if rec.done:
+            return
+        rec.done = True
+        rec.ended_at = utcnow()
+        threading.Thread(target=self._write_recording, args=(rec,), name="sandbox-recording",
+                         daemon=True).start()
+
+
+    def _write_recording(self, rec: Recorder) -> None:
+        import soundfile as sf
+
+        folder = self.home / "recordings"
+        folder.mkdir(parents=True, exist_ok=True)
+        file_id = str(uuidlib.uuid4())
+        samples = rec.samples()
+        fmt = rec.format if rec.format in ("mp3", "wav", "ogg") else "mp3"
+        path = folder / f"{file_id}.{fmt}"
+        try:
+            if fmt == "mp3":
+                sf.write(str(path), samples, rec.rate, format="MP3", bitrate_mode="CONSTANT")
+                ctype = "audio/mpeg"
+            elif fmt == "ogg":
+                sf.write(str(path), samples, rec.rate, format="OGG", subtype="VORBIS")
+                ctype = "audio/ogg"
+            else:
+                sf.write(str(path), samples, rec.rate, format="WAV", subtype="PCM_16")
+                ctype = "audio/wav"
+        except Exception:  # an encoder missing from this libsndfile: WAV always works
+            log.exception("could not encode %s; writing WAV", fmt)
+            path = folder / f"{file_id}.wav"
+            sf.write(str(path), samples, rec.rate, format="WAV", subtype="PCM_16")
+            ctype = "audio/wav"
+        rec.path = path
+        rec.file_id = file_id
+        with self.lock:
+            self.files[file_id] = (path, ctype)
+        if rec.on_done is not None:
+            try:
+                rec.on_done(rec)
+            except Exception:
+                log.exception("recording callback failed")
+
+
+    def _record_event(self, leg: SandboxCall, rec: Recorder, url: str | None, method: str | None,
+                      *, conversation_uuid: str | None = None) -> None:
+        path = rec.path
+        assert path is not None
+        if getattr(self, "account", None) is not None:  # only the application that recorded may download
+            self.account.file_owners[rec.file_id] = self.account.owner_of(leg)
+        payload = {
+            "start_time": iso(rec.started_at),
+            "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",
+            "size": path.stat().st_size,
+            "recording_uuid": rec.recording_uuid,
+            "end_time": iso(rec.ended_at),
+            "conversation_uuid": conversation_uuid or leg.conversation.uuid,
+            "timestamp": iso(utcnow()),
+        }
+        self.post(leg, payload, url=url, method=method)

@@ -1,0 +1,227 @@
+"""HTTP for the account APIs: the Application API v2 and the Numbers API, as Vonage serves them.
+
+Routes (HTTP Basic with the account's API key and secret; the state is in applications.py):
+
+    GET    /v2/applications?page_size=&page=   200 {page_size, page, total_items, total_pages, _embedded, _links}
+    POST   /v2/applications                    201 the application (+ keys.private_key when made here)
+    GET    /v2/applications/{id}               200 the application
+    PUT    /v2/applications/{id}               200 the application
+    DELETE /v2/applications/{id}               204 no body
+    GET    /account/numbers                    200 {count, numbers: [...]}
+    POST   /number/update                      200 {"error-code": "200", "error-code-label": "success"}
+
+Wire details from `/work/shared/reference/vonage-platform.md` sections 1-2 ([OAS-APP], [OAS-NUM],
+[PY-TESTS]): Application API errors are RFC 7807 (`application/problem+json`) with the documented
+`type` URIs and titles; 406 when `Accept` excludes JSON, 415 when a body is not JSON; `page_size`
+1-100 (400 `#list-validation`). Numbers API errors use `{"error-code", "error-code-label"}`: 401
+"authentication failed"; 420 "method failed" for an update that cannot be done (observed
+[CLI-ISS233]). UNCONFIRMED: the 400 body for a missing form field (the sandbox uses the same
+`error-code` shape), and `{"count": 0}` for no numbers (the SDK reads a missing `numbers` as none).
+Numbers also accept `api_key`/`api_secret` as parameters, as the 2021 spec documented [OAS-2021].
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from flask import Blueprint, Response, request
+
+from labkit.sandbox.applications import Account, ApplicationProblem
+
+ERRORS = "https://developer.nexmo.com/api-errors"
+PROBLEM_JSON = "application/problem+json"
+TITLES = {400: "Bad Request", 401: "Invalid credentials supplied", 404: "Not Found",
+          405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
+TYPES = {400: ERRORS + "/application#payload-validation", 401: ERRORS + "#unauthorized",
+         404: ERRORS + "#not-found", 405: ERRORS + "#method-not-allowed", 406: ERRORS + "#not-acceptable",
+         415: ERRORS + "#unsupported-media-type"}
+
+
+def _problem(status: int, detail: str, invalid_parameters: list[dict] | None = None, *,
+             list_validation: bool = False) -> Response:
+    body: dict[str, Any] = {"type": TYPES.get(status, ERRORS), "title": TITLES.get(status, "Error"),
+                            "detail": detail, "instance": str(uuid.uuid4())}
+    if list_validation:
+        body["type"] = ERRORS + "/application#list-validation"
+    if invalid_parameters:
+        body["invalid_parameters"] = invalid_parameters
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _numbers_error(code: int, label: str) -> Response:
+    return _json({"error-code": str(code), "error-code-label": label}, code)
+
+
+def basic_credentials() -> tuple[str | None, str | None]:
+    """(api_key, api_secret) from `Authorization: Basic ...`, else (None, None)."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None, None
+    try:
+        key, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    return key, secret
+
+
+def _form_fields() -> dict[str, str]:
+    """The form body of /number/update. The Python SDK (vonage_http_client 1.5.2) keeps the
+    `Content-Type: application/json` of an earlier JSON request on its shared headers, so its form
+    bodies may arrive labelled JSON: the body is read as a form whatever the label (and as JSON when it
+    is a JSON object). What Vonage does with such a request: UNCONFIRMED (the SDK's calls work there)."""
+    if request.form:
+        return {k: v for k, v in request.form.items()}
+    raw = request.get_data(as_text=True).strip()
+    if raw.startswith("{"):
+        try:
+            data = json.loads(raw)
+            return {str(k): "" if v is None else str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except ValueError:
+            return {}
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def _accepts_json() -> bool:
+    accept = request.headers.get("Accept")
+    return not accept or any(t in accept for t in ("application/json", "application/*", "*/*", "+json"))
+
+
+def accounts_blueprint(account: Account) -> Blueprint:
+    """The Application and Numbers APIs over `account`."""
+    bp = Blueprint("accounts", __name__)
+
+    # -- Application API ---------------------------------------------------------------------
+    def app_guard() -> Response | None:
+        if not account.check_basic(*basic_credentials()):
+            return _problem(401, "You did not provide correct credentials.")
+        if not _accepts_json():
+            return _problem(406, "The Accept header must be application/json.")
+        if request.method in ("POST", "PUT") and not (request.mimetype or "").endswith("json"):
+            return _problem(415, "The Content-Type header must be application/json.")
+        return None
+
+    def app_body() -> Any:
+        try:
+            return json.loads(request.get_data() or b"null")
+        except ValueError:
+            raise ApplicationProblem(400, "The request failed due to validation errors",
+                                     [{"name": "body", "reason": "is not valid JSON"}]) from None
+
+    def run(fn: Any) -> Response:
+        refused = app_guard()
+        if refused is not None:
+            return refused
+        try:
+            return fn()
+        except ApplicationProblem as exc:
+            return _problem(exc.status, exc.detail, exc.invalid_parameters, list_validation=exc.list_validation)
+
+    @bp.get("/v2/applications")
+    def list_applications() -> Response:
+        def work() -> Response:
+            try:
+                page_size = int(request.args.get("page_size", 10))
+                page = int(request.args.get("page", 1))
+            except ValueError:
+                page_size, page = 0, 0
+            if not 1 <= page_size <= 100 or page < 1:
+                name = "page_size" if not 1 <= page_size <= 100 else "page"
+                raise ApplicationProblem(400, "The request failed due to validation errors",
+                                         [{"name": name, "reason": "must be between 1 and 100" if name == "page_size"
+                                           else "must be 1 or more"}], list_validation=True)
+            apps, total = account.list(page, page_size)
+            pages = max(1, math.ceil(total / page_size))
+
+            def link(n: int) -> dict:
+                return {"href": "/v2/applications?" + urlencode({"page_size": page_size, "page": n})}
+
+            links = {"self": link(page), "first": link(1), "last": link(pages)}
+            if page < pages:
+                links["next"] = link(page + 1)
+            if page > 1:
+                links["prev"] = link(page - 1)
+            return _json({"page_size": page_size, "page": page, "total_items": total, "total_pages": pages,
+                          "_embedded": {"applications": [a.to_wire() for a in apps]}, "_links": links})
+        return run(work)
+
+    @bp.post("/v2/applications")
+    def create_application() -> Response:
+        def work() -> Response:
+            app, private = account.create(app_body())
+            body = app.to_wire()
+            if private is not None:
+                body["keys"]["private_key"] = private
+            return _json(body, 201)
+        return run(work)
+
+    @bp.get("/v2/applications/<app_id>")
+    def get_application(app_id: str) -> Response:
+        return run(lambda: _json(account.require(app_id).to_wire()))
+
+    @bp.put("/v2/applications/<app_id>")
+    def update_application(app_id: str) -> Response:
+        return run(lambda: _json(account.update(app_id, app_body()).to_wire()))
+
+    @bp.delete("/v2/applications/<app_id>")
+    def delete_application(app_id: str) -> Response:
+        def work() -> Response:
+            account.delete(app_id)
+            return Response(status=204)
+        return run(work)
+
+    # -- Numbers API --------------------------------------------------------------------------
+    def numbers_auth(fields: dict[str, str]) -> bool:
+        key, secret = basic_credentials()
+        if key is None:
+            key, secret = fields.get("api_key"), fields.get("api_secret")
+        return account.check_basic(key, secret)
+
+    @bp.get("/account/numbers")
+    def list_numbers() -> Response:
+        args = request.args.to_dict()
+        if not numbers_auth(args):
+            return _numbers_error(401, "authentication failed")
+        try:
+            size = int(args.get("size", 10))
+            index = int(args.get("index", 1))
+            search = int(args.get("search_pattern", 0))
+        except ValueError:
+            return _numbers_error(400, "size, index and search_pattern must be integers")
+        if not 1 <= size <= 100 or index < 1:
+            return _numbers_error(400, "size must be 1-100 and index 1 or more")
+        has_app = args.get("has_application")
+        found = account.owned_numbers(
+            application_id=args.get("application_id") or None,
+            has_application=None if has_app is None else has_app.lower() == "true",
+            country=args.get("country") or None, pattern=args.get("pattern") or None, search_pattern=search)
+        page = found[(index - 1) * size: index * size]
+        body: dict[str, Any] = {"count": len(found)}
+        if page:
+            body["numbers"] = [n.to_wire() for n in page]
+        return _json(body)
+
+    @bp.post("/number/update")
+    def update_number() -> Response:
+        fields = _form_fields()
+        if not numbers_auth(fields):
+            return _numbers_error(401, "authentication failed")
+        for name in ("country", "msisdn"):
+            if not fields.get(name):
+                return _numbers_error(400, f"missing parameter: {name}")
+        try:
+            account.update_number(fields)
+        except ApplicationProblem as exc:
+            return _numbers_error(exc.status, exc.detail)
+        return _json({"error-code": "200", "error-code-label": "success"})
+
+    return bp

@@ -1,0 +1,335 @@
+// labkit call audio: hear a call and talk into it from the browser (Web Audio).
+//
+// One front end for two hosts: a notebook (anywidget; the kernel is the other end) and a plain page
+// (the standalone sandbox's HTTP control API). Everything host-specific goes through a small
+// *transport*:
+//   transport.onAudio(fn)            fn(Int16Array pcm, rate, meta): call audio to play
+//   transport.sendMic(pcm, rate, t)  an Int16Array of microphone audio at `rate`, captured at epoch ms t
+//   transport.setState(name, value)  tell the other end: "listening", "talking" (booleans)
+//   transport.report(stats)          frames played, levels, measured delays, errors (for status and tests)
+//   transport.rate()                 the call audio's sample rate (8000, 16000 or 24000)
+//   transport.onChange(fn)           fn() when the other end's state (source, rate) changed
+//   transport.source()               what is being heard, in words
+// `modelTransport(model)` is the anywidget one; a page builds its own with the same methods.
+//
+// Resampling happens in the browser: the AudioContext runs at the call's rate, so the browser's own
+// resampler converts the microphone (and the speaker output) with no JavaScript filter and no
+// per-chunk edge effects, and the wire carries 16-bit audio at the call's rate (a third of 48 kHz).
+
+const JITTER_S = 0.06; // scheduled this far ahead of "now": absorbs network and kernel-thread jitter
+const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
+const MIC_CHUNK_MS = 40; // microphone audio is sent in 40 ms pieces (two call frames)
+
+const WORKLET = `
+class LabkitMic extends AudioWorkletProcessor {
+  process(inputs) {
+    const ch = inputs[0] && inputs[0][0];
+    if (ch) this.port.postMessage(ch.slice(0));
+    return true;
+  }
+}
+registerProcessor("labkit-mic", LabkitMic);
+`;
+
+export function micError(err) {
+  // The sentences a person sees when the microphone cannot be used.
+  const name = (err && err.name) || "";
+  if (name === "NotAllowedError" || name === "PermissionDeniedError")
+    return "The browser refused the microphone. Allow it for this page (the icon at the left of the address bar), then press Talk again.";
+  if (name === "NotFoundError" || name === "DevicesNotFoundError" || name === "OverconstrainedError")
+    return "No microphone was found. Plug one in (or choose one in your system's sound settings), then press Talk again.";
+  if (name === "NotReadableError" || name === "TrackStartError")
+    return "The microphone is in use by another program, or the system blocked it. Close that program, then press Talk again.";
+  if (name === "SecurityError" || name === "NoMediaDevices")
+    return "This page may not use a microphone: browsers allow it only on https:// or http://localhost pages. Open the lab at http://127.0.0.1 or localhost.";
+  return `The microphone could not start (${name || "error"}: ${(err && err.message) || err}).`;
+}
+
+function el_(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+export function createCallAudio(root, transport) {
+  root.classList.add("labkit-call-audio");
+  const bar = el_("div", "labkit-audio-row");
+  Object.assign(bar.style, { display: "flex", flexWrap: "wrap", alignItems: "center", gap: "6px" });
+  const listen = el_("button", "labkit-listen jupyter-button widget-button", "Listen");
+  const talk = el_("button", "labkit-talk jupyter-button widget-button", "Talk");
+  const mute = el_("button", "labkit-mic-mute jupyter-button widget-button", "Mute mic");
+  listen.title = "play the call here as it happens";
+  talk.title = "send your microphone into the call";
+  const volume = el_("input", "labkit-volume");
+  Object.assign(volume, { type: "range", min: "0", max: "2", step: "0.05", value: "1", title: "volume" });
+  const speakerMeter = el_("meter", "labkit-level");
+  Object.assign(speakerMeter, { min: 0, max: 1, value: 0, title: "what you hear" });
+  const micMeter = el_("meter", "labkit-mic-level");
+  Object.assign(micMeter, { min: 0, max: 1, value: 0, title: "your microphone" });
+  for (const b of [listen, talk, mute]) { b.type = "button"; b.style.width = "auto"; b.style.padding = "0 10px"; }
+  mute.disabled = true;
+  volume.style.width = "90px";
+  const label = (text, ...kids) => { const l = el_("label", "", text + " "); l.append(...kids); l.style.fontSize = "12px"; return l; };
+  bar.append(listen, talk, mute, label("volume", volume), label("out", speakerMeter), label("mic", micMeter));
+  const status = el_("div", "labkit-audio-status", "");
+  const error = el_("div", "labkit-audio-error", "");
+  error.style.color = "#b00020";
+  status.style.fontSize = error.style.fontSize = "12px";
+  root.append(bar, status, error);
+
+  const s = {
+    ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
+    framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
+    micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
+  };
+
+  function setStatus() {
+    const parts = [];
+    const source = transport.source();
+    parts.push(s.listening ? (source ? `listening to ${source}` : "listening: no call right now") : "not listening");
+    parts.push(s.talking ? (s.muted ? "talking (mic muted)" : "talking: the call hears your microphone") : "not talking");
+    status.textContent = parts.join(" \u00b7 ");
+    listen.textContent = s.listening ? "Stop listening" : "Listen";
+    talk.textContent = s.talking ? "Stop talking" : "Talk";
+    listen.classList.toggle("mod-warning", s.listening);
+    talk.classList.toggle("mod-danger", s.talking);
+    mute.textContent = s.muted ? "Unmute mic" : "Mute mic";
+    mute.disabled = !s.talking;
+    listen.setAttribute("aria-pressed", String(s.listening));
+    talk.setAttribute("aria-pressed", String(s.talking));
+    mute.setAttribute("aria-pressed", String(s.muted));
+    root.dataset.framesPlayed = String(s.framesPlayed);
+    root.dataset.micFrames = String(s.micFrames);
+  }
+
+  function showError(text) {
+    error.textContent = text ? "\u26a0 " + text : "";
+    transport.report({ error: text || "" });
+  }
+
+  async function context() {
+    // Created on a click (browsers start audio only after a gesture), at the call's rate.
+    const rate = transport.rate();
+    if (s.ctx && s.ctx.sampleRate === rate) return s.ctx;
+    if (s.ctx) await s.ctx.close();
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    s.ctx = new Ctx({ sampleRate: rate, latencyHint: "interactive" });
+    s.gain = s.ctx.createGain();
+    s.gain.gain.value = Number(volume.value);
+    s.analyser = s.ctx.createAnalyser();
+    s.analyser.fftSize = 1024;
+    s.gain.connect(s.analyser);
+    s.analyser.connect(s.ctx.destination);
+    s.nextTime = 0;
+    return s.ctx;
+  }
+
+  function play(pcm, rate, meta) {
+    if (!s.listening || !s.ctx || s.closed) return;
+    const ctx = s.ctx;
+    const now = ctx.currentTime;
+    if (s.nextTime < now + 0.005) s.nextTime = now + JITTER_S; // start (or restart after a gap)
+    if (s.nextTime - now > MAX_AHEAD_S) { s.framesDropped += pcm.length / (rate * 0.02); return; }
+    const buf = ctx.createBuffer(1, pcm.length, rate);
+    const data = buf.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
+    const src = ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(s.gain);
+    src.start(s.nextTime);
+    const ahead = s.nextTime - now;
+    s.nextTime += buf.duration;
+    s.framesPlayed += pcm.length / (rate * 0.02);
+    if (meta && meta.t) {
+      // kernel age of the audio + wire + scheduled ahead + the device's own output latency
+      const out = (ctx.outputLatency || 0) + (ctx.baseLatency || 0);
+      const parts = [meta.age_ms || 0, Math.max(0, Date.now() - meta.t), ahead * 1000, out * 1000];
+      s.speakerDelays.push(parts);
+      if (s.speakerDelays.length > 200) s.speakerDelays.shift();
+    }
+  }
+
+  async function startListening() {
+    await context();
+    if (s.ctx.state === "suspended") await s.ctx.resume();
+    s.listening = true;
+    transport.setState("listening", true);
+  }
+
+  function stopListening() {
+    s.listening = false;
+    transport.setState("listening", false);
+  }
+
+  async function startTalking() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw Object.assign(new Error("no mediaDevices"), { name: "NoMediaDevices" });
+    }
+    const ctx = await context();
+    if (ctx.state === "suspended") await ctx.resume();
+    s.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
+    });
+    try {
+      s.micSource = ctx.createMediaStreamSource(s.stream);
+    } catch (err) {
+      stopStream();
+      throw err;
+    }
+    if (s.workletCtx !== ctx) {  // a worklet module is registered once per context
+      const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
+      try {
+        await ctx.audioWorklet.addModule(url);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+      s.workletCtx = ctx;
+    }
+    s.micNode = new AudioWorkletNode(ctx, "labkit-mic");
+    const chunk = Math.round((ctx.sampleRate * MIC_CHUNK_MS) / 1000);
+    s.micNode.port.onmessage = (ev) => {
+      const block = ev.data;
+      let peak = 0;
+      for (let i = 0; i < block.length; i++) peak = Math.max(peak, Math.abs(block[i]));
+      s.micPeak = Math.max(peak, s.micPeak * 0.9);
+      if (s.muted) { s.micBuf = []; s.micLen = 0; return; }
+      s.micBuf.push(block);
+      s.micLen += block.length;
+      if (s.micLen >= chunk) {
+        // Exactly `chunk` samples (whole 20 ms frames); the rest starts the next piece.
+        const all = new Float32Array(s.micLen);
+        let o = 0;
+        for (const b of s.micBuf) { all.set(b, o); o += b.length; }
+        const pcm = new Int16Array(chunk);
+        for (let i = 0; i < chunk; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(all[i] * 32767)));
+        const rest = all.slice(chunk);
+        s.micBuf = rest.length ? [rest] : [];
+        s.micLen = rest.length;
+        s.micFrames += chunk / (ctx.sampleRate * 0.02);
+        transport.sendMic(pcm, ctx.sampleRate, Date.now());
+      }
+    };
+    s.micSource.connect(s.micNode);
+    s.talking = true;
+    transport.setState("talking", true);
+  }
+
+  function stopStream() {
+    if (s.stream) for (const track of s.stream.getTracks()) track.stop();
+    s.stream = null;
+  }
+
+  function stopTalking() {
+    if (s.micSource) s.micSource.disconnect();
+    if (s.micNode) { s.micNode.port.onmessage = null; s.micNode.disconnect(); }
+    s.micSource = s.micNode = null;
+    stopStream();
+    s.talking = false; s.muted = false; s.micPeak = 0;
+    transport.setState("talking", false);
+  }
+
+  async function guard(fn) {
+    try {
+      showError("");
+      await fn();
+    } catch (err) {
+      showError(micError(err));
+      if (s.talking || s.stream) stopTalking();
+    }
+    setStatus();
+  }
+
+  listen.addEventListener("click", () => guard(() => (s.listening ? stopListening() : startListening())));
+  talk.addEventListener("click", () => guard(() => (s.talking ? stopTalking() : startTalking())));
+  mute.addEventListener("click", () => { s.muted = !s.muted; setStatus(); });
+  volume.addEventListener("input", () => { if (s.gain) s.gain.gain.value = Number(volume.value); });
+
+  const offAudio = transport.onAudio(play);
+  const offChange = transport.onChange(setStatus);
+  const samples = new Float32Array(1024);
+  const timer = setInterval(() => {
+    if (s.analyser) {
+      s.analyser.getFloatTimeDomainData(samples);
+      let peak = 0;
+      for (let i = 0; i < samples.length; i++) peak = Math.max(peak, Math.abs(samples[i]));
+      s.peak = Math.max(peak, s.peak * 0.8);
+    }
+    speakerMeter.value = Math.min(1, s.peak);
+    micMeter.value = Math.min(1, s.micPeak);
+    root.dataset.analyserPeak = s.peak.toFixed(4);
+    if (s.ctx && s.listening) {
+      // How fast the audio device's clock runs against the wall clock (1.0 when healthy): a starved
+      // audio thread plays slower than the call sends, and the page then drops audio to stay live.
+      if (!s.clockStart) s.clockStart = [s.ctx.currentTime, performance.now()];
+      const wall = (performance.now() - s.clockStart[1]) / 1000;
+      if (wall > 1) root.dataset.clockRatio = ((s.ctx.currentTime - s.clockStart[0]) / wall).toFixed(3);
+    }
+    root.dataset.framesPlayed = String(Math.round(s.framesPlayed));
+    root.dataset.micFrames = String(Math.round(s.micFrames));
+    const median = (xs) => { const v = [...xs].sort((a, b) => a - b); return v.length ? v[v.length >> 1] : 0; };
+    const d = s.speakerDelays;
+    const total = median(d.map((p) => p[0] + p[1] + p[2] + p[3]));
+    transport.report({
+      frames_played: Math.round(s.framesPlayed), frames_dropped: Math.round(s.framesDropped),
+      mic_frames_sent: Math.round(s.micFrames), peak: Number(s.peak.toFixed(4)),
+      speaker_delay_ms: Math.round(total),
+      speaker_delay_parts: d.length ? `kernel ${median(d.map((p) => p[0])).toFixed(0)} ms + wire ${median(d.map((p) => p[1])).toFixed(0)} ms + queued ${median(d.map((p) => p[2])).toFixed(0)} ms + device ${median(d.map((p) => p[3])).toFixed(0)} ms` : "",
+    });
+  }, 250);
+  setStatus();
+
+  return () => {
+    s.closed = true;
+    clearInterval(timer);
+    offAudio();
+    offChange();
+    if (s.talking) stopTalking();
+    if (s.ctx) s.ctx.close();
+  };
+}
+
+export function modelTransport(model) {
+  // The notebook host: the kernel side is labkit.widgets.call_audio.CallAudio.
+  let last = {};
+  return {
+    rate: () => model.get("rate"),
+    source: () => model.get("source"),
+    onAudio(fn) {
+      const handler = (msg, buffers) => {
+        if (!msg || msg.type !== "audio" || !buffers || !buffers.length) return;
+        const view = buffers[0];
+        const bytes = view.buffer ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view);
+        const pcm = new Int16Array(bytes.slice().buffer);
+        fn(pcm, msg.rate, msg);
+      };
+      model.on("msg:custom", handler);
+      return () => model.off("msg:custom", handler);
+    },
+    sendMic(pcm, rate, t) {
+      model.send({ type: "mic", rate, t }, undefined, [pcm.buffer]);
+    },
+    setState(name, value) {
+      model.set(name, value);
+      model.save_changes();
+    },
+    report(stats) {
+      let changed = false;
+      for (const [k, v] of Object.entries(stats)) {
+        if (last[k] !== v) { model.set(k, v); changed = true; }
+      }
+      if (changed) { last = { ...last, ...stats }; model.save_changes(); }
+    },
+    onChange(fn) {
+      model.on("change:source", fn);
+      model.on("change:rate", fn);
+      return () => { model.off("change:source", fn); model.off("change:rate", fn); };
+    },
+  };
+}
+
+export default {
+  render({ model, el }) {
+    return createCallAudio(el, modelTransport(model));
+  },
+};

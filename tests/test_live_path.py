@@ -1,0 +1,359 @@
+"""The live code path end to end, with the sandbox standing in for Vonage.
+
+The lab runs in `LABKIT_MODE=live`: its settings are what a user's `.env` holds (application id and
+private key, number, API key and secret, signature secret), with VONAGE_API_HOST / VONAGE_REST_HOST
+pointed at `labkit sandbox` running in a real separate process (tests/sandbox_process.py) and
+PUBLIC_URL at the lab itself. The lab sets its application up through the Application and Numbers APIs
+only, exactly as it does on Vonage. The sandbox delivers webhooks with chaos (jitter, reordering,
+duplicates: LABKIT_SANDBOX_CHAOS). The five tutorial stories run, and the phones are checked for
+what they heard, through the harness's control channel (the lab never uses it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.managers import BaseManager
+from pathlib import Path
+
+import pytest
+
+from labkit import ncco
+from labkit.config import Settings, state_dir
+from labkit.lab import Lab
+from labkit.media import Recording
+
+HERE = Path(__file__).resolve().parent
+SPEED = 2.0
+LABELS = ("base URL", "CA bundle", "application id", "private key", "number", "API key", "API secret",
+          "signature secret")
+
+
+ROW = re.compile(r"^  ({})\s+(.*)$".format("|".join(map(re.escape, LABELS))))
+
+
+class _Manager(BaseManager):
+    pass
+
+
+_Manager.register("control")
+
+
+class SandboxProcess:
+    """`labkit sandbox` in its own process: what it printed, and the phones' control channel."""
+
+    def __init__(self, chaos: str) -> None:
+        env = dict(os.environ, LABKIT_HOME=str(state_dir()), LABKIT_SANDBOX_CHAOS=chaos, PYTHONUNBUFFERED="1")
+        self.stderr = open(state_dir() / "live-path-sandbox.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "sandbox_process.py"), "--port", "0",
+                                      "--speed", str(SPEED)], stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, env=env)
+        self.rows: dict[str, str] = {}
+        control = None
+        for line in self.proc.stdout:  # until the command says it is ready
+            if line.startswith("CONTROL "):
+                _, port, key = line.split()
+                control = (int(port), bytes.fromhex(key))
+            match = ROW.match(line.rstrip("\n"))
+            if match:
+                self.rows[match.group(1)] = match.group(2).split("  ")[0].strip()
+            if "Press Ctrl-C to stop." in line:
+                break
+        assert control is not None and set(self.rows) == set(LABELS), f"labkit sandbox printed {self.rows}"
+        manager = _Manager(address=("127.0.0.1", control[0]), authkey=control[1])
+        manager.connect()
+        self.control = manager.control()
+        self.host = self.rows["base URL"].removeprefix("https://")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("labkit sandbox did not stop on SIGTERM") from None
+        finally:
+            self.stderr.close()
+        assert self.proc.returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sandbox_proc():
+    sp = SandboxProcess(chaos="jitter=0.15,duplicate=0.3")
+    yield sp
+    sp.stop()
+
+
+@pytest.fixture(scope="module")
+def live(sandbox_proc):
+    """A live-mode lab whose Vonage is the separate sandbox."""
+    r = sandbox_proc.rows
+    port = free_port()
+    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
+           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
+           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
+           "VONAGE_SIGNATURE_SECRET": r["signature secret"], "VONAGE_API_HOST": sandbox_proc.host,
+           "VONAGE_REST_HOST": sandbox_proc.host, "PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "LABKIT_PORT": str(port)}
+    old_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    os.environ["REQUESTS_CA_BUNDLE"] = r["CA bundle"]  # as `labkit sandbox` says to
+    lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
+    try:
+        lab._start()
+        assert lab.mode == "live" and lab.sandbox is None
+        assert "answer_url" in lab._account_note  # it pointed the application at itself
+        yield lab
+    finally:
+        lab.stop()
+        if old_bundle is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = old_bundle
+
+
+@pytest.fixture
+def lab(live):
+    live.clear_handlers()
+    yield live
+    live.clear_handlers()
+
+
+def heard(sandbox_proc, number, call) -> Recording:
+    samples, rate = sandbox_proc.control.heard_in(number, call.uuid)
+    return Recording(samples, rate, call_uuid=call.uuid)
+
+
+def music(lab, start, end) -> Recording:
+    return Recording(lab.audio_path("music.wav")).segment(start, end)
+
+
+def test_01_inbound_call_hears_the_music(lab, sandbox_proc):
+    lab.on_answer(lambda fields: [ncco.talk("Welcome to the lab. Here is some music."),
+                                  ncco.stream(lab, "music.mp3")])
+    number = "447700900002"
+    uuid = sandbox_proc.control.dial(number)
+    call = lab.wait_for_call(timeout=30)
+    assert call.uuid == uuid
+    call.wait_for("completed", timeout=60)
+    statuses = [e.status for e in call.events.filter(kind="event")]
+    assert "answered" in statuses and call.status == "completed"
+    assert statuses.count("completed") == 1  # duplicates are recorded once
+    assert heard(sandbox_proc, number, call).correlate(music(lab, 1, 3)) > 0.8
+
+
+def test_02_outbound_call_with_a_rest_stream(lab, sandbox_proc):
+    number = "447700900003"
+    call = lab.call(number, ncco=[ncco.keep_open(lab)])
+    call.wait_for("answered", timeout=30)
+    call.stream("music.mp3", loop=0)
+    time.sleep(3 / SPEED)
+    call.stop_stream()
+    call.hangup()
+    call.wait_for("completed", timeout=30)
+    assert call.status == "completed"
+    assert heard(sandbox_proc, number, call).correlate(music(lab, 0, 2)) > 0.8
+
+
+def test_03_conference_with_quorum(lab, sandbox_proc):
+    room = "live-path-room"
+    lab.on_answer(lambda fields: [ncco.conversation(room)])
+    numbers = ["447700900011", "447700900012", "447700900013"]
+    for n, after in zip(numbers, (0.5, 2.0, 3.5), strict=True):
+        sandbox_proc.control.set_phone(n, answer_after=after)
+    waiting, everyone_here, guard = [], threading.Event(), threading.Lock()
+
+    @lab.on_event
+    def hold_music_until_quorum(event):
+        if event.get("status") != "answered" or event.get("uuid") not in lab.calls:
+            return None
+        with guard:
+            waiting.append(lab.calls[event["uuid"]])
+            if len(waiting) < len(numbers):
+                waiting[-1].stream("music.mp3", loop=0)
+            else:
+                for caller in waiting[:-1]:
+                    caller.stop_stream()
+                everyone_here.set()
+        return None
+
+    calls = [lab.call(n) for n in numbers]
+    assert everyone_here.wait(timeout=60), "the quorum was not reached"
+    assert [c.uuid for c in waiting] == [c.uuid for c in calls]  # each answered once, duplicates or not
+    time.sleep(1 / SPEED)
+    for caller in waiting:
+        caller.hangup()
+    for caller in waiting:
+        caller.wait_for("completed", timeout=30)
+    first = heard(sandbox_proc, numbers[0], waiting[0])
+    last = heard(sandbox_proc, numbers[-1], waiting[-1])
+    assert first.correlate(music(lab, 0.5, 1.5)) > 0.5
+    assert first.rms(first.duration - 0.5) < 0.01 and last.rms() < 0.01
+
+
+def test_04_three_ways_to_script(lab, sandbox_proc):
+    from vonage_voice import Dtmf, Input, Stream, Talk
+
+    number = "447700900004"
+    first = lab.call(number, ncco=[Talk(text="One: typed models."), Stream(streamUrl=[lab.audio_url("beep.wav")])])
+    assert first.wait_for("completed", timeout=60).status == "completed"
+    second = lab.call(number, ncco=[{"action": "talk", "text": "Two: plain JSON."},
+                                    {"action": "stream", "streamUrl": [lab.audio_url("beep.wav")], "level": -0.5}])
+    assert second.wait_for("completed", timeout=60).status == "completed"
+    lab.on_answer(lambda fields: [ncco.talk(f"Three: from the answer URL, for {fields['to']}.")])
+    third = lab.call(number)
+    assert third.wait_for("completed", timeout=60).status == "completed"
+    digits = []
+
+    @lab.on_event
+    def on_input(event):
+        if event.get("dtmf"):
+            digits.append(event["dtmf"]["digits"])
+            return [ncco.talk(f"You pressed {event['dtmf']['digits']}. Goodbye.")]
+        return None
+
+    call = lab.call(number, ncco=[ncco.stream(lab, "music.mp3", loop=0, level=0.2, barge_in=True),
+                                  Input(type=["dtmf"], dtmf=Dtmf(maxDigits=1, timeOut=10))])
+    call.wait_for("answered", timeout=30)
+    time.sleep(1 / SPEED)
+    sandbox_proc.control.press(number, "7")
+    call.wait_for("input", timeout=30)
+    call.wait_for("completed", timeout=60)
+    assert digits == ["7"]
+    assert [c.status for c in (first, second, third, call)] == ["completed"] * 4
+
+
+def test_05_websocket_recording(lab, sandbox_proc):
+    number = "447700900005"
+    call = lab.call(number, ncco=[ncco.websocket(lab, rate=16000)])
+    call.wait_for("answered", timeout=30)
+    sandbox_proc.control.say(number, str(lab.audio_path("prompt.wav")))
+    deadline = time.monotonic() + 30
+    while sandbox_proc.control.speaking(number) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    call.hangup()
+    call.wait_for("completed", timeout=30)
+    rec = call.recording()
+    assert rec.call_uuid == call.uuid and rec.rate == 16000 and rec.frames_malformed == 0
+    said = Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)
+    assert rec.correlate(said) > 0.9
+
+
+def test_a_record_action_downloads_from_the_api_host(lab, sandbox_proc):
+    """The record event's recording_url is on VONAGE_API_HOST: the lab sends its JWT there, and only there."""
+    from vonage_voice import Record
+
+    number = "447700900006"
+    call = lab.call(number, ncco=[Record(format="wav", endOnKey="#"), ncco.keep_open(lab)])
+    call.wait_for("answered", timeout=30)
+    sandbox_proc.control.say(number, str(lab.audio_path("prompt.wav")))
+    deadline = time.monotonic() + 30
+    while sandbox_proc.control.speaking(number) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sandbox_proc.control.press(number, "#")
+    event = call.wait_for("record", timeout=30)
+    assert event.payload["recording_url"].startswith(f"https://{sandbox_proc.host}/")
+    rec = lab.download_recording(event)
+    call.hangup()
+    assert rec.correlate(Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)) > 0.9
+
+
+def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
+    """A second live lab on the same application: stop() restores what it found (the first lab's URLs)."""
+    from labkit.account import clients
+
+    r = sandbox_proc.rows
+    apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
+    before = apps.get_application(r["application id"]).capabilities.voice.webhooks.answer_url.address
+    port = free_port()
+    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
+           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
+           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
+           "VONAGE_API_HOST": sandbox_proc.host, "VONAGE_REST_HOST": sandbox_proc.host,
+           "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    second = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
+    try:
+        second._start()
+        now = apps.get_application(r["application id"]).capabilities.voice.webhooks.answer_url.address
+        assert now == f"http://127.0.0.1:{port}/webhooks/answer" != before
+    finally:
+        second.stop()
+    assert apps.get_application(r["application id"]).capabilities.voice.webhooks.answer_url.address == before
+
+
+def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG001 - with the live lab running
+    """A lab that died without lab.stop() left its saved URLs: the next lab restores those, not its own."""
+    from labkit.account import clients, save_previous, saved_path
+
+    r = sandbox_proc.rows
+    apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
+    original = {"webhooks": {"answer_url": {"address": "https://example.com/mine", "http_method": "GET"}}}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = save_previous(r["application id"], original)
+    path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {dead.pid}'))
+    port = free_port()
+    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
+           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
+           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
+           "VONAGE_API_HOST": sandbox_proc.host, "VONAGE_REST_HOST": sandbox_proc.host,
+           "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
+    try:
+        lab._start()
+        assert "did not stop" in lab._account_note
+    finally:
+        lab.stop()
+    hooks = apps.get_application(r["application id"]).capabilities.voice.webhooks
+    assert hooks.answer_url.address == "https://example.com/mine" and not saved_path(r["application id"]).exists()
+
+
+def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - after the stories
+    """The sandbox really did deliver duplicates and out-of-order events while the stories passed."""
+    twice, overtakes = sandbox_proc.control.chaos_seen()
+    assert twice > 0 and overtakes > 0, (twice, overtakes)
+
+
+def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, capsys):  # noqa: ARG001 - last
+    """A new account's path without the dashboard: `labkit setup` writes .env, then a live lab started
+    from it answers a call to the number and the caller hears the music (notebook 01)."""
+    from dotenv import dotenv_values
+
+    from labkit import cli
+
+    r = sandbox_proc.rows
+    env_file = tmp_path / ".env"
+    code = cli.main(["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host",
+                     sandbox_proc.host, "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"),
+                     "--yes"])
+    out = capsys.readouterr().out
+    assert code == 0 and r["API secret"] not in out, out
+    written = dotenv_values(env_file)
+    assert written["VONAGE_NUMBER"] == r["number"] and written["VONAGE_APPLICATION_ID"] != r["application id"]
+    port = free_port()
+    extra = {"LABKIT_MODE": "live", "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    lab = Lab(Settings.load(env_file=env_file, environ=extra), quiet=True)
+    try:
+        lab._start()
+        assert lab.settings.application_id == written["VONAGE_APPLICATION_ID"]
+        lab.on_answer(lambda fields: [ncco.talk("Welcome."), ncco.stream(lab, "music.mp3")])
+        uuid = sandbox_proc.control.dial("447700900007")
+        call = lab.wait_for_call(timeout=30)
+        assert call.uuid == uuid
+        call.wait_for("completed", timeout=60)
+        assert heard(sandbox_proc, "447700900007", call).correlate(music(lab, 1, 3)) > 0.8
+    finally:
+        lab.stop()
