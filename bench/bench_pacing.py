@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     naive_times: list[float] = []
     baseline = threading.Thread(target=naive_loop, args=(args.seconds, args.rate, naive_times), daemon=True)
-    with PacedSender(lambda frame: None, args.rate) as pacer:
+    with PacedSender(lambda frame: None, args.rate, prebuffer_frames=0) as pacer:  # pacing alone, no burst
         handle = pacer.play(tone(440, args.seconds, args.rate))
         baseline.start()
         handle.wait()

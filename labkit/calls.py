@@ -192,10 +192,9 @@ class Call:
         """Speak text into the call (text-to-speech over REST)."""
         from vonage_voice import TtsStreamOptions
 
-        if not text or not str(text).strip():
-            raise validate.InvalidInput("There is nothing to say: give some text to speak.")
-        options = TtsStreamOptions(text=str(text), language=language, style=style, premium=premium,
-                                   loop=validate.loop(loop), level=validate.level(level))
+        text = validate.talk_text(text, "say()")  # refused before sending: Vonage speaks at most 1500 characters
+        options = TtsStreamOptions(text=text, language=validate.language(language), style=validate.style(style),
+                                   premium=bool(premium), loop=validate.loop(loop), level=validate.level(level))
         with api_errors("Speaking into the call", self.uuid):
             result = self.lab.voice.play_tts_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from labkit.errors import ConfigError
 
 Mode = Literal["sandbox", "live"]
-E164 = re.compile(r"^[1-9]\d{6,14}$")
+E164 = re.compile(r"[1-9][0-9]{6,14}")  # ASCII digits only; use fullmatch
 SECRET_FIELDS = ("private_key", "signature_secret", "ngrok_authtoken", "api_secret")
 
 # Where each live setting comes from, for the one message that lists what is missing.
@@ -48,6 +49,30 @@ def state_dir() -> Path:
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def bound(name: str, default: int, low: int = 1) -> int:
+    """A size limit from the environment (the README lists each with its default): a whole number >= low."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {low} (default {default}).")
+    return value
+
+
+def recordings_dir(day: date | None = None) -> Path:
+    """Where the lab's WebSocket recordings go: LABKIT_RECORDINGS, else LABKIT_HOME/recordings/<YYYY-MM-DD>
+    (one folder per day, never the notebook's working folder). Not created here: the recorder does that,
+    and reports a folder it cannot make as a recording fault rather than failing the call."""
+    base = os.environ.get("LABKIT_RECORDINGS")
+    root = Path(base).expanduser() if base else Path(
+        os.environ.get("LABKIT_HOME") or Path.home() / ".cache" / "labkit") / "recordings"
+    return root / (day or date.today()).isoformat()
 
 
 def audio_dirs() -> list[Path]:
@@ -106,6 +131,9 @@ class Settings:
             speed = float(get("LABKIT_SANDBOX_SPEED") or 1.0)
         except ValueError as exc:
             raise ConfigError(f"LABKIT_PORT must be an integer and LABKIT_SANDBOX_SPEED a number: {exc}") from None
+        if not 0 <= port <= 65535 or not 0 < speed <= 1000:
+            raise ConfigError(f"LABKIT_PORT must be 0-65535 (0: any free port), not {port}, and LABKIT_SANDBOX_SPEED "
+                              f"a factor above 0 (1 is real time), not {speed:g}.")
         return cls(
             application_id=get("VONAGE_APPLICATION_ID"),
             private_key=get("VONAGE_PRIVATE_KEY"),
@@ -169,9 +197,9 @@ class Settings:
                 out.append(str(exc))
         if not self.vonage_number:
             out.append(f"VONAGE_NUMBER is missing: {WHERE['VONAGE_NUMBER']}")
-        elif not E164.match(self.vonage_number):
+        elif not E164.fullmatch(self.vonage_number):
             out.append(f"VONAGE_NUMBER is not an E.164 number: {WHERE['VONAGE_NUMBER']}")
-        if self.to_number and not E164.match(self.to_number):
+        if self.to_number and not E164.fullmatch(self.to_number):
             out.append(f"TO_NUMBER is not an E.164 number: {WHERE['TO_NUMBER']}")
         if not self.ngrok_authtoken and not self.public_url:
             out.append(f"NGROK_AUTHTOKEN is missing: {WHERE['NGROK_AUTHTOKEN']}")
@@ -232,6 +260,12 @@ def load_private_key(value: str) -> str:
     text = value.replace("\\n", "\n").strip()
     if "-----BEGIN" not in text:
         path = Path(text).expanduser()
+        if not _looks_like_path(text):
+            raise ConfigError(
+                f"VONAGE_PRIVATE_KEY holds {describe_secret(text)}, which is neither a key file's path nor PEM "
+                "text (PEM starts with a '-----BEGIN PRIVATE KEY-----' line). Give the path of private.key, "
+                f"or its whole text: {WHERE['VONAGE_PRIVATE_KEY']}"
+            )
         if not path.is_file():
             raise ConfigError(
                 f"VONAGE_PRIVATE_KEY points to {path}, which does not exist: "
@@ -242,12 +276,35 @@ def load_private_key(value: str) -> str:
         key = serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            "VONAGE_PRIVATE_KEY is not a readable unencrypted PEM private key "
+            f"VONAGE_PRIVATE_KEY ({describe_secret(text)}) is not a readable unencrypted PEM private key "
             f"({type(exc).__name__}): {WHERE['VONAGE_PRIVATE_KEY']}"
         ) from None
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def describe_secret(value: str) -> str:
+    """What a secret looks like, for messages: its kind and length, never its text."""
+    text = value.strip()
+    label = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
+    if label:
+        kind = f"PEM text labelled {label.group(1)!r}"
+    elif "-----" in text or "PRIVATE" in text.upper():
+        kind = "text that looks like a damaged PEM key"
+    elif re.fullmatch(r"[A-Za-z0-9+/=\s]+", text) and len(text) > 64:
+        kind = "base64 text without PEM armour"
+    else:
+        kind = "a value"
+    return f"{kind}, {len(text)} characters"
+
+
+def _looks_like_path(text: str) -> bool:
+    """A file path, as opposed to key material pasted in: short, one line, and path-shaped. (A key's base64
+    body also holds '/' characters, so it is the length and the shape that tell them apart.)"""
+    return (len(text) <= 255 and "\n" not in text and not re.fullmatch(r"[A-Za-z0-9+/=]{24,}", text)
+            and (text.startswith(("/", "~", ".")) or text.lower().endswith((".key", ".pem", ".txt"))
+                 or "/" not in text))
 
 
 PEM_KEY_FORMATS = {"PRIVATE KEY": "PKCS#8", "RSA PRIVATE KEY": "PKCS#1"}  # PEM label -> key format

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import html
 import itertools
+import json
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from labkit.errors import WaitTimeout
@@ -95,14 +99,47 @@ def fingerprint(kind: str, payload: dict[str, Any]) -> str:
     return kind + json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
-class EventLog:
-    """Thread-safe, append-only list of events with waiting and subscriptions."""
+DEFAULT_WINDOW = 10_000  # events kept in memory (LABKIT_EVENT_WINDOW); all of them are in the journal
+DEFAULT_TEXT_LIMIT = 4096  # characters of one text value kept in memory (LABKIT_EVENT_TEXT_LIMIT)
 
-    def __init__(self, events: Iterable[Event] = ()):
-        self._events: list[Event] = list(events)
+
+def _shorten(value: Any, limit: int) -> tuple[Any, int]:
+    """`value` with every string longer than `limit` cut, and how many were cut (nested dicts and lists too)."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"… [truncated: {len(value)} characters in all; the full text is in the journal]", 1
+    if isinstance(value, dict):
+        cut = 0
+        out = {}
+        for k, v in value.items():
+            out[k], n = _shorten(v, limit)
+            cut += n
+        return (out, cut) if cut else (value, 0)
+    if isinstance(value, list):
+        pairs = [_shorten(v, limit) for v in value]
+        cut = sum(n for _, n in pairs)
+        return ([v for v, _ in pairs], cut) if cut else (value, 0)
+    return value, 0
+
+
+class EventLog:
+    """Thread-safe, append-only list of events with waiting and subscriptions.
+
+    A live log keeps the last `window` events in memory and, with a `journal` path, writes every event in
+    full to an append-only JSON-lines file (`history()` reads it back), so memory stays flat on a long
+    session and nothing is lost. Text values longer than `text_limit` are cut in memory, with their size.
+    """
+
+    def __init__(self, events: Iterable[Event] = (), *, window: int | None = None,
+                 journal: str | os.PathLike | None = None, text_limit: int | None = None):
+        self._events: deque[Event] = deque(events, maxlen=window)
         self._fingerprints: dict[str, Event] = {}  # webhook deliveries seen (bounded: see add)
         self._cond = threading.Condition()
         self._subscribers: list[Callable[[Event], None]] = []
+        self.window = window
+        self.text_limit = text_limit
+        self.journal = Path(journal) if journal is not None else None
+        self.journal_error: str | None = None
+        self._journal_file: Any = None
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, kind: str, payload: dict[str, Any]) -> Event:
@@ -110,8 +147,8 @@ class EventLog:
         break the webhook that fed it)."""
         payload = dict(payload)
         key = fingerprint(kind, payload) if kind in DEDUPED_KINDS else None
-        with self._cond:
-            event = Event(kind=kind, payload=payload)  # seq taken under the lock: the log stays in seq order
+        with self._cond:  # seq and time are taken under the lock, so seq order is append order
+            event = Event(kind=kind, payload=payload, received_at=datetime.now(timezone.utc), seq=next(_seq))
             if key is not None:  # a duplicate delivery is recorded once
                 seen = self._fingerprints.get(key)
                 if seen is not None:
@@ -119,15 +156,62 @@ class EventLog:
                 self._fingerprints[key] = event
                 if len(self._fingerprints) > 20000:
                     self._fingerprints.pop(next(iter(self._fingerprints)))
+            had_error = self.journal_error
+            self._write_journal(event)
+            if self.text_limit is not None:
+                short, cut = _shorten(payload, self.text_limit)
+                if cut:
+                    event = Event(kind=kind, payload=short, received_at=event.received_at, seq=event.seq)
             self._events.append(event)
+            added = [event]
+            if self.journal_error and not had_error:  # say so once, in the log itself, after the event
+                added.append(Event(kind="lab", payload={"status": "journal-stopped", "reason": self.journal_error},
+                                   received_at=datetime.now(timezone.utc), seq=next(_seq)))
+                self._events.append(added[-1])
             subscribers = list(self._subscribers)
             self._cond.notify_all()
-        for fn in subscribers:
-            try:
-                fn(event)
-            except Exception:  # noqa: BLE001 - subscribers are UI code; never break delivery
-                pass
+        for item in added:
+            for fn in subscribers:
+                try:
+                    fn(item)
+                except Exception:  # noqa: BLE001 - subscribers are UI code; never break delivery
+                    pass
         return event
+
+    def _write_journal(self, event: Event) -> None:
+        """Append the whole event to the journal (lock held). A journal that cannot be written (disk full)
+        is reported once in `journal_error` and in a 'journal-stopped' event, never raised into a webhook."""
+        if self.journal is None or self.journal_error is not None:
+            return
+        line = json.dumps({"seq": event.seq, "time": event.received_at.isoformat(), "kind": event.kind,
+                           "payload": event.payload}, default=str)
+        try:
+            if self._journal_file is None:
+                self.journal.parent.mkdir(parents=True, exist_ok=True)
+                self._journal_file = open(self.journal, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._journal_file.write(line + "\n")
+            self._journal_file.flush()
+        except OSError as exc:
+            self.journal_error = f"the event journal {self.journal} cannot be written ({exc}); events stay in memory"
+
+    def history(self) -> Iterator[Event]:
+        """Every event since the log started, in full, from the journal (or the memory window without one)."""
+        if self.journal is None or not self.journal.is_file():
+            yield from self
+            return
+        with open(self.journal, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    yield Event(kind=row["kind"], payload=row["payload"], seq=row["seq"],
+                                received_at=datetime.fromisoformat(row["time"]))
+
+    def close(self) -> None:
+        """Close the journal file (the lab does this when it stops)."""
+        with self._cond:
+            if self._journal_file is not None:
+                self._journal_file.close()
+                self._journal_file = None
 
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         """Call `fn(event)` for every new event (on the webhook's thread); returns an unsubscribe."""
@@ -155,6 +239,8 @@ class EventLog:
 
     def __getitem__(self, index):
         with self._cond:
+            if isinstance(index, slice):
+                return list(self._events)[index]
             return self._events[index]
 
     def filter(self, uuid: str | None = None, *, kind: str | None = None,

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 
 from labkit import validate
 from labkit.calls import Call, api_errors
-from labkit.config import Settings, audio_dirs, load_private_key
+from labkit.config import Settings, audio_dirs, bound, load_private_key, recordings_dir, state_dir
 from labkit.delivery import OncePerDelivery
 from labkit.errors import (
     AudioError,
@@ -29,7 +29,7 @@ from labkit.errors import (
     SandboxError,
     WaitTimeout,
 )
-from labkit.events import EventLog
+from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
 from labkit.ncco import default_answer, to_json
 
 REGISTRY_THREAD = "labkit-lab"
@@ -54,7 +54,10 @@ class Lab:
                  quiet: bool = False):
         self.settings = settings
         self.mode = settings.mode
-        self.events = EventLog()
+        self.events = EventLog(window=bound("LABKIT_EVENT_WINDOW", DEFAULT_WINDOW),
+                               text_limit=bound("LABKIT_EVENT_TEXT_LIMIT", DEFAULT_TEXT_LIMIT, low=16),
+                               journal=state_dir() / "events" / f"{time.strftime('%Y-%m-%d-%H%M%S')}-"
+                                                                f"{os.getpid()}-{secrets.token_hex(2)}.jsonl")
         self.calls: dict[str, Call] = {}
         self.stopped = False
         self._answer_fn: Callable[[dict], Any] | None = None
@@ -74,6 +77,8 @@ class Lab:
         self._signature_secret: str | None = None
         self._keeper: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self._parts_stopped: set[str] = set()
+        self._senders: set[str] = set()  # numbers the lab has called from (see _on_answer_webhook)
         self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
         self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
         self._once = OncePerDelivery()  # a webhook delivered twice runs the handlers once
@@ -86,6 +91,15 @@ class Lab:
 
         mode: "sandbox" or "live" overrides LABKIT_MODE; speed: sandbox clock factor (tests use >1).
         """
+        # Check every argument before touching a running lab: a typo must not end the calls in progress.
+        if mode is not None and mode not in ("sandbox", "live", "auto"):
+            raise InvalidInput(f"mode must be 'sandbox', 'live' or 'auto', not {mode!r}.")
+        if port is not None:
+            validate.port(port)
+        if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float))
+                                  or not 0 < speed <= 1000):
+            raise InvalidInput(f"speed is the sandbox clock's factor, a number above 0 (1 is real time, tests "
+                               f"use 10), not {speed!r}.")
         existing = running_lab()
         if existing is not None:
             wanted = mode or existing.settings.requested_mode
@@ -94,8 +108,6 @@ class Lab:
             existing.stop()  # asked for something different: restart rather than return a wrong lab
         settings = Settings.load(env_file)
         if mode is not None:
-            if mode not in ("sandbox", "live", "auto"):
-                raise InvalidInput(f"mode must be 'sandbox', 'live' or 'auto', not {mode!r}.")
             settings = _replace(settings, requested_mode=mode)
         lab = cls(settings, port=port, speed=speed, quiet=quiet)
         try:
@@ -114,7 +126,7 @@ class Lab:
             self.settings.require_live()
         self._signature_secret = self.settings.signature_secret if self.mode == "live" \
             else secrets.token_urlsafe(24)
-        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path,
+        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path, folder=recordings_dir(),
                                  speed=self._speed if self.mode == "sandbox" else 1.0)
         ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                             instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
@@ -187,11 +199,14 @@ class Lab:
         self._account_note, self._account_restore = follow_lab(s, self.public_url)
 
     def stop(self) -> None:
-        """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent."""
+        """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent.
+
+        Safe to interrupt (a second Ctrl-C in a notebook): a part counts as stopped only once its stop
+        returned, and `stopped` is set only when all have, so calling stop() again finishes the work.
+        """
         if self.stopped:
             return
-        self.stopped = True
-        self._stop_event.set()
+        self._stop_event.set()  # running_lab() no longer hands this lab out
         errors = []
         restore, self._account_restore = self._account_restore, None
         if restore is not None:  # live: put the application's previous webhooks back
@@ -200,19 +215,21 @@ class Lab:
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
-        for part in (self.sandbox, self.runner):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
-                    errors.append(exc)
-        if self.runner is not None and self.runner.cut_note and not self._quiet:
-            print(self.runner.cut_note)  # stop is bounded: say what it had to cut to stay so
-        if self.tunnel is not None:
+        for name, part in (("sandbox", self.sandbox), ("runner", self.runner), ("tunnel", self.tunnel)):
+            if part is None or name in self._parts_stopped:
+                continue
             try:
-                self.tunnel.kill()  # the agent too: a stopped lab leaves no process behind
-            except Exception as exc:  # noqa: BLE001
+                if name == "tunnel":
+                    part.kill()  # the agent too: a stopped lab leaves no process behind
+                else:
+                    part.stop()
+            except Exception as exc:  # noqa: BLE001 - stop everything we can, then report
                 errors.append(exc)
+            self._parts_stopped.add(name)  # not reached on KeyboardInterrupt: the next stop() retries
+            if name == "runner" and part.cut_note and not self._quiet:
+                print(part.cut_note)  # stop is bounded: say what it had to cut to stay so
+        self.stopped = True
+        self.events.close()
         if errors:
             raise LabkitError("The lab stopped, but not cleanly: " + "; ".join(map(str, errors)))
 
@@ -307,7 +324,12 @@ class Lab:
 
     def _answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         uuid = payload.get("uuid")
-        if uuid and uuid not in self.calls:
+        # An outbound call's answer webhook can arrive before lab.call() has its REST reply and registers
+        # the call (a phone that answers at once): a call from a number the lab calls from, to another
+        # number, is that, not an inbound call for wait_for_call().
+        caller, callee = (str(payload.get(k, "")).lstrip("+") for k in ("from", "to"))
+        inbound = callee == self.number or caller not in self._senders
+        if uuid and uuid not in self.calls and inbound:
             with self._inbound:
                 self.calls[uuid] = Call(self, uuid, conversation_uuid=payload.get("conversation_uuid"),
                                         to=payload.get("from"), direction="inbound")
@@ -338,14 +360,22 @@ class Lab:
             raise InvalidInput("Who should the lab call? Pass a number, lab.call('447700900001'), or set TO_NUMBER.")
         to = validate.phone_number(to or self.settings.to_number, "number to call")
         sender = validate.phone_number(from_number or self.number or "", "caller number (VONAGE_NUMBER)")
+        self._senders.add(sender)
         if ncco is not None and answer_url is not None:
             raise InvalidInput("Give either ncco= or answer_url=, not both.")
+        if answer_url is not None:
+            validate.public_url(answer_url, "answer URL")
+        if event_url is not None:
+            validate.public_url(event_url, "event URL")
         body: dict[str, Any] = {
             "to": [{"type": "phone", "number": to}],
             "from": {"type": "phone", "number": sender},
             "event_url": [event_url or self.url("/webhooks/event")],
         }
         script = to_json(ncco) if ncco is not None else None
+        if script == []:
+            raise InvalidInput("An empty NCCO would end the call as soon as it is answered: give at least one "
+                               "action (ncco=[Talk(text='Hello')]), or leave ncco out for the lab's default script.")
         if script is not None:
             issued = self.sockets.issue(script)  # fresh one-use socket tokens; sent as JSON when changed
             ncco, script = (ncco, script) if issued == script else (issued, issued)

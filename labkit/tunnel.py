@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from labkit import tunnel_agent
 from labkit.config import WHERE, Settings, state_dir
 from labkit.errors import (
     TunnelAuthtokenInvalidError,
@@ -328,6 +329,7 @@ class Tunnel:
         self.region = region
         self._public_url: str | None = None
         self._port: int | None = None
+        self._agent_config: str | None = None
         _protect_secret(self.settings.ngrok_authtoken)
 
     # ----- properties
@@ -370,14 +372,18 @@ class Tunnel:
         """The PyngrokConfig used for every call (new session, so cell interrupts spare the agent)."""
         from pyngrok.conf import PyngrokConfig
 
-        return PyngrokConfig(
+        token = self.settings.ngrok_authtoken or os.environ.get("NGROK_AUTHTOKEN")
+        if token and self._agent_config is None:  # the token goes in a 0600 file, never on a command line
+            self._agent_config = str(tunnel_agent.write_config(token, self.config_path))
+        config = PyngrokConfig(
             ngrok_path=self.ngrok_path,
-            config_path=self.config_path,
-            auth_token=self.settings.ngrok_authtoken,
+            config_path=self._agent_config if token else self.config_path,
             region=self.region,
             startup_timeout=self.startup_timeout,  # type: ignore[arg-type]  # used as seconds, float is fine
             start_new_session=True,
         )
+        config.auth_token = None  # PyngrokConfig falls back to NGROK_AUTHTOKEN and would pass --authtoken
+        return config
 
     # ----- operations
 
@@ -404,8 +410,12 @@ class Tunnel:
                     domain = {"domain": self.settings.ngrok_domain} if self.settings.ngrok_domain else {}
                     tunnel = ngrok.connect(str(port), "http", pyngrok_config=config, **domain)
                 except PyngrokError as exc:
-                    raise translate_error(exc, startup_timeout=self.startup_timeout,
-                                          elapsed=time.monotonic() - started,
+                    elapsed = time.monotonic() - started
+                    if getattr(exc, "ngrok_error", "") is None and elapsed < 0.9 * self.startup_timeout:
+                        # it quit before pyngrok read why (see labkit.tunnel_agent): read it now
+                        exc = tunnel_agent.startup_error(self.ngrok_path, config.config_path,
+                                                         self.startup_timeout) or exc
+                    raise translate_error(exc, startup_timeout=self.startup_timeout, elapsed=elapsed,
                                           secrets=registry.secrets) from None
                 except KeyboardInterrupt:
                     self._discard_unhealthy_agent(config)

@@ -1,14 +1,46 @@
-"""Checks made before anything is sent, so that mistakes come back as plain words, not HTTP 400s."""
+"""Checks made before anything is sent, so that mistakes come back as plain words, not HTTP 400s.
+
+Patterns are anchored with fullmatch and use ASCII classes: Python's `$` also matches before a final
+newline and `\\d` matches any Unicode digit (full-width '４', Arabic-Indic '٤'), neither of which Vonage
+takes. Where the SDK has a type (vonage_utils.types.PhoneNumber, Dtmf, vonage_voice.TtsLanguageCode),
+the value is checked against it too, so the lab never accepts what the SDK would then refuse.
+"""
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from urllib.parse import urlparse
 
 from labkit.errors import InvalidInput
 
-E164 = re.compile(r"^[1-9]\d{6,14}$")
-DTMF = re.compile(r"^[0-9*#p]+$")
+E164 = re.compile(r"[1-9][0-9]{6,14}")  # use fullmatch
+DTMF = re.compile(r"[0-9*#p]+")  # use fullmatch
+# Vonage: talk `text` is at most 1500 characters, not counting SSML tags (NCCO reference, talk action;
+# /work/shared/reference/vonage-voice-api.md section 4; the SDK's Talk model has max_length=1500).
+# The REST `PUT /v1/calls/{uuid}/talk` body documents no limit of its own (Voice OpenAPI 1.3.7,
+# StartTalkRequest): the same limit is assumed there, UNCONFIRMED.
+TALK_TEXT_LIMIT = 1500
+_SSML_TAG = re.compile(r"<[^>]+>")
+
+
+@cache
+def _adapter(name: str):
+    """A pydantic TypeAdapter for one of the SDK's own types (built once; importing pydantic is slow)."""
+    from pydantic import TypeAdapter
+    from vonage_utils import types
+
+    return TypeAdapter(getattr(types, name))
+
+
+def _sdk_accepts(type_name: str, value: str) -> bool:
+    from pydantic import ValidationError
+
+    try:
+        _adapter(type_name).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def phone_number(value: object, what: str = "phone number") -> str:
@@ -18,10 +50,10 @@ def phone_number(value: object, what: str = "phone number") -> str:
     text = re.sub(r"[\s\-().]", "", str(value)).lstrip("+")
     if text.startswith("00"):
         text = text[2:]
-    if not E164.match(text):
+    if not (E164.fullmatch(text) and text.isascii() and _sdk_accepts("PhoneNumber", text)):
         raise InvalidInput(
             f"{value!r} is not a valid {what}: use E.164, the country code then the number, 7 to 15 digits, "
-            "no leading 0 (for example 447700900001 for a UK mobile, 14155550100 for the US)."
+            "no leading 0, plain ASCII digits (for example 447700900001 for a UK mobile, 14155550100 for the US)."
         )
     return text
 
@@ -43,18 +75,60 @@ def loop(value: int) -> int:
 
 
 def dtmf(digits: object) -> str:
-    text = str(digits) if isinstance(digits, (str, int)) else ""
-    if not text or not DTMF.match(text):
+    text = str(digits) if isinstance(digits, (str, int)) and not isinstance(digits, bool) else ""
+    if not (text and DTMF.fullmatch(text) and text.isascii() and _sdk_accepts("Dtmf", text)):
         raise InvalidInput(
-            f"{digits!r} is not a DTMF string: use the keys 0-9, * and #, and p for a 500 ms pause."
+            f"{digits!r} is not a DTMF string: use the keys 0-9, * and #, and p for a 500 ms pause "
+            "(nothing else, not even a space or a newline)."
         )
     return text
 
 
-def public_url(value: str, what: str = "URL") -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise InvalidInput(f"{value!r} is not an http(s) URL for the {what}.")
+def talk_text(text: object, what: str = "say()") -> str:
+    """Text for text-to-speech: not empty, and within Vonage's limit (SSML tags do not count)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"{what} needs some text to speak (a non-empty string), not {text!r:.40}.")
+    spoken = _SSML_TAG.sub("", text) if text.lstrip().startswith("<speak") else text
+    if len(spoken) > TALK_TEXT_LIMIT:
+        raise InvalidInput(
+            f"The text for {what} is {len(spoken)} characters; Vonage speaks at most {TALK_TEXT_LIMIT} "
+            "(SSML tags not counted). Split it into several talks, or stream a recorded file instead."
+        )
+    return text
+
+
+def language(value: object) -> str:
+    """A text-to-speech language the Voice API knows (the SDK's TtsLanguageCode), like 'en-GB'."""
+    from vonage_voice import TtsLanguageCode
+
+    known = {code.value for code in TtsLanguageCode}
+    if not isinstance(value, str) or value not in known:
+        raise InvalidInput(
+            f"{value!r} is not a text-to-speech language Vonage supports: use a code like 'en-US', 'en-GB', "
+            f"'de-DE' or 'fr-FR' (all {len(known)}: [c.value for c in vonage_voice.TtsLanguageCode])."
+        )
+    return value
+
+
+def style(value: object) -> int:
+    """A voice style: a whole number >= 0 (0 is the language's default voice)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"style must be a whole number >= 0 (0 is the default voice), not {value!r}.")
+    return value
+
+
+def port(value: object, what: str = "port") -> int:
+    """A TCP port to listen on: 0 (any free port) to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise InvalidInput(f"{what} must be a whole number from 0 to 65535 (0 picks any free port), not {value!r}.")
+    return value
+
+
+def public_url(value: object, what: str = "URL") -> str:
+    """An http(s) URL the platform can fetch (Vonage calls webhooks and fetches audio over http(s) only)."""
+    parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is None or parsed.scheme.lower() not in ("http", "https") or not parsed.netloc:
+        raise InvalidInput(f"{value!r} is not an http(s) URL for the {what}: give one starting with https://.")
     return value
 
 

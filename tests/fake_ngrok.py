@@ -89,12 +89,15 @@ def option(argv: list[str], name: str) -> str | None:
     return None
 
 
-def config_has_authtoken(path: str | None) -> bool:
+def config_authtoken(path: str | None) -> str | None:
+    """The `authtoken:` value of a config file (top level in v2, under `agent:` in v3), as the agent reads it."""
     if not path or not os.path.isfile(path):
-        return False
+        return None
     with open(path) as handle:
-        return any(line.strip().startswith("authtoken:") and line.split(":", 1)[1].strip()
-                   for line in handle)
+        for line in handle:
+            if line.strip().startswith("authtoken:") and line.split(":", 1)[1].strip():
+                return line.split(":", 1)[1].strip().strip("'\"")
+    return None
 
 
 class Agent:
@@ -208,8 +211,10 @@ def fail_auth(err: str) -> int:
 
 def run_agent(argv: list[str]) -> int:
     mode = os.environ.get("FAKE_NGROK_MODE", "ok")
-    token = option(argv, "--authtoken") or os.environ.get("NGROK_AUTHTOKEN")
-    has_token = bool(token) or config_has_authtoken(option(argv, "--config"))
+    # the flag wins over the config file, which wins over the environment (as in the real agent)
+    token = (option(argv, "--authtoken") or config_authtoken(option(argv, "--config"))
+             or os.environ.get("NGROK_AUTHTOKEN"))
+    has_token = bool(token)
     agent = Agent(os.environ.get("FAKE_NGROK_DOMAIN", "fake-ngrok.test"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(agent))
     server.daemon_threads = True

@@ -1,5 +1,7 @@
 """Settings: mode selection, the one message listing live-mode problems, keys, and no secrets shown."""
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -102,3 +104,32 @@ def test_bad_application_id_and_number(tmp_path, keys):
               "PUBLIC_URL": "http://insecure.test"}, tmp_path)
     text = "\n".join(s.problems())
     assert "not a UUID" in text and "E.164" in text and "https://" in text
+
+
+def test_recordings_go_under_labkit_home_one_folder_per_day(monkeypatch, tmp_path):
+    from datetime import date
+
+    from labkit.config import recordings_dir
+
+    monkeypatch.delenv("LABKIT_RECORDINGS", raising=False)
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    assert recordings_dir(date(2026, 11, 30)) == tmp_path / "home" / "recordings" / "2026-11-30"
+    assert recordings_dir().name == date.today().isoformat()
+    monkeypatch.setenv("LABKIT_RECORDINGS", str(tmp_path / "elsewhere"))
+    assert recordings_dir(date(2026, 1, 2)) == tmp_path / "elsewhere" / "2026-01-02"
+
+
+def test_a_lab_records_under_labkit_home_not_the_working_folder(monkeypatch, tmp_path):
+    from labkit.config import Settings, recordings_dir
+    from labkit.lab import Lab
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LABKIT_RECORDINGS", raising=False)
+    other = Lab(Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)  # beside any shared lab
+    other._start()
+    try:
+        assert other.sockets.folder == recordings_dir()
+        assert other.sockets.folder.is_relative_to(tmp_path / "home") and not other.sockets.folder.is_relative_to(
+            Path.cwd())
+    finally:
+        other.stop()

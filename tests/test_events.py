@@ -98,6 +98,60 @@ def test_leg_less_events_count_for_the_call_of_their_conversation():
         log.wait_for("record", uuid="u1", timeout=0.05)  # without the conversation it names no leg
 
 
+def test_seq_is_taken_in_append_order_even_when_a_writer_waits_for_the_lock():
+    """A writer blocked on the log's lock must not hold a smaller seq than an event appended before it
+    (that made `wait_for(after=seq)` skip events and the concurrency test flaky)."""
+    import sys
+
+    log = EventLog()
+    with log._cond:
+        writer = threading.Thread(target=log.add, args=("event", {"uuid": "w", "status": "late"}))
+        writer.start()
+        # wait (without a timer) until the writer is parked on the lock inside add()
+        while True:
+            frame = sys._current_frames().get(writer.ident)
+            names = []
+            while frame is not None:
+                names.append(frame.f_code.co_name)
+                frame = frame.f_back
+            if names[:2] == ["__enter__", "add"]:
+                break
+        log.add("event", {"uuid": "m", "status": "early"})
+    writer.join()
+    assert [e.status for e in log] == ["early", "late"]
+    assert [e.seq for e in log] == sorted(e.seq for e in log)
+    assert log.wait_for("late", uuid="w", after=log[0].seq, timeout=0.1).status == "late"
+
+
+def test_a_window_in_memory_and_every_event_in_the_journal(tmp_path):
+    log = EventLog(window=100, journal=tmp_path / "events.jsonl", text_limit=64)
+    for i in range(1000):
+        log.add("event", {"uuid": "u", "status": "x", "i": i})
+    assert len(log) == 100 and [e.payload["i"] for e in log][:2] == [900, 901]
+    everything = list(log.history())
+    assert [e.payload["i"] for e in everything] == list(range(1000))  # nothing lost
+    assert [e.seq for e in everything] == sorted(e.seq for e in everything)
+    assert log.wait_for(lambda e: e.payload.get("i") == 999, timeout=0.1)
+
+
+def test_large_text_is_cut_in_memory_with_its_size_but_kept_whole_in_the_journal(tmp_path):
+    log = EventLog(window=10, journal=tmp_path / "events.jsonl", text_limit=64)
+    big = "x" * 10_000_000
+    event = log.add("socket", {"uuid": "u", "event": "websocket:text", "text": big, "nested": {"t": big}})
+    assert len(event.payload["text"]) < 200 and "10000000 characters" in event.payload["text"]
+    assert "10000000 characters" in event.payload["nested"]["t"]
+    assert log[-1] is event
+    assert next(log.history()).payload["text"] == big
+
+
+def test_a_journal_that_cannot_be_written_is_said_once_and_loses_nothing_in_memory(tmp_path):
+    (tmp_path / "file").write_text("x")
+    log = EventLog(window=10, journal=tmp_path / "file" / "events.jsonl")  # its folder cannot be made
+    log.add("event", {"uuid": "u", "status": "started"})
+    log.add("event", {"uuid": "u", "status": "ringing"})
+    assert [e.status for e in log] == ["started", "journal-stopped", "ringing"]
+    assert "cannot be written" in log.journal_error
+    assert [e.seq for e in log] == sorted(e.seq for e in log)
 def test_a_duplicate_delivery_is_recorded_once():
     log = EventLog()
     payload = {"uuid": "u1", "status": "answered", "timestamp": "2026-01-01T10:00:01.000Z"}

@@ -162,3 +162,98 @@ def test_unplayable_audio_is_refused_before_sending(lab, tmp_path):
             lab.audio_url("notes.txt")
     finally:
         lab.audio_dirs.remove(folder.resolve())
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "bogus"}, {"speed": -1}, {"speed": "fast"}, {"port": "abc"},
+                                    {"port": -5}, {"port": 70000}])
+def test_bad_start_arguments_leave_the_running_lab_alone(lab, kwargs):
+    from labkit import Lab
+
+    call = lab.call("447700900106")
+    call.wait_for("answered", timeout=10)
+    with pytest.raises(InvalidInput):
+        Lab.start(**kwargs)
+    assert not lab.stopped and Lab.start() is lab
+    assert call.info().status == "answered"  # its call goes on
+    call.hangup()
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"ncco": 42}, "list of actions"), ({"ncco": []}, "empty NCCO"), ({"ncco": [{"action": "talk", "t": {1}}]}, "JSON"),
+    ({"ncco": [{"action": "talk", "text": "hi", "loop": -1}]}, "loop"),
+    ({"answer_url": "ftp://x/y"}, "http"), ({"event_url": "file:///etc/passwd"}, "http"),
+])
+def test_bad_call_arguments_are_refused_before_the_call_is_placed(lab, kwargs, words):
+    placed = len(lab.sandbox.calls)
+    before = len(lab.calls)
+    with pytest.raises(InvalidInput, match=words):
+        lab.call("447700900107", **kwargs)
+    assert len(lab.calls) == before and len(lab.sandbox.calls) == placed
+
+
+def test_an_empty_wav_is_refused(lab, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "empty-audio"
+    folder.mkdir()
+    sf.write(folder / "empty.wav", np.zeros(0, np.int16), 16000, subtype="PCM_16")
+    lab.add_audio_dir(folder)
+    try:
+        with pytest.raises(AudioError, match="no samples"):
+            lab.audio_url("empty.wav")
+        from labkit.media.pacer import PacedSender
+
+        sender = PacedSender(lambda frame: None, 16000)
+        try:
+            with pytest.raises(AudioError, match="no samples"):
+                sender.play(folder / "empty.wav")  # what lab.socket(call).play(...) does with it
+        finally:
+            sender.close()
+    finally:
+        lab.audio_dirs.remove(folder.resolve())
+
+
+def test_an_interrupted_stop_is_finished_by_the_next_call(tmp_path, monkeypatch):
+    """Ctrl-C while stop() waits for the server: the port and thread stay up until stop() is called again."""
+    from labkit.lab import Lab, running_lab
+
+    shared = running_lab()
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
+    other._start()
+    port = other.port
+    runner = other.runner
+    real_close = runner.on_stop  # closes the WebSockets, first thing in the runner's stop
+
+    def close_then_interrupt():
+        real_close()
+        raise KeyboardInterrupt  # arrives while the server still serves, before the socket is closed
+
+    runner.on_stop = close_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        other.stop()
+    assert not other.stopped and runner.running
+    runner.on_stop = real_close
+    other.stop()
+    assert other.stopped
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # freed by the second call
+    assert not any(t.name == f"labkit-server:{port}" for t in threading.enumerate())
+    assert running_lab() is shared
+
+
+def test_an_outbound_calls_early_answer_webhook_is_not_taken_for_an_inbound_call(fresh):
+    """The answer webhook of a call the lab places can beat lab.call()'s REST reply (a phone answering at
+    once); only calls to the lab's own number are inbound."""
+    lab = fresh
+    before = dict(lab.calls)
+    lab._senders.add(lab.number)  # as lab.call() does before placing a call
+    lab._on_answer_webhook({"uuid": "early-outbound", "conversation_uuid": "CON-x", "from": lab.number,
+                            "to": "447700900108"})
+    assert "early-outbound" not in lab.calls
+    lab._on_answer_webhook({"uuid": "real-inbound", "conversation_uuid": "CON-y", "from": "447700900109",
+                            "to": lab.number})
+    assert lab.calls["real-inbound"].direction == "inbound"
+    lab.calls.clear()
+    lab.calls.update(before)

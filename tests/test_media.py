@@ -289,7 +289,7 @@ class Sink:
 def test_pacer_sends_exact_frames_in_order(rate: int) -> None:
     sink = Sink()
     x = tone(440, 0.3, rate)
-    with PacedSender(sink, rate) as pacer:
+    with PacedSender(sink, rate, prebuffer_frames=0) as pacer:
         handle = pacer.play(x)
         assert handle.frames_total == 15
         assert handle.wait(5) and handle.ok
@@ -302,7 +302,7 @@ def test_pacer_plays_queue_in_order_with_echo_and_paths() -> None:
     sink = Sink()
     a, b = tone(300, 0.1, 16000), tone(600, 0.06, 16000)
     echo = b"\x07\x00" * 320
-    with PacedSender(sink, 16000) as pacer:
+    with PacedSender(sink, 16000, prebuffer_frames=0) as pacer:  # paced from the first frame
         ha = pacer.play(a)
         assert pacer.echo(echo)
         hb = pacer.play(b.astype(np.float32) / 32767, rate=16000)
@@ -356,8 +356,10 @@ def test_pacer_close_stops_thread_and_is_idempotent() -> None:
 
 def test_pacer_stops_cleanly_when_send_raises() -> None:
     calls = []
+    both_queued = threading.Event()
 
     def send(frame: bytes) -> None:
+        both_queued.wait(5)  # no send before both plays are queued, however fast the pacer starts
         calls.append(frame)
         if len(calls) == 3:
             raise ConnectionResetError("socket closed")
@@ -365,6 +367,7 @@ def test_pacer_stops_cleanly_when_send_raises() -> None:
     pacer = PacedSender(send, 16000)
     first = pacer.play(silence(0.2, 16000))
     second = pacer.play(silence(0.2, 16000))
+    both_queued.set()
     assert first.wait(5) and second.wait(5)
     assert isinstance(first.error, ConnectionResetError) and second.error is first.error
     assert isinstance(pacer.error, ConnectionResetError)
@@ -409,10 +412,10 @@ class FakeTime:
         self.now += self.cost.get(len(self.sent), 0.004)  # every send takes 4 ms, some longer
 
 
-def run_fake(cost: dict[int, float], frames_n: int = 60) -> tuple[np.ndarray, PacedSender]:
+def run_fake(cost: dict[int, float], frames_n: int = 60, prebuffer: int = 0) -> tuple[np.ndarray, PacedSender]:
     fake = FakeTime()
     fake.cost = cost
-    pacer = PacedSender(fake.send, 16000, clock=fake.clock, sleep=fake.sleep)
+    pacer = PacedSender(fake.send, 16000, clock=fake.clock, sleep=fake.sleep, prebuffer_frames=prebuffer)
     assert pacer.play(silence(frames_n * 0.02, 16000)).wait(5)
     pacer.close()
     return np.array(fake.sent), pacer
@@ -691,3 +694,104 @@ def test_native_rate_reads_headers_without_decoding(tmp_path):
     assert native_rate(str(path)) == 24000 and native_rate(path.read_bytes()) == 24000
     assert native_rate((np.zeros(10), 8000)) == 8000 and native_rate(Recording(np.zeros(10, np.int16), 16000)) == 16000
     assert native_rate(b"not audio") is None and native_rate(str(tmp_path / "missing.wav")) is None
+
+
+def test_recorder_in_an_unwritable_place_fails_without_raising(tmp_path: Path) -> None:
+    """A folder that cannot be made (its parent is a file: root-proof) marks the recorder failed."""
+    (tmp_path / "not-a-folder").write_text("x")
+    reasons: list[str] = []
+    rec = WavRecorder(tmp_path / "not-a-folder" / "day" / "call.wav", 16000, on_error=reasons.append)
+    rec.write(bytes(640))
+    rec.write_samples(np.zeros(10))
+    rec.close()
+    assert rec.failed and reasons == [rec.failed] and "cannot create the recording" in rec.failed
+    assert rec.frames_dropped == 1 and rec.frames_written == 0
+    assert "failed" in repr(rec)
+
+
+def test_a_write_fault_keeps_what_was_written_as_a_valid_wav(tmp_path: Path) -> None:
+    path = tmp_path / "full.wav"
+    reasons: list[str] = []
+    rec = WavRecorder(path, 16000, on_error=reasons.append)
+    frames_in = [np.full(320, i, dtype=np.int16).tobytes() for i in range(1, 60)]
+    for f in frames_in[:50]:
+        rec.write(f)
+    real = rec._file.buffer_write
+    calls = {"n": 0}
+
+    def disk_full(data, dtype):
+        calls["n"] += 1
+        real(data[: len(data) // 2], dtype)  # half a frame lands first, like a disk filling up mid-frame
+        raise OSError(28, "No space left on device")
+
+    rec._file.buffer_write = disk_full
+    for f in frames_in[50:]:
+        rec.write(f)  # never raises into the caller's loop
+    rec.close()
+    assert calls["n"] == 1 and len(reasons) == 1 and "No space left" in reasons[0]
+    assert (rec.frames_written, rec.frames_dropped) == (50, 9)
+    samples, rate = read_wave(path)  # header sizes match the whole frames on disk
+    assert rate == 16000 and samples.size == 50 * 320
+    assert np.array_equal(samples.reshape(50, 320)[:, 0], np.arange(1, 51))
+
+
+def test_recorder_fallback_keeps_the_header_valid_without_libsndfile_internals(tmp_path: Path, monkeypatch) -> None:
+    """When libsndfile will not update the header itself, the recorder patches the sizes with plain file I/O."""
+    import labkit.media.recorder as recorder
+
+    monkeypatch.setattr(recorder, "_enable_auto_header", lambda sf_module, handle: False)
+    path = tmp_path / "fallback.wav"
+    with pytest.warns(RuntimeWarning, match="plain file I/O"):
+        rec = WavRecorder(path, 8000)
+    data = tone(300, 0.3, 8000)
+    for f in to_frames(data, 8000):
+        rec.write(f)
+    samples, rate = read_wave(path)  # still open: the header is already right
+    assert rate == 8000 and np.array_equal(samples, data)
+    rec.close()
+    assert np.array_equal(read_wave(path)[0], data)
+
+
+def _late_frames(sent: np.ndarray, jitter_frames: int = 3) -> int:
+    """Frames sent after a platform playing one per 20 ms (from the first arrival, after its jitter buffer
+    of `jitter_frames`) needed them: each is a gap the caller hears."""
+    needed = sent[0] + (np.arange(sent.size) + jitter_frames) * 0.02
+    return int((sent > needed + 1e-9).sum())
+
+
+def test_prebuffer_gives_the_platform_slack_so_a_short_stall_is_not_heard() -> None:
+    """The first frames go at once; a stall shorter than that slack is caught up; a longer one re-primes."""
+    sent, pacer = run_fake({}, prebuffer=10)
+    assert np.allclose(np.diff(sent)[:10], 0.004)  # the prebuffer: back to back
+    assert np.allclose(np.diff(sent)[13:], 0.02, atol=1e-9) and pacer.stats.resyncs == 0  # then paced
+    sent, pacer = run_fake({30: 0.15}, prebuffer=10)  # 150 ms stall, inside the 200 ms of slack
+    assert pacer.stats.resyncs == 0 and _late_frames(sent) == 0
+    sent, pacer = run_fake({30: 0.15}, prebuffer=0)  # the same stall without slack is heard
+    assert _late_frames(sent) > 0
+    sent, pacer = run_fake({30: 0.5}, prebuffer=10)  # longer than the slack: one resync, a fresh prebuffer
+    assert pacer.stats.resyncs == 1
+
+
+def test_queued_counts_the_frame_being_sent_so_nothing_overtakes_it() -> None:
+    """websocket notify waits for `queued == 0`: the last frame must already be on the wire by then."""
+    in_send, release = threading.Event(), threading.Event()
+    sent: list[bytes] = []
+
+    def slow_send(frame: bytes) -> None:
+        in_send.set()
+        release.wait(5)
+        sent.append(frame)
+
+    pacer = PacedSender(slow_send, 8000, prebuffer_frames=0)
+    try:
+        pacer.play(np.zeros(160, np.int16))  # one frame
+        assert in_send.wait(5)
+        assert pacer.queued == 1 and not sent  # taken off the queue, not sent yet: still counted
+        release.set()
+        deadline = time.monotonic() + 5
+        while pacer.queued and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert pacer.queued == 0 and len(sent) == 1
+    finally:
+        release.set()
+        pacer.close()

@@ -436,3 +436,43 @@ def test_espeak_talk_is_opt_in_and_real_speech(monkeypatch):
     spoken = AudioSources().talk("Hello from the lab", 16000)
     assert spoken.dtype == np.int16 and 0.5 < spoken.size / 16000 < 4
     assert spoken.size != babble("Hello from the lab", 16000).size
+
+
+def test_the_audio_cache_is_bounded_in_bytes_least_recently_used_first():
+    import numpy as np
+
+    from labkit.sandbox.sources import AudioSources
+
+    src = AudioSources(max_bytes=1_000_000)
+    blocks = {n: np.full(100_000, n, dtype=np.int16) for n in range(12)}  # 200 kB each
+    with src._lock:
+        for n in range(4):
+            src._remember(src._decoded, (f"u{n}", 16000), blocks[n])
+        src._touch(src._decoded, ("u0", 16000))  # u0 used again: u1 is now the oldest
+        for n in range(4, 8):
+            src._remember(src._decoded, (f"u{n}", 16000), blocks[n])
+        src._remember(src._files, "huge", b"x" * 2_000_000)  # bigger than the whole bound: not kept
+    assert src.cached_bytes <= 1_000_000
+    assert src.cached_bytes == sum(v.nbytes for v in src._decoded.values())
+    assert ("u0", 16000) in src._decoded and ("u1", 16000) not in src._decoded and "huge" not in src._files
+    talk = src.talk("hello " * 200, 16000)
+    assert src.cached_bytes <= 1_000_000 and talk.size
+
+
+def test_a_phones_heard_audio_spills_to_disk_and_reads_back_whole(tmp_path, monkeypatch):
+    import numpy as np
+
+    from labkit.sandbox.phones import _HeardAudio
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    heard = _HeardAudio(memory_seconds=20)  # two 10 s blocks in memory
+    frames = 50 * 100  # 100 s of 20 ms frames at 16 kHz
+    for i in range(frames):
+        heard.append(np.full(320, i % 30000, dtype=np.int16))
+    assert heard.spilled >= 7 and heard.memory_bytes <= 3 * 10 * 16000 * 2
+    everything = heard.range(0, heard.length)
+    assert everything.size == frames * 320
+    assert np.array_equal(everything[::320], np.arange(frames) % 30000)  # every frame, in order
+    window = heard.range(5 * 320 + 7, 4000 * 320 + 11)  # across spilled and in-memory blocks
+    assert np.array_equal(window, everything[5 * 320 + 7:4000 * 320 + 11])
+    heard.close()

@@ -297,3 +297,17 @@ def test_recording_files_need_the_jwt(sandbox, client, receiver):
     assert got.status_code == 200 and got.headers["Content-Type"].startswith("audio/wav")
     assert len(got.content) == hook.payload["size"]
     assert created["uuid"]
+
+
+def test_rest_talk_longer_than_vonages_limit_is_refused_before_any_audio(sandbox, client, receiver):
+    """1500 characters, SSML tags not counted (NCCO talk reference; the REST limit is UNCONFIRMED)."""
+    sandbox.phone("447700900006").set(answer_after=0)
+    created = place(client, sandbox, receiver, "447700900006")
+    receiver.wait_for("answered", created.uuid)
+    with pytest.raises(HttpRequestError) as err:
+        client.voice.play_tts_into_call(created.uuid, TtsStreamOptions(text="a" * 200_000))
+    assert err.value.response.status_code == 400
+    assert err.value.response.json()["invalid_parameters"][0]["name"] == "text"
+    ssml = "<speak>" + '<break time="10ms"/>' * 200 + "a" * 1400 + "</speak>"  # long, but 1400 spoken
+    client.voice.play_tts_into_call(created.uuid, TtsStreamOptions(text=ssml))
+    client.voice.hangup(created.uuid)

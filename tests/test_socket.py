@@ -346,7 +346,7 @@ def test_an_unwritable_recording_folder_fails_the_recording_not_the_call(hub, tm
     while any(s.open for s in hub.sessions):
         assert time.monotonic() < wait_until_closed
         time.sleep(0.02)
-    failed = [e for e in hub.events if e.status == "recording-failed"]
+    failed = [e for e in hub.events if e.status == "recording-stopped"]
     assert len(failed) == 1 and "stopped" in failed[0].payload["reason"]
     assert hub.sessions[-1].frames_received == len(frames)
     assert hub.recordings() == []  # nothing was written, and listing does not fail over it

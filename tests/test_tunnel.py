@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -117,8 +118,15 @@ def test_open_returns_https_url_and_reuses_the_tunnel(make_tunnel, tmp_path):
 
     start = agent_starts(tmp_path)[0]["argv"]
     assert start[:4] == ["start", "--none", "--log", "stdout"]
-    assert start[start.index("--authtoken") + 1] == TOKEN
-    assert start[start.index("--config") + 1] == str(tmp_path / "ngrok.yml")
+    # the authtoken is never on the agent's command line (any local user can read that): it is in a
+    # 0600 config file under LABKIT_HOME, which pyngrok points the agent at
+    assert "--authtoken" not in start and not any(TOKEN in arg for arg in start)
+    agent_config = Path(start[start.index("--config") + 1])
+    assert agent_config.is_relative_to(tmp_path / "labkit-home")
+    assert stat.S_IMODE(agent_config.stat().st_mode) == 0o600
+    assert TOKEN in agent_config.read_text()
+    with open(f"/proc/{tunnel.agent_pid}/cmdline", "rb") as handle:
+        assert TOKEN.encode() not in handle.read()
 
 
 def test_reuse_survives_module_reload(make_tunnel, tmp_path):
@@ -257,7 +265,45 @@ def test_ngrok_path_from_the_environment(monkeypatch, ngrok_bin):
     assert tunnel.ngrok_path == str(ngrok_bin)
     config = tunnel.pyngrok_config()
     assert config.start_new_session is True and config.ngrok_path == str(ngrok_bin)
-    assert config.auth_token == TOKEN
+    assert config.auth_token is None and TOKEN in Path(config.config_path).read_text()
+
+
+def test_an_authtoken_only_in_the_environment_stays_off_the_command_line(monkeypatch, ngrok_bin):
+    """PyngrokConfig reads NGROK_AUTHTOKEN itself and would pass it as --authtoken."""
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    config = labkit.tunnel.Tunnel(Settings(), ngrok_path=str(ngrok_bin)).pyngrok_config()
+    assert config.auth_token is None
+    assert stat.S_IMODE(Path(config.config_path).stat().st_mode) == 0o600
+
+
+def test_the_users_ngrok_config_is_kept_in_the_agent_config(make_tunnel, tmp_path):
+    import yaml
+
+    (tmp_path / "ngrok.yml").write_text("version: '3'\nagent:\n  region: eu\n")
+    config = make_tunnel().pyngrok_config()
+    data = yaml.safe_load(Path(config.config_path).read_text())
+    assert data["agent"] == {"region": "eu", "authtoken": TOKEN}
+    assert "authtoken" not in (tmp_path / "ngrok.yml").read_text()  # the user's own file is untouched
+
+
+def test_a_reason_printed_just_before_the_agent_quits_is_never_lost(make_tunnel, monkeypatch, tmp_path):
+    """pyngrok stops reading as soon as the agent has exited; the lines it left in the pipe hold the
+    reason. Simulate the worst schedule (pyngrok saw no error line at all) and the reason is still found."""
+    from pyngrok import process
+    from pyngrok.exception import PyngrokNgrokError
+
+    monkeypatch.setenv("FAKE_NGROK_MODE", "echo_token")
+
+    def quits_before_reading(config):
+        subprocess.run([config.ngrok_path, "start", "--none", "--log", "stdout", "--config", config.config_path],
+                       stdout=subprocess.DEVNULL)
+        raise PyngrokNgrokError("The ngrok process was unable to start.", [], None)
+
+    monkeypatch.setattr(process, "_start_process", quits_before_reading)
+    with pytest.raises(TunnelAuthtokenInvalidError) as info:
+        make_tunnel().open(8779)
+    assert info.value.ngrok_error_code == "ERR_NGROK_105" and TOKEN not in str(info.value)
+    assert not any(TOKEN in line for line in info.value.agent_log)
 
 
 def test_the_authtoken_is_redacted_from_pyngrok_logs(make_tunnel, monkeypatch, caplog):

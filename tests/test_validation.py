@@ -80,3 +80,76 @@ def test_valid_values_pass():
 def test_timers_in_range(value):
     with pytest.raises(InvalidInput, match="length_timer"):
         validate.seconds(value, "length_timer", 1, 86400)
+
+
+@pytest.mark.parametrize("kwargs,what", [
+    ({"language": "xx-XX"}, "language"), ({"style": "a"}, "style"), ({"style": -1}, "style"),
+    ({"text": "a" * 200_000}, "1500"), ({"text": "a" * 1501}, "1500"), ({"text": ""}, "text"),
+])
+def test_say_refuses_bad_input_as_labkit_errors_before_sending(call, kwargs, what):
+    kwargs = {"text": "hello", **kwargs}
+    with pytest.raises(InvalidInput, match=what):
+        call.say(**kwargs)
+
+
+@pytest.mark.parametrize("digits", ["1\n", "１２", "12\n#", True])
+def test_dtmf_anchors_and_ascii_digits(call, digits):
+    with pytest.raises(InvalidInput, match="DTMF"):
+        call.dtmf(digits)
+
+
+@pytest.mark.parametrize("number", ["４４７７００９０００００１", "٤٤٧٧٠٠٩٠٠٠٠١", "4477009000０1"])
+def test_phone_numbers_are_ascii_digits_only(number):
+    with pytest.raises(InvalidInput, match="E.164"):
+        validate.phone_number(number)
+
+
+@pytest.mark.parametrize("value", ["abc", -5, 70000, 1.5, True])
+def test_ports(value):
+    with pytest.raises(InvalidInput, match="0 to 65535"):
+        validate.port(value)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "x/y", "", None, 5])
+def test_urls_must_be_http(url):
+    with pytest.raises(InvalidInput, match="http"):
+        validate.public_url(url)
+
+
+def test_ssml_tags_do_not_count_towards_the_talk_limit():
+    ssml = "<speak>" + '<break time="10ms"/>' * 200 + "a" * 1400 + "</speak>"
+    assert validate.talk_text(ssml) == ssml
+
+
+class TestNccoDicts:
+    """Dict NCCOs are checked with the SDK's pydantic models before the call is placed."""
+
+    @pytest.mark.parametrize("ncco,words", [
+        (42, "list of actions"), ({1, 2}, "list of actions"), ("talk", "list of actions"),
+        ([{"action": "talk", "text": "hi", "extra": {1, 2}}], "JSON"),
+        ([{"action": "talk", "text": "hi", "loop": -1}], "loop"),
+        ([{"action": "talk"}], "text"),
+        ([{"action": "talk", "text": "a" * 1501}], "1500"),
+        ([{"action": "stream", "streamUrl": "https://x/a.mp3"}], "streamUrl"),
+        ([{"action": "connect", "from": "447700900000",
+           "endpoint": [{"type": "websocket", "uri": "ws://x/socket", "content-type": "audio/l16;rate=9000"}]}],
+         "contentType"),
+        ([{"action": "notify", "payload": {}}], "eventUrl"),
+        ([{"action": "bogus"}], "expected one of"),
+    ])
+    def test_bad_nccos_are_labkit_errors(self, ncco, words):
+        from labkit.ncco import to_json
+
+        with pytest.raises(InvalidInput, match=words):
+            to_json(ncco)
+
+    def test_string_typed_values_that_vonage_accepts_pass_unchanged(self):
+        """The PHP SDK sends "loop": "1", "bargeIn": "false", "level": "0.4" (vonage-platform.md)."""
+        from labkit.ncco import to_json
+
+        ncco = [{"action": "talk", "text": "hi", "loop": "1", "bargeIn": "false", "level": "0.4", "premium": "false"},
+                {"action": "record", "endOnSilence": "3", "beepStart": "true", "timeOut": "7200"},
+                {"action": "conversation", "name": "room", "startOnEnter": "false", "record": "true"},
+                {"action": "input", "type": ["dtmf"], "dtmf": {"submitOnHash": "true"}},
+                {"action": "connect", "endpoint": [{"type": "app", "user": "alice"}]}]  # no `from`: allowed
+        assert to_json(ncco) == ncco

@@ -310,6 +310,8 @@ def probe(path: str | os.PathLike) -> AudioInfo:
             reason=f"not an audio file libsndfile can read ({_libsndfile_words(exc)}); use {SUPPORTED}",
         )
     ok, reason = _verdict(info.format, info.subtype)
+    if ok and info.frames == 0 and info.format in ("WAV", "WAVEX"):  # a header and no audio: nothing to play
+        ok, reason = False, "the WAV file holds no samples (0 s of audio); record or export it again"
     return AudioInfo(
         path=p,
         format=info.format,

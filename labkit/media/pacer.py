@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labkit.errors import InvalidInput, SocketError
+from labkit.errors import AudioError, InvalidInput, SocketError
 from labkit.media.frames import FRAME_MS, frame_bytes, frame_samples
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PacedSender", "PacingStats", "PlayHandle"]
 
 _PERIOD = FRAME_MS / 1000.0
+# Off by default: PacingStats (drift, jitter) and notebook 06 describe one steady 20 ms schedule from the
+# first frame. PacedSender(..., prebuffer_frames=10) gives the platform 200 ms of slack instead.
+PREBUFFER_FRAMES = 0
 _LE_INT16 = np.dtype("<i2")
 
 
@@ -141,7 +144,11 @@ class PacedSender:
     ``send(frame)`` is called with exactly ``frame_bytes(rate)`` bytes per frame, in order, at one
     frame per 20 ms of ``clock`` (``clock`` and ``sleep`` can be swapped for a simulated clock).
     ``lead_ms`` sends that much before each deadline (Vonage advises 18-19 ms pacing so its jitter
-    buffer never runs dry). ``max_queued_frames`` bounds echoed frames held in memory (Vonage itself
+    buffer never runs dry). ``prebuffer_frames`` go out at once when a stream starts (and again after a
+    stall long enough to have emptied the platform's buffer), so the platform holds that much slack and a
+    short stall of this process (a busy machine, a GC pause) is never heard as a gap; Vonage buffers what
+    is sent ahead (3072 frames). A stall shorter than the slack is caught up by sending the missed frames.
+    ``max_queued_frames`` bounds echoed frames held in memory (Vonage itself
     buffers 3072); plays keep a cursor into their samples so even an hour of audio costs no extra
     memory. If ``send`` raises, the sender stops, keeps the exception in
     ``error`` and finishes pending plays with that error.
@@ -153,6 +160,7 @@ class PacedSender:
         rate: int,
         *,
         lead_ms: float = 2.0,
+        prebuffer_frames: int = PREBUFFER_FRAMES,
         max_queued_frames: int = 3000,
         resync_after_frames: int = 3,
         stats_limit: int = 180_000,
@@ -163,12 +171,15 @@ class PacedSender:
             raise InvalidInput(f"send must be a callable taking bytes, not {type(send).__name__}")
         if not 0 <= lead_ms < FRAME_MS:
             raise InvalidInput(f"lead_ms must be between 0 and {FRAME_MS} ms, not {lead_ms}")
+        if isinstance(prebuffer_frames, bool) or not isinstance(prebuffer_frames, int) or prebuffer_frames < 0:
+            raise InvalidInput(f"prebuffer_frames must be a whole number >= 0, not {prebuffer_frames!r}")
         if max_queued_frames < 1 or resync_after_frames < 1 or stats_limit < 2:
             raise InvalidInput("max_queued_frames and resync_after_frames must be >= 1, stats_limit >= 2")
         self.rate = int(rate)
         self.frame_samples = frame_samples(self.rate)  # validates the rate
         self.frame_bytes = frame_bytes(self.rate)
         self.lead = lead_ms / 1000.0
+        self.prebuffer = prebuffer_frames * _PERIOD
         self.max_queued_frames = int(max_queued_frames)
         self.error: BaseException | None = None
         self._send = send
@@ -180,6 +191,7 @@ class PacedSender:
         self._items: deque[_Play | bytes] = deque()
         self._pending = 0  # frames not yet sent, plays and echoes together
         self._echo_pending = 0
+        self._in_flight = 0  # a frame taken off the queue and not yet handed to `send`
         self._closed = False
         self._times = array("d")
         self._frames_sent = 0
@@ -204,6 +216,9 @@ class PacedSender:
             raise InvalidInput("rate= only applies to bare sample arrays; files and Recordings carry their own")
         else:
             samples = load(source, self.rate)
+            if samples.size == 0 and not hasattr(source, "samples"):  # a file with a header and no audio
+                raise AudioError(f"{source!r:.80} holds no samples (0 s of audio), so there is nothing to play: "
+                                 "record or export it again, or pick another file.")
         samples = samples.astype(_LE_INT16, copy=False)
         nframes = -(-samples.size // self.frame_samples)
         handle = PlayHandle(nframes, self)
@@ -277,9 +292,10 @@ class PacedSender:
 
     @property
     def queued(self) -> int:
-        """Frames waiting to be sent (all queued plays and echoes)."""
+        """Frames not sent yet (all queued plays and echoes, and one being sent): 0 only once the last
+        frame is on the wire, so a command sent after it (websocket notify) cannot overtake it."""
         with self._cond:
-            return self._pending
+            return self._pending + self._in_flight
 
     @property
     def queued_seconds(self) -> float:
@@ -356,11 +372,12 @@ class PacedSender:
             now = clock()
             # Deadlines are `lead` after the send instant, so a (re)started stream sends at once.
             if deadline is None or (idled and now + self.lead > deadline):
-                deadline = now + self.lead  # a fresh stream starts now
-            elif now + self.lead - deadline > self._resync_after:
-                # Stalled (GC pause, busy machine): start a new schedule instead of bursting the
-                # missed frames, which the platform would play too fast or drop.
-                deadline = now + self.lead
+                deadline = now + self.lead - self.prebuffer  # a fresh stream: the prebuffer goes at once
+            elif now + self.lead - deadline > self._resync_after + self.prebuffer:
+                # Stalled for longer than the platform's slack (GC pause, busy machine): it has run dry, so
+                # start a new schedule (with a new prebuffer) rather than bursting every missed frame,
+                # which would leave the platform that much further ahead for the rest of the stream.
+                deadline = now + self.lead - self.prebuffer
                 self._resyncs += 1
             wait = deadline - self.lead - clock()
             if wait > 0:
@@ -371,6 +388,7 @@ class PacedSender:
                 if self._closed:
                     return
                 nxt = self._next_frame()
+                self._in_flight = int(nxt is not None)
             if nxt is None:  # cleared while we slept; keep the schedule for what comes next
                 continue
             frame, handle, last = nxt
@@ -381,6 +399,7 @@ class PacedSender:
                 self._fail(exc, handle)
                 return
             with self._cond:
+                self._in_flight = 0
                 self._times.append(sent_at)
                 if len(self._times) >= 2 * self._stats_limit:
                     del self._times[: self._stats_limit]
@@ -400,5 +419,5 @@ class PacedSender:
                 if isinstance(item, _Play):
                     _finish(item.handle, error=exc)
             self._items.clear()
-            self._pending = self._echo_pending = 0
+            self._pending = self._echo_pending = self._in_flight = 0
             self._cond.notify_all()

@@ -21,6 +21,7 @@ UNCONFIRMED choices, kept here:
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import AudioError, NccoError, SocketError
@@ -41,6 +42,9 @@ log = logging.getLogger("labkit.sandbox.ncco")
 NCCO_ERROR_REASON = "Syntax error in NCCO. Invalid value type or action."
 ACTIONS = ("talk", "stream", "connect", "conversation", "input", "record", "notify", "wait", "transfer")
 ENDPOINT_TYPES = ("phone", "websocket", "sip", "app", "vbc")
+# "text (required, at most 1500 characters excluding SSML)": NCCO reference, talk action
+# (/work/shared/reference/vonage-voice-api.md section 4).
+TALK_TEXT_LIMIT = 1500
 DEFAULT_INPUT_TIMEOUT = 3
 DEFAULT_MAX_DIGITS = 4
 DEFAULT_SPEECH_SILENCE = 2.0
@@ -104,7 +108,7 @@ def _check_endpoint(c: _Checker, ep: Any) -> None:
         c.fail(f"endpoint type must be one of {', '.join(ENDPOINT_TYPES)}, not {kind!r}")
     if kind == "phone":
         number = ep.get("number")
-        if not isinstance(number, str) or not number.isdigit() or not 7 <= len(number) <= 15:
+        if not isinstance(number, str) or not (number.isascii() and number.isdigit()) or not 7 <= len(number) <= 15:
             c.fail("a phone endpoint needs 'number' in E.164 without '+' (7-15 digits)")
     elif kind == "websocket":
         uri = ep.get("uri")
@@ -125,10 +129,35 @@ def _check_endpoint(c: _Checker, ep: Any) -> None:
         c.fail("a vbc endpoint needs 'extension'")
 
 
+# The PHP SDK sends these as strings ("loop": "1", "bargeIn": "false", "timeOut": "7200") and Vonage
+# honours them (reference/vonage-platform.md, record section: PHP Record/Talk/Stream/Conversation/Input.php
+# and commit eb73c22); they are read as the JSON types here, before the checks.
+_STRING_BOOLS = {"bargeIn", "premium", "startOnEnter", "endOnExit", "record", "mute", "beepStart",
+                 "randomFromNumber", "submitOnHash"}
+_STRING_NUMBERS = {"loop", "style", "timeout", "limit", "channels", "timeOut", "endOnSilence", "maxDigits"}
+
+
+def _from_strings(obj: dict) -> dict:
+    """A copy of an action (or its `dtmf` object) with PHP-style string values read as bools and numbers."""
+    out = dict(obj)
+    for key, value in obj.items():
+        if not isinstance(value, str):
+            if key == "dtmf" and isinstance(value, dict):
+                out[key] = _from_strings(value)
+            continue
+        text = value.strip()
+        if key in _STRING_BOOLS and text.lower() in ("true", "false"):
+            out[key] = text.lower() == "true"
+        elif key in _STRING_NUMBERS and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
+            out[key] = float(text) if "." in text else int(text)
+    return out
+
+
 def validate(ncco: Any) -> list[dict]:
     """Return the NCCO (a list of action objects) or raise NccoError saying what is wrong."""
     if not isinstance(ncco, list):
         raise NccoError(f"an NCCO must be a JSON array of actions, not {type(ncco).__name__}")
+    ncco = [_from_strings(a) if isinstance(a, dict) else a for a in ncco]
     barge_pending: int | None = None
     for i, action in enumerate(ncco):
         if not isinstance(action, dict):
@@ -141,8 +170,8 @@ def validate(ncco: Any) -> list[dict]:
             text = c.require("text")
             if not isinstance(text, str) or not text.strip():
                 c.fail("'text' must be a non-empty string")
-            if len(plain_text(text)) > 1500:
-                c.fail("'text' is longer than 1500 characters")
+            if len(plain_text(text)) > TALK_TEXT_LIMIT:
+                c.fail(f"'text' is longer than {TALK_TEXT_LIMIT} characters")
             c.opt("bargeIn", lambda v: isinstance(v, bool), "true or false")
             c.opt("loop", lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
             c.opt("level", _level_ok, "a number from -1 to 1")

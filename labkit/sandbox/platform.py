@@ -149,15 +149,19 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         settings = self.leg_settings(leg)
         target = url or leg.event_url or settings.event_url
         verb = (method or (leg.event_method if not url else "POST") or "POST").upper()
+        # Stamped, recorded and queued under one lock: two threads posting for one leg (its runner and a
+        # hangup) must put their webhooks on the wire in the order of their timestamps and of leg.events.
         with self.lock:
+            if "timestamp" in payload:
+                payload["timestamp"] = iso(utcnow())
             leg.events.append(payload)
             leg.cond.notify_all()
-        if not target or self.stopping:
-            done: Future = Future()
-            done.set_result(None)
-            return done
-        return leg.hooks.send("instruction" if instruction else "event", target, verb, payload,
-                              fallback=instruction, settings=settings)
+            if not target or self.stopping:
+                done: Future = Future()
+                done.set_result(None)
+                return done
+            return leg.hooks.send("instruction" if instruction else "event", target, verb, payload,
+                                  fallback=instruction, settings=settings)  # only queues: never blocks
 
     def leg_settings(self, leg: SandboxCall) -> WebhookSettings:
         """The webhook settings of the application `leg` belongs to (signing, timeouts, fallback)."""
@@ -166,10 +170,16 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
 
 
     def post_status(self, leg: SandboxCall, status: str, **extra: Any) -> Future:
-        with self.lock:
+        with self.lock:  # the status the leg shows and the order its webhooks go out must agree
+            if status in LIVE_STATUSES and leg.ended:
+                # A runner that answered just as the call was hung up (its answer webhook in flight): the
+                # final event is already queued, and no live status may follow it.
+                done: Future = Future()
+                done.set_result(None)
+                return done
             if status in LIVE_STATUSES or status in FINAL_STATUSES:
                 leg.status = status
-        return self.post(leg, self.event(leg, status, **extra))
+            return self.post(leg, self.event(leg, status, **extra))
 
 
     def completed_fields(self, leg: SandboxCall) -> dict[str, Any]:
@@ -251,21 +261,18 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
             if leg.phone is not None:
                 leg.phone._call_ended(leg)
             endpoint = leg.endpoint
-            payload = None
             if event:
                 fields = dict(extra or {})
                 if detail:
                     fields["detail"] = detail
                 if status == "completed":
                     fields = {**self.completed_fields(leg), **fields}
-                payload = self.event(leg, status, **fields)
+                self.post(leg, self.event(leg, status, **fields))  # queued under the lock: nothing later goes first
             leg.cond.notify_all()
             if leg.parent is not None:
                 leg.parent.cond.notify_all()
         if endpoint is not None and hasattr(endpoint, "close"):
             endpoint.close()
-        if payload is not None:
-            self.post(leg, payload)
         for child in children:
             self.end_leg(child, "completed")
 

@@ -135,32 +135,72 @@ def _espeak(text: str, language: str | None, rate: int) -> np.ndarray | None:
     return None
 
 
-class AudioSources:
-    """Caches for synthesized talk and fetched stream files (thread-safe, bounded)."""
+DEFAULT_CACHE_MB = 256  # LABKIT_SANDBOX_CACHE_MB: fetched files, decoded streams and talk audio together
 
-    def __init__(self, max_items: int = 64) -> None:
+
+def _size(value: object) -> int:
+    return int(value.nbytes) if isinstance(value, np.ndarray) else len(value)  # type: ignore[arg-type]
+
+
+class AudioSources:
+    """Caches for synthesized talk and fetched stream files (thread-safe, bounded in items and in bytes).
+
+    The bytes bound covers all three caches together; the least recently used entries go first, and an
+    item larger than the whole bound is used once and not kept (an hour-long file would otherwise stay).
+    """
+
+    def __init__(self, max_items: int = 64, max_bytes: int | None = None) -> None:
+        from labkit.config import bound
+
         self._lock = threading.Lock()
         self._talk: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._files: OrderedDict[str, bytes] = OrderedDict()
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._inflight: dict[tuple[str, int], threading.Lock] = {}
         self._max = max_items
+        self.max_bytes = max_bytes if max_bytes is not None else \
+            bound("LABKIT_SANDBOX_CACHE_MB", DEFAULT_CACHE_MB) * 1024 * 1024
+        self._order: OrderedDict[tuple[int, object], int] = OrderedDict()  # (cache id, key) -> bytes, LRU first
+        self.cached_bytes = 0
         self.use_espeak = os.environ.get("LABKIT_SANDBOX_TTS", "").strip().lower() in ("espeak", "espeak-ng")
         self._session = requests.Session()
         self._loop_session = requests.Session()
         self._loop_session.trust_env = False
 
     def _remember(self, cache: OrderedDict, key: object, value: object) -> None:
+        """Keep `value` (lock held), dropping the least recently used entries past either bound."""
+        size = _size(value)
+        if size > self.max_bytes:
+            return
+        self._forget(cache, key)
         cache[key] = value
-        cache.move_to_end(key)
+        self._order[(id(cache), key)] = size
+        self.cached_bytes += size
         while len(cache) > self._max:
-            cache.popitem(last=False)
+            self._forget(cache, next(iter(cache)))
+        while self.cached_bytes > self.max_bytes and self._order:
+            (cache_id, old), _ = next(iter(self._order.items()))
+            owner = next(c for c in (self._talk, self._files, self._decoded) if id(c) == cache_id)
+            self._forget(owner, old)
+
+    def _forget(self, cache: OrderedDict, key: object) -> None:
+        if key in cache:
+            del cache[key]
+            self.cached_bytes -= self._order.pop((id(cache), key), 0)
+
+    def _touch(self, cache: OrderedDict, key: object) -> None:
+        """A cache hit: the entry becomes the most recently used (lock held)."""
+        cache.move_to_end(key)
+        if (id(cache), key) in self._order:
+            self._order.move_to_end((id(cache), key))
 
     def talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> np.ndarray:
         """Speech for `text` at `rate` (espeak-ng when installed, else the babble)."""
         key = (text, rate, language, style, self.use_espeak)
         with self._lock:
             hit = self._talk.get(key)
+            if hit is not None:
+                self._touch(self._talk, key)
         if hit is not None:
             return hit
         audio = _espeak(text, language, rate) if self.use_espeak else None
@@ -175,6 +215,8 @@ class AudioSources:
         """The bytes at `url` (cached); AudioError with the reason when it cannot be fetched."""
         with self._lock:
             hit = self._files.get(url)
+            if hit is not None:
+                self._touch(self._files, url)
         if hit is not None:
             return hit
         host = urlsplit(url).hostname or ""
@@ -196,6 +238,7 @@ class AudioSources:
         with self._lock:
             hit = self._decoded.get(key)
             if hit is not None:
+                self._touch(self._decoded, key)
                 return hit
             gate = self._inflight.setdefault(key, threading.Lock())
         with gate:  # one fetch per URL and rate at a time; the others wait and reuse it

@@ -105,21 +105,19 @@ class SocketSession:
     def _write(self, frame: bytes) -> None:
         """On the writer thread: append one frame (the WAV is created with the first one).
 
-        If the recording cannot be written (disk full, folder unwritable) the call goes on: one event
-        says why, and later frames are counted but not written."""
-        if self.recording_error is not None:
-            return
-        try:
-            if self._recorder is None:
-                from labkit.media.recorder import WavRecorder
+        The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
+        was written and calls `_recording_stopped` once, and the call goes on."""
+        if self._recorder is None:
+            from labkit.media.recorder import WavRecorder
 
-                self._recorder = WavRecorder(self.path, self.rate)
-            self._recorder.write(frame)
-        except Exception as exc:  # noqa: BLE001 - reported once, where the user looks
-            self.recording_error = f"{type(exc).__name__}: {exc}"
-            self._event({"status": "recording-failed", "reason": f"the recording {self.path.name} stopped: "
-                         f"{self.recording_error}. The call goes on; free space or fix the folder's "
-                         "permissions for the next one."})
+            self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
+        self._recorder.write(frame)
+
+    def _recording_stopped(self, why: str) -> None:
+        self.recording_error = why
+        self._event({"status": "recording-stopped", "recording": str(self.path),
+                     "reason": f"the recording {self.path.name} stopped: {why}. The call goes on; free space "
+                               "or fix the folder's permissions for the next one."})
 
     def on_text(self, text: str) -> None:
         message = protocol.parse(text)
@@ -381,7 +379,7 @@ class SocketHub:
             if session in self._open:
                 self._open.remove(session)
             self._recent.append(session)
-            if session._recorder is not None:  # a file was written (it may have stopped early)
+            if session._recorder is not None and session.path.exists():  # a file was written (maybe cut short)
                 self._finished.append((session.path, session.rate, session.call_uuid, session.started_at,
                                        session.frames_received, session.frames_malformed))
             self._cond.notify_all()
@@ -408,9 +406,10 @@ class SocketHub:
 
         with self._cond:
             finished = list(self._finished)
-            live = [s for s in self._open if s.has_audio]
+            live = [s for s in self._open if s.has_audio and s.path.exists()]
         done = [Recording(path, rate, call_uuid=call, started_at=start, frames_received=frames,
-                          frames_malformed=bad) for path, rate, call, start, frames, bad in finished]
+                          frames_malformed=bad) for path, rate, call, start, frames, bad in finished
+                if path.is_file()]  # a file the user deleted (or a disk since unmounted) is no longer listed
         return RecordingList(sorted(done + [s.recording() for s in live], key=lambda r: r.started_at))
 
     def close_all(self, timeout: float = 1.0) -> str | None:
