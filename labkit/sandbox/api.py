@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
 from labkit.media.frames import content_type, parse_content_type
-from labkit.sandbox import lifecycle
+from labkit.sandbox import lifecycle, machine
 from labkit.sandbox.exceptions import invalid
 from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
 from labkit.sandbox.mixer import level_to_gain
@@ -162,9 +162,7 @@ def create_call(p: Platform, body: Any) -> dict:
                       "event_url is required unless the application has one (sandbox.configure(event_url=...))")
     length_timer = _int(body, "length_timer", 7200, 1, 86400)
     ringing_timer = _int(body, "ringing_timer", 60, 1, 120)
-    machine = body.get("machine_detection")
-    if machine is not None and machine not in ("continue", "hangup"):
-        raise invalid("machine_detection", "Invalid value", "machine_detection must be continue or hangup")
+    detection = machine.settings_from(body)
 
     leg = SandboxCall(
         p, direction="outbound", to=to_obj, from_=from_obj, kind=kind, rate=rate, event_url=event_url,
@@ -175,7 +173,7 @@ def create_call(p: Platform, body: Any) -> dict:
     leg.answer_method = _method(body, "answer_method", "GET")
     leg.length_timer = float(length_timer)
     leg.ringing_timer = float(ringing_timer)
-    leg.machine_detection = isinstance(body.get("advanced_machine_detection"), dict)
+    leg.machine_detection = detection
     lifecycle.start(p, leg, lifecycle.run_outbound)
     return {"uuid": leg.uuid, "status": "started", "direction": "outbound",
             "conversation_uuid": leg.conversation.uuid}

@@ -25,6 +25,7 @@ from typing import Any
 
 from labkit.errors import SandboxError
 from labkit.media.frames import content_type, parse_content_type
+from labkit.sandbox import machine
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
 from labkit.sandbox.ncco import NccoRunner
@@ -216,10 +217,7 @@ def run_outbound(p: Platform, leg: SandboxCall) -> None:
         return
     ncco = leg.ncco if leg.ncco is not None else fetch_ncco(p, leg, leg.answer_url or "", leg.answer_method)
     post_answered(p, leg)
-    if leg.machine_detection:
-        # advanced machine detection: a virtual phone is always a person (`call_uuid`, not `uuid`)
-        p.post(leg, {"call_uuid": leg.uuid, "from": leg.from_address, "to": leg.to_address, "status": "human",
-                     "conversation_uuid": leg.conversation.uuid, "timestamp": iso(utcnow())})
+    machine.detect(p, leg)  # human/machine events from the phone's `machine` behaviour (machine.py)
     run_script(p, leg, ncco)
 
 

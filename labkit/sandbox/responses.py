@@ -11,6 +11,8 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     PUT    /v1/calls/{uuid}/talk       200 {"message": "Talk started", "uuid"}
     DELETE /v1/calls/{uuid}/talk       200 {"message": "Talk stopped", "uuid"}
     PUT    /v1/calls/{uuid}/dtmf       200 {"message": "DTMF sent", "uuid"}
+    PUT    /v1/calls/{uuid}/input/dtmf 200 (asynchronous DTMF listener, api_input.py)
+    DELETE /v1/calls/{uuid}/input/dtmf 200
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
 """
 
@@ -27,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
-from labkit.sandbox import api
+from labkit.sandbox import api, api_input
 from labkit.sandbox.auth import AppCredentials, verify_request_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
 from labkit.sandbox.platform import Platform
@@ -195,6 +197,16 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     @app.put("/v1/calls/<uuid>/dtmf")
     def send_dtmf(uuid: str) -> Response:
         return _json(api.send_dtmf(p, uuid, _body()))
+
+    @app.put("/v1/calls/<uuid>/input/dtmf")
+    def add_dtmf_listener(uuid: str) -> Response:
+        api_input.add_dtmf_listener(p, uuid, _body())
+        return Response(status=200)
+
+    @app.delete("/v1/calls/<uuid>/input/dtmf")
+    def remove_dtmf_listener(uuid: str) -> Response:
+        api_input.remove_dtmf_listener(p, uuid)
+        return Response(status=200)
 
     @app.get("/v1/files/<file_id>")
     def get_file(file_id: str) -> Response:

@@ -45,6 +45,37 @@ _TAG = re.compile(r"<[^>]+>")
 _VOWELS = [(730, 1090), (270, 2290), (530, 1840), (570, 840), (300, 870), (660, 1720), (490, 1350)]
 
 
+_BREAK = re.compile(r"<break\b([^>]*)/?>", re.IGNORECASE)
+_ATTR = re.compile(r"""(\w+)\s*=\s*["']([^"']*)["']""")
+# SSML <break strength>: seconds. The SSML standard leaves the lengths to the engine; these follow the
+# usual engines' comma (weak/medium), sentence (strong) and paragraph (x-strong) pauses. UNCONFIRMED.
+BREAK_STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.35, "medium": 0.5, "strong": 0.75, "x-strong": 1.0}
+MAX_BREAK_SECONDS = 10.0  # the common engines' cap on <break time>; UNCONFIRMED for Vonage
+
+
+def _break_seconds(attrs: str) -> float:
+    found = dict((k.lower(), v.strip().lower()) for k, v in _ATTR.findall(attrs))
+    time_value = found.get("time")
+    if time_value:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s)", time_value)
+        if match:
+            seconds = float(match.group(1)) / (1000.0 if match.group(2) == "ms" else 1.0)
+            return min(MAX_BREAK_SECONDS, seconds)
+    return BREAK_STRENGTHS.get(found.get("strength", "medium"), BREAK_STRENGTHS["medium"])
+
+
+def ssml_parts(text: str) -> list[str | float]:
+    """SSML cut at its <break> tags: the text pieces (still SSML) and, between them, pauses in seconds."""
+    parts: list[str | float] = []
+    pos = 0
+    for match in _BREAK.finditer(text or ""):
+        parts.append(text[pos:match.start()])
+        parts.append(_break_seconds(match.group(1)))
+        pos = match.end()
+    parts.append((text or "")[pos:])
+    return [part for part in parts if not isinstance(part, str) or plain_text(part)]
+
+
 def plain_text(text: str) -> str:
     """SSML stripped to the words it speaks (its length drives the talk's duration)."""
     return re.sub(r"\s+", " ", _TAG.sub(" ", text or "")).strip()
@@ -163,13 +194,22 @@ class AudioSources:
             hit = self._talk.get(key)
         if hit is not None:
             return hit
-        audio = _espeak(text, language, rate) if self.use_espeak else None
-        if audio is None:
-            audio = babble(text, rate, style or 0)
+        pieces = []
+        parts = ssml_parts(text)
+        for part in parts:  # each SSML <break> adds its pause between the words
+            if isinstance(part, float):
+                pieces.append(np.zeros(int(round(part * rate)), dtype=np.int16))
+            else:
+                pieces.append(self._speak(part if len(parts) == 1 else plain_text(part), rate, language, style))
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
         audio.flags.writeable = False
         with self._lock:
             self._remember(self._talk, key, audio)
         return audio
+
+    def _speak(self, text: str, rate: int, language: str | None, style: int | None) -> np.ndarray:
+        audio = _espeak(text, language, rate) if self.use_espeak else None
+        return audio if audio is not None else babble(text, rate, style or 0)
 
     def fetch(self, url: str) -> bytes:
         """The bytes at `url` (cached); AudioError with the reason when it cannot be fetched."""
