@@ -36,7 +36,7 @@ from labkit.sandbox.platform import Platform
 from labkit.sandbox.tls import ensure_tls, write_bundle
 from labkit.sandbox.webhooks import WebhookRecord, WebhookSettings
 
-__all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
+__all__ = ["Sandbox", "SandboxCall", "VirtualPhone", "connect"]
 
 STOP_DRAIN_SECONDS = 2.0  # real seconds stop() waits for the last `completed` webhooks to go out
 
@@ -56,6 +56,14 @@ def _warm_up() -> None:
         _espeak("warm up", None, 16000)  # no-op without espeak-ng
     except Exception:
         pass
+
+
+def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
+    """A sandbox started elsewhere (`labkit sandbox`), driven over its control API with the same phone
+    methods as here: `connect(url).phone("447700900001").say(text="hi")` (see labkit/sandbox/client.py)."""
+    from labkit.sandbox.client import connect as _connect
+
+    return _connect(url, verify=verify, token=token)
 
 
 class _Unset:

@@ -108,6 +108,8 @@ class SandboxCall:
         self.answer_url: str | None = None
         self.answer_method = "GET"
         self.ncco: list | None = None
+        self.script: list | None = None  # the NCCO running now (validated) and the index of its current action
+        self.step: int | None = None
         self.ringing_timer = 60.0
         self.length_timer = 7200.0
         self.endpoint: Any = None

@@ -51,6 +51,8 @@ class NccoRunner(CaptureActions):
         i = 0
         while i < len(actions):
             action = actions[i]
+            with self.p.lock:  # the control API shows this progress (GET /_labkit/calls)
+                self.leg.script, self.leg.step = actions, i
             i += 1
             try:
                 self.execute(action)

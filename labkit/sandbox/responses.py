@@ -14,6 +14,8 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     PUT    /v1/calls/{uuid}/input/dtmf 200 (asynchronous DTMF listener, api_input.py)
     DELETE /v1/calls/{uuid}/input/dtmf 200
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
+
+and the sandbox's own control API under /_labkit/ (control_http.py; loopback, or the JWT).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
-from labkit.sandbox import api, api_input
+from labkit.sandbox import api, api_input, control_http
 from labkit.sandbox.auth import AppCredentials, verify_request_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
 from labkit.sandbox.platform import Platform
@@ -138,6 +140,9 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
 
     @app.before_request
     def authenticate() -> None:
+        if request.path.startswith(control_http.PREFIX):  # the control API: loopback, or the JWT
+            control_http.authorize(request, creds)
+            return
         verify_request_jwt(request.headers.get("Authorization"), creds)
 
     @app.errorhandler(SandboxApiError)
@@ -213,4 +218,5 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         data, ctype = api.get_file(p, file_id)
         return Response(data, mimetype=ctype)
 
+    control_http.install(app, p)  # /_labkit/: the sandbox's own control API
     return app
