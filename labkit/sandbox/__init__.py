@@ -233,22 +233,28 @@ class Sandbox:
     @property
     def number(self) -> str:
         """The application's own virtual Vonage number (inbound calls reach it via `dial`)."""
-        return self._creds.number
+        return self._platform.number
 
     # ------------------------------------------------------------------ the application
 
     def configure(self, answer_url: Any = UNSET, event_url: Any = UNSET, answer_method: Any = UNSET,
                   event_method: Any = UNSET, signature_secret: Any = UNSET, fallback_answer_url: Any = UNSET,
                   *, connect_timeout: Any = UNSET, answer_timeout: Any = UNSET,
-                  event_timeout: Any = UNSET) -> Sandbox:
+                  event_timeout: Any = UNSET, number: Any = UNSET) -> Sandbox:
         """Set the application's webhooks, like its page on the Vonage dashboard.
 
         `answer_url`/`event_url` serve inbound calls and are the default `event_url` of every call;
         methods default to GET (answer) and POST (event); `signature_secret` turns on signed webhooks
         (HS256 JWT in `Authorization`); `fallback_answer_url` is tried when they fail. The timeouts
         (seconds, real time) are the Application API's `connection_timeout` and `socket_timeout`
-        (defaults 1, 5 and 10). Arguments left out keep their current value; None clears one.
+        (defaults 1, 5 and 10). `number` is the application's virtual number (what `dial` calls).
+        Arguments left out keep their current value; None clears one.
         """
+        if number is not UNSET:
+            digits = str(number or "").strip().lstrip("+")
+            if not digits.isdigit() or not 7 <= len(digits) <= 15:
+                raise SandboxError(f"number must be an E.164 number (7-15 digits), not {number!r}")
+            self._platform.number = digits
         s = self._settings
         for name, value in (("answer_url", answer_url), ("event_url", event_url),
                             ("signature_secret", signature_secret), ("fallback_answer_url", fallback_answer_url)):
