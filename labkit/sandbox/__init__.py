@@ -44,18 +44,19 @@ log = logging.getLogger("labkit.sandbox")
 
 
 def _warm_up() -> None:
-    """Import scipy/soundfile and synthesize once in the background, so a call's first `talk`
-    does not stall for the imports (about a second, which at speed=10 is ten seconds of call time)."""
+    """Start the speech engine and import scipy/soundfile once, before any call, so a call's first
+    `talk` does not stall for them (a second of imports is ten seconds of call at speed=10)."""
     try:
-        from labkit.sandbox.sources import _espeak, babble
+        from labkit.sandbox import tts
+        from labkit.sandbox.sources import babble
 
         babble("warm up", 16000)
         import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
         import soundfile  # noqa: F401
 
-        _espeak("warm up", None, 16000)  # no-op without espeak-ng
+        tts.warm_up()  # no-op (babble) where no engine loads
     except Exception:
-        pass
+        log.exception("sandbox warm-up failed")
 
 
 def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
@@ -124,8 +125,8 @@ class Sandbox:
             self._port = runner.port
             self._platform.base_url = self.base_url
             self._platform.stopping = False
+            _warm_up()  # before the clock starts: the warm-up stays out of every call's audio
             self._platform.clock.start()
-            threading.Thread(target=_warm_up, name="labkit-sandbox-warmup", daemon=True).start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
             return self
 

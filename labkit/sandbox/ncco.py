@@ -64,9 +64,12 @@ class NccoRunner(CaptureActions):
                 i = 0
 
     def prefetch(self, actions: list[dict]) -> None:
-        """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache)."""
-        for a in actions:
+        """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache), and
+        synthesizing its later talks."""
+        for index, a in enumerate(actions):
             url = None
+            if a["action"] == "talk" and index > 0:  # the first one is synthesized by its action right away
+                self.p.sources.prefetch_talk(a["text"], self.leg.rate, a.get("language"), a.get("style"))
             if a["action"] == "stream":
                 url = a["streamUrl"][0]
             elif a["action"] == "conversation":

@@ -1,21 +1,17 @@
 """Where the sandbox's audio comes from: text to speech, stream URLs, DTMF tones and beeps.
 
-- `talk`: a deterministic, speech-like babble (pitch contour + two formants per syllable) whose length
-  follows the text at ~0.07 s per character, so timing behaves like a real prompt (bargeIn, input
-  time-outs and "the call ends when the NCCO runs out" all need a realistic length). With
-  LABKIT_SANDBOX_TTS=espeak and espeak-ng installed it speaks the text for real (subprocess, cached).
-  That is opt-in: the babble is instant and the same on every machine, while the first espeak-ng call
-  costs up to a second of imports, which a sandbox running at speed 10 turns into ten seconds of call.
+- `talk`: real speech from espeak-ng's library shipped in the `espeakng-loader` wheels (tts.py: pip
+  only, deterministic, its warm-up done when the sandbox starts). When no engine loads, or with
+  LABKIT_SANDBOX_TTS=babble, a deterministic speech-like babble (pitch contour + two formants per
+  syllable) whose length follows the text at ~0.07 s per character. SSML `<break>` adds its pause
+  with either engine.
 - `stream`: the URL is fetched with requests (the lab serves files on http://127.0.0.1), decoded with
   labkit.media.audio.load, and cached per URL and rate, like Vonage caches stream files.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import threading
 import zlib
 from collections import OrderedDict
@@ -26,6 +22,7 @@ import requests
 
 from labkit.errors import AudioError
 from labkit.media.audio import load as load_audio
+from labkit.sandbox import tts
 from labkit.sandbox.webhooks import LOOPBACK_HOSTS
 
 SECONDS_PER_CHAR = 0.07
@@ -144,28 +141,6 @@ def babble(text: str, rate: int, style: int = 0) -> np.ndarray:
     return np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
 
 
-def _espeak(text: str, language: str | None, rate: int) -> np.ndarray | None:
-    exe = shutil.which("espeak-ng")
-    if not exe:
-        return None
-    voice = (language or "en-US").lower()
-    ssml = text.lstrip().startswith("<speak")
-    for candidate in (voice, voice.split("-")[0], "en"):
-        cmd = [exe, "--stdout", "-v", candidate]
-        if ssml:
-            cmd.append("-m")
-        try:
-            proc = subprocess.run(cmd + [text], capture_output=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if proc.returncode == 0 and proc.stdout[:4] == b"RIFF":
-            try:
-                return load_audio(proc.stdout, rate)
-            except AudioError:
-                return None
-    return None
-
-
 class AudioSources:
     """Caches for synthesized talk and fetched stream files (thread-safe, bounded)."""
 
@@ -176,7 +151,6 @@ class AudioSources:
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._inflight: dict[tuple[str, int], threading.Lock] = {}
         self._max = max_items
-        self.use_espeak = os.environ.get("LABKIT_SANDBOX_TTS", "").strip().lower() in ("espeak", "espeak-ng")
         self._session = requests.Session()
         self._loop_session = requests.Session()
         self._loop_session.trust_env = False
@@ -188,8 +162,8 @@ class AudioSources:
             cache.popitem(last=False)
 
     def talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> np.ndarray:
-        """Speech for `text` at `rate` (espeak-ng when installed, else the babble)."""
-        key = (text, rate, language, style, self.use_espeak)
+        """Speech for `text` at `rate` (espeak-ng, else the babble), cached."""
+        key = (text, rate, language, style, tts.wanted())
         with self._lock:
             hit = self._talk.get(key)
         if hit is not None:
@@ -208,8 +182,13 @@ class AudioSources:
         return audio
 
     def _speak(self, text: str, rate: int, language: str | None, style: int | None) -> np.ndarray:
-        audio = _espeak(text, language, rate) if self.use_espeak else None
+        audio = tts.speak(text, rate, language)
         return audio if audio is not None else babble(text, rate, style or 0)
+
+    def prefetch_talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> None:
+        """Synthesize `text` in the background, so the talk starts without a gap when its turn comes."""
+        threading.Thread(target=self.talk, args=(text, rate, language, style), name="sandbox-prefetch-talk",
+                         daemon=True).start()
 
     def fetch(self, url: str) -> bytes:
         """The bytes at `url` (cached); AudioError with the reason when it cannot be fetched."""
