@@ -58,6 +58,20 @@ def banner(sandbox: Any, speed: float) -> str:
         rows.append(("signed webhooks", "yes" if settings.signature_secret else "no (--signature-secret)"))
     lines += [f"  {label:<15} {value}" for label, value in rows if value is not None]
     host = base.split("://", 1)[1]
+    plain = base.startswith("http://")
+    cacert = "" if plain else f"--cacert {ca} "
+    if getattr(sandbox, "vonage_hostnames", False):
+        from labkit.sandbox.tls import VONAGE_HOSTNAMES
+
+        names = " ".join(n for n in VONAGE_HOSTNAMES if not n.startswith("*"))
+        lines += [
+            "",
+            f"Vonage host names: the certificate covers them and recording URLs use {sandbox.vonage_base_url}.",
+            "Map them to this machine for clients with hard-coded hosts (see the README), e.g. in /etc/hosts:",
+            f"  127.0.0.1 {names}",
+        ]
+    if plain:
+        lines += ["", "Plain HTTP (--http): the Python SDK always uses https; use this for clients that need http."]
     lines += [
         "",
         "Python SDK (it always uses https, so it must trust the sandbox CA):",
@@ -69,17 +83,17 @@ def banner(sandbox: Any, speed: float) -> str:
         "  )",
         "",
         "Node SDK (@vonage/server-sdk):",
-        f"  export NODE_EXTRA_CA_CERTS={ca}",
+        *([] if plain else [f"  export NODE_EXTRA_CA_CERTS={ca}"]),
         "  const { Vonage } = require('@vonage/server-sdk');",
         f"  const vonage = new Vonage({{ applicationId: '{app_id}', privateKey: '{key}' }},",
         f"                            {{ apiHost: '{base}' }});",
         "",
         "curl (drive the virtual phones; the control API needs no credentials on this machine):",
-        f"  curl --cacert {ca} -X POST {base}/_labkit/phones -H 'Content-Type: application/json' \\",
+        f"  curl {cacert}-X POST {base}/_labkit/phones -H 'Content-Type: application/json' \\",
         "       -d '{\"number\": \"447700900001\", \"answer_after\": 1}'",
-        f"  curl --cacert {ca} -X POST {base}/_labkit/phones/447700900001/dial -d '{{}}' \\",
+        f"  curl {cacert}-X POST {base}/_labkit/phones/447700900001/dial -d '{{}}' \\",
         "       -H 'Content-Type: application/json'      # an inbound call to the application's number",
-        f"  curl --cacert {ca} -o heard.wav {base}/_labkit/phones/447700900001/heard.wav",
+        f"  curl {cacert}-o heard.wav {base}/_labkit/phones/447700900001/heard.wav",
         "",
         "Press Ctrl-C to stop.",
     ]
@@ -92,6 +106,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"port": args.port, "speed": args.speed}
     if args.home:
         kwargs["home"] = args.home
+    if args.http:
+        kwargs["http"] = True
+    if args.vonage_hostnames:
+        kwargs["vonage_hostnames"] = True
     sandbox = Sandbox(**kwargs)
     _configure(sandbox, args)  # before start: the first call already sees the application's settings
     sandbox.start()
@@ -115,6 +133,11 @@ def add_parser(commands: Any) -> None:
     sb.add_argument("--speed", type=float, default=1.0, help="clock factor: 2 runs calls twice as fast")
     sb.add_argument("--home", default=None, help="folder for the CA, keys and recordings "
                                                  "(default: labkit's state folder /sandbox)")
+    sb.add_argument("--http", action="store_true",
+                    help="serve plain HTTP (for clients that need http on a port other than 443, e.g. Node SDK 2.x)")
+    sb.add_argument("--vonage-hostnames", action="store_true",
+                    help="a certificate that also covers api.nexmo.com, rest.nexmo.com, api.vonage.com and "
+                         "api-*.vonage.com, and recording URLs on api.nexmo.com (map those names to this machine)")
     app = sb.add_argument_group("the application (like its page on the Vonage dashboard)")
     app.add_argument("--answer-url", help="where inbound calls fetch their NCCO")
     app.add_argument("--event-url", help="where call events go")

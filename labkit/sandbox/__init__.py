@@ -82,7 +82,8 @@ class Sandbox:
     default `labkit.config.state_dir()/sandbox`. `speed` scales every timer and the audio clock.
     """
 
-    def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None) -> None:
+    def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None, *,
+                 http: bool = False, vonage_hostnames: bool = False) -> None:
         if home is None:
             from labkit.config import state_dir
 
@@ -91,6 +92,8 @@ class Sandbox:
         self.home.mkdir(parents=True, exist_ok=True)
         self.requested_port = int(port)
         self.speed = float(speed)
+        self.http = bool(http)  # plain HTTP, for clients that cannot do https on another port (Node SDK 2.x)
+        self.vonage_hostnames = bool(vonage_hostnames)  # certificate and recording URLs use Vonage's names
         self._creds = load_or_create_credentials(self.home)
         self._settings = WebhookSettings()
         self._platform = Platform(
@@ -116,14 +119,16 @@ class Sandbox:
         with self._lock:
             if self.running:
                 return self
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
+            context = None if self.http else self._tls.server_context()
             runner = ServerRunner(create_app(self._platform, self._creds), "127.0.0.1", self.requested_port,
-                                  fallback=0, ssl_context=self._tls.server_context(), name="labkit-sandbox",
+                                  fallback=0, ssl_context=context, name="labkit-sandbox",
                                   request_handler=QuietHandler, on_stop=self._shut_connections)
             runner.start()
             self._runner = runner
             self._port = runner.port
             self._platform.base_url = self.base_url
+            self._platform.files_base = self.vonage_base_url if self.vonage_hostnames else ""
             self._platform.stopping = False
             _warm_up()  # before the clock starts: the warm-up stays out of every call's audio
             self._platform.clock.start()
@@ -186,8 +191,16 @@ class Sandbox:
 
     @property
     def base_url(self) -> str:
-        """'https://127.0.0.1:PORT'."""
-        return f"https://127.0.0.1:{self.port}"
+        """'https://127.0.0.1:PORT' ('http://...' with http=True)."""
+        return f"{'http' if self.http else 'https'}://127.0.0.1:{self.port}"
+
+    @property
+    def vonage_base_url(self) -> str:
+        """'https://api.nexmo.com' (with ':PORT' unless 443): where clients with Vonage's host names
+        reach this sandbox once api.nexmo.com maps to 127.0.0.1 (vonage_hostnames=True)."""
+        scheme = "http" if self.http else "https"
+        default = 80 if self.http else 443
+        return f"{scheme}://api.nexmo.com" + ("" if self.port == default else f":{self.port}")
 
     @property
     def api_host(self) -> str:
@@ -198,14 +211,14 @@ class Sandbox:
     def ca_path(self) -> Path:
         """The sandbox CA certificate (PEM)."""
         if self._tls is None:
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
         return self._tls.ca_cert
 
     @property
     def ca_bundle(self) -> Path:
         """A CA bundle = the CAs the environment already trusts + the sandbox CA (rewritten on access)."""
         if self._tls is None:
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
         return write_bundle(self._tls, self.home / "tls" / "bundle.pem")
 
     def trust(self) -> Path:
@@ -336,7 +349,8 @@ class Sandbox:
         """The local file behind a recording_url (or its id), e.g. to load it without HTTP.
 
         The SDK's `download_recording` refuses URLs without vonage.com/nexmo.com in them, so in
-        sandbox mode fetch recordings with this, or with requests and the SDK's JWT.
+        sandbox mode fetch recordings with this, or with requests and the SDK's JWT (or start the
+        sandbox with vonage_hostnames=True, where recording URLs use api.nexmo.com).
         """
         file_id = str(url_or_id).rstrip("/").rsplit("/", 1)[-1]
         path = self.recordings.get(file_id)

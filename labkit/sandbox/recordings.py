@@ -167,7 +167,7 @@ class Recordings:
         assert path is not None
         payload = {
             "start_time": iso(rec.started_at),
-            "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",
+            "recording_url": f"{self.files_base or self.base_url}/v1/files/{rec.file_id}",
             "size": path.stat().st_size,
             "recording_uuid": rec.recording_uuid,
             "end_time": iso(rec.ended_at),
