@@ -223,6 +223,19 @@ def test_advanced_machine_detection_default_mode_sends_the_beep(sandbox, client,
     client.voice.hangup(created["uuid"])
 
 
+def test_connect_with_machine_detection_reports_the_dialled_leg(sandbox, client, receiver):
+    """NCCO connect takes machineDetection for the leg it dials [PY-VOICE:ncco.py] (section 5)."""
+    sandbox.phone("447700900113").set(answer_after=0)
+    sandbox.phone("447700900114").set(answer_after=0, machine=True)
+    created = place(client, sandbox, "447700900113", [
+        {"action": "connect", "endpoint": [{"type": "phone", "number": "447700900114"}],
+         "machineDetection": "hangup", "eventUrl": [receiver.url + "/leg"]}])
+    hook = receiver.wait_for("machine", path="/leg")
+    child = sandbox.call(hook.payload["uuid"])
+    assert child.to_address == "447700900114" and child.status == "machine"
+    receiver.wait_for("completed", created["uuid"])  # the caller's NCCO ran out when the machine was dropped
+
+
 # ------------------------------------------------------------------------------------ asynchronous DTMF (section 6)
 
 

@@ -317,6 +317,7 @@ def start_connect_child(p: Platform, parent: SandboxCall, ep: dict, connect: dic
         child.ringing_timer = float(connect["timeout"])
     if connect.get("limit"):
         child.length_timer = float(connect["limit"])
+    child.machine_detection = machine.from_connect(connect)
     synchronous = connect.get("eventType") == "synchronous"
     start(p, child, run_connect_child, parent, ep, synchronous)
     return child
@@ -327,6 +328,7 @@ def run_connect_child(p: Platform, leg: SandboxCall, parent: SandboxCall, ep: di
         if not ring_phone(p, leg, p.phone(ep["number"]), synchronous=synchronous):
             return
         post_answered(p, leg)
+        machine.detect(p, leg)
         _stay_until_ended(p, leg)
         return
     if leg.kind != "websocket":

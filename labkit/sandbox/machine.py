@@ -9,7 +9,8 @@ Sources (tags of ../shared/reference/vonage-platform.md section 5):
   event) | detect_beep (synchronous, only a beep event), `beep_timeout` 30-120 s [OAS-VOICE], [DOC-AMD].
 - Events carry `call_uuid` (not `uuid`), from, to, status human|machine, conversation_uuid, timestamp;
   the beep event adds `sub_state: beep_start` [NDP:webhook-reference.md], [JAVA], [DOTNET-DOC].
-- Detection starts after `answered` [DOC-AMD].
+- Detection starts after `answered` [DOC-AMD]. NCCO `connect` takes `machineDetection` /
+  `advancedMachineDetection` for the leg it dials [PY-VOICE:ncco.py] (reference section 5).
 
 UNCONFIRMED, kept here: the 5 s analysis (`DETECTION_SECONDS`) for every call; standard detection also
 sends `human` for a person; a synchronous mode holds the NCCO until its event; in `detect_beep` a person
@@ -37,6 +38,13 @@ DETECTION_SECONDS = 5.0
 GREETING = "Hello, you have reached my voicemail. Please leave a message after the tone."
 MODES = ("default", "detect", "detect_beep")
 BEHAVIORS = ("continue", "hangup")
+
+
+def from_connect(action: dict) -> dict | None:
+    """The detection an NCCO `connect` asks for (`machineDetection`, `advancedMachineDetection`),
+    already checked by ncco_schema; same settings as `POST /v1/calls` [PY-VOICE:ncco.py]."""
+    return settings_from({"machine_detection": action.get("machineDetection"),
+                          "advanced_machine_detection": action.get("advancedMachineDetection")})
 
 
 def settings_from(body: dict) -> dict | None:

@@ -201,6 +201,16 @@ def validate(ncco: Any) -> list[dict]:
             c.opt("eventType", lambda v: v == "synchronous", "'synchronous'")
             c.opt("timeout", lambda v: _is_int(v) and v >= 1, "a whole number of seconds")
             c.opt("limit", lambda v: _is_int(v) and 1 <= v <= 7200, "1-7200 seconds")
+            c.opt("machineDetection", lambda v: v in ("continue", "hangup"), "'continue' or 'hangup'")
+            amd = action.get("advancedMachineDetection")
+            if amd is not None:
+                sub = _Checker(i, amd if isinstance(amd, dict) else {})
+                sub.name = "connect.advancedMachineDetection"
+                if not isinstance(amd, dict):
+                    sub.fail("must be an object {behavior, mode, beep_timeout}")
+                sub.opt("behavior", lambda v: v in ("continue", "hangup"), "'continue' or 'hangup'")
+                sub.opt("mode", lambda v: v in ("default", "detect", "detect_beep"), "default, detect or detect_beep")
+                sub.opt("beep_timeout", lambda v: _is_int(v) and 30 <= v <= 120, "30-120 seconds")
             c.opt("ringbackTone", lambda v: isinstance(v, str) or _url_list(v), "a URL")
             c.common_event()
         elif name == "conversation":
