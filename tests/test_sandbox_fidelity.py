@@ -69,6 +69,28 @@ def test_record_with_end_on_silence_blocks_until_silence_then_reports_before_the
     assert heard_at_record_event <= first_sound(heard) * RATE + RATE // 2
 
 
+def test_the_python_sdks_record_a_message_flow(sandbox, client, receiver):
+    """The SDK's own models: a greeting, then Record(endOnSilence, beepStart) [PY-VOICE:ncco.py]; the
+    call ends after the record event [DOC-NCCO-JA]; machine detection on the same call says human."""
+    from vonage_voice import AdvancedMachineDetection, CreateCallRequest, Phone, Record, Talk, ToPhone
+
+    phone = sandbox.phone("447700900115").set(answer_after=0)
+    greeting = sandbox._platform.sources.talk("Please leave a message after the tone.", RATE).size / RATE
+    phone.say((np.zeros(int(RATE * (greeting + 1.0)), dtype=np.int16), RATE))  # listens to the greeting...
+    phone.say((tone(2.0), RATE))  # ...then leaves a two-second message
+    created = client.voice.create_call(CreateCallRequest(
+        to=[ToPhone(number=phone.number)], from_=Phone(number=sandbox.number),
+        advanced_machine_detection=AdvancedMachineDetection(behavior="continue", mode="default"),
+        ncco=[Talk(text="Please leave a message after the tone."),
+              Record(endOnSilence=3, beepStart=True, format="wav", eventUrl=[receiver.url + "/rec"])]))
+    rec = receiver.wait_for(path="/rec", timeout=20)
+    done = receiver.wait_for("completed", created.uuid, timeout=20)
+    assert rec.at <= done.at
+    data, _rate = recording(sandbox, rec)
+    assert best_correlation(data, tone(2.0))[0] > 0.9
+    assert receiver.find("human", created.uuid)
+
+
 def test_record_without_end_condition_does_not_block_and_reports_when_the_call_ends(sandbox, client, receiver):
     """[DOC-NCCO-JA], [DOC-REC-JA]: with no condition the NCCO proceeds immediately; the recording ends
     and is reported when the call ends."""
