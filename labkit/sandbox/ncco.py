@@ -66,9 +66,9 @@ class NccoRunner(CaptureActions):
     def prefetch(self, actions: list[dict]) -> None:
         """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache), and
         synthesizing its later talks."""
-        for index, a in enumerate(actions):
+        for a in actions:
             url = None
-            if a["action"] == "talk" and index > 0:  # the first one is synthesized by its action right away
+            if a["action"] == "talk":  # synthesized ahead; the action waits for it instead of doing it twice
                 self.p.sources.prefetch_talk(a["text"], self.leg.rate, a.get("language"), a.get("style"))
             if a["action"] == "stream":
                 url = a["streamUrl"][0]

@@ -149,7 +149,7 @@ class AudioSources:
         self._talk: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._files: OrderedDict[str, bytes] = OrderedDict()
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._inflight: dict[tuple[str, int], threading.Lock] = {}
+        self._inflight: dict[tuple, threading.Lock] = {}  # (url, rate) or ("talk", key) being made
         self._max = max_items
         self._session = requests.Session()
         self._loop_session = requests.Session()
@@ -166,20 +166,31 @@ class AudioSources:
         key = (text, rate, language, style, tts.wanted())
         with self._lock:
             hit = self._talk.get(key)
+            gate = self._inflight.setdefault(("talk", key), threading.Lock()) if hit is None else None
         if hit is not None:
             return hit
-        pieces = []
-        parts = ssml_parts(text)
-        for part in parts:  # each SSML <break> adds its pause between the words
-            if isinstance(part, float):
-                pieces.append(np.zeros(int(round(part * rate)), dtype=np.int16))
-            else:
-                pieces.append(self._speak(part if len(parts) == 1 else plain_text(part), rate, language, style))
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
-        audio.flags.writeable = False
-        with self._lock:
-            self._remember(self._talk, key, audio)
-        return audio
+        with gate:  # a prefetch already synthesizing this text: wait for it rather than do it twice
+            with self._lock:
+                hit = self._talk.get(key)
+            if hit is not None:
+                return hit
+            try:
+                pieces = []
+                parts = ssml_parts(text)
+                for part in parts:  # each SSML <break> adds its pause between the words
+                    if isinstance(part, float):
+                        pieces.append(np.zeros(int(round(part * rate)), dtype=np.int16))
+                    else:
+                        words = part if len(parts) == 1 else plain_text(part)
+                        pieces.append(self._speak(words, rate, language, style))
+                audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+                audio.flags.writeable = False
+                with self._lock:
+                    self._remember(self._talk, key, audio)
+            finally:
+                with self._lock:
+                    self._inflight.pop(("talk", key), None)
+            return audio
 
     def _speak(self, text: str, rate: int, language: str | None, style: int | None) -> np.ndarray:
         audio = tts.speak(text, rate, language)
