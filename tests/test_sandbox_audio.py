@@ -74,8 +74,9 @@ def test_talk_then_stream_is_heard_by_the_phone(sandbox, client, receiver, test_
     score, lag = best_correlation(heard.samples, music)
     assert score > 0.99  # same rate, unity level: the file arrives sample for sample
     talk_seconds = lag / RATE
-    # the talk's length follows the text (~0.07 s a character); fetching the file may add a moment
-    assert len(text) * 0.07 * 0.9 <= talk_seconds <= len(text) * 0.07 + 1.5
+    # the talk plays whole (its length is the synthesized speech's); fetching the file may add a moment
+    spoken = sandbox._platform.sources.talk(text, RATE).size / RATE
+    assert spoken * 0.95 <= talk_seconds <= spoken + 1.5
     assert rms(heard.samples[: int(talk_seconds * RATE)]) > 500  # the talk is audible speech-like sound
     assert heard.duration == pytest.approx(talk_seconds + music.size / RATE, abs=0.2)
     # a different file is not found in it

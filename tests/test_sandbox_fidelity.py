@@ -328,3 +328,16 @@ def test_ssml_break_adds_its_pause(sandbox):
     assert quiet.max() >= RATE * 0.99  # a full second (and more) of silence inside the talk
     strong = sources.talk('<speak>One <break strength="strong"/> two</speak>', RATE)
     assert strong.size > plain.size
+
+
+def test_calls_are_answered_only_after_the_warm_up(sandbox, client, receiver):
+    """The speech engine's warm-up never falls inside a call's audio: an answer waits for it."""
+    phone = sandbox.phone("447700900116").set(answer_after=0)
+    assert sandbox._platform.warm.wait(30)  # this sandbox's own warm-up is over...
+    sandbox._platform.warm.clear()  # ...and now it is as just after start(), while the engine loads
+    created = place(client, sandbox, phone.number, [{"action": "talk", "text": "Hello"}])
+    receiver.wait_for("ringing", created["uuid"])
+    assert not wait_until(lambda: sandbox.call(created["uuid"]).status == "answered", timeout=0.5)
+    sandbox._platform.warm.set()
+    receiver.wait_for("answered", created["uuid"])
+    receiver.wait_for("completed", created["uuid"])

@@ -43,9 +43,10 @@ STOP_DRAIN_SECONDS = 2.0  # real seconds stop() waits for the last `completed` w
 log = logging.getLogger("labkit.sandbox")
 
 
-def _warm_up() -> None:
-    """Start the speech engine and import scipy/soundfile once, before any call, so a call's first
-    `talk` does not stall for them (a second of imports is ten seconds of call at speed=10)."""
+def _warm_up(done: threading.Event) -> None:
+    """Start the speech engine and import scipy/soundfile once, in the background; calls are answered
+    only after it (`Platform.answer_leg`), so a first `talk` never stalls for it inside the audio (a
+    second of imports is ten seconds of call at speed=10)."""
     try:
         from labkit.sandbox import tts
         from labkit.sandbox.sources import babble
@@ -57,6 +58,8 @@ def _warm_up() -> None:
         tts.warm_up()  # no-op (babble) where no engine loads
     except Exception:
         log.exception("sandbox warm-up failed")
+    finally:
+        done.set()
 
 
 def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
@@ -130,8 +133,10 @@ class Sandbox:
             self._platform.base_url = self.base_url
             self._platform.files_base = self.vonage_base_url if self.vonage_hostnames else ""
             self._platform.stopping = False
-            _warm_up()  # before the clock starts: the warm-up stays out of every call's audio
+            self._platform.warm.clear()  # answers wait for it: the warm-up stays out of every call's audio
             self._platform.clock.start()
+            threading.Thread(target=_warm_up, args=(self._platform.warm,), name="labkit-sandbox-warmup",
+                             daemon=True).start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
             return self
 

@@ -194,6 +194,8 @@ def ring_phone(p: Platform, leg: SandboxCall, phone: VirtualPhone, *, synchronou
 
 def run_outbound(p: Platform, leg: SandboxCall) -> None:
     """A call placed with POST /v1/calls."""
+    if leg.ncco is not None:
+        NccoRunner(p, leg).prefetch_early(leg.ncco)  # its audio is ready by the time it is answered
     if leg.kind == "phone":
         phone = p.phone(leg.to["number"])
         if not ring_phone(p, leg, phone):
@@ -233,6 +235,7 @@ def run_inbound(p: Platform, leg: SandboxCall, phone: VirtualPhone) -> None:
     if not url:
         raise SandboxError("no answer_url configured")
     ncco = fetch_ncco(p, leg, url, p.settings.answer_method)
+    NccoRunner(p, leg).prefetch_early(ncco)
     p.answer_leg(leg)
     post_answered(p, leg)
     run_script(p, leg, ncco)

@@ -63,9 +63,16 @@ class NccoRunner(CaptureActions):
                 self.prefetch(actions)
                 i = 0
 
+    def prefetch_early(self, ncco: Any) -> None:
+        """`prefetch` for an NCCO known before the call is answered (an invalid one is reported later)."""
+        try:
+            self.prefetch(validate(ncco))
+        except NccoError:
+            pass
+
     def prefetch(self, actions: list[dict]) -> None:
         """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache), and
-        synthesizing its later talks."""
+        synthesizing its talks."""
         for a in actions:
             url = None
             if a["action"] == "talk":  # synthesized ahead; the action waits for it instead of doing it twice

@@ -52,6 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.sandbox.phones import VirtualPhone
 
 
+WARM_UP_WAIT = 20.0  # real seconds a first answer waits for the warm-up at most
+
+
 class Platform(ConversationMoves, Recordings, PlatformAudio):
     """All sandbox state: the application, legs, conversations, phones, clock, webhooks, files."""
 
@@ -77,6 +80,8 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         self.webhooks = WebhookClient(lambda: self.settings, api_key=api_key, application_id=application_id)
         self.clock = Clock(self.tick, speed=speed, is_idle=self.is_idle)
         self.stopping = False
+        self.warm = threading.Event()  # the speech engine and imports are ready (Sandbox.start's warm-up)
+        self.warm.set()
 
 
     def add_leg(self, leg: SandboxCall) -> None:
@@ -196,7 +201,11 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
 
 
     def answer_leg(self, leg: SandboxCall) -> None:
-        """Mark answered (the clock starts mixing it) and start its length_timer."""
+        """Mark answered (the clock starts mixing it) and start its length_timer.
+
+        Waits (bounded) for the start-up warm-up first: its cost goes into ringing, never into audio.
+        """
+        self.warm.wait(WARM_UP_WAIT)
         with self.lock:
             leg.check()
             leg.status = "answered"
