@@ -78,9 +78,18 @@ def greeting_audio(p: Platform, rate: int) -> np.ndarray:
     return np.concatenate([p.sources.talk(GREETING, rate), np.zeros(rate // 4, dtype=np.int16), beep(rate, 0.5)])
 
 
+def prepare(phone: VirtualPhone) -> None:
+    """Synthesize the greeting in the background when a phone becomes a machine (cached for its calls)."""
+    phone._platform.sources.prefetch_talk(GREETING, 16000)
+
+
 def play_greeting(phone: VirtualPhone) -> None:
-    """An answering machine picked up: it speaks its greeting and beep into the call."""
-    phone.say((greeting_audio(phone._platform, 16000), 16000))
+    """An answering machine picked up: it speaks its greeting and beep into the call.
+
+    Called under the platform lock (on answer), so the audio is made on a thread of its own.
+    """
+    threading.Thread(target=lambda: phone.say((greeting_audio(phone._platform, 16000), 16000)),
+                     name="sandbox-machine-greeting", daemon=True).start()
 
 
 def _event(p: Platform, leg: SandboxCall, status: str, **extra: Any) -> dict:

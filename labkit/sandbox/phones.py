@@ -90,6 +90,10 @@ class VirtualPhone:
         """
         if machine is not None:
             self.machine = bool(machine)
+            if self.machine:
+                from labkit.sandbox.machine import prepare
+
+                prepare(self)
         if outcome is not None:
             if outcome not in OUTCOMES:
                 raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
