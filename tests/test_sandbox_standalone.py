@@ -102,7 +102,7 @@ class SandboxProcess:
         self.output: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.url = self._wait_for(r"a local Voice API at (https?://\S+)")
-        self.ca = str(home / "tls" / "ca.pem")
+        self.ca: str | None = str(home / "tls" / "ca.pem")
         self.home = home
 
     def _read(self) -> None:
@@ -125,7 +125,8 @@ class SandboxProcess:
         raise AssertionError(f"`labkit sandbox` did not print {pattern!r}; output: {''.join(self.output)}")
 
     def control(self, method: str, path: str, **kw) -> requests.Response:
-        r = requests.request(method, f"{self.url}/_labkit/{path}", verify=self.ca, timeout=10, **kw)
+        verify = self.ca if self.ca is not None else True
+        r = requests.request(method, f"{self.url}/_labkit/{path}", verify=verify, timeout=10, **kw)
         r.raise_for_status()
         return r
 
@@ -239,3 +240,26 @@ def test_the_node_sdk_places_a_call_and_the_phone_hears_the_stream(standalone, a
     sb.wait_call(uuid)
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
     assert best_correlation(heard(sb, "447700900302", uuid), reference)[0] > 0.95
+
+
+def test_the_node_sdk_over_plain_http(tmp_path_factory, app, node_sdk):
+    """`--http`: the same call with the Node SDK pointed at http://127.0.0.1:PORT (no CA at all)."""
+    sb = SandboxProcess(tmp_path_factory.mktemp("http-home"), "--http", "--event-url", f"{app.url}/event")
+    try:
+        assert sb.url.startswith("http://127.0.0.1:")
+        requests.post(f"{sb.url}/_labkit/phones", json={"number": "447700900303", "answer_after": 0},
+                      timeout=10).raise_for_status()
+        app_id = requests.get(f"{sb.url}/_labkit/application", timeout=10).json()["application_id"]
+        env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"}
+        proc = subprocess.run(["node", "call.js", sb.url, app_id, str(sb.home / "private.key"), "447700900303",
+                               "447700900000", f"{app.url}/melody.wav"], cwd=node_sdk, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        uuid = json.loads(proc.stdout.strip().splitlines()[-1])["created"]["uuid"]
+        sb.ca = None  # plain http: nothing to verify
+        sb.wait_call(uuid)
+        reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
+        assert best_correlation(heard(sb, "447700900303", uuid), reference)[0] > 0.95
+    finally:
+        out = sb.stop()
+    assert "Sandbox stopped." in out
