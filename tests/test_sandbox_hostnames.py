@@ -22,6 +22,7 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
+from test_sandbox_standalone import node_sdk  # noqa: F401 - the fixture (npm-installed @vonage/server-sdk)
 
 
 def app_jwt(sb) -> str:
@@ -115,9 +116,33 @@ NAMESPACE_SCRIPT = textwrap.dedent(r"""
     client.voice.download_recording(url, str(target))  # the SDK's own check: a Vonage host name
     same = target.read_bytes() == sb.recording_path(url).read_bytes()
     status = client.voice.get_call(created.uuid).status
+    node = {}
+    if len(sys.argv) > 2:  # Vonage's Node SDK, default hosts too: download that recording, place a call
+        import os, subprocess
+        env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(sb.ca_path)}
+        target = home / "node.wav"
+        run = subprocess.run(["node", "hosts.js", sb.application_id, str(sb.private_key_path), url, str(target),
+                              sb.number], cwd=sys.argv[2], env=env, capture_output=True, text=True, timeout=60)
+        uuid = run.stdout.strip().splitlines()[-1] if run.returncode == 0 else ""
+        node = {"rc": run.returncode, "err": run.stderr[-800:], "uuid": uuid,
+                "same": target.is_file() and target.read_bytes() == sb.recording_path(url).read_bytes(),
+                "known": bool(uuid) and sb.call(uuid).to_address == "447700900403"}
     sb.stop(); hooks.shutdown()
-    print(json.dumps({"ok": ok, "url": url, "same": same, "status": status, "port": sb.port}))
+    print(json.dumps({"ok": ok, "url": url, "same": same, "status": status, "port": sb.port, "node": node}))
 """)
+
+NODE_HOSTS_SCRIPT = r"""
+const { Vonage } = require('@vonage/server-sdk');
+const [applicationId, privateKey, url, path, from] = process.argv.slice(2);
+const vonage = new Vonage({ applicationId, privateKey });  // no apiHost: https://api.nexmo.com
+(async () => {
+  await vonage.voice.downloadRecording(url, path);
+  const created = await vonage.voice.createOutboundCall({
+    to: [{ type: 'phone', number: '447700900403' }], from: { type: 'phone', number: from },
+    ncco: [{ action: 'talk', text: 'Hello from Node' }] });
+  console.log(created.uuid);
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
 
 
 def _namespace_skip_reason() -> str | None:
@@ -131,10 +156,16 @@ def _namespace_skip_reason() -> str | None:
     return None
 
 
-def test_unchanged_clients_reach_the_sandbox_by_vonage_host_names_in_a_namespace(tmp_path):
+def test_unchanged_clients_reach_the_sandbox_by_vonage_host_names_in_a_namespace(tmp_path, request):
+    """Python SDK (and the Node SDK where node is present) with their default hosts, unchanged."""
     reason = _namespace_skip_reason()
     if reason:
         pytest.skip(reason)
+    try:
+        node_dir = request.getfixturevalue("node_sdk")  # from test_sandbox_standalone
+        (node_dir / "hosts.js").write_text(NODE_HOSTS_SCRIPT)
+    except pytest.skip.Exception:
+        node_dir = None
     hosts = tmp_path / "hosts"
     names = "api.nexmo.com rest.nexmo.com api.vonage.com api-us-3.vonage.com api-eu-3.vonage.com"
     hosts.write_text(f"127.0.0.1 localhost {names}\n::1 localhost\n")
@@ -143,6 +174,8 @@ def test_unchanged_clients_reach_the_sandbox_by_vonage_host_names_in_a_namespace
     home = tmp_path / "home"
     home.mkdir()
     inner = f"ip link set lo up && mount --bind {hosts} /etc/hosts && exec {sys.executable} {script} {home}"
+    if node_dir is not None:
+        inner += f" {node_dir}"
     env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "https_proxy")}
     proc = subprocess.run(["unshare", "-mn", "sh", "-c", inner], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -150,3 +183,7 @@ def test_unchanged_clients_reach_the_sandbox_by_vonage_host_names_in_a_namespace
     assert result["ok"] and result["same"] and result["port"] == 443
     assert result["url"].startswith("https://api.nexmo.com/v1/files/")
     assert result["status"] in ("answered", "completed")
+    if node_dir is not None:
+        node = result["node"]
+        assert node["rc"] == 0, node["err"]
+        assert node["same"] and node["known"]  # downloadRecording's host check passed; the call reached us
