@@ -43,10 +43,10 @@ STOP_DRAIN_SECONDS = 2.0  # real seconds stop() waits for the last `completed` w
 log = logging.getLogger("labkit.sandbox")
 
 
-def _warm_up(done: threading.Event) -> None:
-    """Start the speech engine and import scipy/soundfile once, in the background; calls are answered
-    only after it (`Platform.answer_leg`), so a first `talk` never stalls for it inside the audio (a
-    second of imports is ten seconds of call at speed=10)."""
+def _warm_up() -> None:
+    """Start the speech engine and import scipy/soundfile once, in the background; the audio clock
+    starts after it, so a first `talk` never stalls for it inside a call (a second of imports is ten
+    seconds of call at speed=10), and `start()` still returns at once."""
     try:
         from labkit.sandbox import tts
         from labkit.sandbox.sources import babble
@@ -58,8 +58,6 @@ def _warm_up(done: threading.Event) -> None:
         tts.warm_up()  # no-op (babble) where no engine loads
     except Exception:
         log.exception("sandbox warm-up failed")
-    finally:
-        done.set()
 
 
 def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
@@ -107,6 +105,7 @@ class Sandbox:
         self._runner: Any = None
         self._lock = threading.RLock()
         self._port: int | None = None
+        self._warm: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -133,12 +132,23 @@ class Sandbox:
             self._platform.base_url = self.base_url
             self._platform.files_base = self.vonage_base_url if self.vonage_hostnames else ""
             self._platform.stopping = False
-            self._platform.warm.clear()  # answers wait for it: the warm-up stays out of every call's audio
-            self._platform.clock.start()
-            threading.Thread(target=_warm_up, args=(self._platform.warm,), name="labkit-sandbox-warmup",
-                             daemon=True).start()
+            # the audio clock starts once the warm-up is over, so its cost is never call time
+            self._warm = threading.Thread(target=self._warm_then_tick, args=(runner,), name="labkit-sandbox-warmup",
+                                          daemon=True)
+            self._warm.start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
             return self
+
+    def _warm_then_tick(self, runner: Any) -> None:
+        _warm_up()
+        with self._lock:
+            if self._runner is runner and runner.running and not self._platform.stopping:
+                self._platform.clock.start()
+
+    @property
+    def ready(self) -> bool:
+        """The warm-up is over and the audio clock runs (calls placed before wait for it)."""
+        return self._platform.clock.running
 
     def stop(self) -> None:
         """Hang up every call (posting `completed`, for up to 2 s), stop the clock, close WebSockets,

@@ -25,7 +25,7 @@ from labkit.sandbox import lifecycle, machine
 from labkit.sandbox.exceptions import invalid
 from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
 from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.ncco import validate
+from labkit.sandbox.ncco import prepare_first_talk, validate
 from labkit.sandbox.phones import HEAR_RATE
 from labkit.sandbox.platform import Platform
 from labkit.sandbox.sources import dtmf_tones
@@ -164,6 +164,8 @@ def create_call(p: Platform, body: Any) -> dict:
     ringing_timer = _int(body, "ringing_timer", 60, 1, 120)
     detection = machine.settings_from(body)
 
+    if ncco is not None:
+        prepare_first_talk(p, ncco, rate)  # before the call (and its clock) starts
     leg = SandboxCall(
         p, direction="outbound", to=to_obj, from_=from_obj, kind=kind, rate=rate, event_url=event_url,
         event_method=_method(body, "event_method", "POST"),

@@ -235,7 +235,7 @@ def run_inbound(p: Platform, leg: SandboxCall, phone: VirtualPhone) -> None:
     if not url:
         raise SandboxError("no answer_url configured")
     ncco = fetch_ncco(p, leg, url, p.settings.answer_method)
-    NccoRunner(p, leg).prefetch_early(ncco)
+    NccoRunner(p, leg).prefetch_early(ncco, first_now=True)  # while it rings: not in the audio
     p.answer_leg(leg)
     post_answered(p, leg)
     run_script(p, leg, ncco)

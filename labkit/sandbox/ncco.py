@@ -63,12 +63,18 @@ class NccoRunner(CaptureActions):
                 self.prefetch(actions)
                 i = 0
 
-    def prefetch_early(self, ncco: Any) -> None:
-        """`prefetch` for an NCCO known before the call is answered (an invalid one is reported later)."""
+    def prefetch_early(self, ncco: Any, *, first_now: bool = False) -> None:
+        """`prefetch` for an NCCO known before the call is answered (an invalid one is reported later).
+
+        With `first_now`, a first `talk` is synthesized here and now, before the answer, not in the audio.
+        """
         try:
-            self.prefetch(validate(ncco))
+            actions = validate(ncco)
         except NccoError:
-            pass
+            return
+        if first_now:
+            prepare_first_talk(self.p, actions, self.leg.rate)
+        self.prefetch(actions)
 
     def prefetch(self, actions: list[dict]) -> None:
         """Start fetching every stream and hold-music file the NCCO names (like Vonage's cache), and
@@ -242,3 +248,15 @@ class NccoRunner(CaptureActions):
             p.stop_slot(leg, "ringback")
         if child.reply_ncco is not None:
             raise ReplaceNcco(child.reply_ncco)
+
+
+def prepare_first_talk(p: Platform, ncco: Any, rate: int) -> None:
+    """Synthesize an NCCO's opening `talk` now (cached), e.g. while `POST /v1/calls` is answered, so that
+    its cost is never call time (a call's clock runs from its creation)."""
+    try:
+        actions = validate(ncco)
+    except NccoError:
+        return
+    first = actions[0] if actions else None
+    if first is not None and first["action"] == "talk":
+        p.sources.talk(first["text"], rate, first.get("language"), first.get("style"))

@@ -52,9 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.sandbox.phones import VirtualPhone
 
 
-WARM_UP_WAIT = 20.0  # real seconds a first answer waits for the warm-up at most
-
-
 class Platform(ConversationMoves, Recordings, PlatformAudio):
     """All sandbox state: the application, legs, conversations, phones, clock, webhooks, files."""
 
@@ -80,8 +77,6 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         self.webhooks = WebhookClient(lambda: self.settings, api_key=api_key, application_id=application_id)
         self.clock = Clock(self.tick, speed=speed, is_idle=self.is_idle)
         self.stopping = False
-        self.warm = threading.Event()  # the speech engine and imports are ready (Sandbox.start's warm-up)
-        self.warm.set()
 
 
     def add_leg(self, leg: SandboxCall) -> None:
@@ -201,11 +196,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
 
 
     def answer_leg(self, leg: SandboxCall) -> None:
-        """Mark answered (the clock starts mixing it) and start its length_timer.
-
-        Waits (bounded) for the start-up warm-up first: its cost goes into ringing, never into audio.
-        """
-        self.warm.wait(WARM_UP_WAIT)
+        """Mark answered (the clock starts mixing it) and start its length_timer."""
         with self.lock:
             leg.check()
             leg.status = "answered"
