@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Debian chromium for the browser tests (never `playwright install`: it downloads a browser).
+# Debian chromium for the browser tests (never `playwright install`: it downloads a browser); node/npm.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@# node + npm: the standalone sandbox test drives it with Vonage's Node SDK too
+	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
 
 # `make lab PORT=9000` asks for a port; a taken port falls back to the next free one (the URL printed
 # is the server actually started, with its token).

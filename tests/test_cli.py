@@ -253,6 +253,10 @@ class FakeSandbox:
         self.api_key, self.api_secret, self.signature_secret = "abcd1234", "sandbox-secret", "sig-secret"
         return self
 
+    def configure(self, **settings):
+        self.configured = settings
+        return self
+
     def stop(self):
         self.stopped = True
 
@@ -273,6 +277,26 @@ def test_sandbox_command_prints_how_to_use_it_and_stops_cleanly(capsys, monkeypa
                  APP_ID, "/state/private.key", "HttpClientOptions(api_host='127.0.0.1:48443'",
                  "Sandbox stopped.", "abcd1234", "sandbox-secret", "rest_host='127.0.0.1:48443'"):
         assert text in out
+
+
+def test_sandbox_command_configures_the_application_and_prints_each_language(capsys, monkeypatch):
+    import labkit.sandbox
+
+    monkeypatch.setattr(labkit.sandbox, "Sandbox", FakeSandbox, raising=False)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out = run(capsys, "sandbox", "--answer-url", "http://127.0.0.1:3000/answer", "--event-url",
+                    "http://127.0.0.1:3000/event", "--fallback-url", "http://127.0.0.1:3000/fallback",
+                    "--signature-secret", "s3cret", "--number", "447700900999", "--answer-method", "post")
+    assert code == 0
+    assert FakeSandbox.instances[-1].configured == {
+        "answer_url": "http://127.0.0.1:3000/answer", "event_url": "http://127.0.0.1:3000/event",
+        "fallback_answer_url": "http://127.0.0.1:3000/fallback", "signature_secret": "s3cret",
+        "number": "447700900999", "answer_method": "POST"}
+    for text in ("NODE_EXTRA_CA_CERTS=/state/sandbox-ca.pem", "apiHost: 'https://127.0.0.1:48443'",
+                 "curl --cacert /state/sandbox-ca.pem", "https://127.0.0.1:48443/_labkit/openapi.json",
+                 "REQUESTS_CA_BUNDLE=/state/ca-bundle.pem"):
+        assert text in out
+    assert "s3cret" not in out  # the secret is never printed
 
 
 def test_sandbox_command_with_the_real_sandbox(capsys, monkeypatch):

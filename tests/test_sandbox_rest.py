@@ -210,7 +210,9 @@ def test_controlling_a_call_before_answer_is_400_and_after_hangup_404(sandbox, c
     assert client.voice.get_call(created.uuid).status == "completed"  # the record stays readable
 
 
-def test_stream_url_as_a_string_gets_the_old_style_400(sandbox, client, receiver):
+def test_stream_url_as_a_string_gets_an_rfc7807_400(sandbox, client, receiver):
+    """One RFC 7807 style for every error: type (a URI), title, detail, instance [DOC-ERR], plus
+    invalid_parameters [OAS-APP] (vonage-platform.md section 7)."""
     sandbox.phone("447700900004").set(answer_after=0)
     created = place(client, sandbox, receiver, "447700900004")
     receiver.wait_for("answered", created.uuid)
@@ -219,7 +221,9 @@ def test_stream_url_as_a_string_gets_the_old_style_400(sandbox, client, receiver
         http.put(http.api_host, f"/v1/calls/{created.uuid}/stream", {"stream_url": "https://example.com/a.mp3"})
     body = err.value.response.json()
     assert err.value.response.status_code == 400
-    assert body["type"] == 400 and body["title"] == "Bad Request"
+    assert body["type"].startswith("https://") and body["title"] == "Bad Request"
+    assert body["instance"] and body["detail"]
+    assert err.value.response.headers["Content-Type"] == "application/problem+json"
     assert body["invalid_parameters"] == [{"reason": "Invalid type parameter provided", "name": "stream_url"}]
     # level as a string (the spec's type) and as a number (what the SDK sends) are both fine
     for level in ("0.4", -1, 1):

@@ -1,4 +1,9 @@
-"""`labkit sandbox`: run the local Voice API on its own until Ctrl-C, for apps in any language."""
+"""`labkit sandbox`: run the local Voice API on its own until Ctrl-C, for apps in any language.
+
+Every setting an app needs is a flag (the application's webhooks, signing, its number, the clock speed);
+they go through the sandbox's Python `configure(...)`, the same path a notebook uses. The banner says how
+to point the Python SDK, the Node SDK and curl at it, and where the control API (`/_labkit/`) is.
+"""
 
 from __future__ import annotations
 
@@ -18,52 +23,134 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _configure(sandbox: Any, args: argparse.Namespace) -> None:
+    """Apply the application flags through `Sandbox.configure` (only those given)."""
+    given = {
+        "answer_url": args.answer_url, "event_url": args.event_url, "fallback_answer_url": args.fallback_url,
+        "answer_method": args.answer_method, "event_method": args.event_method,
+        "signature_secret": args.signature_secret, "number": args.number,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        sandbox.configure(**given)
+
+
+def banner(sandbox: Any, speed: float) -> str:
+    """What `labkit sandbox` prints: where it is, and set-up lines per language."""
+    base, ca, bundle = sandbox.base_url, sandbox.ca_path, sandbox.ca_bundle
+    app_id, key, number = sandbox.application_id, sandbox.private_key_path, sandbox.number
+    settings = getattr(sandbox, "settings", None)
+    lines = [f"labkit sandbox: a local Voice API at {base} (speed {speed:g}x)"]
+    rows = [
+        ("base URL", base),
+        ("control API", f"{base}/_labkit/  (phones, calls, heard.wav; described at {base}/_labkit/openapi.json)"),
+        ("CA certificate", ca),
+        ("CA bundle", f"{bundle}  (system CAs + the sandbox CA)"),
+        ("application id", app_id),
+        ("private key", key),
+        ("number", number),
+        ("API key", getattr(sandbox, "api_key", None)),
+        ("API secret", getattr(sandbox, "api_secret", None)),  # the sandbox's own fake account: printed
+        ("signature secret", getattr(sandbox, "signature_secret", None)),
+    ]
+    if settings is not None:
+        rows += [("answer_url", settings.answer_url or "(not set: --answer-url)"),
+                 ("event_url", settings.event_url or "(not set: --event-url)")]
+        if settings.fallback_answer_url:
+            rows.append(("fallback_url", settings.fallback_answer_url))
+        rows.append(("signed webhooks", "yes" if settings.signature_secret else "no (--signature-secret)"))
+    lines += [f"  {label:<17} {value}" for label, value in rows if value is not None]
+    host = base.split("://", 1)[1]
+    plain = base.startswith("http://")
+    cacert = "" if plain else f"--cacert {ca} "
+    if getattr(sandbox, "vonage_hostnames", False):
+        from labkit.sandbox.tls import VONAGE_HOSTNAMES
+
+        names = " ".join(n for n in VONAGE_HOSTNAMES if not n.startswith("*"))
+        lines += [
+            "",
+            f"Vonage host names: the certificate covers them and recording URLs use {sandbox.vonage_base_url}.",
+            "Map them to this machine for clients with hard-coded hosts (see the README), e.g. in /etc/hosts:",
+            f"  127.0.0.1 {names}",
+        ]
+    if plain:
+        lines += ["", "Plain HTTP (--http): the Python SDK always uses https; use this for clients that need http."]
+    lines += [
+        "",
+        "Python SDK (it always uses https, so it must trust the sandbox CA):",
+        f"  export REQUESTS_CA_BUNDLE={bundle}",
+        "  from vonage import Auth, HttpClientOptions, Vonage",
+        "  client = Vonage(",
+        f"      Auth(application_id={app_id!r}, private_key={str(key)!r}),",
+        f"      HttpClientOptions(api_host={host!r}, timeout=10),",
+        "  )",
+        "  # applications and numbers (HTTP Basic with the API key and secret), as on Vonage:",
+        f"  account = Vonage(Auth(api_key={getattr(sandbox, 'api_key', '')!r}, "
+        f"api_secret={getattr(sandbox, 'api_secret', '')!r}),",
+        f"                   HttpClientOptions(api_host={host!r}, rest_host={host!r}))",
+        "",
+        "Node SDK (@vonage/server-sdk):",
+        *([] if plain else [f"  export NODE_EXTRA_CA_CERTS={ca}"]),
+        "  const { Vonage } = require('@vonage/server-sdk');",
+        f"  const vonage = new Vonage({{ applicationId: '{app_id}', privateKey: '{key}' }},",
+        f"                            {{ apiHost: '{base}' }});",
+        "",
+        "curl (drive the virtual phones; the control API needs no credentials on this machine):",
+        f"  curl {cacert}-X POST {base}/_labkit/phones -H 'Content-Type: application/json' \\",
+        "       -d '{\"number\": \"447700900001\", \"answer_after\": 1}'",
+        f"  curl {cacert}-X POST {base}/_labkit/phones/447700900001/dial -d '{{}}' \\",
+        "       -H 'Content-Type: application/json'      # an inbound call to the application's number",
+        f"  curl {cacert}-o heard.wav {base}/_labkit/phones/447700900001/heard.wav",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from labkit.sandbox import Sandbox
 
-    sandbox = Sandbox(port=args.port, speed=args.speed).start()
+    kwargs: dict[str, Any] = {"port": args.port, "speed": args.speed}
+    if args.home:
+        kwargs["home"] = args.home
+    if args.http:
+        kwargs["http"] = True
+    if args.vonage_hostnames:
+        kwargs["vonage_hostnames"] = True
+    sandbox = Sandbox(**kwargs)
+    _configure(sandbox, args)  # before start: the first call already sees the application's settings
+    sandbox.start()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        print(f"labkit sandbox: a local Voice API at {sandbox.base_url} (speed {args.speed:g}x)")
-        rows = [
-            ("base URL", sandbox.base_url),
-            ("CA certificate", sandbox.ca_path),
-            ("CA bundle", f"{sandbox.ca_bundle}  (system CAs + the sandbox CA)"),
-            ("application id", sandbox.application_id),
-            ("private key", sandbox.private_key_path),
-            ("number", getattr(sandbox, "number", None)),
-            ("API key", sandbox.api_key),
-            ("API secret", sandbox.api_secret),  # the sandbox's own fake account: printed like the rest
-            ("signature secret", sandbox.signature_secret),
-        ]
-        for label, value in rows:
-            if value is not None:
-                print(f"  {label:<17} {value}")
-        print(
-            "\nPoint the Vonage SDK at it (the SDK always uses https, so it must trust the sandbox CA):\n"
-            f"  export REQUESTS_CA_BUNDLE={sandbox.ca_bundle}\n\n"
-            "  from vonage import Auth, HttpClientOptions, Vonage\n"
-            "  client = Vonage(\n"
-            f"      Auth(application_id={sandbox.application_id!r}, private_key={str(sandbox.private_key_path)!r}),\n"
-            f"      HttpClientOptions(api_host={sandbox.api_host!r}, timeout=10),\n"
-            "  )\n"
-            "  # applications and numbers (HTTP Basic), as on Vonage:\n"
-            f"  account = Vonage(Auth(api_key={sandbox.api_key!r}, api_secret={sandbox.api_secret!r}),\n"
-            f"                   HttpClientOptions(api_host={sandbox.api_host!r}, rest_host={sandbox.api_host!r}))\n\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
+        print(banner(sandbox, args.speed), flush=True)
         _wait_until_interrupted()
     except KeyboardInterrupt:
         print("\nStopping the sandbox...", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
         sandbox.stop()
-    print("Sandbox stopped.")
+    print("Sandbox stopped.", flush=True)
     return 0
 
+
 def add_parser(commands: Any) -> None:
-    sb = commands.add_parser("sandbox", help="run the local Voice API sandbox until Ctrl-C")
+    sb = commands.add_parser("sandbox", help="run the local Voice API sandbox until Ctrl-C",
+                             description="A local Vonage Voice API for apps in any language.")
     sb.add_argument("--port", type=int, default=0, help="HTTPS port (default: a free one)")
     sb.add_argument("--speed", type=float, default=1.0, help="clock factor: 2 runs calls twice as fast")
+    sb.add_argument("--home", default=None, help="folder for the CA, keys and recordings "
+                                                 "(default: labkit's state folder /sandbox)")
+    sb.add_argument("--http", action="store_true",
+                    help="serve plain HTTP (for clients that need http on a port other than 443, e.g. Node SDK 2.x)")
+    sb.add_argument("--vonage-hostnames", action="store_true",
+                    help="a certificate that also covers api.nexmo.com, rest.nexmo.com, api.vonage.com and "
+                         "api-*.vonage.com, and recording URLs on api.nexmo.com (map those names to this machine)")
+    app = sb.add_argument_group("the application (like its page on the Vonage dashboard)")
+    app.add_argument("--answer-url", help="where inbound calls fetch their NCCO")
+    app.add_argument("--event-url", help="where call events go")
+    app.add_argument("--fallback-url", help="the fallback answer URL, tried when the answer URL fails")
+    app.add_argument("--answer-method", choices=("GET", "POST"), type=str.upper, help="default GET")
+    app.add_argument("--event-method", choices=("GET", "POST"), type=str.upper, help="default POST")
+    app.add_argument("--signature-secret", help="sign webhooks (HS256 JWT in Authorization) with this secret")
+    app.add_argument("--number", help="the application's virtual number (E.164 without '+')")
     sb.set_defaults(func=cmd_sandbox)

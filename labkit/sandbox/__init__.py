@@ -40,7 +40,7 @@ from labkit.sandbox.platform import Platform
 from labkit.sandbox.tls import ensure_tls, write_bundle
 from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord, WebhookSettings
 
-__all__ = ["Sandbox", "SandboxCall", "VirtualPhone"]
+__all__ = ["Sandbox", "SandboxCall", "VirtualPhone", "connect"]
 
 STOP_DRAIN_SECONDS = 2.0  # real seconds stop() waits for the last `completed` webhooks to go out
 
@@ -48,18 +48,28 @@ log = logging.getLogger("labkit.sandbox")
 
 
 def _warm_up() -> None:
-    """Import scipy/soundfile and synthesize once in the background, so a call's first `talk`
-    does not stall for the imports (about a second, which at speed=10 is ten seconds of call time)."""
+    """Start the speech engine and import scipy/soundfile once, in the background; the audio clock
+    starts after it, so a first `talk` never stalls for it inside a call (a second of imports is ten
+    seconds of call at speed=10), and `start()` still returns at once."""
     try:
-        from labkit.sandbox.sources import _espeak, babble
+        from labkit.sandbox import tts
+        from labkit.sandbox.sources import babble
 
         babble("warm up", 16000)
         import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
         import soundfile  # noqa: F401
 
-        _espeak("warm up", None, 16000)  # no-op without espeak-ng
+        tts.warm_up()  # no-op (babble) where no engine loads
     except Exception:
-        pass
+        log.exception("sandbox warm-up failed")
+
+
+def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
+    """A sandbox started elsewhere (`labkit sandbox`), driven over its control API with the same phone
+    methods as here: `connect(url).phone("447700900001").say(text="hi")` (see labkit/sandbox/client.py)."""
+    from labkit.sandbox.client import connect as _connect
+
+    return _connect(url, verify=verify, token=token)
 
 
 class _Unset:
@@ -77,7 +87,8 @@ class Sandbox:
     default `labkit.config.state_dir()/sandbox`. `speed` scales every timer and the audio clock.
     """
 
-    def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None) -> None:
+    def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None, *,
+                 http: bool = False, vonage_hostnames: bool = False) -> None:
         if home is None:
             from labkit.config import state_dir
 
@@ -86,6 +97,8 @@ class Sandbox:
         self.home.mkdir(parents=True, exist_ok=True)
         self.requested_port = int(port)
         self.speed = float(speed)
+        self.http = bool(http)  # plain HTTP, for clients that cannot do https on another port (Node SDK 2.x)
+        self.vonage_hostnames = bool(vonage_hostnames)  # certificate and recording URLs use Vonage's names
         self._creds = load_or_create_credentials(self.home)
         self._settings = WebhookSettings()
         self._platform = Platform(
@@ -104,6 +117,7 @@ class Sandbox:
         self._runner: Any = None
         self._lock = threading.RLock()
         self._port: int | None = None
+        self._warm: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,19 +133,34 @@ class Sandbox:
         with self._lock:
             if self.running:
                 return self
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
+            context = None if self.http else self._tls.server_context()
             runner = ServerRunner(create_app(self._platform, self._creds), "127.0.0.1", self.requested_port,
-                                  fallback=0, ssl_context=self._tls.server_context(), name="labkit-sandbox",
+                                  fallback=0, ssl_context=context, name="labkit-sandbox",
                                   request_handler=QuietHandler, on_stop=self._shut_connections)
             runner.start()
             self._runner = runner
             self._port = runner.port
             self._platform.base_url = self.base_url
+            self._platform.files_base = self.vonage_base_url if self.vonage_hostnames else ""
             self._platform.stopping = False
-            self._platform.clock.start()
-            threading.Thread(target=_warm_up, name="labkit-sandbox-warmup", daemon=True).start()
+            # the audio clock starts once the warm-up is over, so its cost is never call time
+            self._warm = threading.Thread(target=self._warm_then_tick, args=(runner,), name="labkit-sandbox-warmup",
+                                          daemon=True)
+            self._warm.start()
             log.info("sandbox Voice API on %s (speed %s)", self.base_url, self.speed)
             return self
+
+    def _warm_then_tick(self, runner: Any) -> None:
+        _warm_up()
+        with self._lock:
+            if self._runner is runner and runner.running and not self._platform.stopping:
+                self._platform.clock.start()
+
+    @property
+    def ready(self) -> bool:
+        """The warm-up is over and the audio clock runs (calls placed before wait for it)."""
+        return self._platform.clock.running
 
     def stop(self) -> None:
         """Hang up every call (posting `completed`, for up to 2 s), stop the clock, close WebSockets,
@@ -189,8 +218,16 @@ class Sandbox:
 
     @property
     def base_url(self) -> str:
-        """'https://127.0.0.1:PORT'."""
-        return f"https://127.0.0.1:{self.port}"
+        """'https://127.0.0.1:PORT' ('http://...' with http=True)."""
+        return f"{'http' if self.http else 'https'}://127.0.0.1:{self.port}"
+
+    @property
+    def vonage_base_url(self) -> str:
+        """'https://api.nexmo.com' (with ':PORT' unless 443): where clients with Vonage's host names
+        reach this sandbox once api.nexmo.com maps to 127.0.0.1 (vonage_hostnames=True)."""
+        scheme = "http" if self.http else "https"
+        default = 80 if self.http else 443
+        return f"{scheme}://api.nexmo.com" + ("" if self.port == default else f":{self.port}")
 
     @property
     def api_host(self) -> str:
@@ -201,14 +238,14 @@ class Sandbox:
     def ca_path(self) -> Path:
         """The sandbox CA certificate (PEM)."""
         if self._tls is None:
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
         return self._tls.ca_cert
 
     @property
     def ca_bundle(self) -> Path:
         """A CA bundle = the CAs the environment already trusts + the sandbox CA (rewritten on access)."""
         if self._tls is None:
-            self._tls = ensure_tls(self.home)
+            self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
         return write_bundle(self._tls, self.home / "tls" / "bundle.pem")
 
     def trust(self) -> Path:
@@ -253,14 +290,14 @@ class Sandbox:
     @property
     def number(self) -> str:
         """The application's own virtual Vonage number (inbound calls reach it via `dial`)."""
-        return self._creds.number
+        return self._platform.number
 
     # ------------------------------------------------------------------ the application
 
     def configure(self, answer_url: Any = UNSET, event_url: Any = UNSET, answer_method: Any = UNSET,
                   event_method: Any = UNSET, signature_secret: Any = UNSET, fallback_answer_url: Any = UNSET,
                   *, connect_timeout: Any = UNSET, answer_timeout: Any = UNSET,
-                  event_timeout: Any = UNSET) -> Sandbox:
+                  event_timeout: Any = UNSET, number: Any = UNSET) -> Sandbox:
         """Set the default application's webhooks, like its page on the Vonage dashboard.
 
         The sandbox's own way in (its CLI flags and control surface); apps, the lab included, use the
@@ -270,8 +307,15 @@ class Sandbox:
         methods default to GET (answer) and POST (event); `signature_secret` turns on signed webhooks
         (HS256 JWT in `Authorization`); `fallback_answer_url` is tried when they fail. The timeouts
         (seconds, real time) are the Application API's `connection_timeout` and `socket_timeout`
-        (defaults 1, 5 and 10). Arguments left out keep their current value; None clears one.
+        (defaults 1, 5 and 10). `number` is the application's virtual number (what `dial` calls).
+        Arguments left out keep their current value; None clears one.
         """
+        if number is not UNSET:
+            digits = str(number or "").strip().lstrip("+")
+            if not digits.isdigit() or not 7 <= len(digits) <= 15:
+                raise SandboxError(f"number must be an E.164 number (7-15 digits), not {number!r}")
+            self._platform.number = digits
+            self._account.rent(digits, self._account.default_id)  # rented and linked to the default application
         s = self._settings
         if signature_secret is not UNSET:  # the account's secret; signed_callbacks on the application
             if signature_secret:
@@ -366,7 +410,8 @@ class Sandbox:
         """The local file behind a recording_url (or its id), e.g. to load it without HTTP.
 
         The SDK's `download_recording` refuses URLs without vonage.com/nexmo.com in them, so in
-        sandbox mode fetch recordings with this, or with requests and the SDK's JWT.
+        sandbox mode fetch recordings with this, or with requests and the SDK's JWT (or start the
+        sandbox with vonage_hostnames=True, where recording URLs use api.nexmo.com).
         """
         file_id = str(url_or_id).rstrip("/").rsplit("/", 1)[-1]
         path = self.recordings.get(file_id)

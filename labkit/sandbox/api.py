@@ -21,11 +21,12 @@ from urllib.parse import urlencode
 
 from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
 from labkit.media.frames import content_type, parse_content_type
-from labkit.sandbox import lifecycle
+from labkit.sandbox import lifecycle, machine
 from labkit.sandbox.exceptions import invalid
 from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
 from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.ncco import TALK_TEXT_LIMIT, validate
+from labkit.sandbox.ncco import prepare_first_talk, validate
+from labkit.sandbox.ncco_schema import TALK_TEXT_LIMIT
 from labkit.sandbox.phones import HEAR_RATE
 from labkit.sandbox.platform import Platform
 from labkit.sandbox.sources import dtmf_tones, plain_text
@@ -169,10 +170,10 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
                       "event_url is required unless the application has one (set its voice event_url)")
     length_timer = _int(body, "length_timer", 7200, 1, 86400)
     ringing_timer = _int(body, "ringing_timer", 60, 1, 120)
-    machine = body.get("machine_detection")
-    if machine is not None and machine not in ("continue", "hangup"):
-        raise invalid("machine_detection", "Invalid value", "machine_detection must be continue or hangup")
+    detection = machine.settings_from(body)
 
+    if ncco is not None:
+        prepare_first_talk(p, ncco, rate)  # before the call (and its clock) starts
     leg = SandboxCall(
         p, direction="outbound", to=to_obj, from_=from_obj, kind=kind, rate=rate, event_url=event_url,
         event_method=_method(body, "event_method", event_default),
@@ -183,7 +184,7 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     leg.answer_method = _method(body, "answer_method", "GET")
     leg.length_timer = float(length_timer)
     leg.ringing_timer = float(ringing_timer)
-    leg.machine_detection = isinstance(body.get("advanced_machine_detection"), dict)
+    leg.machine_detection = detection
     lifecycle.start(p, leg, lifecycle.run_outbound)
     return {"uuid": leg.uuid, "status": "started", "direction": "outbound",
             "conversation_uuid": leg.conversation.uuid}

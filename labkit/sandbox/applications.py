@@ -183,6 +183,13 @@ class Account:
         app = self.get(app_id)
         return app.public_key.encode() if app is not None else None
 
+    def rent(self, msisdn: str, app_id: str | None) -> Number:
+        """Give the account a number linked to `app_id` (the sandbox's own way in: `--number`)."""
+        with self.lock:
+            num = self.numbers.setdefault(msisdn, Number(msisdn=msisdn))
+            num.app_id = app_id
+            return num
+
     def app_for_number(self, msisdn: str) -> tuple[Number | None, Application | None]:
         """The number (if the account rents it) and the application its inbound calls reach."""
         with self.lock:

@@ -1,14 +1,12 @@
-"""Error types -> the Voice API's wire format (RFC 7807 `application/problem+json`).
+"""Error types -> the Voice API's wire format: RFC 7807 `application/problem+json`, one style everywhere.
 
 The error classes live in labkit/errors.py (one hierarchy for the whole lab); this module only knows how
-each one looks on the wire, so REST handlers just raise. Body shapes follow the reference:
-
-- 401 is the SDK fixture captured from the real API.
-- 400 for a body of the wrong shape uses the older Voice style, whose `type` is an *integer*
-  (`{"type":400,"title":"Bad Request","invalid_parameters":[{"reason","name"}]}`), as seen when
-  `stream_url` was sent as a string.
-- UNCONFIRMED: the exact bodies for "call not answered yet" (400), "unknown or ended call" (404) and 500.
-  The sandbox sends RFC 7807 bodies with a plain-words `detail`; change them here only.
+each one looks on the wire, so REST handlers just raise. Every error body has `type` (a URI), `title`,
+`detail` and `instance` ("`type`, `title` and `instance` are all required fields", `instance` the trace
+id [DOC-ERR]); a validation error adds `invalid_parameters: [{name, reason}]` [OAS-APP] (sources:
+../shared/reference/vonage-platform.md section 7). The older Voice body with an integer `type`
+(`{"type":400,...}`, [PHP:error_vapi.json]) is not sent: one style, as the standard says.
+UNCONFIRMED: the exact `title`/`detail` of the Voice API's 400 ("not answered yet"), 404 and 500.
 """
 
 from __future__ import annotations
@@ -24,25 +22,22 @@ ERROR_TYPES = {
     401: "https://developer.nexmo.com/api-errors#unauthorized",
     404: "https://developer.nexmo.com/api-errors#not-found",
     405: "https://developer.nexmo.com/api-errors#method-not-allowed",
+    409: "https://developer.nexmo.com/api-errors#conflict",  # the control API only (control_http.py)
     500: "https://developer.vonage.com/api-errors",
 }
 
 
 def problem_body(error: SandboxApiError) -> dict:
-    """The JSON body the real API would send for `error`."""
-    if isinstance(error, SandboxInvalidParameters) or error.invalid_parameters:
-        return {
-            "type": 400,
-            "title": "Bad Request",
-            "detail": error.detail,
-            "invalid_parameters": error.invalid_parameters or [],
-        }
-    return {
+    """The RFC 7807 body for `error` (with `invalid_parameters` when it names bad fields)."""
+    body: dict = {
         "type": ERROR_TYPES.get(error.status, ERROR_TYPES[400]),
         "title": error.title,
         "detail": error.detail,
         "instance": str(uuid.uuid4()),
     }
+    if isinstance(error, SandboxInvalidParameters) or error.invalid_parameters:
+        body["invalid_parameters"] = error.invalid_parameters or []
+    return body
 
 
 def problem_response(error: SandboxApiError) -> tuple[bytes, int, dict[str, str]]:
@@ -51,8 +46,9 @@ def problem_response(error: SandboxApiError) -> tuple[bytes, int, dict[str, str]
 
 
 def internal_error_response() -> tuple[bytes, int, dict[str, str]]:
-    """The 500 body the real API sends (reference section 1)."""
-    body = {"type": ERROR_TYPES[500], "title": "Internal Server Error", "instance": str(uuid.uuid4())}
+    """The 500 body, in the same RFC 7807 style."""
+    body = {"type": ERROR_TYPES[500], "title": "Internal Server Error",
+            "detail": "The sandbox hit an internal error (see its log).", "instance": str(uuid.uuid4())}
     return json.dumps(body).encode(), 500, {"Content-Type": PROBLEM_JSON}
 
 

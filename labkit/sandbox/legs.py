@@ -108,6 +108,8 @@ class SandboxCall:
         self.answer_url: str | None = None
         self.answer_method = "GET"
         self.ncco: list | None = None
+        self.script: list | None = None  # the NCCO running now (validated) and the index of its current action
+        self.step: int | None = None
         self.ringing_timer = 60.0
         self.length_timer = 7200.0
         self.endpoint: Any = None
@@ -132,11 +134,13 @@ class SandboxCall:
         self.barge: bool = False
         self.barge_digits: list[str] = []
         self.input: InputState | None = None
+        self.async_input: tuple[str | None, str | None] | None = None  # (eventUrl, method) of input mode async
+        self.dtmf_listener: str | None = None  # PUT /v1/calls/{uuid}/input/dtmf event_url
         self.timers: list[TimerHandle] = []
         self.reply_ncco: list | None = None  # NCCO a child leg's instruction event returned (for the parent)
         self.disconnect_future: Future | None = None
         self.rest_seq: dict[str, int] = {}
-        self.machine_detection = False  # advanced machine detection asked for: virtual phones are human
+        self.machine_detection: dict | None = None  # what POST /v1/calls asked for (machine.py)
         self.hooks = OrderedSender(platform.webhooks, self.uuid[:8])
         self.thread: threading.Thread | None = None
         if parent is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from labkit.errors import SandboxError
 from labkit.media.frames import content_type, parse_content_type
+from labkit.sandbox import machine
 from labkit.sandbox.clock import Clock
 from labkit.sandbox.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
 from labkit.sandbox.ncco import NccoRunner
@@ -194,6 +195,8 @@ def ring_phone(p: Platform, leg: SandboxCall, phone: VirtualPhone, *, synchronou
 
 def run_outbound(p: Platform, leg: SandboxCall) -> None:
     """A call placed with POST /v1/calls."""
+    if leg.ncco is not None:
+        NccoRunner(p, leg).prefetch_early(leg.ncco)  # its audio is ready by the time it is answered
     if leg.kind == "phone":
         phone = p.phone(leg.to["number"])
         if not ring_phone(p, leg, phone):
@@ -217,10 +220,7 @@ def run_outbound(p: Platform, leg: SandboxCall) -> None:
         return
     ncco = leg.ncco if leg.ncco is not None else fetch_ncco(p, leg, leg.answer_url or "", leg.answer_method)
     post_answered(p, leg)
-    if leg.machine_detection:
-        # advanced machine detection: a virtual phone is always a person (`call_uuid`, not `uuid`)
-        p.post(leg, {"call_uuid": leg.uuid, "from": leg.from_address, "to": leg.to_address, "status": "human",
-                     "conversation_uuid": leg.conversation.uuid, "timestamp": iso(utcnow())})
+    machine.detect(p, leg)  # human/machine events from the phone's `machine` behaviour (machine.py)
     run_script(p, leg, ncco)
 
 
@@ -236,6 +236,7 @@ def run_inbound(p: Platform, leg: SandboxCall, phone: VirtualPhone) -> None:
     if not settings.answer_url:
         raise SandboxError("no answer_url configured")
     ncco = fetch_ncco(p, leg, settings.answer_url, settings.answer_method)
+    NccoRunner(p, leg).prefetch_early(ncco, first_now=True)  # while it rings: not in the audio
     p.answer_leg(leg)
     post_answered(p, leg)
     run_script(p, leg, ncco)
@@ -329,6 +330,7 @@ def start_connect_child(p: Platform, parent: SandboxCall, ep: dict, connect: dic
         child.ringing_timer = float(connect["timeout"])
     if connect.get("limit"):
         child.length_timer = float(connect["limit"])
+    child.machine_detection = machine.from_connect(connect)
     synchronous = connect.get("eventType") == "synchronous"
     start(p, child, run_connect_child, parent, ep, synchronous)
     return child
@@ -339,6 +341,7 @@ def run_connect_child(p: Platform, leg: SandboxCall, parent: SandboxCall, ep: di
         if not ring_phone(p, leg, p.phone(ep["number"]), synchronous=synchronous):
             return
         post_answered(p, leg)
+        machine.detect(p, leg)
         _stay_until_ended(p, leg)
         return
     if leg.kind != "websocket":

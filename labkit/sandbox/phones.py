@@ -61,13 +61,14 @@ class VirtualPhone:
     """
 
     def __init__(self, platform: Platform, number: str, *, answer_after: float = 1.0, outcome: str = "answer",
-                 hangup_after: float | None = None) -> None:
+                 hangup_after: float | None = None, machine: bool = False) -> None:
         self._platform = platform
         self.number = number
         self.answer_after = 1.0
         self.outcome = "answer"
         self.hangup_after: float | None = None
-        self.set(answer_after=answer_after, outcome=outcome, hangup_after=hangup_after)
+        self.machine = False
+        self.set(answer_after=answer_after, outcome=outcome, hangup_after=hangup_after, machine=machine)
         self._lock = threading.Lock()
         self._call: SandboxCall | None = None
         self._state = "idle"
@@ -82,11 +83,18 @@ class VirtualPhone:
     # ------------------------------------------------------------------ behaviour
 
     def set(self, answer_after: float | None = None, outcome: str | None = None,
-            hangup_after: Any = KEEP) -> VirtualPhone:
+            hangup_after: Any = KEEP, machine: bool | None = None) -> VirtualPhone:
         """Change how the phone behaves when called (arguments left out keep their value).
 
-        `hangup_after=None` turns an earlier hang-up time off.
+        `hangup_after=None` turns an earlier hang-up time off. `machine=True` makes it an answering
+        machine: it plays a greeting and a beep when it answers, and machine detection reports it.
         """
+        if machine is not None:
+            self.machine = bool(machine)
+            if self.machine:
+                from labkit.sandbox.machine import prepare
+
+                prepare(self)
         if outcome is not None:
             if outcome not in OUTCOMES:
                 raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -143,6 +151,10 @@ class VirtualPhone:
         with self._lock:
             self._segments[call.uuid] = [self._heard.length, self._heard.length]
         self._set_state("answered", call)
+        if self.machine:
+            from labkit.sandbox.machine import play_greeting
+
+            play_greeting(self)
         if self.hangup_after is not None:
             call.timers.append(self._platform.clock.call_later(
                 self.hangup_after, lambda: self._platform.end_leg(call, "completed")))
@@ -319,7 +331,8 @@ class VirtualPhone:
         self.received_dtmf += digits
 
     def __repr__(self) -> str:
-        return f"<VirtualPhone {self.number} {self._state} outcome={self.outcome}>"
+        kind = " machine" if self.machine else ""
+        return f"<VirtualPhone {self.number} {self._state} outcome={self.outcome}{kind}>"
 
 
 DEFAULT_MEMORY_SECONDS = 180  # LABKIT_PHONE_MEMORY_SECONDS: heard audio kept in memory per phone

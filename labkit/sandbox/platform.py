@@ -65,6 +65,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         self.api_key = api_key
         self.number = number
         self.base_url = ""
+        self.files_base = ""  # recording URLs' base when it is not base_url (Vonage host names)
         self.legs: dict[str, SandboxCall] = {}
         self.order: list[SandboxCall] = []
         self.live = 0  # legs registered and not ended

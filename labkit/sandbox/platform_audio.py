@@ -75,9 +75,18 @@ class PlatformAudio:
             for other in leg.conversation.legs:
                 if other is not leg and other.kind == "websocket" and other.endpoint is not None:
                     ws_targets.append(other.endpoint)
+            async_input = leg.async_input
+            listener = leg.dtmf_listener
             leg.cond.notify_all()
         for endpoint in ws_targets:
             endpoint.send_dtmf(digit, duration_ms)
+        if async_input is not None:
+            # input mode asynchronous: one event per key, to the PUT .../input/dtmf URL if any (ncco_capture)
+            payload = {"dtmf": {"digits": digit, "timed_out": False}, **self.event(leg, "input")}
+            payload.pop("status", None)
+            payload.pop("direction", None)
+            url, method = (listener, "POST") if listener else async_input
+            self.post(leg, payload, url=url, method=method)
 
 
     def speech_from(self, leg: SandboxCall, text: str) -> None:
@@ -161,12 +170,9 @@ class PlatformAudio:
                     pending.setdefault(n, []).append((leg.endpoint, out))
             if leg.recorders:
                 mine = own[i]
-                heard_and_said = out
-                if mine is not None:
-                    said = mine[:: factors[i]]
-                    heard_and_said = said.copy() if heard_and_said is None else heard_and_said + said
+                said = mine[:: factors[i]] if mine is not None else None
                 for rec in leg.recorders:
-                    if rec.feed(heard_and_said, n, tick):
+                    if rec.feed_split(said, out, n, tick):
                         finished.append((leg, rec))
         # one float -> int16 conversion per frame size for the whole conversation (it was the hot spot)
         for n, items in pending.items():

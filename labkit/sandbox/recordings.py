@@ -31,8 +31,10 @@ class Recorder:
 
     def __init__(self, rate: int, *, start_tick: int, timeout_ticks: int | None = None,
                  end_on_silence_ticks: int | None = None, end_on_key: str | None = None,
-                 fmt: str = "mp3", on_done: Callable[[Recorder], None] | None = None) -> None:
+                 fmt: str = "mp3", channels: int = 1,
+                 on_done: Callable[[Recorder], None] | None = None) -> None:
         self.rate = rate
+        self.channels = max(1, int(channels))
         self.chunks: list[np.ndarray] = []
         self.started_at = utcnow()
         self.ended_at: dt.datetime | None = None
@@ -43,6 +45,7 @@ class Recorder:
         self.format = fmt
         self.silent_run = 0
         self.done = False
+        self.reported = False  # the record event was sent (a blocking `record` waits for it)
         self.on_done = on_done
         self.recording_uuid = str(uuidlib.uuid4())
         self.path: Path | None = None  # set once the file is written
@@ -59,14 +62,36 @@ class Recorder:
             data = to_int16(frame)
             self.chunks.append(data)
             self.silent_run = self.silent_run + 1 if np.abs(data).max(initial=0) < SILENCE_LEVEL else 0
+        return self._ended(tick)
+
+    def feed_split(self, said: np.ndarray | None, heard: np.ndarray | None, n: int, tick: int) -> bool:
+        """Add one frame of what the leg said and heard: summed (mono), or said on channel 1 and
+        heard on channel 2 (the others silent) for a split recording."""
+        if self.channels == 1:
+            both = heard if said is None else (said if heard is None else said + heard)
+            return self.feed(both, n, tick)
+        if self.done:
+            return True
+        frame = np.zeros((n, self.channels), dtype=np.int16)
+        if said is not None:
+            frame[:, 0] = to_int16(said)
+        if heard is not None:
+            frame[:, 1] = to_int16(heard)
+        self.chunks.append(frame)
+        quiet = np.abs(frame[:, :2].astype(np.int32).sum(axis=1)).max(initial=0) < SILENCE_LEVEL
+        self.silent_run = self.silent_run + 1 if quiet else 0
+        return self._ended(tick)
+
+    def _ended(self, tick: int) -> bool:
         if self.timeout_ticks is not None and tick - self.start_tick >= self.timeout_ticks:
             return True
-        if self.end_on_silence_ticks is not None and self.silent_run >= self.end_on_silence_ticks:
-            return True
-        return False
+        return self.end_on_silence_ticks is not None and self.silent_run >= self.end_on_silence_ticks
 
     def samples(self) -> np.ndarray:
-        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+        """int16 samples: 1-D for mono, (frames, channels) for a split recording."""
+        if self.chunks:
+            return np.concatenate(self.chunks)
+        return np.zeros((0, self.channels) if self.channels > 1 else 0, dtype=np.int16)
 
 
 class Recordings:
@@ -144,7 +169,7 @@ class Recordings:
             self.account.file_owners[rec.file_id] = self.account.owner_of(leg)
         payload = {
             "start_time": iso(rec.started_at),
-            "recording_url": f"{self.base_url}/v1/files/{rec.file_id}",
+            "recording_url": f"{self.files_base or self.base_url}/v1/files/{rec.file_id}",
             "size": path.stat().st_size,
             "recording_uuid": rec.recording_uuid,
             "end_time": iso(rec.ended_at),

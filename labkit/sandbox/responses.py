@@ -11,10 +11,13 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     PUT    /v1/calls/{uuid}/talk       200 {"message": "Talk started", "uuid"}
     DELETE /v1/calls/{uuid}/talk       200 {"message": "Talk stopped", "uuid"}
     PUT    /v1/calls/{uuid}/dtmf       200 {"message": "DTMF sent", "uuid"}
+    PUT    /v1/calls/{uuid}/input/dtmf 200 (asynchronous DTMF listener, api_input.py)
+    DELETE /v1/calls/{uuid}/input/dtmf 200
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
 
 The Application API (/v2/applications) and Numbers API (/account/numbers, /number/update) use HTTP
 Basic instead: see responses_accounts.py. A JWT of any of the account's applications is accepted here.
+and the sandbox's own control API under /_labkit/ (control_http.py; loopback, or the JWT).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
-from labkit.sandbox import api
+from labkit.sandbox import api, api_input, control_http
 from labkit.sandbox.auth import AppCredentials, verify_application_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
 from labkit.sandbox.platform import Platform
@@ -145,6 +148,9 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     def authenticate() -> None:
         if request.blueprint == "accounts":
             return  # HTTP Basic, checked by each account route
+        if request.path.startswith(control_http.PREFIX):  # the control API: loopback, or the JWT
+            control_http.authorize(request, creds)
+            return
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
         uuid = (request.view_args or {}).get("uuid")
         if uuid is not None:  # calls are per application: another application's call is not found
@@ -211,9 +217,20 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     def send_dtmf(uuid: str) -> Response:
         return _json(api.send_dtmf(p, uuid, _body()))
 
+    @app.put("/v1/calls/<uuid>/input/dtmf")
+    def add_dtmf_listener(uuid: str) -> Response:
+        api_input.add_dtmf_listener(p, uuid, _body())
+        return Response(status=200)
+
+    @app.delete("/v1/calls/<uuid>/input/dtmf")
+    def remove_dtmf_listener(uuid: str) -> Response:
+        api_input.remove_dtmf_listener(p, uuid)
+        return Response(status=200)
+
     @app.get("/v1/files/<file_id>")
     def get_file(file_id: str) -> Response:
         data, ctype = api.get_file(p, file_id)
         return Response(data, mimetype=ctype)
 
+    control_http.install(app, p)  # /_labkit/: the sandbox's own control API
     return app

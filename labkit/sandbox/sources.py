@@ -1,21 +1,17 @@
 """Where the sandbox's audio comes from: text to speech, stream URLs, DTMF tones and beeps.
 
-- `talk`: a deterministic, speech-like babble (pitch contour + two formants per syllable) whose length
-  follows the text at ~0.07 s per character, so timing behaves like a real prompt (bargeIn, input
-  time-outs and "the call ends when the NCCO runs out" all need a realistic length). With
-  LABKIT_SANDBOX_TTS=espeak and espeak-ng installed it speaks the text for real (subprocess, cached).
-  That is opt-in: the babble is instant and the same on every machine, while the first espeak-ng call
-  costs up to a second of imports, which a sandbox running at speed 10 turns into ten seconds of call.
+- `talk`: real speech from espeak-ng's library shipped in the `espeakng-loader` wheels (tts.py: pip
+  only, deterministic, its warm-up done when the sandbox starts). When no engine loads, or with
+  LABKIT_SANDBOX_TTS=babble, a deterministic speech-like babble (pitch contour + two formants per
+  syllable) whose length follows the text at ~0.07 s per character. SSML `<break>` adds its pause
+  with either engine.
 - `stream`: the URL is fetched with requests (the lab serves files on http://127.0.0.1), decoded with
   labkit.media.audio.load, and cached per URL and rate, like Vonage caches stream files.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import threading
 import zlib
 from collections import OrderedDict
@@ -26,6 +22,7 @@ import requests
 
 from labkit.errors import AudioError
 from labkit.media.audio import load as load_audio
+from labkit.sandbox import tts
 from labkit.sandbox.webhooks import LOOPBACK_HOSTS
 
 SECONDS_PER_CHAR = 0.07
@@ -43,6 +40,37 @@ DTMF_FREQS = {
 _TAG = re.compile(r"<[^>]+>")
 # (F1, F2) pairs of a few vowels: enough variety to sound like speech without any randomness
 _VOWELS = [(730, 1090), (270, 2290), (530, 1840), (570, 840), (300, 870), (660, 1720), (490, 1350)]
+
+
+_BREAK = re.compile(r"<break\b([^>]*)/?>", re.IGNORECASE)
+_ATTR = re.compile(r"""(\w+)\s*=\s*["']([^"']*)["']""")
+# SSML <break strength>: seconds. The SSML standard leaves the lengths to the engine; these follow the
+# usual engines' comma (weak/medium), sentence (strong) and paragraph (x-strong) pauses. UNCONFIRMED.
+BREAK_STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.35, "medium": 0.5, "strong": 0.75, "x-strong": 1.0}
+MAX_BREAK_SECONDS = 10.0  # the common engines' cap on <break time>; UNCONFIRMED for Vonage
+
+
+def _break_seconds(attrs: str) -> float:
+    found = dict((k.lower(), v.strip().lower()) for k, v in _ATTR.findall(attrs))
+    time_value = found.get("time")
+    if time_value:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s)", time_value)
+        if match:
+            seconds = float(match.group(1)) / (1000.0 if match.group(2) == "ms" else 1.0)
+            return min(MAX_BREAK_SECONDS, seconds)
+    return BREAK_STRENGTHS.get(found.get("strength", "medium"), BREAK_STRENGTHS["medium"])
+
+
+def ssml_parts(text: str) -> list[str | float]:
+    """SSML cut at its <break> tags: the text pieces (still SSML) and, between them, pauses in seconds."""
+    parts: list[str | float] = []
+    pos = 0
+    for match in _BREAK.finditer(text or ""):
+        parts.append(text[pos:match.start()])
+        parts.append(_break_seconds(match.group(1)))
+        pos = match.end()
+    parts.append((text or "")[pos:])
+    return [part for part in parts if not isinstance(part, str) or plain_text(part)]
 
 
 def plain_text(text: str) -> str:
@@ -113,28 +141,6 @@ def babble(text: str, rate: int, style: int = 0) -> np.ndarray:
     return np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
 
 
-def _espeak(text: str, language: str | None, rate: int) -> np.ndarray | None:
-    exe = shutil.which("espeak-ng")
-    if not exe:
-        return None
-    voice = (language or "en-US").lower()
-    ssml = text.lstrip().startswith("<speak")
-    for candidate in (voice, voice.split("-")[0], "en"):
-        cmd = [exe, "--stdout", "-v", candidate]
-        if ssml:
-            cmd.append("-m")
-        try:
-            proc = subprocess.run(cmd + [text], capture_output=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if proc.returncode == 0 and proc.stdout[:4] == b"RIFF":
-            try:
-                return load_audio(proc.stdout, rate)
-            except AudioError:
-                return None
-    return None
-
-
 DEFAULT_CACHE_MB = 256  # LABKIT_SANDBOX_CACHE_MB: fetched files, decoded streams and talk audio together
 
 
@@ -156,13 +162,12 @@ class AudioSources:
         self._talk: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._files: OrderedDict[str, bytes] = OrderedDict()
         self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._inflight: dict[tuple[str, int], threading.Lock] = {}
+        self._inflight: dict[tuple, threading.Lock] = {}  # (url, rate) or ("talk", key) being made
         self._max = max_items
         self.max_bytes = max_bytes if max_bytes is not None else \
             bound("LABKIT_SANDBOX_CACHE_MB", DEFAULT_CACHE_MB) * 1024 * 1024
         self._order: OrderedDict[tuple[int, object], int] = OrderedDict()  # (cache id, key) -> bytes, LRU first
         self.cached_bytes = 0
-        self.use_espeak = os.environ.get("LABKIT_SANDBOX_TTS", "").strip().lower() in ("espeak", "espeak-ng")
         self._session = requests.Session()
         self._loop_session = requests.Session()
         self._loop_session.trust_env = False
@@ -195,21 +200,46 @@ class AudioSources:
             self._order.move_to_end((id(cache), key))
 
     def talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> np.ndarray:
-        """Speech for `text` at `rate` (espeak-ng when installed, else the babble)."""
-        key = (text, rate, language, style, self.use_espeak)
+        """Speech for `text` at `rate` (espeak-ng, else the babble), cached."""
+        key = (text, rate, language, style, tts.wanted())
         with self._lock:
             hit = self._talk.get(key)
             if hit is not None:
                 self._touch(self._talk, key)
+            gate = self._inflight.setdefault(("talk", key), threading.Lock()) if hit is None else None
         if hit is not None:
             return hit
-        audio = _espeak(text, language, rate) if self.use_espeak else None
-        if audio is None:
-            audio = babble(text, rate, style or 0)
-        audio.flags.writeable = False
-        with self._lock:
-            self._remember(self._talk, key, audio)
-        return audio
+        with gate:  # a prefetch already synthesizing this text: wait for it rather than do it twice
+            with self._lock:
+                hit = self._talk.get(key)
+            if hit is not None:
+                return hit
+            try:
+                pieces = []
+                parts = ssml_parts(text)
+                for part in parts:  # each SSML <break> adds its pause between the words
+                    if isinstance(part, float):
+                        pieces.append(np.zeros(int(round(part * rate)), dtype=np.int16))
+                    else:
+                        words = part if len(parts) == 1 else plain_text(part)
+                        pieces.append(self._speak(words, rate, language, style))
+                audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+                audio.flags.writeable = False
+                with self._lock:
+                    self._remember(self._talk, key, audio)
+            finally:
+                with self._lock:
+                    self._inflight.pop(("talk", key), None)
+            return audio
+
+    def _speak(self, text: str, rate: int, language: str | None, style: int | None) -> np.ndarray:
+        audio = tts.speak(text, rate, language)
+        return audio if audio is not None else babble(text, rate, style or 0)
+
+    def prefetch_talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> None:
+        """Synthesize `text` in the background, so the talk starts without a gap when its turn comes."""
+        threading.Thread(target=self.talk, args=(text, rate, language, style), name="sandbox-prefetch-talk",
+                         daemon=True).start()
 
     def fetch(self, url: str) -> bytes:
         """The bytes at `url` (cached); AudioError with the reason when it cannot be fetched."""

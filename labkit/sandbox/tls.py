@@ -27,6 +27,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CA_DAYS = 3650
 SERVER_DAYS = 825
 RENEW_BEFORE = dt.timedelta(days=30)
+# `--vonage-hostnames`: the names Vonage's clients hard-code (vonage-platform.md section 9: api.nexmo.com for
+# Voice and applications, rest.nexmo.com for numbers, the regional api-*.vonage.com of the application
+# `region` values and the .NET defaults, the 2021 data-centre hosts), plus wildcards for any other region.
+VONAGE_HOSTNAMES = (
+    "api.nexmo.com", "rest.nexmo.com", "api.vonage.com",
+    "api-us.vonage.com", "api-eu.vonage.com", "api-ap.vonage.com",
+    "api-us-3.vonage.com", "api-us-4.vonage.com", "api-eu-3.vonage.com", "api-eu-4.vonage.com",
+    "api-ap-3.vonage.com", "api-ap-4.vonage.com", "api-us.nexmo.com",
+    "api-us-1.nexmo.com", "api-us-2.nexmo.com", "api-eu-1.nexmo.com", "api-eu-2.nexmo.com", "api-sg-1.nexmo.com",
+    "*.vonage.com", "*.nexmo.com",
+)
 BEGIN_MARK = "# >>> labkit sandbox CA >>>"
 END_MARK = "# <<< labkit sandbox CA <<<"
 
@@ -91,14 +102,20 @@ def _still_valid(cert_path: Path, key_path: Path) -> bool:
     return cert.not_valid_after_utc - now > RENEW_BEFORE
 
 
-def ensure_tls(home: Path) -> TlsFiles:
+def ensure_tls(home: Path, *, vonage_hostnames: bool = False) -> TlsFiles:
     """Create (first run) or reuse the CA and server certificate under `home/tls`.
 
-    The server certificate is re-issued when it is close to expiry or the CA was replaced; the CA itself
-    lives ten years, so a bundle built once keeps working across runs.
+    The server certificate is re-issued when it is close to expiry, the CA was replaced or its names
+    changed; the CA itself lives ten years, so a bundle built once keeps working across runs. With
+    `vonage_hostnames` the server certificate (kept apart, `server-vonage.pem`) also covers Vonage's
+    host names, for clients that cannot be pointed anywhere else.
     """
     folder = Path(home) / "tls"
-    files = TlsFiles(folder / "ca.pem", folder / "ca.key", folder / "server.pem", folder / "server.key")
+    stem = "server-vonage" if vonage_hostnames else "server"
+    files = TlsFiles(folder / "ca.pem", folder / "ca.key", folder / f"{stem}.pem", folder / f"{stem}.key")
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    if vonage_hostnames:
+        names += [x509.DNSName(name) for name in VONAGE_HOSTNAMES]
     with home_lock(Path(home)):
         folder.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.timezone.utc)
@@ -132,7 +149,8 @@ def ensure_tls(home: Path) -> TlsFiles:
         reissue = not _still_valid(files.server_cert, files.server_key)
         if not reissue:
             server = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
-            reissue = server.issuer != ca_cert.subject
+            san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            reissue = server.issuer != ca_cert.subject or list(san) != names
         if reissue:
             ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
             key = ec.generate_private_key(ec.SECP256R1())
@@ -145,9 +163,7 @@ def ensure_tls(home: Path) -> TlsFiles:
                 .not_valid_before(now - dt.timedelta(minutes=5))
                 .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
                 .add_extension(
-                    x509.SubjectAlternativeName(
-                        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                    ),
+                    x509.SubjectAlternativeName(names),
                     critical=False,
                 )
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

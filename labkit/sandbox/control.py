@@ -1,0 +1,240 @@
+"""The sandbox's own control surface (like moto's `moto_api`): phones, calls and reset, free of HTTP.
+
+Each function works on the same model the Python `Sandbox`/`VirtualPhone` API uses (the platform, its
+phones and legs), so the control API over HTTP (control_http.py) and Python are two faces of one thing.
+Views are plain JSON-able dicts; their schemas are in control_openapi.py.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from labkit.errors import InvalidInput, SandboxNotFound
+from labkit.sandbox.legs import SandboxCall, iso
+from labkit.sandbox.phones import HEAR_RATE, KEEP, VirtualPhone
+from labkit.sandbox.platform import Platform
+
+PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
+
+
+# ---------------------------------------------------------------------------------------- views
+
+
+def phone_view(phone: VirtualPhone) -> dict:
+    """What `GET /_labkit/phones` shows of one phone."""
+    call = phone.call
+    return {
+        "number": phone.number,
+        "state": phone.state,
+        "outcome": phone.outcome,
+        "answer_after": phone.answer_after,
+        "hangup_after": phone.hangup_after,
+        "machine": phone.machine,
+        "call": call.uuid if call is not None else None,
+        "calls": [c.uuid for c in list(phone.calls)],
+        "speaking": phone.speaking,
+        "position": phone.position,
+        "heard_rate": HEAR_RATE,
+        "received_dtmf": phone.received_dtmf,
+    }
+
+
+def _webhooks_of(p: Platform, leg: SandboxCall) -> list[dict]:
+    out = []
+    for record in list(p.webhooks.log):
+        payload = record.payload or {}
+        mine = payload.get("uuid") == leg.uuid or payload.get("call_uuid") == leg.uuid
+        if not mine and "uuid" not in payload and "call_uuid" not in payload:
+            mine = payload.get("conversation_uuid") == leg.conversation.uuid  # error events carry only this
+        if not mine:
+            continue
+        result = record.result
+        answer = None
+        if result is not None:
+            body: Any = result.json()
+            if body is None and result.body:
+                body = result.body[:2000].decode("utf-8", "replace")
+            answer = {"ok": result.ok, "status": result.status, "body": body, "error": result.error,
+                      "attempts": result.attempts, "url": result.url}
+        out.append({"kind": record.kind, "url": record.url, "method": record.method, "payload": payload,
+                    "sent_at": record.sent_at, "answer": answer})
+    return out
+
+
+def call_view(p: Platform, leg: SandboxCall) -> dict:
+    """What `GET /_labkit/calls` shows of one leg: status, NCCO progress, webhooks and their answers."""
+    with p.lock:
+        script = list(leg.script) if leg.script is not None else None
+        view = {
+            "uuid": leg.uuid,
+            "conversation_uuid": leg.conversation.uuid,
+            "direction": leg.direction,
+            "kind": leg.kind,
+            "status": leg.status,
+            "detail": leg.detail,
+            "from": dict(leg.from_),
+            "to": dict(leg.to),
+            "phone": leg.phone.number if leg.phone is not None else None,
+            "parent": leg.parent.uuid if leg.parent is not None else None,
+            "children": [c.uuid for c in leg.children],
+            "created_at": iso(leg.created_at),
+            "answered_at": iso(leg.answered_at),
+            "ended_at": iso(leg.ended_at),
+            "duration": leg.duration,
+            "ncco": {"actions": script, "current": leg.step},
+            "errors": list(leg.errors),
+        }
+    view["webhooks"] = _webhooks_of(p, leg)
+    return view
+
+
+# ---------------------------------------------------------------------------------------- phones
+
+
+def _number(value: Any) -> str:
+    number = str(value or "").strip().lstrip("+")
+    if not number.isdigit() or not 3 <= len(number) <= 15:
+        raise InvalidInput(f"a phone number is 3-15 digits (E.164 without '+'), not {value!r}")
+    return number
+
+
+def find_phone(p: Platform, number: str) -> VirtualPhone:
+    number = _number(number)
+    with p.lock:
+        phone = p.phones.get(number)
+    if phone is None:
+        raise SandboxNotFound(f"No phone {number}: create it with POST /_labkit/phones {{\"number\": \"{number}\"}}.")
+    return phone
+
+
+def list_phones(p: Platform) -> dict:
+    with p.lock:
+        phones = list(p.phones.values())
+    return {"phones": [phone_view(ph) for ph in phones]}
+
+
+def put_phone(p: Platform, body: Any) -> tuple[dict, bool]:
+    """Create or update a phone from {number, answer_after, outcome, hangup_after, machine}; (view, created)."""
+    if not isinstance(body, dict):
+        raise InvalidInput('the body must be a JSON object like {"number": "447700900001", "outcome": "answer"}')
+    unknown = set(body) - {"number", *PHONE_FIELDS}
+    if unknown:
+        raise InvalidInput(f"unknown phone fields {sorted(unknown)}: use number, {', '.join(PHONE_FIELDS)}")
+    number = _number(body.get("number"))
+    with p.lock:
+        created = number not in p.phones
+    phone = p.phone(number)
+    machine = body.get("machine")
+    if machine is not None and not isinstance(machine, bool):
+        raise InvalidInput("machine must be true or false")
+    phone.set(answer_after=body.get("answer_after"), outcome=body.get("outcome"),
+              hangup_after=body["hangup_after"] if "hangup_after" in body else KEEP, machine=machine)
+    return phone_view(phone), created
+
+
+def dial(p: Platform, number: str, body: Any) -> dict:
+    """The phone calls `to` (default: the application's number): an inbound call to the application.
+
+    Routed through the sandbox's one inbound-call function (lifecycle.dial).
+    """
+    from labkit.sandbox import lifecycle
+
+    to = body.get("to") if isinstance(body, dict) else None
+    leg = lifecycle.dial(p, _number(number), str(to).lstrip("+") if to else None)
+    return call_view(p, leg)
+
+
+def say(p: Platform, number: str, *, text: str | None, audio: bytes | None) -> dict:
+    """Queue what the phone says: synthesized `text`, or a WAV/MP3 (with `text` as its transcript)."""
+    phone = find_phone(p, number)
+    if audio is None and not text:
+        raise InvalidInput('say needs {"text": "..."} or a WAV/MP3 body (Content-Type audio/wav or audio/mpeg)')
+    seconds = phone.say(audio, text=text) if audio is not None else phone.say(text=text)
+    return {"seconds": seconds}
+
+
+def press(p: Platform, number: str, body: Any) -> dict:
+    digits = body.get("digits") if isinstance(body, dict) else None
+    if not isinstance(digits, str) or not digits:
+        raise InvalidInput('press needs {"digits": "123#"}')
+    phone = find_phone(p, number)
+    duration = body.get("duration_ms")
+    if duration is None:
+        phone.press(digits)
+    else:
+        phone.press(digits, int(duration))
+    return phone_view(phone)
+
+
+def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None = None) -> tuple[bytes, int, int]:
+    """What the phone heard as WAV bytes (16 kHz mono): all, since sample `since`, or in one call.
+
+    Returns (wav, start position, end position) in samples, so a client can ask for the rest later.
+    """
+    import soundfile as sf
+
+    phone = find_phone(p, number)
+    if call:
+        if call not in [c.uuid for c in phone.calls]:
+            raise SandboxNotFound(f"Phone {phone.number} was not in call {call}.")
+        samples = phone.heard_in(call).samples
+        start, end = 0, int(samples.size)
+    else:
+        try:
+            start = max(0, int(since or 0))
+        except (TypeError, ValueError):
+            raise InvalidInput(f"since is a sample position (a whole number), not {since!r}") from None
+        samples = phone.heard_since(start).samples
+        end = start + int(samples.size)
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(samples, dtype=np.int16), HEAR_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), start, end
+
+
+# ---------------------------------------------------------------------------------------- calls, reset
+
+
+def list_calls(p: Platform) -> dict:
+    with p.lock:
+        legs = list(p.order)
+    return {"calls": [call_view(p, leg) for leg in legs]}
+
+
+def get_call(p: Platform, uuid: str) -> dict:
+    return call_view(p, p.get_leg(uuid))
+
+
+def application(p: Platform) -> dict:
+    """The sandbox application as the control API shows it (read-only; configure with the CLI/Python)."""
+    s = p.settings
+    return {
+        "application_id": p.application_id,
+        "api_key": p.api_key,
+        "number": p.number,
+        "base_url": p.base_url,
+        "answer_url": s.answer_url,
+        "answer_method": s.answer_method,
+        "event_url": s.event_url,
+        "event_method": s.event_method,
+        "fallback_answer_url": s.fallback_answer_url,
+        "signed_webhooks": bool(s.signature_secret),
+    }
+
+
+def reset(p: Platform) -> dict:
+    """Forget every call, phone, recording and webhook (live calls end without further webhooks)."""
+    p.end_all(events=False)
+    with p.lock:
+        p.legs.clear()
+        p.order.clear()
+        p.conversations.clear()
+        p.named.clear()
+        p.phones.clear()
+        p.files.clear()
+        p.live = 0
+        p.phone_defaults = {"answer_after": 1.0, "outcome": "answer", "hangup_after": None}
+    p.webhooks.log.clear()
+    return {"reset": True}

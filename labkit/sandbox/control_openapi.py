@@ -1,0 +1,194 @@
+"""`GET /_labkit/openapi.json`: the control API described in OpenAPI 3.1 (what control_http.py serves).
+
+Kept next to the routes and checked by a test that every `/_labkit/` route is described and that real
+answers validate against these schemas, so a client in any language (or the softphone page) can rely on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object", "description": "RFC 7807 error (the same style as the Voice API's).",
+        "required": ["type", "title", "detail", "instance"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "detail": {"type": "string"},
+                       "instance": {"type": "string"},
+                       "invalid_parameters": {"type": "array", "items": {"type": "object"}}},
+    },
+    "PhoneSettings": {
+        "type": "object", "required": ["number"], "additionalProperties": False,
+        "properties": {
+            "number": {"type": "string", "description": "E.164 without '+', e.g. 447700900001"},
+            "answer_after": {"type": "number", "minimum": 0, "description": "seconds of ringing before the outcome"},
+            "outcome": {"enum": ["answer", "busy", "reject", "unanswered", "fail", "manual"],
+                        "description": "what the phone does when called; manual rings until answer/reject"},
+            "hangup_after": {**NULLABLE_NUMBER, "description": "hang up this many seconds after answering"},
+            "machine": {"type": "boolean", "description": "an answering machine (greeting + beep; machine "
+                                                          "detection reports it)"},
+        },
+    },
+    "Phone": {
+        "type": "object",
+        "required": ["number", "state", "outcome", "answer_after", "hangup_after", "machine", "call", "calls",
+                     "speaking", "position", "heard_rate", "received_dtmf"],
+        "properties": {
+            "number": {"type": "string"}, "state": {"enum": ["idle", "ringing", "answered"]},
+            "outcome": {"type": "string"}, "answer_after": {"type": "number"}, "hangup_after": NULLABLE_NUMBER,
+            "machine": {"type": "boolean"}, "call": NULLABLE_STRING,
+            "calls": {"type": "array", "items": {"type": "string"}}, "speaking": {"type": "boolean"},
+            "position": {"type": "integer", "description": "samples heard so far at heard_rate (for ?since=)"},
+            "heard_rate": {"const": 16000}, "received_dtmf": {"type": "string"},
+        },
+    },
+    "PhoneList": {"type": "object", "required": ["phones"],
+                  "properties": {"phones": {"type": "array", "items": {"$ref": "#/components/schemas/Phone"}}}},
+    "Webhook": {
+        "type": "object", "required": ["kind", "url", "method", "payload", "answer"],
+        "properties": {
+            "kind": {"enum": ["answer", "event", "instruction"]}, "url": {"type": "string"},
+            "method": {"type": "string"}, "payload": {"type": "object"}, "sent_at": {"type": "number"},
+            "answer": {"type": ["object", "null"], "description": "what the app answered (null while pending)",
+                       "properties": {"ok": {"type": "boolean"}, "status": {"type": ["integer", "null"]},
+                                      "body": {}, "error": NULLABLE_STRING, "attempts": {"type": "integer"}}},
+        },
+    },
+    "Call": {
+        "type": "object",
+        "required": ["uuid", "conversation_uuid", "direction", "kind", "status", "from", "to", "ncco", "errors",
+                     "webhooks"],
+        "properties": {
+            "uuid": {"type": "string"}, "conversation_uuid": {"type": "string"},
+            "direction": {"enum": ["inbound", "outbound"]}, "kind": {"type": "string"},
+            "status": {"type": "string"}, "detail": NULLABLE_STRING,
+            "from": {"type": "object"}, "to": {"type": "object"}, "phone": NULLABLE_STRING,
+            "parent": NULLABLE_STRING, "children": {"type": "array", "items": {"type": "string"}},
+            "created_at": NULLABLE_STRING, "answered_at": NULLABLE_STRING, "ended_at": NULLABLE_STRING,
+            "duration": {"type": "integer"},
+            "ncco": {"type": "object", "description": "the NCCO running and the index of its current action",
+                     "properties": {"actions": {"type": ["array", "null"]}, "current": {"type": ["integer", "null"]}}},
+            "errors": {"type": "array", "items": {"type": "string"}, "description": "why an NCCO was refused"},
+            "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+        },
+    },
+    "CallList": {"type": "object", "required": ["calls"],
+                 "properties": {"calls": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}}}},
+    "Application": {
+        "type": "object", "required": ["application_id", "number", "base_url"],
+        "properties": {k: NULLABLE_STRING for k in (
+            "application_id", "api_key", "number", "base_url", "answer_url", "answer_method", "event_url",
+            "event_method", "fallback_answer_url")} | {"signed_webhooks": {"type": "boolean"}},
+    },
+    "Said": {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
+    "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_response(name: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _op(summary: str, ok: tuple[str, str, str], *, body: dict | None = None, params: list | None = None,
+        errors: tuple[int, ...] = (400, 404)) -> dict:
+    code, schema, what = ok
+    responses: dict[str, Any] = {code: _json_response(schema, what)}
+    for status in errors:
+        responses[str(status)] = {"description": {400: "bad input", 404: "no such phone or call",
+                                                  409: "the phone's state does not allow it"}[status],
+                                  "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+UUID = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json_body(schema: dict) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def paths() -> dict:
+    phone_ok = ("200", "Phone", "the phone")
+    act = {"post": _op("", phone_ok, params=[NUMBER], errors=(404, 409))}
+    return {
+        "/_labkit/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/_labkit/application": {"get": _op("The sandbox application (id, number, webhooks)",
+                                            ("200", "Application", "the application"), errors=())},
+        "/_labkit/phones": {
+            "get": _op("List the virtual phones with their state", ("200", "PhoneList", "phones"), errors=()),
+            "post": _op("Create or update a phone (fields left out keep their value; 201 when created)",
+                        ("200", "Phone", "the phone (201 when new)"), body=_json_body(_ref("PhoneSettings")),
+                        errors=(400,)),
+        },
+        "/_labkit/phones/{number}": {"get": _op("One phone", phone_ok, params=[NUMBER], errors=(404,))},
+        "/_labkit/phones/{number}/dial": {"post": _op(
+            "The phone calls a number (default: the application's): an inbound call to that application",
+            ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 409),
+            body={"content": {"application/json": {"schema": {"type": "object",
+                                                              "properties": {"to": {"type": "string"}}}}}})},
+        "/_labkit/phones/{number}/answer": {"post": {**act["post"], "summary": "Answer the ringing call"}},
+        "/_labkit/phones/{number}/reject": {"post": {**act["post"], "summary": "Decline the ringing call"}},
+        "/_labkit/phones/{number}/hangup": {"post": {**act["post"], "summary": "Put the phone down"}},
+        "/_labkit/phones/{number}/press": {"post": _op(
+            "Press keys (0-9 * # A-D), one every 0.3 s of call time", phone_ok, params=[NUMBER],
+            errors=(400, 404, 409),
+            body=_json_body({"type": "object", "required": ["digits"], "properties": {
+                "digits": {"type": "string"}, "duration_ms": {"type": "integer"}}}))},
+        "/_labkit/phones/{number}/say": {"post": _op(
+            "What the phone says into its call: text (synthesized), or a WAV/MP3 body (?text= is its transcript "
+            "for speech input)", ("200", "Said", "seconds of speech queued"), errors=(400, 404),
+            params=[NUMBER, {"name": "text", "in": "query", "required": False, "schema": {"type": "string"}}],
+            body={"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["text"],
+                                                "properties": {"text": {"type": "string"}}}},
+                "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}})},
+        "/_labkit/phones/{number}/heard.wav": {"get": {
+            "summary": "What the phone heard (16 kHz mono WAV): all, since a sample position, or in one call",
+            "parameters": [NUMBER,
+                           {"name": "since", "in": "query", "required": False, "schema": {"type": "integer"}},
+                           {"name": "call", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": {
+                "description": "WAV; X-Labkit-Position is the end position (pass it as ?since= next time)",
+                "headers": {h: {"schema": {"type": "integer"}} for h in
+                            ("X-Labkit-Start", "X-Labkit-Position", "X-Labkit-Rate")},
+                "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                "404": {"description": "no such phone",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
+        "/_labkit/calls": {"get": _op("Every call leg: status, NCCO progress, webhooks sent and their answers",
+                                      ("200", "CallList", "calls, oldest first"), errors=())},
+        "/_labkit/calls/{uuid}": {"get": _op("One call leg", ("200", "Call", "the call"), params=[UUID],
+                                             errors=(404,))},
+        "/_labkit/reset": {"post": _op("Forget every call, phone, recording and webhook",
+                                       ("200", "Reset", "done"), errors=())},
+    }
+
+
+def openapi(base_url: str = "") -> dict:
+    """The whole document (`servers` points at this sandbox)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "labkit sandbox control API", "version": "1.0.0",
+                 "description": "Drive the sandbox's virtual phones and inspect its calls, from any language. "
+                                "Loopback callers need no credentials; others send the application's JWT."},
+        "servers": [{"url": base_url}] if base_url else [],
+        "paths": paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"applicationJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "security": [{}, {"applicationJwt": []}],
+    }

@@ -1,0 +1,185 @@
+"""The control API (`/_labkit/`): phones and calls over HTTP, the same model as the Python API."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+from openapi_schema_validator import OAS31Validator
+from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from sandbox_support import best_correlation, wait_until
+
+from labkit.errors import SandboxError
+from labkit.media.audio import load as load_audio
+
+RATE = 16000
+
+
+class Control:
+    """Plain HTTP to the control API, as any language would do it."""
+
+    def __init__(self, sandbox) -> None:
+        self.base = sandbox.base_url + "/_labkit"
+        self.verify = str(sandbox.ca_bundle)
+        self.spec = requests.get(self.base + "/openapi.json", verify=self.verify, timeout=10).json()
+
+    def __call__(self, method: str, path: str, expect: int = 200, schema: str | None = None, **kw):
+        r = requests.request(method, self.base + path, verify=self.verify, timeout=10, **kw)
+        assert r.status_code == expect, r.text
+        if schema is not None:
+            check(self.spec, schema, r.json())
+        return r
+
+
+def check(spec: dict, name: str, body) -> None:
+    """Validate `body` against components.schemas[name] of the served OpenAPI document."""
+    OAS31Validator({"$ref": f"#/components/schemas/{name}", "components": spec["components"]}).validate(body)
+
+
+def test_openapi_describes_every_control_route(sandbox):
+    api = Control(sandbox)
+    app = sandbox._runner.server.app
+    documented = {(path, m.upper()) for path, item in api.spec["paths"].items() for m in item}
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/_labkit/"):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert served and served == documented
+    assert api.spec["openapi"] == "3.1.0" and api.spec["servers"][0]["url"] == sandbox.base_url
+    for item in api.spec["paths"].values():
+        for op in item.values():
+            assert op["summary"] and "200" in op["responses"] or "201" in op["responses"]
+
+
+def test_an_inbound_call_driven_over_http_only(sandbox, receiver, test_audio):
+    """Create a phone, dial the application's number, follow the call, fetch heard.wav and correlate it."""
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "stream", "streamUrl": [receiver.audio_url("music.wav")]}]
+    phone = api("POST", "/phones", 201, "Phone", json={"number": "447700900201", "answer_after": 0}).json()
+    assert phone["state"] == "idle"
+    app = api("GET", "/application", schema="Application").json()
+    call = api("POST", "/phones/447700900201/dial", 201, "Call", json={"to": app["number"]}).json()
+    assert call["direction"] == "inbound" and call["to"]["number"] == sandbox.number
+    receiver.wait_for("completed", call["uuid"], timeout=20)
+    calls = api("GET", "/calls", schema="CallList").json()["calls"]
+    mine = next(c for c in calls if c["uuid"] == call["uuid"])
+    assert mine["status"] == "completed" and mine["ncco"]["actions"][0]["action"] == "stream"
+    assert mine["ncco"]["current"] == 0
+    kinds = [w["kind"] for w in mine["webhooks"]]
+    assert kinds.count("answer") == 1 and "event" in kinds  # (logged as each delivery completes)
+    statuses = {w["payload"].get("status") for w in mine["webhooks"]}
+    assert {"started", "ringing", "answered", "completed"} <= statuses
+    answer = next(w for w in mine["webhooks"] if w["kind"] == "answer")
+    assert answer["answer"]["ok"] and answer["answer"]["body"] == receiver.answer_ncco
+    r = api("GET", f"/phones/447700900201/heard.wav?call={call['uuid']}")
+    heard, rate = sf.read(io.BytesIO(r.content), dtype="int16")
+    source = load_audio(test_audio["music.wav"], RATE)
+    assert rate == RATE and heard.size >= source.size
+    assert best_correlation(heard, source[: 2 * RATE])[0] > 0.95
+    # ?since= gives what came after a position; X-Labkit-Position says where it ended
+    whole = api("GET", "/phones/447700900201/heard.wav")
+    end = int(whole.headers["X-Labkit-Position"])
+    tail = api("GET", f"/phones/447700900201/heard.wav?since={end - RATE}")
+    assert sf.read(io.BytesIO(tail.content))[0].size == RATE and int(tail.headers["X-Labkit-Start"]) == end - RATE
+
+
+def test_say_press_answer_reject_over_http(sandbox, client, receiver, test_audio):
+    api = Control(sandbox)
+    api("POST", "/phones", 201, json={"number": "447700900202", "outcome": "manual"})
+    http = client.voice.http_client
+    created = http.post(http.api_host, "/v1/calls", {
+        "to": [{"type": "phone", "number": "447700900202"}], "from": {"type": "phone", "number": sandbox.number},
+        "ncco": [{"action": "record", "endOnKey": "#", "timeOut": 60, "format": "wav",
+                  "eventUrl": [receiver.url + "/rec"]},
+                 {"action": "input", "type": ["dtmf"], "dtmf": {"maxDigits": 2}, "eventUrl": [receiver.url + "/in"]}]})
+    assert wait_until(lambda: sandbox.phone("447700900202").state == "ringing")
+    api("POST", "/phones/447700900202/answer", schema="Phone")
+    receiver.wait_for("answered", created["uuid"])
+    said = api("POST", "/phones/447700900202/say", data=test_audio["music.wav"].read_bytes(),
+               headers={"Content-Type": "audio/wav"}, schema="Said").json()
+    assert said["seconds"] > 1.0
+    assert wait_until(lambda: not api("GET", "/phones/447700900202").json()["speaking"])
+    api("POST", "/phones/447700900202/press", json={"digits": "#"})
+    rec = receiver.wait_for(path="/rec")
+    data, _ = sf.read(str(sandbox.recording_path(rec.payload["recording_url"])), dtype="int16")
+    assert best_correlation(data, load_audio(test_audio["music.wav"], RATE)[RATE // 2: 2 * RATE])[0] > 0.9
+    api("POST", "/phones/447700900202/press", schema="Phone", json={"digits": "42"})
+    assert receiver.wait_for(path="/in").payload["dtmf"]["digits"] == "42"
+    # a second call, declined over HTTP
+    second = http.post(http.api_host, "/v1/calls", {
+        "to": [{"type": "phone", "number": "447700900202"}], "from": {"type": "phone", "number": sandbox.number},
+        "ncco": [{"action": "talk", "text": "never"}]})
+    receiver.wait_for("completed", created["uuid"])
+    assert wait_until(lambda: sandbox.phone("447700900202").state == "ringing")
+    api("POST", "/phones/447700900202/reject")
+    assert receiver.wait_for("rejected", second["uuid"]).payload["detail"] == "declined"
+    # refusals are RFC 7807 problems: 409 for a state that does not allow it, 404, 400
+    for method, path, body, status in (("POST", "/phones/447700900202/answer", None, 409),
+                                       ("GET", "/phones/447700900299", None, 404),
+                                       ("POST", "/phones", {"number": "12ab"}, 400),
+                                       ("POST", "/phones", {"number": "447700900202", "colour": "red"}, 400)):
+        r = api(method, path, status, "Problem", json=body)
+        assert r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_text_say_and_machine_setting_and_reset(sandbox, receiver):
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "input", "type": ["speech"], "eventUrl": [receiver.url + "/speech"]}]
+    view = api("POST", "/phones", 201, "Phone", json={"number": "447700900203", "machine": True, "hangup_after": 30})
+    assert view.json()["machine"] is True and sandbox.phone("447700900203").machine  # one model, two faces
+    api("POST", "/phones", 200, json={"number": "447700900203", "machine": False})
+    call = api("POST", "/phones/447700900203/dial", 201).json()
+    receiver.wait_for("answered", call["uuid"])
+    api("POST", "/phones/447700900203/say", json={"text": "I would like to pay my bill"})
+    speech = receiver.wait_for(path="/speech").payload["speech"]
+    assert speech["results"][0]["text"] == "I would like to pay my bill"
+    assert api("GET", "/phones", schema="PhoneList").json()["phones"]
+    api("POST", "/reset", schema="Reset")
+    assert api("GET", "/phones").json() == {"phones": []} and api("GET", "/calls").json() == {"calls": []}
+    assert sandbox.calls == []
+
+
+def test_only_loopback_without_credentials(sandbox, client):
+    """From another address the control API needs the application's JWT, like the Voice API."""
+    from labkit.sandbox.responses import create_app
+
+    app = create_app(sandbox._platform, sandbox._creds)
+    remote = app.test_client()
+    outside = {"REMOTE_ADDR": "192.0.2.10"}
+    assert remote.get("/_labkit/phones", environ_base=outside).status_code == 401
+    token = client.voice.http_client.auth.create_jwt_auth_string()
+    token = token.decode() if isinstance(token, bytes) else token
+    assert remote.get("/_labkit/phones", environ_base=outside, headers={"Authorization": token}).status_code == 200
+    assert remote.get("/_labkit/phones", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+
+
+def test_connect_gives_the_same_phone_api_over_http(sandbox, receiver, test_audio):
+    from labkit.sandbox import connect
+
+    receiver.answer_ncco = [{"action": "talk", "text": "Welcome to the remote sandbox"},
+                            {"action": "record", "endOnSilence": 3, "format": "wav",
+                             "eventUrl": [receiver.url + "/rec"]}]
+    remote = connect(sandbox.base_url, verify=str(sandbox.ca_bundle))
+    assert remote.number == sandbox.number
+    phone = remote.phone("447700900204").set(answer_after=0)
+    call = remote.dial("447700900204")
+    assert phone.wait_for_state("answered")
+    tone = (0.3 * np.sin(2 * np.pi * 500 * np.arange(RATE) / RATE)).astype(np.float32)
+    assert phone.say((tone, RATE)) == pytest.approx(1.0, abs=0.05)
+    receiver.wait_for(path="/rec", timeout=20)
+    phone.hangup()
+    receiver.wait_for("completed", call["uuid"])
+    heard = phone.heard_in(call["uuid"])
+    local = sandbox.phone("447700900204").heard_in(call["uuid"])
+    assert np.array_equal(heard.samples, local.samples) and heard.rate == RATE
+    assert remote.call(call["uuid"])["status"] == "completed"
+    with pytest.raises(SandboxError, match="no ringing call"):
+        phone.answer()
+    with pytest.raises(SandboxError, match="Cannot reach"):
+        connect("https://127.0.0.1:9", verify=False)
+    remote.close()
