@@ -183,3 +183,37 @@ def test_connect_gives_the_same_phone_api_over_http(sandbox, receiver, test_audi
     with pytest.raises(SandboxError, match="Cannot reach"):
         connect("https://127.0.0.1:9", verify=False)
     remote.close()
+
+
+def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
+    """`GET /_labkit/webhooks`: every webhook sent, the chaos setting, and duplicates and reordering counted
+    (what a test in another process checks to know its app really ran under chaos)."""
+    from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord
+
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "talk", "text": "Hello"}]
+    empty = api("GET", "/webhooks", schema="WebhookLog").json()
+    assert empty == {"chaos": None, "sent": 0, "duplicates": 0, "out_of_order": 0, "webhooks": []}
+    api("POST", "/phones", 201, json={"number": "447700900205", "answer_after": 0})
+    first = api("POST", "/phones/447700900205/dial", 201, json={}).json()
+    receiver.wait_for("completed", first["uuid"], timeout=20)
+    ordered = api("GET", "/webhooks", schema="WebhookLog").json()
+    assert ordered["sent"] == len(ordered["webhooks"]) >= 5  # answer + started, ringing, answered, completed
+    assert ordered["duplicates"] == 0 and ordered["out_of_order"] == 0  # in order, once: no chaos
+
+    sandbox.webhook_chaos = WebhookChaos(jitter=0.0, duplicate=1.0, seed=1)  # every status event twice
+    second = api("POST", "/phones/447700900205/dial", 201, json={}).json()
+    receiver.wait_for("completed", second["uuid"], timeout=20, count=2)
+    log = api("GET", "/webhooks", schema="WebhookLog").json()
+    assert log["chaos"] == {"jitter": 0.0, "duplicate": 1.0, "seed": 1}
+    events = [w for w in log["webhooks"] if w["kind"] == "event" and w["payload"].get("uuid") == second["uuid"]]
+    distinct = {repr(sorted(w["payload"].items())) for w in events}
+    assert log["duplicates"] == len(events) - len(distinct) >= 1
+
+    # an event stamped earlier than one already sent for its leg counts as out of order
+    late = {"uuid": "u-1", "status": "ringing", "timestamp": "2026-01-01T00:00:01.000Z"}
+    log_ = sandbox.platform.webhooks.log
+    log_.append(WebhookRecord("event", "http://x/event", "POST", {**late, "status": "answered",
+                                                                   "timestamp": "2026-01-01T00:00:02.000Z"}))
+    log_.append(WebhookRecord("event", "http://x/event", "POST", late))
+    assert api("GET", "/webhooks").json()["out_of_order"] == log["out_of_order"] + 1

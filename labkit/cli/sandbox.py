@@ -59,6 +59,9 @@ def banner(sandbox: Any, speed: float) -> str:
         if settings.fallback_answer_url:
             rows.append(("fallback_url", settings.fallback_answer_url))
         rows.append(("signed webhooks", "yes" if settings.signature_secret else "no (--signature-secret)"))
+    chaos = getattr(sandbox, "webhook_chaos", None)
+    if chaos is not None:
+        rows.append(("webhook chaos", f"jitter {chaos.jitter:g} s, duplicate {chaos.duplicate:g} (--chaos)"))
     lines += [f"  {label:<17} {value}" for label, value in rows if value is not None]
     host = base.split("://", 1)[1]
     plain = base.startswith("http://")
@@ -119,6 +122,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         kwargs["vonage_hostnames"] = True
     sandbox = Sandbox(**kwargs)
     _configure(sandbox, args)  # before start: the first call already sees the application's settings
+    if args.chaos is not None:  # the flag wins over LABKIT_SANDBOX_CHAOS
+        from labkit.sandbox.webhooks import WebhookChaos
+
+        try:
+            sandbox.webhook_chaos = WebhookChaos.parse(args.chaos)
+        except ValueError as exc:
+            from labkit.errors import ConfigError
+
+            raise ConfigError(f"--chaos: {exc}") from None
     sandbox.start()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -145,6 +157,9 @@ def add_parser(commands: Any) -> None:
     sb.add_argument("--vonage-hostnames", action="store_true",
                     help="a certificate that also covers api.nexmo.com, rest.nexmo.com, api.vonage.com and "
                          "api-*.vonage.com, and recording URLs on api.nexmo.com (map those names to this machine)")
+    sb.add_argument("--chaos", metavar="SPEC",
+                    help="deliver webhooks as a network may: late, out of order, twice ('on', 'off', or "
+                         "'jitter=0.2,duplicate=0.2,seed=7'; default: LABKIT_SANDBOX_CHAOS, else off)")
     app = sb.add_argument_group("the application (like its page on the Vonage dashboard)")
     app.add_argument("--answer-url", help="where inbound calls fetch their NCCO")
     app.add_argument("--event-url", help="where call events go")

@@ -87,6 +87,11 @@ class RemoteSandbox:
         return self.request("GET", f"calls/{uuid}").json()
 
     @property
+    def webhooks(self) -> dict:
+        """The webhooks sent, with chaos delivery's setting and its duplicates/out_of_order counts."""
+        return self.request("GET", "webhooks").json()
+
+    @property
     def application(self) -> dict:
         return self.request("GET", "application").json()
 

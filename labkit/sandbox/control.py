@@ -51,17 +51,22 @@ def _webhooks_of(p: Platform, leg: SandboxCall) -> list[dict]:
             mine = payload.get("conversation_uuid") == leg.conversation.uuid  # error events carry only this
         if not mine:
             continue
-        result = record.result
-        answer = None
-        if result is not None:
-            body: Any = result.json()
-            if body is None and result.body:
-                body = result.body[:2000].decode("utf-8", "replace")
-            answer = {"ok": result.ok, "status": result.status, "body": body, "error": result.error,
-                      "attempts": result.attempts, "url": result.url}
-        out.append({"kind": record.kind, "url": record.url, "method": record.method, "payload": payload,
-                    "sent_at": record.sent_at, "answer": answer})
+        out.append(webhook_view(record))
     return out
+
+
+def webhook_view(record: Any) -> dict:
+    """One webhook sent (a `WebhookRecord`) and what the app answered (null while pending)."""
+    result = record.result
+    answer = None
+    if result is not None:
+        body: Any = result.json()
+        if body is None and result.body:
+            body = result.body[:2000].decode("utf-8", "replace")
+        answer = {"ok": result.ok, "status": result.status, "body": body, "error": result.error,
+                  "attempts": result.attempts, "url": result.url}
+    return {"kind": record.kind, "url": record.url, "method": record.method, "payload": record.payload or {},
+            "sent_at": record.sent_at, "answer": answer}
 
 
 def call_view(p: Platform, leg: SandboxCall) -> dict:
@@ -221,6 +226,39 @@ def application(p: Platform) -> dict:
         "event_method": s.event_method,
         "fallback_answer_url": s.fallback_answer_url,
         "signed_webhooks": bool(s.signature_secret),
+    }
+
+
+def webhooks(p: Platform) -> dict:
+    """Every webhook sent (the last 2000, oldest first), the chaos delivery setting, and what it did.
+
+    `duplicates`: webhooks sent again with the same kind, URL and payload (Vonage's retries and chaos
+    duplicates look alike to an app). `out_of_order`: status events sent after an event of the same leg
+    whose `timestamp` is later (chaos jitter lets events overtake one another).
+    """
+    import json
+
+    records = list(p.webhooks.log)
+    chaos = p.webhooks.chaos
+    seen: set[str] = set()
+    duplicates = out_of_order = 0
+    latest: dict[str, str] = {}
+    for record in records:
+        payload = record.payload or {}
+        key = json.dumps([record.kind, record.url, payload], sort_keys=True, default=str)
+        duplicates += key in seen
+        seen.add(key)
+        uuid, stamp = payload.get("uuid"), payload.get("timestamp")
+        if record.kind == "event" and payload.get("status") and uuid and isinstance(stamp, str):
+            out_of_order += stamp < latest.get(uuid, "")
+            latest[uuid] = max(stamp, latest.get(uuid, ""))
+    return {
+        "chaos": None if chaos is None else {"jitter": chaos.jitter, "duplicate": chaos.duplicate,
+                                             "seed": chaos.seed},
+        "sent": len(records),
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "webhooks": [webhook_view(r) for r in records],
     }
 
 

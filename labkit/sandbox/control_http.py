@@ -160,6 +160,10 @@ def install(app: Flask, p: Platform) -> None:
     def get_call(uuid: str) -> Response:
         return _json(control.get_call(p, uuid))
 
+    @route("/webhooks", ["GET"])
+    def webhooks() -> Response:
+        return _json(control.webhooks(p))
+
     @route("/reset", ["POST"])
     def reset() -> Response:
         return _json(control.reset(p))

@@ -84,6 +84,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "Said": {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
     "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
+    "WebhookLog": {
+        "type": "object", "required": ["chaos", "sent", "duplicates", "out_of_order", "webhooks"],
+        "properties": {
+            "chaos": {"type": ["object", "null"], "description": "chaos delivery (`labkit sandbox --chaos`), or null",
+                      "properties": {"jitter": {"type": "number"}, "duplicate": {"type": "number"},
+                                     "seed": {"type": ["integer", "null"]}}},
+            "sent": {"type": "integer", "description": "webhooks kept (the last 2000)"},
+            "duplicates": {"type": "integer", "description": "sent again with the same kind, URL and payload"},
+            "out_of_order": {"type": "integer", "description": "status events sent after a later one of their leg"},
+            "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+        },
+    },
 }
 
 
@@ -172,6 +184,8 @@ def paths() -> dict:
                                       ("200", "CallList", "calls, oldest first"), errors=())},
         "/_labkit/calls/{uuid}": {"get": _op("One call leg", ("200", "Call", "the call"), params=[UUID],
                                              errors=(404,))},
+        "/_labkit/webhooks": {"get": _op("Every webhook sent, oldest first, with chaos delivery's duplicates and "
+                                         "reordering counted", ("200", "WebhookLog", "the webhook log"), errors=())},
         "/_labkit/reset": {"post": _op("Forget every call, phone, recording and webhook",
                                        ("200", "Reset", "done"), errors=())},
     }
