@@ -1,99 +1,117 @@
-"""Test harness: `labkit sandbox` in a real separate process, plus a minimal control channel.
+"""Test harness: `labkit sandbox` (the real command) in a separate process, as a user runs it.
 
-Run as `python tests/sandbox_process.py [labkit sandbox flags]`. It runs the real command
-(`labkit.cli.main(["sandbox", ...])`: the same start, printout, signals and stop as a user gets) and,
-because the sandbox's own HTTP control surface (`/_labkit/`, issue 8) does not exist yet, it also
-serves a `multiprocessing.managers` channel on 127.0.0.1 through which tests drive and inspect the
-virtual phones (ring, answer, speak, press keys, what they heard). The lab under test never uses this
-channel: it reaches the sandbox through the Voice, Application and Numbers APIs only.
-
-The first stdout line is `CONTROL <port> <authkey hex>`; the command's own printout follows.
+It starts the console script `labkit sandbox --port 0 ...`, reads what it printed (the banner's rows:
+base URL, CA, application id, key, number, API key and secret, ...), and stops it with SIGTERM as
+Ctrl-C would. Tests then reach it only as any app or test in another language would: the Voice,
+Application and Numbers APIs, and the control API (`/_labkit/`) through `remote`
+(`labkit.sandbox.connect(url)`) or plain HTTP. There is no other channel into the process.
 """
 
 from __future__ import annotations
 
-import secrets
+import os
+import queue
+import re
+import signal
+import subprocess
 import sys
 import threading
-from multiprocessing.managers import BaseManager
+import time
+from pathlib import Path
 from typing import Any
 
-_captured: dict[str, Any] = {}
-_ready = threading.Event()
+READY = "Press Ctrl-C to stop."
+ROW = re.compile(r"^  (\S.{16}) (\S.*)$")  # the banner's rows: f"  {label:<17} {value}", up to a blank line
 
 
-class Control:
-    """What the tests may do to the phones (all results picklable)."""
-
-    def _sb(self) -> Any:
-        if not _ready.wait(30):
-            raise RuntimeError("the sandbox did not start")
-        return _captured["sandbox"]
-
-    def set_phone(self, number: str, **behaviour: Any) -> None:
-        self._sb().phone(number).set(**behaviour)
-
-    def dial(self, from_number: str, to: str | None = None) -> str:
-        return self._sb().dial(from_number, to).uuid
-
-    def press(self, number: str, digits: str) -> None:
-        self._sb().phone(number).press(digits)
-
-    def say(self, number: str, path: str) -> None:
-        self._sb().phone(number).say(path)
-
-    def speaking(self, number: str) -> bool:
-        return bool(self._sb().phone(number).speaking)
-
-    def heard_in(self, number: str, call_uuid: str) -> tuple[Any, int]:
-        rec = self._sb().phone(number).heard_in(call_uuid)
-        return rec.samples, rec.rate
-
-    def chaos_seen(self) -> tuple[int, int]:
-        """(status events delivered twice, status events sent before one that happened earlier)."""
-        import json
-
-        records = [r for r in self._sb().webhook_log if r.kind == "event" and r.payload.get("status")]
-        keys = [json.dumps(r.payload, sort_keys=True) for r in records]
-        twice = len(keys) - len(set(keys))
-        overtakes, last = 0, {}
-        for r in sorted(records, key=lambda r: r.sent_at):
-            uuid, stamp = r.payload.get("uuid"), r.payload.get("timestamp", "")
-            if uuid in last and stamp < last[uuid]:
-                overtakes += 1
-            last[uuid] = max(stamp, last.get(uuid, ""))
-        return twice, overtakes
-
-    def call_statuses(self) -> dict[str, str]:
-        return {leg.uuid: leg.status for leg in self._sb().calls}
+def labkit_command() -> list[str]:
+    """The `labkit` console script of this environment (what `pip install` made), else `python -m`."""
+    script = Path(sys.executable).with_name("labkit")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "labkit.cli"]
 
 
-class _Manager(BaseManager):
-    pass
+class SandboxProcess:
+    """`labkit sandbox --port 0 --speed S --home H FLAGS...` in its own process.
 
+    `rows` holds the banner's rows by label ("base URL", "CA certificate", "application id", ...),
+    `url` the base URL, `ca` the CA certificate, `bundle` the CA bundle the Python SDK is told to use.
+    """
 
-def main(argv: list[str]) -> int:
-    import labkit.sandbox
-    from labkit.cli import main as labkit_main
+    def __init__(self, home: Path, *flags: str, speed: float = 10.0, env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        cmd = [*labkit_command(), "sandbox", "--port", "0", "--speed", str(speed), "--home", str(self.home), *flags]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.stderr_path = self.home / "sandbox-stderr.log"
+        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=full_env)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, name="sandbox-stdout", daemon=True).start()  # never a full pipe
+        self.rows = self._read_banner(timeout)
+        self.url = self.rows["base URL"]
+        self.host = self.url.split("://", 1)[1]
+        self.ca = self.rows.get("CA certificate")
+        self.bundle = self.rows.get("CA bundle")
+        self._remote: Any = None
 
-    original_start = labkit.sandbox.Sandbox.start
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
-    def start(self: Any) -> Any:
-        result = original_start(self)
-        _captured["sandbox"] = self
-        _ready.set()
-        return result
+    def _read_banner(self, timeout: float) -> dict[str, str]:
+        rows: dict[str, str] = {}
+        in_rows = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.output.append(line)
+            in_rows = in_rows and bool(line.strip())
+            match = ROW.match(line.rstrip("\n")) if in_rows else None
+            if match:
+                rows[match.group(1).strip()] = match.group(2).split("  ")[0].strip()
+            if READY in line:
+                return rows
+        self.proc.kill()
+        self.proc.wait(5)
+        raise AssertionError(f"`labkit sandbox` did not print {READY!r}; it printed:\n{''.join(self.output)}\n"
+                             f"stderr:\n{self.stderr_path.read_text()}")
 
-    labkit.sandbox.Sandbox.start = start  # type: ignore[method-assign]
-    control = Control()
-    _Manager.register("control", callable=lambda: control)
-    authkey = secrets.token_bytes(16)
-    manager = _Manager(address=("127.0.0.1", 0), authkey=authkey)
-    server = manager.get_server()
-    threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
-    print(f"CONTROL {server.address[1]} {authkey.hex()}", flush=True)
-    return labkit_main(["sandbox", *argv])
+    @property
+    def remote(self) -> Any:
+        """`labkit.sandbox.connect(url)`: the control API's Python client (phones, calls, webhooks)."""
+        if self._remote is None:
+            from labkit.sandbox import connect
 
+            self._remote = connect(self.url, verify=self.ca if self.ca else True)
+        return self._remote
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    def stop(self, timeout: float = 20.0) -> str:
+        """SIGTERM (as Ctrl-C); the whole printout. AssertionError if it does not stop or exits non-zero."""
+        if self._remote is not None:
+            self._remote.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("labkit sandbox did not stop on SIGTERM") from None
+        finally:
+            self._stderr.close()
+        while True:  # the reader ends at EOF, which comes with the exit
+            line = self._lines.get(timeout=5)
+            if line is None:
+                break
+            self.output.append(line)
+        out = "".join(self.output)
+        assert self.proc.returncode == 0, f"labkit sandbox exited {self.proc.returncode}:\n{out}"
+        return out

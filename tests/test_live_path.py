@@ -1,87 +1,35 @@
 """The live code path end to end, with the sandbox standing in for Vonage.
 
 The lab runs in `LABKIT_MODE=live`: its settings are what a user's `.env` holds (application id and
-private key, number, API key and secret, signature secret), with VONAGE_API_HOST / VONAGE_REST_HOST
-pointed at `labkit sandbox` running in a real separate process (tests/sandbox_process.py) and
-PUBLIC_URL at the lab itself. The lab sets its application up through the Application and Numbers APIs
-only, exactly as it does on Vonage. The sandbox delivers webhooks with chaos (jitter, reordering,
-duplicates: LABKIT_SANDBOX_CHAOS). The five tutorial stories run, and the phones are checked for
-what they heard, through the harness's control channel (the lab never uses it).
+private key, number, API key and secret, signature secret), read from what `labkit sandbox` printed,
+with VONAGE_API_HOST / VONAGE_REST_HOST pointed at that command running in a real separate process
+(tests/sandbox_process.py) and PUBLIC_URL at the lab itself. The lab sets its application up through
+the Application and Numbers APIs only, exactly as it does on Vonage. The sandbox delivers webhooks with
+chaos (jitter, reordering, duplicates: `labkit sandbox --chaos`). The five tutorial stories run, and the
+phones are driven and checked for what they heard through the sandbox's HTTP control API only
+(`labkit.sandbox.connect(url)`), as a test in any language would.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from multiprocessing.managers import BaseManager
-from pathlib import Path
 
 import pytest
+from sandbox_process import SandboxProcess
 
 from labkit import ncco
 from labkit.config import Settings, state_dir
 from labkit.lab import Lab
 from labkit.media import Recording
 
-HERE = Path(__file__).resolve().parent
 SPEED = 2.0
 LABELS = ("base URL", "CA bundle", "application id", "private key", "number", "API key", "API secret",
           "signature secret")
-
-
-ROW = re.compile(r"^  ({})\s+(.*)$".format("|".join(map(re.escape, LABELS))))
-
-
-class _Manager(BaseManager):
-    pass
-
-
-_Manager.register("control")
-
-
-class SandboxProcess:
-    """`labkit sandbox` in its own process: what it printed, and the phones' control channel."""
-
-    def __init__(self, chaos: str) -> None:
-        env = dict(os.environ, LABKIT_HOME=str(state_dir()), LABKIT_SANDBOX_CHAOS=chaos, PYTHONUNBUFFERED="1")
-        self.stderr = open(state_dir() / "live-path-sandbox.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "sandbox_process.py"), "--port", "0",
-                                      "--speed", str(SPEED)], stdout=subprocess.PIPE, stderr=self.stderr,
-                                     text=True, env=env)
-        self.rows: dict[str, str] = {}
-        control = None
-        for line in self.proc.stdout:  # until the command says it is ready
-            if line.startswith("CONTROL "):
-                _, port, key = line.split()
-                control = (int(port), bytes.fromhex(key))
-            match = ROW.match(line.rstrip("\n"))
-            if match:
-                self.rows[match.group(1)] = match.group(2).split("  ")[0].strip()
-            if "Press Ctrl-C to stop." in line:
-                break
-        assert control is not None and set(self.rows) == set(LABELS), f"labkit sandbox printed {self.rows}"
-        manager = _Manager(address=("127.0.0.1", control[0]), authkey=control[1])
-        manager.connect()
-        self.control = manager.control()
-        self.host = self.rows["base URL"].removeprefix("https://")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError("labkit sandbox did not stop on SIGTERM") from None
-        finally:
-            self.stderr.close()
-        assert self.proc.returncode == 0
 
 
 def free_port() -> int:
@@ -92,7 +40,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def sandbox_proc():
-    sp = SandboxProcess(chaos="jitter=0.15,duplicate=0.3")
+    sp = SandboxProcess(state_dir() / "live-path-sandbox", "--chaos", "jitter=0.15,duplicate=0.3", speed=SPEED)
+    assert set(LABELS) <= set(sp.rows), f"labkit sandbox printed {sp.rows}"
     yield sp
     sp.stop()
 
@@ -132,8 +81,22 @@ def lab(live):
 
 
 def heard(sandbox_proc, number, call) -> Recording:
-    samples, rate = sandbox_proc.control.heard_in(number, call.uuid)
-    return Recording(samples, rate, call_uuid=call.uuid)
+    """What the phone heard in this call: `GET /_labkit/phones/{number}/heard.wav?call=...`."""
+    return sandbox_proc.remote.phone(number).heard_in(call.uuid)
+
+
+def dial(sandbox_proc, number) -> str:
+    """The phone calls the application's number (`POST /_labkit/phones/{number}/dial`): its uuid."""
+    return sandbox_proc.remote.dial(number)["uuid"]
+
+
+def say_and_wait(sandbox_proc, number, path) -> None:
+    """The phone says a WAV file into its call (`POST .../say`) and we wait until it is said."""
+    phone = sandbox_proc.remote.phone(number)
+    phone.say(path)
+    deadline = time.monotonic() + 30
+    while phone.speaking and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def music(lab, start, end) -> Recording:
@@ -144,7 +107,7 @@ def test_01_inbound_call_hears_the_music(lab, sandbox_proc):
     lab.on_answer(lambda fields: [ncco.talk("Welcome to the lab. Here is some music."),
                                   ncco.stream(lab, "music.mp3")])
     number = "447700900002"
-    uuid = sandbox_proc.control.dial(number)
+    uuid = dial(sandbox_proc, number)
     call = lab.wait_for_call(timeout=30)
     assert call.uuid == uuid
     call.wait_for("completed", timeout=60)
@@ -172,7 +135,7 @@ def test_03_conference_with_quorum(lab, sandbox_proc):
     lab.on_answer(lambda fields: [ncco.conversation(room)])
     numbers = ["447700900011", "447700900012", "447700900013"]
     for n, after in zip(numbers, (0.5, 2.0, 3.5), strict=True):
-        sandbox_proc.control.set_phone(n, answer_after=after)
+        sandbox_proc.remote.phone(n).set(answer_after=after)
     waiting, everyone_here, guard = [], threading.Event(), threading.Lock()
 
     @lab.on_event
@@ -228,7 +191,7 @@ def test_04_three_ways_to_script(lab, sandbox_proc):
                                   Input(type=["dtmf"], dtmf=Dtmf(maxDigits=1, timeOut=10))])
     call.wait_for("answered", timeout=30)
     time.sleep(1 / SPEED)
-    sandbox_proc.control.press(number, "7")
+    sandbox_proc.remote.phone(number).press("7")
     call.wait_for("input", timeout=30)
     call.wait_for("completed", timeout=60)
     assert digits == ["7"]
@@ -239,10 +202,7 @@ def test_05_websocket_recording(lab, sandbox_proc):
     number = "447700900005"
     call = lab.call(number, ncco=[ncco.websocket(lab, rate=16000)])
     call.wait_for("answered", timeout=30)
-    sandbox_proc.control.say(number, str(lab.audio_path("prompt.wav")))
-    deadline = time.monotonic() + 30
-    while sandbox_proc.control.speaking(number) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    say_and_wait(sandbox_proc, number, lab.audio_path("prompt.wav"))
     time.sleep(0.3)
     call.hangup()
     call.wait_for("completed", timeout=30)
@@ -259,11 +219,8 @@ def test_a_record_action_downloads_from_the_api_host(lab, sandbox_proc):
     number = "447700900006"
     call = lab.call(number, ncco=[Record(format="wav", endOnKey="#"), ncco.keep_open(lab)])
     call.wait_for("answered", timeout=30)
-    sandbox_proc.control.say(number, str(lab.audio_path("prompt.wav")))
-    deadline = time.monotonic() + 30
-    while sandbox_proc.control.speaking(number) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    sandbox_proc.control.press(number, "#")
+    say_and_wait(sandbox_proc, number, lab.audio_path("prompt.wav"))
+    sandbox_proc.remote.phone(number).press("#")
     event = call.wait_for("record", timeout=30)
     assert event.payload["recording_url"].startswith(f"https://{sandbox_proc.host}/")
     rec = lab.download_recording(event)
@@ -323,8 +280,9 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
 
 def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - after the stories
     """The sandbox really did deliver duplicates and out-of-order events while the stories passed."""
-    twice, overtakes = sandbox_proc.control.chaos_seen()
-    assert twice > 0 and overtakes > 0, (twice, overtakes)
+    log = sandbox_proc.remote.webhooks  # GET /_labkit/webhooks
+    assert log["chaos"] == {"jitter": 0.15, "duplicate": 0.3, "seed": None}
+    assert log["duplicates"] > 0 and log["out_of_order"] > 0, {k: v for k, v in log.items() if k != "webhooks"}
 
 
 def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, capsys):  # noqa: ARG001 - last
@@ -350,7 +308,7 @@ def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, cap
         lab._start()
         assert lab.settings.application_id == written["VONAGE_APPLICATION_ID"]
         lab.on_answer(lambda fields: [ncco.talk("Welcome."), ncco.stream(lab, "music.mp3")])
-        uuid = sandbox_proc.control.dial("447700900007")
+        uuid = dial(sandbox_proc, "447700900007")
         call = lab.wait_for_call(timeout=30)
         assert call.uuid == uuid
         call.wait_for("completed", timeout=60)
