@@ -1,9 +1,12 @@
 """`labkit sandbox` as a separate process, driven over HTTP only, as an app in another language would.
 
-A tiny answer server written here (not labkit's) serves an NCCO and the audio file it streams; the
-application is configured with the CLI's flags; a virtual phone is created and dials the application's
-number through the control API; what it heard is fetched as WAV and correlated with the source file.
-The same is done with Vonage's Node SDK where `node` and `npm` are present.
+A tiny answer server written here (not labkit's) serves an NCCO and the audio file it streams. As a
+Node or Ruby developer would on Vonage, the test creates a Voice application with the Application API
+(`POST /v2/applications`, HTTP Basic with the API key and secret the sandbox printed) and links the
+account's number to it with the Numbers API (`POST /number/update`), with plain `requests`; then a
+virtual phone dials that number through the control API, and what it heard is fetched as WAV and
+correlated with the source file. The same is done with Vonage's Node SDK where `node` and `npm` are
+present. A separate small test covers the CLI's own flags (`--answer-url`, `--event-url`, `--number`).
 """
 
 from __future__ import annotations
@@ -11,21 +14,19 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
-import re
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pytest
 import requests
 import soundfile as sf
+from sandbox_process import SandboxProcess
 from sandbox_support import best_correlation
 
 RATE = 16000
@@ -49,6 +50,7 @@ class AnswerServer:
     def __init__(self) -> None:
         self.audio = source_audio()
         self.events: list[dict] = []
+        self.answers: list[dict] = []  # the query of each GET /answer (to, from, uuid, ...)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +66,7 @@ class AnswerServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path.startswith("/answer"):
+                    outer.answers.append(dict(parse_qsl(urlsplit(self.path).query)))
                     ncco = [{"action": "stream", "streamUrl": [f"{outer.url}/melody.wav"]}]
                     self._send(json.dumps(ncco).encode(), "application/json")
                 elif self.path == "/melody.wav":
@@ -90,67 +93,22 @@ class AnswerServer:
         self.server.server_close()
 
 
-class SandboxProcess:
-    """`labkit sandbox ...` in its own process; `url` is read from its banner."""
+def control(sb: SandboxProcess, method: str, path: str, **kw) -> requests.Response:
+    """One control API request with plain requests (`/_labkit/...`), as curl would make it."""
+    r = requests.request(method, f"{sb.url}/_labkit/{path}", verify=sb.ca or True, timeout=10, **kw)
+    r.raise_for_status()
+    return r
 
-    def __init__(self, home: Path, *flags: str) -> None:
-        cmd = [sys.executable, "-m", "labkit.cli", "sandbox", "--port", "0", "--speed", str(SPEED),
-               "--home", str(home), *flags]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for(r"a local Voice API at (https?://\S+)")
-        self.ca: str | None = str(home / "tls" / "ca.pem")
-        self.home = home
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def _wait_for(self, pattern: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match.group(1)
-        raise AssertionError(f"`labkit sandbox` did not print {pattern!r}; output: {''.join(self.output)}")
-
-    def control(self, method: str, path: str, **kw) -> requests.Response:
-        verify = self.ca if self.ca is not None else True
-        r = requests.request(method, f"{self.url}/_labkit/{path}", verify=verify, timeout=10, **kw)
-        r.raise_for_status()
-        return r
-
-    def wait_call(self, uuid: str, status: str = "completed", timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            call = self.control("GET", f"calls/{uuid}").json()
-            if call["status"] == status:
-                return call
-            time.sleep(0.05)
-        raise AssertionError(f"call {uuid} did not reach {status}: {call}")
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise
-        time.sleep(0.1)
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
-        return "".join(self.output)
+def wait_call(sb: SandboxProcess, uuid: str, status: str = "completed", timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        call = control(sb, "GET", f"calls/{uuid}").json()
+        if call["status"] == status or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert call["status"] == status, f"call {uuid} did not reach {status}: {call}"
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -161,34 +119,85 @@ def app():
 
 
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory, app):
-    sb = SandboxProcess(tmp_path_factory.mktemp("standalone-home"), "--answer-url", f"{app.url}/answer",
-                        "--event-url", f"{app.url}/event", "--number", "447700900555")
+def standalone(tmp_path_factory):
+    """`labkit sandbox` with no application flags at all: the test sets the application up itself."""
+    sb = SandboxProcess(tmp_path_factory.mktemp("standalone-home"), speed=SPEED)
     yield sb
     out = sb.stop()
-    assert "Sandbox stopped." in out and sb.proc.returncode == 0
+    assert "Sandbox stopped." in out
+
+
+@pytest.fixture(scope="module")
+def configured(standalone, app, tmp_path_factory) -> dict:
+    """A Voice application made with the Application API and the number linked to it with the Numbers
+    API, over plain HTTP with the printed API key and secret: what a Node/Ruby developer does on Vonage."""
+    sb = standalone
+    auth, number = (sb.rows["API key"], sb.rows["API secret"]), sb.rows["number"]
+    hooks = {"answer_url": {"address": f"{app.url}/answer", "http_method": "GET"},
+             "event_url": {"address": f"{app.url}/event", "http_method": "POST"}}
+    r = requests.post(f"{sb.url}/v2/applications", auth=auth, verify=sb.ca, timeout=10,
+                      json={"name": "my node app", "capabilities": {"voice": {"webhooks": hooks}}})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["capabilities"]["voice"]["webhooks"]["answer_url"]["address"] == f"{app.url}/answer"
+    key = tmp_path_factory.mktemp("my-app") / "private.key"
+    key.write_text(created["keys"]["private_key"])
+    owned = requests.get(f"{sb.url}/account/numbers", auth=auth, verify=sb.ca, timeout=10).json()
+    country = next(n["country"] for n in owned["numbers"] if n["msisdn"] == number)
+    r = requests.post(f"{sb.url}/number/update", auth=auth, verify=sb.ca, timeout=10,
+                      data={"country": country, "msisdn": number, "app_id": created["id"]})
+    assert r.status_code == 200 and r.json()["error-code"] == "200", r.text
+    linked = requests.get(f"{sb.url}/account/numbers", params={"application_id": created["id"]}, auth=auth,
+                          verify=sb.ca, timeout=10).json()
+    assert [n["msisdn"] for n in linked["numbers"]] == [number]
+    return {"id": created["id"], "key": key, "number": number}
 
 
 def heard(sb: SandboxProcess, number: str, uuid: str) -> np.ndarray:
-    wav = sb.control("GET", f"phones/{number}/heard.wav", params={"call": uuid}).content
+    wav = control(sb, "GET", f"phones/{number}/heard.wav", params={"call": uuid}).content
     samples, rate = sf.read(io.BytesIO(wav), dtype="int16")
     assert rate == RATE
     return samples
 
 
-def test_a_whole_inbound_call_over_http_only(standalone, app):
-    sb = standalone
-    assert sb.control("GET", "application").json()["number"] == "447700900555"  # --number
-    sb.control("POST", "phones", json={"number": "447700900301", "answer_after": 0})
-    call = sb.control("POST", "phones/447700900301/dial", json={"to": "447700900555"}).json()
-    done = sb.wait_call(call["uuid"])
+def test_a_whole_inbound_call_over_http_only(standalone, configured, app):
+    sb, number = standalone, configured["number"]
+    control(sb, "POST", "phones", json={"number": "447700900301", "answer_after": 0})
+    call = control(sb, "POST", "phones/447700900301/dial", json={"to": number}).json()
+    done = wait_call(sb, call["uuid"])
     assert [w["payload"]["status"] for w in done["webhooks"] if w["kind"] == "event"][-1] == "completed"
+    mine = [a for a in app.answers if a.get("uuid") == call["uuid"]]
+    assert len(mine) == 1 and mine[0]["to"] == number and mine[0]["from"] == "447700900301"  # the new app's
     statuses = [e.get("status") for e in app.events if e.get("uuid") == call["uuid"]]
     assert statuses[0] == "started" and statuses[-1] == "completed"  # the app's event_url got them
     samples = heard(sb, "447700900301", call["uuid"])
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
     score, lag = best_correlation(samples, reference)
     assert score > 0.95, f"heard audio does not match the streamed file (score {score:.3f} at {lag})"
+
+
+def test_the_cli_flags_set_up_the_application_and_its_number(tmp_path, app):
+    """`labkit sandbox --answer-url --event-url --number`: the number is rented in the account and linked
+    to the default application, and a phone dialling it reaches that application's answer_url."""
+    sb = SandboxProcess(tmp_path / "home", "--answer-url", f"{app.url}/answer", "--event-url", f"{app.url}/event",
+                        "--number", "447700900555", speed=SPEED)
+    try:
+        assert sb.rows["number"] == "447700900555" and sb.rows["answer_url"] == f"{app.url}/answer"
+        auth = (sb.rows["API key"], sb.rows["API secret"])
+        owned = requests.get(f"{sb.url}/account/numbers", auth=auth, verify=sb.ca, timeout=10).json()
+        links = {n["msisdn"]: n.get("app_id") for n in owned["numbers"]}
+        assert links["447700900555"] == sb.rows["application id"]  # rented and linked, as on the dashboard
+        control(sb, "POST", "phones", json={"number": "447700900304", "answer_after": 0})
+        call = control(sb, "POST", "phones/447700900304/dial", json={"to": "447700900555"}).json()
+        wait_call(sb, call["uuid"])
+        mine = [a for a in app.answers if a.get("uuid") == call["uuid"]]
+        assert len(mine) == 1 and mine[0]["to"] == "447700900555"
+        assert [e["status"] for e in app.events if e.get("uuid") == call["uuid"]][-1] == "completed"
+        reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
+        assert best_correlation(heard(sb, "447700900304", call["uuid"]), reference)[0] > 0.95
+    finally:
+        out = sb.stop()
+    assert "Sandbox stopped." in out
 
 
 NODE_SCRIPT = r"""
@@ -224,27 +233,28 @@ def node_sdk(tmp_path_factory) -> Path:
     return folder
 
 
-def test_the_node_sdk_places_a_call_and_the_phone_hears_the_stream(standalone, app, node_sdk):
+def test_the_node_sdk_places_a_call_and_the_phone_hears_the_stream(standalone, configured, app, node_sdk):
+    """The Node SDK with the application made above (its id and the private key the API returned)."""
     sb = standalone
-    sb.control("POST", "phones", json={"number": "447700900302", "answer_after": 0})
+    control(sb, "POST", "phones", json={"number": "447700900302", "answer_after": 0})
     env = {**os.environ, "NODE_EXTRA_CA_CERTS": sb.ca}
-    key = sb.home / "private.key"
-    app_id = sb.control("GET", "application").json()["application_id"]
-    proc = subprocess.run(["node", "call.js", sb.url, app_id, str(key), "447700900302", "447700900555",
-                           f"{app.url}/melody.wav"], cwd=node_sdk, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(["node", "call.js", sb.url, configured["id"], str(configured["key"]), "447700900302",
+                           configured["number"], f"{app.url}/melody.wav"], cwd=node_sdk, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     uuid = result["created"]["uuid"]
     assert result["created"]["status"] == "started" and result["status"] in ("started", "ringing", "answered")
-    sb.wait_call(uuid)
+    wait_call(sb, uuid)
+    assert [e["status"] for e in app.events if e.get("uuid") == uuid][-1] == "completed"  # the app's event_url
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
     assert best_correlation(heard(sb, "447700900302", uuid), reference)[0] > 0.95
 
 
 def test_the_node_sdk_over_plain_http(tmp_path_factory, app, node_sdk):
     """`--http`: the same call with the Node SDK pointed at http://127.0.0.1:PORT (no CA at all)."""
-    sb = SandboxProcess(tmp_path_factory.mktemp("http-home"), "--http", "--event-url", f"{app.url}/event")
+    sb = SandboxProcess(tmp_path_factory.mktemp("http-home"), "--http", "--event-url", f"{app.url}/event",
+                        speed=SPEED)
     try:
         assert sb.url.startswith("http://127.0.0.1:")
         requests.post(f"{sb.url}/_labkit/phones", json={"number": "447700900303", "answer_after": 0},
@@ -256,8 +266,7 @@ def test_the_node_sdk_over_plain_http(tmp_path_factory, app, node_sdk):
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         uuid = json.loads(proc.stdout.strip().splitlines()[-1])["created"]["uuid"]
-        sb.ca = None  # plain http: nothing to verify
-        sb.wait_call(uuid)
+        wait_call(sb, uuid)
         reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
         assert best_correlation(heard(sb, "447700900303", uuid), reference)[0] > 0.95
     finally:
