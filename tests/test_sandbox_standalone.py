@@ -51,6 +51,7 @@ class AnswerServer:
         self.audio = source_audio()
         self.events: list[dict] = []
         self.answers: list[dict] = []  # the query of each GET /answer (to, from, uuid, ...)
+        self.arrived = threading.Condition()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,7 +78,9 @@ class AnswerServer:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.events.append(json.loads(body or b"{}"))
+                with outer.arrived:
+                    outer.events.append(json.loads(body or b"{}"))
+                    outer.arrived.notify_all()
                 self._send(b"", "text/plain")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -87,6 +90,16 @@ class AnswerServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def statuses(self, uuid: str, until: str = "completed", timeout: float = 30.0) -> list[str]:
+        """The statuses the app's event_url got for this call, once `until` has arrived. The sandbox
+        sends events after the state changes, so its `GET /_labkit/calls` may say completed first."""
+        def mine() -> list[str]:
+            return [e.get("status") for e in self.events if e.get("uuid") == uuid]
+
+        with self.arrived:
+            self.arrived.wait_for(lambda: until in mine(), timeout)
+            return mine()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -164,12 +177,14 @@ def test_a_whole_inbound_call_over_http_only(standalone, configured, app):
     sb, number = standalone, configured["number"]
     control(sb, "POST", "phones", json={"number": "447700900301", "answer_after": 0})
     call = control(sb, "POST", "phones/447700900301/dial", json={"to": number}).json()
-    done = wait_call(sb, call["uuid"])
-    assert [w["payload"]["status"] for w in done["webhooks"] if w["kind"] == "event"][-1] == "completed"
+    statuses = app.statuses(call["uuid"])
+    assert statuses[0] == "started" and statuses[-1] == "completed"  # the app's event_url got them
     mine = [a for a in app.answers if a.get("uuid") == call["uuid"]]
     assert len(mine) == 1 and mine[0]["to"] == number and mine[0]["from"] == "447700900301"  # the new app's
-    statuses = [e.get("status") for e in app.events if e.get("uuid") == call["uuid"]]
-    assert statuses[0] == "started" and statuses[-1] == "completed"  # the app's event_url got them
+    done = control(sb, "GET", f"calls/{call['uuid']}").json()  # the sandbox's side: what it sent, and to whom
+    assert done["status"] == "completed"
+    assert [w["payload"]["status"] for w in done["webhooks"] if w["kind"] == "event"][-1] == "completed"
+    assert {w["url"] for w in done["webhooks"]} == {f"{app.url}/answer", f"{app.url}/event"}
     samples = heard(sb, "447700900301", call["uuid"])
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
     score, lag = best_correlation(samples, reference)
@@ -192,7 +207,7 @@ def test_the_cli_flags_set_up_the_application_and_its_number(tmp_path, app):
         wait_call(sb, call["uuid"])
         mine = [a for a in app.answers if a.get("uuid") == call["uuid"]]
         assert len(mine) == 1 and mine[0]["to"] == "447700900555"
-        assert [e["status"] for e in app.events if e.get("uuid") == call["uuid"]][-1] == "completed"
+        assert app.statuses(call["uuid"])[-1] == "completed"
         reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
         assert best_correlation(heard(sb, "447700900304", call["uuid"]), reference)[0] > 0.95
     finally:
@@ -246,7 +261,7 @@ def test_the_node_sdk_places_a_call_and_the_phone_hears_the_stream(standalone, c
     uuid = result["created"]["uuid"]
     assert result["created"]["status"] == "started" and result["status"] in ("started", "ringing", "answered")
     wait_call(sb, uuid)
-    assert [e["status"] for e in app.events if e.get("uuid") == uuid][-1] == "completed"  # the app's event_url
+    assert app.statuses(uuid)[-1] == "completed"  # the application's event_url, as no event_url was given
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
     assert best_correlation(heard(sb, "447700900302", uuid), reference)[0] > 0.95
 
