@@ -356,3 +356,19 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([])
     assert info.value.code == 2
+
+
+def test_sandbox_command_chaos_flag(capsys, monkeypatch):
+    """`--chaos SPEC` sets the sandbox's chaos delivery (and the banner says so); a bad SPEC is a clear error."""
+    import labkit.sandbox
+
+    monkeypatch.setattr(labkit.sandbox, "Sandbox", FakeSandbox, raising=False)
+    monkeypatch.setattr(cli.sandbox, "_wait_until_interrupted", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out = run(capsys, "sandbox", "--chaos", "jitter=0.1,duplicate=0.5,seed=3")
+    chaos = FakeSandbox.instances[-1].webhook_chaos
+    assert code == 0 and (chaos.jitter, chaos.duplicate, chaos.seed) == (0.1, 0.5, 3)
+    assert "webhook chaos" in out and "duplicate 0.5" in out
+    code = cli.main(["sandbox", "--chaos", "often"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--chaos" in err and "unknown setting 'often'" in err
+    assert not hasattr(FakeSandbox.instances[-1], "base_url")  # never started
