@@ -90,6 +90,24 @@ def dial(sandbox_proc, number) -> str:
     return sandbox_proc.remote.dial(number)["uuid"]
 
 
+def position(sandbox_proc, number) -> int:
+    """Samples the phone has heard so far (`GET /_labkit/phones/{number}`), for `wait_until_audible`."""
+    return sandbox_proc.remote.phone(number).position
+
+
+def wait_until_audible(sandbox_proc, number, since: int, timeout: float = 30) -> None:
+    """Until the phone hears sound after position `since` (`heard.wav?since=`): the audio really plays.
+    A fetched file starts only once downloaded and decoded, so a fixed sleep after asking is a race."""
+    phone = sandbox_proc.remote.phone(number)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = phone.heard_since(since).samples
+        if samples.size and int(abs(samples.astype("int32")).max()) > 100:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{number} heard nothing after position {since}")
+
+
 def say_and_wait(sandbox_proc, number, path) -> None:
     """The phone says a WAV file into its call (`POST .../say`) and we wait until it is said."""
     phone = sandbox_proc.remote.phone(number)
@@ -121,7 +139,9 @@ def test_02_outbound_call_with_a_rest_stream(lab, sandbox_proc):
     number = "447700900003"
     call = lab.call(number, ncco=[ncco.keep_open(lab)])
     call.wait_for("answered", timeout=30)
+    since = position(sandbox_proc, number)
     call.stream("music.mp3", loop=0)
+    wait_until_audible(sandbox_proc, number, since)  # then three seconds of call time of it
     time.sleep(3 / SPEED)
     call.stop_stream()
     call.hangup()
@@ -140,8 +160,11 @@ def test_03_conference_with_quorum(lab, sandbox_proc):
 
     @lab.on_event
     def hold_music_until_quorum(event):
-        if event.get("status") != "answered" or event.get("uuid") not in lab.calls:
+        if event.get("status") != "answered" or event.get("to") not in numbers:
             return None
+        deadline = time.monotonic() + 30  # lab.call() registers the call once POST /v1/calls has answered,
+        while event["uuid"] not in lab.calls and time.monotonic() < deadline:  # which a fast phone's
+            time.sleep(0.01)  # `answered` (plus jitter) may beat on a busy machine
         with guard:
             waiting.append(lab.calls[event["uuid"]])
             if len(waiting) < len(numbers):
@@ -190,7 +213,8 @@ def test_04_three_ways_to_script(lab, sandbox_proc):
     call = lab.call(number, ncco=[ncco.stream(lab, "music.mp3", loop=0, level=0.2, barge_in=True),
                                   Input(type=["dtmf"], dtmf=Dtmf(maxDigits=1, timeOut=10))])
     call.wait_for("answered", timeout=30)
-    time.sleep(1 / SPEED)
+    since = position(sandbox_proc, number)
+    wait_until_audible(sandbox_proc, number, since)  # the stream plays, so a key barges in (not lost before)
     sandbox_proc.remote.phone(number).press("7")
     call.wait_for("input", timeout=30)
     call.wait_for("completed", timeout=60)
