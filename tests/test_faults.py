@@ -482,6 +482,70 @@ def _hangup_during_answer(ctx: Ctx) -> None:
         lab.on_answer(None)
 
 
+# ------------------------------------------------------------------------------------- the server's cases
+# The public server's limits, files and tokens (issue 11). The scenarios live beside the server's own tests;
+# here each runs once more as a fault case, on a server set up the way its test's fixture sets it up.
+
+def _server_cases() -> None:
+    import server_support as support
+    import test_server as files
+    import test_server_limits as limits
+    import test_socket as sockets
+
+    def with_server(scenario: Callable[..., None], *extra: str) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            with support.limits_servers(ctx.tmp) as make:
+                scenario(make, *(ctx.tmp for _ in extra))
+        return run
+
+    def with_files(scenario: Callable[..., None], wants_tmp: bool) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            folder = support.audio_folder(ctx.tmp)
+            with support.serving(folder) as served:
+                scenario(served, folder, *([ctx.tmp] if wants_tmp else []))
+        return run
+
+    def with_hub(scenario: Callable[..., None]) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            with support.socket_hub(ctx.tmp) as hub:
+                scenario(hub)
+        return run
+
+    table = [
+        ("a 100 MB body is refused with 413 before it is read", with_server(
+            limits.test_oversized_body_is_refused_with_413_before_it_is_read)),
+        ("a chunked body over the cap is refused", with_server(limits.test_chunked_body_over_the_cap_is_refused_too)),
+        ("slowloris headers are cut off", with_server(limits.test_slow_headers_are_cut_off)),
+        ("slow headers on a kept-alive connection are cut off", with_server(
+            limits.test_slow_headers_on_a_kept_alive_connection_are_cut_off)),
+        ("a slow body gets 408", with_server(limits.test_slow_body_gets_408)),
+        ("a half-open WebSocket peer is closed", with_server(limits.test_half_open_websocket_peer_is_closed)),
+        ("a WebSocket message over the cap closes the socket", with_server(
+            limits.test_websocket_message_over_the_cap_closes_the_socket)),
+        ("connections over the cap get 503", with_server(limits.test_connections_over_the_cap_get_503)),
+        ("a peer that stops reading cannot block the sender", with_server(
+            limits.test_a_peer_that_stops_reading_cannot_block_the_sender)),
+        ("a peer that stops reading cannot block stop()",
+         lambda ctx: limits.test_a_peer_that_stops_reading_cannot_block_stop(ctx.tmp)),
+        ("thousands of refused requests make a few counted lines", with_server(
+            limits.test_thousands_of_refusals_make_a_few_counted_lines)),
+        ("a client that stops reading a download is cut", with_server(
+            limits.test_a_client_that_stops_reading_a_download_is_cut, "tmp")),
+        ("a WebSocket with a foreign Host is refused", with_server(
+            limits.test_websocket_with_a_foreign_host_is_refused)),
+        ("symlinks out of an audio folder are not served", with_files(
+            files.test_symlinks_out_of_the_audio_folder_are_not_served, True)),
+        ("only regular audio files are served", with_files(files.test_only_audio_files_are_served, False)),
+        ("a socket token works once, for its own link", with_hub(
+            sockets.test_a_socket_token_works_once_and_only_for_its_link)),
+    ]
+    for name, run in table:
+        case(name, "server")(run)
+
+
+_server_cases()
+
+
 # ------------------------------------------------------------------------------------- the runner
 
 @pytest.mark.parametrize("name", list(CASES))
