@@ -76,7 +76,7 @@ class LabStartup:
                           number=sb.number, signed=True)
         self.number = sb.number
         self._voice = voice_client(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
-                                    HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
+                                   HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
 
     def _start_live(self) -> None:
         from vonage_http_client import HttpClientOptions
@@ -97,7 +97,7 @@ class LabStartup:
         if not self._signature_secret:
             warn_unsigned(self.public_url)
         self._voice = voice_client(Auth(application_id=s.application_id, private_key=key),
-                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
+                                   HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
         from labkit.account import follow_lab
 
         self._account_note, self._account_restore = follow_lab(s, self.public_url)
