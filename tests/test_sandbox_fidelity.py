@@ -337,7 +337,7 @@ def test_the_audio_clock_starts_after_the_warm_up(sandbox_home, receiver, monkey
 
     from sandbox_support import sdk_client
 
-    import labkit.sandbox as sandbox_module
+    import labkit.sandbox.facade as sandbox_module  # where Sandbox looks _warm_up up
     from labkit.sandbox import Sandbox
 
     gate = threading.Event()
