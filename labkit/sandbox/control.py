@@ -190,8 +190,8 @@ def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None =
               wait: Any = None) -> tuple[bytes, int, int]:
     """What the phone heard as WAV bytes (16 kHz mono): all, since sample `since`, or in one call.
 
-    Returns (wav, start position, end position) in samples, so a client can ask for the rest later.
-    With `wait` (seconds) and no `call`, the answer waits for new audio first (see _wait_for_audio).
+    Returns (wav, start position, end position) in samples, so a client can ask for the rest later
+    (a `since` beyond what the phone heard, after a reset, starts at its position now). With `wait` (seconds) and no `call`, the answer waits for new audio first (see _wait_for_audio).
     """
     import soundfile as sf
 
@@ -208,6 +208,7 @@ def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None =
             raise InvalidInput(f"since is a sample position (a whole number), not {since!r}") from None
         if wait is not None:
             _wait_for_audio(p, phone, start, wait)
+        start = min(start, phone.position)  # it forgot what it heard (reset): where it is now
         samples = phone.heard_since(start).samples
         end = start + int(samples.size)
     buf = io.BytesIO()

@@ -56,9 +56,9 @@ export function httpTransport(api, number) {
 
   async function listenLoop() {
     while (s.listening) {
-      if (s.since === null || (s.view && s.view.position < s.since)) {
+      if (s.since === null) {
         if (!s.view) { await new Promise((ok) => setTimeout(ok, 100)); continue; }
-        s.since = s.view.position; // start live (and catch up after the phone forgot what it heard)
+        s.since = s.view.position; // start live (the answer says where the phone really is from then on)
       }
       s.abort = new AbortController();
       let r;
