@@ -46,7 +46,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 class EventApp:
-    """The app's event_url: a plain http.server keeping each event's JSON."""
+    """The app's answer_url (a greeting) and event_url (keeps each event's JSON): a plain http.server."""
 
     def __init__(self) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +58,15 @@ class EventApp:
             def log_message(self, *args) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.dumps([{"action": "talk", "text": "Hello from the app", "loop": 0}]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.events.append(json.loads(body or b"{}"))
                 self.send_response(200)
@@ -67,7 +75,7 @@ class EventApp:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/event"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def statuses(self, uuid: str) -> list[str]:
         return [e.get("status") for e in list(self.events) if e.get("uuid") == uuid]
@@ -80,9 +88,9 @@ class EventApp:
 class Sandbox:
     """`labkit sandbox --speed 1` in its own process (a person's real time: a live microphone needs it)."""
 
-    def __init__(self, home: Path, event_url: str) -> None:
+    def __init__(self, home: Path, app_url: str) -> None:
         cmd = [sys.executable, "-m", "labkit.cli", "sandbox", "--port", "0", "--speed", "1", "--home", str(home),
-               "--number", APP_NUMBER, "--event-url", event_url]
+               "--number", APP_NUMBER, "--event-url", f"{app_url}/event", "--answer-url", f"{app_url}/answer"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[str] = queue.Queue()
@@ -261,7 +269,20 @@ def test_the_sandbox_page_rings_answers_listens_talks_and_presses_keys(standalon
             assert sb.events.statuses(second)[-1] == "rejected"  # the app's event_url was told
             assert sb.events.statuses(uuid)[-1] == "completed"
             assert card.locator(".labkit-phone-error").inner_text().strip() == ""
+            expect(card).to_have_attribute("data-heard-call", uuid)  # the player keeps the call that was heard
             shot(page, "6-rejected")
+
+            # Call the app: the phone dials the application's number; the app's answer_url greets it.
+            card.get_by_role("button", name="Call the app").click()
+            expect(state).to_have_text("answered", timeout=15_000)
+            inbound = sb.control("GET", f"phones/{PHONE}").json()["call"]
+            assert sb.control("GET", f"calls/{inbound}").json()["direction"] == "inbound"
+            page.wait_for_function("el => Number(el.dataset.framesPlayed) > 500", arg=root, timeout=20_000)
+            card.get_by_role("button", name="Hang up").click()
+            expect(state).to_have_text("idle", timeout=15_000)
+            assert "completed" in sb.events.statuses(inbound)
+            expect(card).to_have_attribute("data-heard-call", inbound, timeout=10_000)
+            shot(page, "7-inbound")
         except Exception:
             shot(page, "failure")
             raise

@@ -191,7 +191,8 @@ def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None =
     """What the phone heard as WAV bytes (16 kHz mono): all, since sample `since`, or in one call.
 
     Returns (wav, start position, end position) in samples, so a client can ask for the rest later
-    (a `since` beyond what the phone heard, after a reset, starts at its position now). With `wait` (seconds) and no `call`, the answer waits for new audio first (see _wait_for_audio).
+    (a `since` beyond what the phone heard, after a reset, starts at its position now). With `wait`
+    (seconds) and no `call`, the answer waits for new audio first (see _wait_for_audio).
     """
     import soundfile as sf
 

@@ -107,7 +107,7 @@ async function show(c, view) {
   c.card.classList.toggle("ringing", view.state === "ringing");
   c.card.classList.toggle("answered", view.state === "answered");
   const ringingIn = view.state === "ringing" && incoming && incoming.direction === "outbound";
-  if (view.call) c.lastCall = view.call;
+  if (view.call && view.state === "answered") c.lastCall = view.call; // (a rejected call heard nothing)
   if (view.state === "ringing") {
     c.who.textContent = ringingIn ? `\u260e call from ${incoming.from.number || incoming.from.uri || "the app"}`
                                   : "calling the application...";
@@ -121,7 +121,7 @@ async function show(c, view) {
   c.hangup.disabled = view.state === "idle";
   c.dial.disabled = view.state !== "idle";
   for (const k of c.keys) k.disabled = view.state !== "answered";
-  if (before && before.state !== "idle" && view.state === "idle") {
+  if (before && before.state === "answered" && view.state === "idle") {
     c.pressed = "";
     loadHeard(c); // the call ended: its audio is ready to play
   }
