@@ -226,6 +226,8 @@ def test_heard_wav_long_poll_gives_the_call_live_and_whole(sandbox, receiver, te
     api("POST", "/phones", 201, json={"number": "447700900206"})  # idle: nothing comes, the wait runs out
     idle = api("GET", "/phones/447700900206/heard.wav?since=0&wait=0.2")
     assert idle.headers["X-Labkit-Position"] == "0"
+    ahead = api("GET", "/phones/447700900206/heard.wav?since=5000&wait=1")  # beyond what it heard (a reset)
+    assert ahead.headers["X-Labkit-Start"] == ahead.headers["X-Labkit-Position"] == "0"  # where it is now
     api("GET", "/phones/447700900206/heard.wav?since=0&wait=soon", 400, "Problem")
 
 
