@@ -245,3 +245,20 @@ def test_say_tells_how_much_speech_is_queued(sandbox, receiver, test_audio):
     assert first["queued_seconds"] >= first["seconds"] - 0.1
     assert second["queued_seconds"] > first["seconds"]  # the second waits behind what is left of the first
     api("POST", "/phones/447700900207/hangup")
+
+
+def test_the_softphone_page_files_ship_with_the_package():
+    """Every file the page serves matches the package data of labkit.widgets (or an installed lab 404s)."""
+    import ast
+    import fnmatch
+    from pathlib import Path
+
+    from labkit.sandbox.control_page import STATIC, TYPES
+
+    root = Path(__file__).resolve().parent.parent
+    line = next(x for x in (root / "pyproject.toml").read_text().splitlines() if x.startswith('"labkit.widgets"'))
+    globs = ast.literal_eval(line.split("=", 1)[1].strip())
+    served = [p for p in STATIC.iterdir() if p.suffix in TYPES]
+    assert {"sandbox.html", "sandbox.js", "httptransport.js", "callaudio.js"} <= {p.name for p in served}
+    for path in served:
+        assert any(fnmatch.fnmatch(f"static/{path.name}", g) for g in globs), path.name
