@@ -291,8 +291,9 @@ def test_the_sandbox_page_rings_answers_listens_talks_and_presses_keys(standalon
             ws_app.stop()
 
 
-def test_the_page_is_loopback_only_like_the_control_api(standalone):
-    """`/` and its scripts: served on loopback; from elsewhere they need the application's JWT (401)."""
+def test_the_running_command_serves_the_page_and_the_notebooks_audio_module(standalone):
+    """`/` and its scripts from `labkit sandbox` itself (the loopback/JWT rule: test_sandbox_control.py)."""
+    from labkit.errors import SandboxNotFound
     from labkit.sandbox.control_page import page_file
 
     ca = str(standalone.home / "tls" / "ca.pem")
@@ -301,5 +302,5 @@ def test_the_page_is_loopback_only_like_the_control_api(standalone):
     script = requests.get(standalone.url + "/_labkit/page/callaudio.js", verify=ca, timeout=10)
     assert script.ok and "export function createCallAudio" in script.text  # the notebook's own module
     assert requests.get(standalone.url + "/_labkit/page/call_audio.py", verify=ca, timeout=10).status_code == 404
-    with pytest.raises(Exception, match="no file"):
+    with pytest.raises(SandboxNotFound, match="no file"):
         page_file("../sandbox/control.py")
