@@ -254,7 +254,7 @@ def _disk_full(ctx: Ctx) -> int:
         assert "No space left" in event.payload["reason"] or "space" in event.payload["reason"].lower(), event
         _socket_still_sends(lab, session, phone)  # the socket still works both ways
         assert call.info().status == "answered"
-        written = session._recorder.frames_written
+        written = session.frames_written
         call.hangup()
         call.wait_for("completed", timeout=15)
         _wait(lambda: session.closed.is_set())
@@ -309,7 +309,7 @@ def _kernel_killed(ctx: Ctx) -> int:
         deadline = time.monotonic() + 30
         written = 0
         while written < 100 and time.monotonic() < deadline:
-            written = int(_kernel_run(kc, "print(session._recorder.frames_written)").strip())
+            written = int(_kernel_run(kc, "print(session.frames_written)").strip())
         assert written >= 100, "no audio reached the recording"
         os.kill(pid, signal.SIGKILL)  # mid-recording: frames keep arriving
         _wait(lambda: not km.is_alive(), 15)
@@ -320,8 +320,8 @@ def _kernel_killed(ctx: Ctx) -> int:
         text = _kernel_run(kc, KERNEL_CODE.format(folder=str(ctx.tmp / "second")))
         second = Path(text.split("PATH ")[1].split()[0])
         _kernel_run(kc, "import time; time.sleep(1); call.hangup(); call.wait_for('completed', timeout=30); "
-                        "session.closed.wait(30); print(session._recorder.frames_written)")
-        written2 = int(_kernel_run(kc, "print(session._recorder.frames_written)").strip())
+                        "session.closed.wait(30); print(session.frames_written)")
+        written2 = int(_kernel_run(kc, "print(session.frames_written)").strip())
         _kernel_run(kc, "lab.stop()")
         assert written2 > 0
         lost += max(0, written2 - wav_frames(second, 320))

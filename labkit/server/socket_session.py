@@ -268,6 +268,12 @@ class SocketSession:
         """Has a frame arrived? (The WAV is created with the first one.)"""
         return self._has_audio
 
+    @property
+    def frames_written(self) -> int:
+        """Frames in the recording's file so far: 0 before the first one reaches the writer thread."""
+        recorder = self._recorder
+        return recorder.frames_written if recorder is not None else 0
+
     def recording(self) -> Recording:
         from labkit.media.recording import Recording
 
