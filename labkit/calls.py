@@ -14,6 +14,7 @@ from labkit.errors import (
     CallEndedError,
     CallError,
     CallNotAnsweredError,
+    LabkitError,
 )
 from labkit.events import FINAL_STATUSES, Event, EventLog
 
@@ -162,10 +163,12 @@ class Call:
             return self.lab.voice.get_call(self.uuid)
 
     # -- audio -------------------------------------------------------------------------------
-    def stream(self, file_or_url: str, loop: int = 1, level: float = 0):
+    def stream(self, file_or_url: str, loop: int = 1, level: float = 0, *, check: bool = True):
         """Play an audio file (a bare name is served by the lab) into the call over REST.
 
-        loop=0 repeats until `stop_stream()`; level goes from -1 to 1 (0 is normal).
+        loop=0 repeats until `stop_stream()`; level goes from -1 to 1 (0 is normal). A URL is fetched
+        once first (`check=False` skips that), since a stream the platform cannot fetch plays silence
+        with no event; the refusal also shows in the event log.
         """
         from vonage_voice import AudioStreamOptions
 
@@ -173,8 +176,17 @@ class Call:
             raise validate.InvalidInput(
                 "stream() takes one file name or URL (Vonage plays one URL per stream), "
                 f"not {type(file_or_url).__name__}.")
-        options = AudioStreamOptions(stream_url=[self.lab.audio_url(file_or_url)], loop=validate.loop(loop),
-                                     level=validate.level(level))
+        url = self.lab.audio_url(file_or_url)
+        if check and url == file_or_url:  # a URL of the user's, not a file the lab serves
+            from labkit.reach import check_audio_url
+
+            try:
+                check_audio_url(url, live=self.lab.mode == "live")
+            except LabkitError as exc:
+                self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-refused", "file": url,
+                                            "reason": str(exc)})
+                raise
+        options = AudioStreamOptions(stream_url=[url], loop=validate.loop(loop), level=validate.level(level))
         with api_errors("Starting the stream", self.uuid):
             result = self.lab.voice.play_audio_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,

@@ -2,6 +2,10 @@
 
 `Lab.start()` is idempotent across cell re-runs and `importlib.reload`: the running lab hangs off a
 named daemon thread, which survives both (module globals do not survive a reload).
+
+Split by what each part holds: this module is the facade (start/stop, addresses, calls, sockets, display);
+labkit.lab_startup the start-up of each mode (`LabStartup`); labkit.lab_webhooks the answer and event
+webhooks' handling and inbound calls (`LabWebhooks`). Both are mixed into `Lab`.
 """
 
 from __future__ import annotations
@@ -15,25 +19,23 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from labkit import validate
 from labkit.calls import Call, api_errors
-from labkit.config import Settings, audio_dirs, bound, load_private_key, recordings_dir, state_dir
+from labkit.config import Settings, audio_dirs, bound, state_dir
 from labkit.delivery import OncePerDelivery
 from labkit.errors import (
     AudioError,
     CallError,
     InvalidInput,
     LabkitError,
-    SandboxError,
-    WaitTimeout,
 )
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
-from labkit.ncco import default_answer, to_json
+from labkit.lab_startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
+from labkit.lab_webhooks import LabWebhooks
+from labkit.ncco import to_json
 
-REGISTRY_THREAD = "labkit-lab"
-HTTP_TIMEOUT = 10.0  # seconds: the SDK has none by default, and a hung server would block a cell forever
 DEFAULT_LENGTH_TIMER = 900  # seconds: a lab call that nobody hangs up ends after 15 minutes
 
 
@@ -47,7 +49,7 @@ def running_lab() -> Lab | None:
     return None
 
 
-class Lab:
+class Lab(LabStartup, LabWebhooks):
     """One running lab: server + (sandbox | tunnel) + SDK client + event log + recordings."""
 
     def __init__(self, settings: Settings, *, port: int | None = None, speed: float | None = None,
@@ -116,87 +118,6 @@ class Lab:
             lab.stop()
             raise
         return lab
-
-    def _start(self) -> None:
-        from labkit.server import ServerContext, ServerRunner, create_app
-        from labkit.server.limits import limits_for
-        from labkit.server.sockets import SocketHub
-
-        if self.mode == "live":
-            self.settings.require_live()
-        self._signature_secret = self.settings.signature_secret if self.mode == "live" \
-            else secrets.token_urlsafe(24)
-        self.sockets = SocketHub(self.events, resolve_audio=self.audio_path, folder=recordings_dir(),
-                                 speed=self._speed if self.mode == "sandbox" else 1.0)
-        ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
-                            instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
-                            signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
-        self._ctx = ctx
-        self.runner = ServerRunner(create_app(ctx), "127.0.0.1", self._requested_port,
-                                   on_stop=self.sockets.close_all, limits=limits_for(self.settings.env_file)).start()
-        if self.mode == "sandbox":
-            self._start_sandbox()
-        else:
-            self._start_live()
-        self._keeper = threading.Thread(target=self._stop_event.wait, name=REGISTRY_THREAD, daemon=True)
-        self._keeper.lab = self  # type: ignore[attr-defined]
-        self._keeper.start()
-        if not self._quiet:
-            print(self.describe())
-            if self._account_note:
-                print(self._account_note)
-
-    def _start_sandbox(self) -> None:
-        from vonage_http_client import HttpClientOptions
-
-        from labkit.sandbox import Sandbox
-        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
-
-        self.public_url = self.local_url
-        try:
-            sb = Sandbox(port=0, speed=self._speed).start()
-        except LabkitError:
-            raise
-        except Exception as exc:
-            raise SandboxError(f"The sandbox could not start: {type(exc).__name__}: {exc}") from exc
-        sb.trust()
-        self.sandbox = sb
-        self._ctx.application_id = sb.application_id
-        # The account's signature secret, as a user copies it from the dashboard; the application is
-        # then configured through the Application API, exactly as in live mode (labkit/account.py).
-        self._signature_secret = self._ctx.signature_secret = sb.signature_secret
-        from labkit.account import LabUrls, clients, point_application
-
-        apps, numbers = clients(sb.api_key, sb.api_secret, api_host=sb.api_host, rest_host=sb.api_host)
-        point_application(apps, numbers, sb.application_id, LabUrls.for_base(self.public_url),
-                          number=sb.number, signed=True)
-        self.number = sb.number
-        self._voice = _voice_client(Auth(application_id=sb.application_id, private_key=str(sb.private_key_path)),
-                                    HttpClientOptions(api_host=sb.api_host, timeout=HTTP_TIMEOUT))
-
-    def _start_live(self) -> None:
-        from vonage_http_client import HttpClientOptions
-
-        from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
-        from labkit.tunnel import Tunnel
-
-        s = self.settings
-        key = load_private_key(s.private_key or "")  # PKCS#8 text: the SDK refuses PKCS#1
-        self.tunnel = Tunnel(s)
-        self.public_url = self.tunnel.open(self.port).rstrip("/")
-        host = urlparse(self.public_url).hostname
-        if host:
-            self._ctx.allowed_hosts.add(host.lower())
-        self.number = s.vonage_number
-        hosts = {k: v for k, v in (("api_host", s.api_host), ("rest_host", s.rest_host)) if v}
-        self._ctx.application_id = s.application_id
-        if not self._signature_secret:
-            _warn_unsigned(self.public_url)
-        self._voice = _voice_client(Auth(application_id=s.application_id, private_key=key),
-                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
-        from labkit.account import follow_lab
-
-        self._account_note, self._account_restore = follow_lab(s, self.public_url)
 
     def stop(self) -> None:
         """Close WebSockets, stop the server (freeing its port), the sandbox and the tunnel. Idempotent.
@@ -299,57 +220,6 @@ class Lab:
             raise LabkitError("The lab is not running: call Lab.start() first.")
         return self._voice
 
-    # -- handlers ------------------------------------------------------------------------------
-    def on_answer(self, fn: Callable[[dict], Any] | None) -> Callable[[dict], Any] | None:
-        """Replace the answer handler: `fn(fields)` returns NCCO models or dicts. Usable as a decorator.
-        `on_answer(None)` restores the default."""
-        self._answer_fn = fn
-        return fn
-
-    def on_event(self, fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
-        """Add an event handler. For instruction events (input, notify, disconnected...) the first
-        handler returning an NCCO replaces the rest of the call's script."""
-        self._event_fns.append(fn)
-        return fn
-
-    def clear_handlers(self) -> None:
-        self._answer_fn = None
-        self._event_fns.clear()
-
-    def _on_answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._once("answer", payload, self._answer_webhook)  # duplicates get the first reply
-
-    def _on_event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
-        return self._once("event", payload, self._event_webhook)
-
-    def _answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        uuid = payload.get("uuid")
-        # An outbound call's answer webhook can arrive before lab.call() has its REST reply and registers
-        # the call (a phone that answers at once): a call from a number the lab calls from, to another
-        # number, is that, not an inbound call for wait_for_call().
-        caller, callee = (str(payload.get(k, "")).lstrip("+") for k in ("from", "to"))
-        inbound = callee == self.number or caller not in self._senders
-        if uuid and uuid not in self.calls and inbound:
-            with self._inbound:
-                self.calls[uuid] = Call(self, uuid, conversation_uuid=payload.get("conversation_uuid"),
-                                        to=payload.get("from"), direction="inbound")
-                self._inbound.notify_all()
-        script = self._answer_fn(payload) if self._answer_fn else default_answer(self, payload)
-        ncco = self.sockets.issue(to_json(script), uuid)  # one-use socket tokens, tied to this call
-        if uuid:
-            self._served(uuid, ncco, "answer_url")
-        return ncco
-
-    def _event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
-        for fn in list(self._event_fns):
-            result = fn(payload)
-            if result is not None:
-                ncco = self.sockets.issue(to_json(result), payload.get("uuid"))
-                if payload.get("uuid"):
-                    self._served(payload["uuid"], ncco, "event_url")
-                return ncco
-        return None
-
     # -- calls ---------------------------------------------------------------------------------
     def call(self, to: str | None = None, ncco: Any = None, *, answer_url: str | None = None,
              from_number: str | None = None, length_timer: int | None = DEFAULT_LENGTH_TIMER,
@@ -395,12 +265,6 @@ class Lab:
             self._served(call.uuid, script, "create-call")
         return call
 
-    def _served(self, uuid: str, ncco: list[dict[str, Any]], via: str) -> None:
-        """Note an NCCO the platform got for leg `uuid`, so `call.timeline()` can draw its actions."""
-        from labkit.ncco_timing import SERVED
-
-        self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
-
     def _create_call(self, body: dict[str, Any], ncco: Any):
         """Through the SDK's typed request when the script is models, as JSON when it holds dicts."""
         from vonage_voice import CreateCallRequest, CreateCallResponse, Phone, ToPhone
@@ -417,33 +281,6 @@ class Lab:
             return self.voice.create_call(request)
         http = self.voice.http_client
         return CreateCallResponse(**http.post(http.api_host, "/v1/calls", body))
-
-    def wait_for_call(self, timeout: float = 30.0) -> Call:
-        """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
-        from labkit.waits import waiting
-
-        with waiting(f"an inbound call to {self.number}", timeout):
-            return self._wait_for_call(timeout)
-
-    async def next_call(self, timeout: float = 30.0) -> Call:
-        """`await lab.next_call()`: `wait_for_call` that lets the notebook's widgets keep working."""
-        import asyncio
-
-        return await asyncio.to_thread(self.wait_for_call, timeout)
-
-    def _wait_for_call(self, timeout: float) -> Call:
-        deadline = time.monotonic() + timeout
-        with self._inbound:
-            while True:
-                for call in self.calls.values():
-                    if call.direction == "inbound" and not getattr(call, "_claimed", False):
-                        call._claimed = True  # type: ignore[attr-defined]
-                        return call
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WaitTimeout(f"No inbound call reached the lab within {timeout:g} s. Call "
-                                      f"{self.number} (in sandbox mode: lab.sandbox.dial(...)).")
-                self._inbound.wait(remaining)
 
     @property
     def last_call(self) -> Call | None:
@@ -548,28 +385,6 @@ class Lab:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in rows)
         return f"<b>labkit</b> ({'stopped' if self.stopped else 'running'})<table>{body}</table>"
-
-
-def _warn_unsigned(public_url: str) -> None:
-    """Live mode without a signature secret: say plainly what the open tunnel allows, and the fix."""
-    import sys
-
-    print(f"WARNING: VONAGE_SIGNATURE_SECRET is not set, so the lab cannot tell Vonage's webhooks from anyone "
-          f"else's. Anyone who finds {public_url} can post fake call events, fetch call scripts (and the "
-          "socket links in them) from the answer webhook, and download the lab's audio files. Set "
-          "VONAGE_SIGNATURE_SECRET in .env to the signature secret from the Vonage dashboard (API settings), "
-          "turn on signed callbacks for the application, and restart the lab.", file=sys.stderr)
-
-
-def _voice_client(auth, options):
-    """The SDK's Voice client on its HTTP client, as `vonage.Vonage` builds it, without importing every
-    other Vonage API along with it (`import vonage` alone costs about 0.4 s)."""
-    from importlib.metadata import version
-
-    from vonage_http_client import HttpClient
-    from vonage_voice import Voice
-
-    return Voice(HttpClient(auth, options, version("vonage")))
 
 
 def _replace(settings: Settings, **changes) -> Settings:

@@ -12,36 +12,27 @@ so this module works hard to have exactly one agent:
 
 Every pyngrok failure becomes a `TunnelError` subclass saying what happened and what to do
 (`translate_error` holds the whole mapping). The authtoken never appears in messages or logs.
+
+Split by what each part holds: this module is the Tunnel; labkit.tunnel_errors the pyngrok error mapping;
+labkit.tunnel_processes the agent registry, the pid file and `kill_agents`; labkit.tunnel_agent the
+agent's config file and why it quit. `kill_agents` and `translate_error` are importable from here too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
-import types
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from labkit import tunnel_agent
-from labkit.config import WHERE, Settings, state_dir
-from labkit.errors import (
-    TunnelAuthtokenInvalidError,
-    TunnelAuthtokenMissingError,
-    TunnelError,
-    TunnelInstallError,
-    TunnelSessionLimitError,
-    TunnelTimeoutError,
-)
+from labkit.config import WHERE, Settings
+from labkit.errors import TunnelAuthtokenMissingError, TunnelError
+from labkit.tunnel_errors import translate_error
+from labkit.tunnel_processes import agent_registry, forget_agent, kill_agents, protect_secret, remember_agent
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyngrok.conf import PyngrokConfig
@@ -50,240 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Tunnel", "kill_agents", "translate_error"]
 
 DEFAULT_STARTUP_TIMEOUT = 15.0
-AUTH_CODES = frozenset({"ERR_NGROK_4018", "ERR_NGROK_105", "ERR_NGROK_107"})
-SESSION_LIMIT_CODES = frozenset({"ERR_NGROK_108"})
-_REGISTRY_MODULE = "labkit._tunnel_registry"
-_PIDFILE = "ngrok-agents.json"
-_CODE = re.compile(r"ERR_NGROK_\d+")
 
-
-# --------------------------------------------------------------------------- process-wide state
-
-
-def _registry() -> types.ModuleType:
-    """State shared by every Tunnel in this process, surviving `importlib.reload(labkit.tunnel)`.
-
-    Module globals are rebuilt on reload; an entry in `sys.modules` under its own name is not.
-    """
-    registry = sys.modules.get(_REGISTRY_MODULE)
-    if registry is None:
-        fresh = types.ModuleType(_REGISTRY_MODULE, "labkit.tunnel's process-wide state (do not import)")
-        fresh.lock = threading.RLock()  # type: ignore[attr-defined]
-        fresh.agents = {}  # type: ignore[attr-defined]  # ngrok_path -> pid of the agent we started
-        fresh.secrets = set()  # type: ignore[attr-defined]  # authtokens to redact from pyngrok's logs
-        fresh.log_filter = None  # type: ignore[attr-defined]
-        registry = sys.modules.setdefault(_REGISTRY_MODULE, fresh)  # atomic: first one wins
-    return registry
-
-
-class _RedactSecrets(logging.Filter):
-    """Replace authtokens in pyngrok's copies of the agent's log lines (ERR_NGROK_105 echoes the token)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = _registry().secrets
-        if secrets:
-            message = record.getMessage()
-            redacted = _redact(message, secrets)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
-
-
-def _protect_secret(token: str | None) -> None:
-    registry = _registry()
-    if not token:
-        return
-    with registry.lock:
-        registry.secrets.add(token)
-        if registry.log_filter is None:
-            registry.log_filter = _RedactSecrets()
-            logging.getLogger("pyngrok.process.ngrok").addFilter(registry.log_filter)
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    return text
-
-
-# --------------------------------------------------------------------------- agent pid file
-
-
-def _pidfile() -> Path:
-    return state_dir() / _PIDFILE
-
-
-def _read_agents() -> list[dict[str, Any]]:
-    try:
-        data = json.loads(_pidfile().read_text())
-    except (OSError, ValueError):
-        return []
-    return [entry for entry in data if isinstance(entry, dict) and isinstance(entry.get("pid"), int)]
-
-
-def _write_agents(entries: list[dict[str, Any]]) -> None:
-    path = _pidfile()
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(entries))
-        os.replace(tmp, path)
-    except OSError:  # the pid file is a convenience for `labkit tunnel kill`, never a reason to fail
-        tmp.unlink(missing_ok=True)
-
-
-def _remember_agent(pid: int, ngrok_path: str) -> None:
-    entries = [entry for entry in _read_agents() if entry["pid"] != pid and _pid_alive(entry["pid"])]
-    entries.append({"pid": pid, "ngrok_path": ngrok_path, "owner": os.getpid(), "started": time.time()})
-    _write_agents(entries)
-
-
-def _forget_agent(pid: int | None) -> None:
-    entries = _read_agents()
-    kept = [entry for entry in entries if entry["pid"] != pid and _pid_alive(entry["pid"])]
-    if kept != entries:
-        _write_agents(kept)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _reap(pid)
-
-
-def _reap(pid: int) -> bool:
-    """Collect `pid` if it is our own exited child (a zombie still answers kill(pid, 0))."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == pid
-
-
-def _looks_like_agent(pid: int) -> bool:
-    """True if `pid` runs `... start --none --log ...`, the command line pyngrok starts the agent with.
-
-    Guards against killing an unrelated process that reused a recorded pid.
-    """
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        try:
-            out = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
-                                 timeout=5, check=False).stdout
-        except (OSError, subprocess.SubprocessError):
-            return False
-        args = out.split()
-    return "start" in args and "--none" in args and "--log" in args
-
-
-def _terminate(pid: int, grace: float = 3.0) -> bool:
-    """SIGTERM, then SIGKILL after `grace` seconds; True once the process is gone."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _pid_alive(pid):
-                return True
-            time.sleep(0.05)
-    return not _pid_alive(pid)
-
-
-# --------------------------------------------------------------------------- error mapping
-
-
-def translate_error(
-    exc: BaseException,
-    *,
-    startup_timeout: float | None = None,
-    elapsed: float | None = None,
-    secrets: Iterable[str] = (),
-) -> TunnelError:
-    """Turn a pyngrok exception into the TunnelError subclass that says what to do (the one mapping).
-
-    `elapsed` (seconds spent starting the agent) tells a startup timeout from an agent that quit early.
-    The result carries `ngrok_error_code` and `agent_log` (the agent's lines, secrets redacted).
-    """
-    from pyngrok.exception import (
-        PyngrokNgrokError,
-        PyngrokNgrokHTTPError,
-        PyngrokNgrokInstallError,
-        PyngrokNgrokURLError,
-    )
-
-    secrets = [s for s in secrets if s]
-    lines = [_redact(getattr(log, "line", str(log)), secrets) for log in getattr(exc, "ngrok_logs", None) or []]
-    agent_error = getattr(exc, "ngrok_error", None)
-    message = _redact(str(exc), secrets)
-    code = getattr(exc, "ngrok_error_code", None)
-    if code is None:
-        found = _CODE.search(" ".join([message, agent_error or "", *lines]))
-        code = found.group(0) if found else None
-    detail = _one_line(_redact(agent_error, secrets) if agent_error else message)
-    fallback = "set PUBLIC_URL to a public https URL that forwards to the lab's port instead of ngrok"
-
-    error: TunnelError
-    if isinstance(exc, PyngrokNgrokInstallError) or "ngrok binary was not found" in message:
-        error = TunnelInstallError(
-            "ngrok is not installed and could not be downloaded: no internet? Install the ngrok agent "
-            "and put it on PATH or set PYNGROK_NGROK_PATH to it, or " + fallback + f". ({detail})"
-        )
-    elif code in AUTH_CODES:
-        error = TunnelAuthtokenInvalidError(
-            f"ngrok refused the authtoken ({code}): it is mistyped, revoked, or the account is not "
-            f"verified. Copy it again from {WHERE['NGROK_AUTHTOKEN'].split(' (')[0]} into NGROK_AUTHTOKEN "
-            "in .env and restart the kernel, or " + fallback + "."
-        )
-    elif code in SESSION_LIMIT_CODES:
-        error = TunnelSessionLimitError(
-            f"Another ngrok agent is already using this account's only session ({code}). Stop it: close "
-            "other notebooks or terminals running ngrok, or run `labkit tunnel kill` (it stops agents "
-            "labkit started, even from a kernel that died); the ngrok dashboard's Agents page lists "
-            "running agents. Or " + fallback + "."
-        )
-    elif isinstance(exc, (PyngrokNgrokHTTPError, PyngrokNgrokURLError)):
-        error = TunnelError(
-            f"The ngrok agent's local API failed ({detail}). Run `labkit tunnel kill` and try again."
-        )
-    elif (
-        isinstance(exc, PyngrokNgrokError)
-        and startup_timeout is not None
-        and elapsed is not None
-        and elapsed >= 0.9 * startup_timeout
-    ):
-        last = f" The agent's last error: {detail}." if agent_error else ""
-        error = TunnelTimeoutError(
-            f"ngrok did not connect within {startup_timeout:g} s.{last} No internet, or a firewall or "
-            "proxy blocks ngrok? Check the connection and try again, allow a longer startup timeout "
-            "(Tunnel(settings, startup_timeout=...)), or " + fallback + "."
-        )
-    elif code:
-        error = TunnelError(f"ngrok failed with {code}: {detail}. Look {code} up in ngrok's error "
-                            "reference, or " + fallback + ".")
-    else:
-        error = TunnelError(f"ngrok failed: {detail}. Run `labkit tunnel kill` and try again, or "
-                            + fallback + ".")
-    error.ngrok_error_code = code  # type: ignore[attr-defined]
-    error.agent_log = lines  # type: ignore[attr-defined]
-    return error
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    """The agent's multi-line error (escaped \\n and \\r\\n inside logfmt) as one short line."""
-    text = re.sub(r"(\\r|\\n|\s)+", " ", text).strip().rstrip(".")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------- the tunnel
 
 
 def _default_ngrok_path() -> str:
@@ -330,7 +88,7 @@ class Tunnel:
         self._public_url: str | None = None
         self._port: int | None = None
         self._agent_config: str | None = None
-        _protect_secret(self.settings.ngrok_authtoken)
+        protect_secret(self.settings.ngrok_authtoken)
 
     # ----- properties
 
@@ -398,7 +156,7 @@ class Tunnel:
         from pyngrok import ngrok
         from pyngrok.exception import PyngrokError
 
-        registry = _registry()
+        registry = agent_registry()
         with registry.lock:
             config = self.pyngrok_config()
             existing = self._existing_tunnel(port, config)
@@ -441,7 +199,7 @@ class Tunnel:
         from pyngrok import ngrok
         from pyngrok.exception import PyngrokError
 
-        registry = _registry()
+        registry = agent_registry()
         with registry.lock:
             if not self._agent_running():
                 return
@@ -455,7 +213,7 @@ class Tunnel:
         self._public_url = None
         if not self.uses_ngrok:
             return
-        with _registry().lock:
+        with agent_registry().lock:
             self._stop_agent(self.pyngrok_config(), self.agent_pid)
 
     def __enter__(self) -> Tunnel:
@@ -477,11 +235,11 @@ class Tunnel:
 
     def _note_agent(self) -> None:
         """Record the running agent's pid (registry and pid file) so `kill_agents` can find it later."""
-        registry = _registry()
+        registry = agent_registry()
         pid = self.agent_pid
         if pid is not None and registry.agents.get(self.ngrok_path) != pid:
             registry.agents[self.ngrok_path] = pid
-            _remember_agent(pid, self.ngrok_path)
+            remember_agent(pid, self.ngrok_path)
 
     def _existing_tunnel(self, port: int, config: PyngrokConfig) -> str | None:
         """The https URL of a tunnel to `port` in the running agent, or None (restarting a broken agent)."""
@@ -524,9 +282,9 @@ class Tunnel:
         from pyngrok import ngrok
 
         ngrok.kill(config)
-        _registry().agents.pop(self.ngrok_path, None)
+        agent_registry().agents.pop(self.ngrok_path, None)
         if pid is not None:
-            _forget_agent(pid)
+            forget_agent(pid)
 
     def _require_authtoken(self) -> None:
         if self.settings.ngrok_authtoken or os.environ.get("NGROK_AUTHTOKEN") or self._config_has_authtoken():
@@ -552,30 +310,3 @@ class Tunnel:
             return False
         agent = data.get("agent") if isinstance(data.get("agent"), dict) else {}
         return bool(agent.get("authtoken") or data.get("authtoken"))
-
-
-def kill_agents() -> list[int]:
-    """Stop every ngrok agent labkit started: this process's, and any left by kernels that died.
-
-    Returns the pids that were stopped. Only processes whose command line is an agent's are touched.
-    """
-    from pyngrok import ngrok, process
-    from pyngrok.conf import PyngrokConfig
-
-    stopped: list[int] = []
-    registry = _registry()
-    with registry.lock:
-        for path, pid in list(registry.agents.items()):
-            if process.is_process_running(path):
-                ngrok.kill(PyngrokConfig(ngrok_path=path))  # pyngrok kills and reaps its child
-                stopped.append(pid)
-            registry.agents.pop(path, None)
-        for entry in _read_agents():
-            pid = entry["pid"]
-            if pid in stopped or not _pid_alive(pid):
-                continue
-            if _looks_like_agent(pid) and _terminate(pid):
-                stopped.append(pid)
-        _write_agents([entry for entry in _read_agents()
-                       if entry["pid"] not in stopped and _pid_alive(entry["pid"])])
-    return stopped

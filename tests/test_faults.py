@@ -254,7 +254,7 @@ def _disk_full(ctx: Ctx) -> int:
         assert "No space left" in event.payload["reason"] or "space" in event.payload["reason"].lower(), event
         _socket_still_sends(lab, session, phone)  # the socket still works both ways
         assert call.info().status == "answered"
-        written = session._recorder.frames_written
+        written = session.frames_written
         call.hangup()
         call.wait_for("completed", timeout=15)
         _wait(lambda: session.closed.is_set())
@@ -309,7 +309,7 @@ def _kernel_killed(ctx: Ctx) -> int:
         deadline = time.monotonic() + 30
         written = 0
         while written < 100 and time.monotonic() < deadline:
-            written = int(_kernel_run(kc, "print(session._recorder.frames_written)").strip())
+            written = int(_kernel_run(kc, "print(session.frames_written)").strip())
         assert written >= 100, "no audio reached the recording"
         os.kill(pid, signal.SIGKILL)  # mid-recording: frames keep arriving
         _wait(lambda: not km.is_alive(), 15)
@@ -320,8 +320,8 @@ def _kernel_killed(ctx: Ctx) -> int:
         text = _kernel_run(kc, KERNEL_CODE.format(folder=str(ctx.tmp / "second")))
         second = Path(text.split("PATH ")[1].split()[0])
         _kernel_run(kc, "import time; time.sleep(1); call.hangup(); call.wait_for('completed', timeout=30); "
-                        "session.closed.wait(30); print(session._recorder.frames_written)")
-        written2 = int(_kernel_run(kc, "print(session._recorder.frames_written)").strip())
+                        "session.closed.wait(30); print(session.frames_written)")
+        written2 = int(_kernel_run(kc, "print(session.frames_written)").strip())
         _kernel_run(kc, "lab.stop()")
         assert written2 > 0
         lost += max(0, written2 - wav_frames(second, 320))
@@ -480,6 +480,70 @@ def _hangup_during_answer(ctx: Ctx) -> None:
     finally:
         release.set()
         lab.on_answer(None)
+
+
+# ------------------------------------------------------------------------------------- the server's cases
+# The public server's limits, files and tokens (issue 11). The scenarios live beside the server's own tests;
+# here each runs once more as a fault case, on a server set up the way its test's fixture sets it up.
+
+def _server_cases() -> None:
+    import server_support as support
+    import test_server as files
+    import test_server_limits as limits
+    import test_socket as sockets
+
+    def with_server(scenario: Callable[..., None], *extra: str) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            with support.limits_servers(ctx.tmp) as make:
+                scenario(make, *(ctx.tmp for _ in extra))
+        return run
+
+    def with_files(scenario: Callable[..., None], wants_tmp: bool) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            folder = support.audio_folder(ctx.tmp)
+            with support.serving(folder) as served:
+                scenario(served, folder, *([ctx.tmp] if wants_tmp else []))
+        return run
+
+    def with_hub(scenario: Callable[..., None]) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            with support.socket_hub(ctx.tmp) as hub:
+                scenario(hub)
+        return run
+
+    table = [
+        ("a 100 MB body is refused with 413 before it is read", with_server(
+            limits.test_oversized_body_is_refused_with_413_before_it_is_read)),
+        ("a chunked body over the cap is refused", with_server(limits.test_chunked_body_over_the_cap_is_refused_too)),
+        ("slowloris headers are cut off", with_server(limits.test_slow_headers_are_cut_off)),
+        ("slow headers on a kept-alive connection are cut off", with_server(
+            limits.test_slow_headers_on_a_kept_alive_connection_are_cut_off)),
+        ("a slow body gets 408", with_server(limits.test_slow_body_gets_408)),
+        ("a half-open WebSocket peer is closed", with_server(limits.test_half_open_websocket_peer_is_closed)),
+        ("a WebSocket message over the cap closes the socket", with_server(
+            limits.test_websocket_message_over_the_cap_closes_the_socket)),
+        ("connections over the cap get 503", with_server(limits.test_connections_over_the_cap_get_503)),
+        ("a peer that stops reading cannot block the sender", with_server(
+            limits.test_a_peer_that_stops_reading_cannot_block_the_sender)),
+        ("a peer that stops reading cannot block stop()",
+         lambda ctx: limits.test_a_peer_that_stops_reading_cannot_block_stop(ctx.tmp)),
+        ("thousands of refused requests make a few counted lines", with_server(
+            limits.test_thousands_of_refusals_make_a_few_counted_lines)),
+        ("a client that stops reading a download is cut", with_server(
+            limits.test_a_client_that_stops_reading_a_download_is_cut, "tmp")),
+        ("a WebSocket with a foreign Host is refused", with_server(
+            limits.test_websocket_with_a_foreign_host_is_refused)),
+        ("symlinks out of an audio folder are not served", with_files(
+            files.test_symlinks_out_of_the_audio_folder_are_not_served, True)),
+        ("only regular audio files are served", with_files(files.test_only_audio_files_are_served, False)),
+        ("a socket token works once, for its own link", with_hub(
+            sockets.test_a_socket_token_works_once_and_only_for_its_link)),
+    ]
+    for name, run in table:
+        case(name, "server")(run)
+
+
+_server_cases()
 
 
 # ------------------------------------------------------------------------------------- the runner

@@ -111,13 +111,13 @@ def test_wrong_credentials_are_explained(lab, tmp_path):
     from vonage_http_client import Auth, HttpClientOptions
 
     from labkit.errors import AuthenticationError
-    from labkit.lab import _voice_client
+    from labkit.lab_startup import voice_client
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     good = lab._voice
-    lab._voice = _voice_client(Auth(application_id=lab.sandbox.application_id, private_key=other),
-                               HttpClientOptions(api_host=lab.sandbox.api_host, timeout=10))
+    lab._voice = voice_client(Auth(application_id=lab.sandbox.application_id, private_key=other),
+                              HttpClientOptions(api_host=lab.sandbox.api_host, timeout=10))
     try:
         with pytest.raises(AuthenticationError, match="401.*VONAGE_PRIVATE_KEY"):
             lab.call("447700900104")

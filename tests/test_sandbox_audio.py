@@ -410,9 +410,9 @@ def test_recorded_conversation_ends_when_the_moderator_leaves(sandbox, receiver)
 
 def test_heard_audio_windows_match_the_whole_history():
     """A phone's history is kept in sealed blocks; every window cut from it equals the plain concatenation."""
-    from labkit.sandbox.phones import _HeardAudio
+    from labkit.sandbox.heard_audio import HeardAudio
 
-    heard, frames = _HeardAudio(), []
+    heard, frames = HeardAudio(), []
     rng = np.random.default_rng(0)
     for _ in range(1234):
         frame = rng.integers(-1000, 1000, 320).astype(np.int16)
@@ -483,10 +483,10 @@ def test_the_audio_cache_is_bounded_in_bytes_least_recently_used_first():
 def test_a_phones_heard_audio_spills_to_disk_and_reads_back_whole(tmp_path, monkeypatch):
     import numpy as np
 
-    from labkit.sandbox.phones import _HeardAudio
+    from labkit.sandbox.heard_audio import HeardAudio
 
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
-    heard = _HeardAudio(memory_seconds=20)  # two 10 s blocks in memory
+    heard = HeardAudio(memory_seconds=20)  # two 10 s blocks in memory
     frames = 50 * 100  # 100 s of 20 ms frames at 16 kHz
     for i in range(frames):
         heard.append(np.full(320, i % 30000, dtype=np.int16))

@@ -217,3 +217,82 @@ def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
                                                                    "timestamp": "2026-01-01T00:00:02.000Z"}))
     log_.append(WebhookRecord("event", "http://x/event", "POST", late))
     assert api("GET", "/webhooks").json()["out_of_order"] == log["out_of_order"] + 1
+
+
+def test_the_softphone_page_follows_the_loopback_rule(sandbox, client):
+    """`/` (the softphone page) and its scripts are served like the control API: loopback, or the JWT."""
+    from labkit.sandbox.responses import create_app
+
+    remote = create_app(sandbox._platform, sandbox._creds).test_client()
+    outside, inside = {"REMOTE_ADDR": "192.0.2.10"}, {"REMOTE_ADDR": "127.0.0.1"}
+    for path in ("/", "/_labkit/page/sandbox.js", "/_labkit/page/httptransport.js", "/_labkit/page/callaudio.js"):
+        assert remote.get(path, environ_base=outside).status_code == 401, path
+        assert remote.get(path, environ_base=inside).status_code == 200, path
+    page = remote.get("/", environ_base=inside)
+    assert page.mimetype == "text/html" and b"/_labkit/page/sandbox.js" in page.data
+    script = remote.get("/_labkit/page/callaudio.js", environ_base=inside)
+    assert script.mimetype == "text/javascript" and b"export function createCallAudio" in script.data
+    for name in ("call_audio.py", "..%2Fcall_audio.py", "nothing.js"):
+        assert remote.get(f"/_labkit/page/{name}", environ_base=inside).status_code == 404
+
+
+def test_heard_wav_long_poll_gives_the_call_live_and_whole(sandbox, receiver, test_audio):
+    """`heard.wav?since=POS&wait=S` answers once 40 ms more were heard: pieces that join without gaps."""
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "stream", "streamUrl": [receiver.audio_url("music.wav")], "loop": 0}]
+    api("POST", "/phones", 201, json={"number": "447700900205", "answer_after": 0})
+    call = api("POST", "/phones/447700900205/dial", 201).json()
+    receiver.wait_for("answered", call["uuid"])
+    since = start = api("GET", "/phones/447700900205").json()["position"]
+    pieces = []
+    for _ in range(20):
+        r = api("GET", f"/phones/447700900205/heard.wav?since={since}&wait=5")
+        assert int(r.headers["X-Labkit-Start"]) == since and int(r.headers["X-Labkit-Time"]) > 0
+        samples = sf.read(io.BytesIO(r.content), dtype="int16")[0]
+        assert samples.size >= RATE * 40 // 1000, "a long poll answered before 40 ms of new audio was heard"
+        pieces.append(samples)
+        since = int(r.headers["X-Labkit-Position"])
+    joined = np.concatenate(pieces)
+    whole = sf.read(io.BytesIO(api("GET", f"/phones/447700900205/heard.wav?since={start}").content),
+                    dtype="int16")[0]
+    assert np.array_equal(joined, whole[: joined.size])  # the pieces are the heard audio, in order
+    api("POST", "/phones/447700900205/hangup")
+    api("POST", "/phones", 201, json={"number": "447700900206"})  # idle: nothing comes, the wait runs out
+    idle = api("GET", "/phones/447700900206/heard.wav?since=0&wait=0.2")
+    assert idle.headers["X-Labkit-Position"] == "0"
+    ahead = api("GET", "/phones/447700900206/heard.wav?since=5000&wait=1")  # beyond what it heard (a reset)
+    assert ahead.headers["X-Labkit-Start"] == ahead.headers["X-Labkit-Position"] == "0"  # where it is now
+    api("GET", "/phones/447700900206/heard.wav?since=0&wait=soon", 400, "Problem")
+
+
+def test_say_tells_how_much_speech_is_queued(sandbox, receiver, test_audio):
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "record", "format": "wav", "eventUrl": [receiver.url + "/rec"]}]
+    api("POST", "/phones", 201, json={"number": "447700900207", "answer_after": 0})
+    call = api("POST", "/phones/447700900207/dial", 201).json()
+    receiver.wait_for("answered", call["uuid"])
+    wav = test_audio["music.wav"].read_bytes()
+    first = api("POST", "/phones/447700900207/say", data=wav, headers={"Content-Type": "audio/wav"},
+                schema="Said").json()
+    second = api("POST", "/phones/447700900207/say", data=wav, headers={"Content-Type": "audio/wav"},
+                 schema="Said").json()
+    assert first["queued_seconds"] >= first["seconds"] - 0.1
+    assert second["queued_seconds"] > first["seconds"]  # the second waits behind what is left of the first
+    api("POST", "/phones/447700900207/hangup")
+
+
+def test_the_softphone_page_files_ship_with_the_package():
+    """Every file the page serves matches the package data of labkit.widgets (or an installed lab 404s)."""
+    import ast
+    import fnmatch
+    from pathlib import Path
+
+    from labkit.sandbox.control_page import STATIC, TYPES
+
+    root = Path(__file__).resolve().parent.parent
+    line = next(x for x in (root / "pyproject.toml").read_text().splitlines() if x.startswith('"labkit.widgets"'))
+    globs = ast.literal_eval(line.split("=", 1)[1].strip())
+    served = [p for p in STATIC.iterdir() if p.suffix in TYPES]
+    assert {"sandbox.html", "sandbox.js", "httptransport.js", "callaudio.js"} <= {p.name for p in served}
+    for path in served:
+        assert any(fnmatch.fnmatch(f"static/{path.name}", g) for g in globs), path.name

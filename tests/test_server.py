@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import requests
+from server_support import audio_folder, serving
 
 from labkit.errors import PortInUseError
 from labkit.events import EventLog
@@ -14,21 +15,13 @@ from labkit.server import ServerContext, ServerRunner, create_app
 
 @pytest.fixture
 def audio_dir(tmp_path):
-    folder = tmp_path / "audio"
-    folder.mkdir()
-    (folder / "tone.wav").write_bytes(b"RIFF" + bytes(range(256)) * 8)
-    (folder / "song.mp3").write_bytes(b"ID3" + b"\x00" * 500)
-    (tmp_path / "secret.txt").write_text("do not serve")
-    return folder
+    return audio_folder(tmp_path)
 
 
 @pytest.fixture
 def served(audio_dir):
-    ctx = ServerContext(events=EventLog(), answer=lambda p: [{"action": "talk", "text": f"hi {p.get('from')}"}],
-                        audio_dirs=[audio_dir])
-    runner = ServerRunner(create_app(ctx)).start()
-    yield ctx, runner
-    runner.stop()
+    with serving(audio_dir) as both:
+        yield both
 
 
 def test_start_stop_restart_frees_the_port(audio_dir):

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from server_support import limits_servers, serve
 
 from labkit import protocol
 from labkit.errors import SocketError
@@ -25,25 +26,10 @@ from labkit.server.limits import Limits
 from labkit.server.sockets import SocketHub
 
 
-def serve(tmp_path, **limits):
-    events = EventLog()
-    hub = SocketHub(events, folder=tmp_path / "recordings")
-    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
-                          on_stop=hub.close_all, limits=Limits(**limits)).start()
-    return events, hub, runner
-
-
 @pytest.fixture
-def server(tmp_path, request):
-    made = []
-
-    def make(**limits):
-        made.append(serve(tmp_path, **limits))
-        return made[-1]
-
-    yield make
-    for _, _, runner in made:
-        runner.stop()
+def server(tmp_path):
+    with limits_servers(tmp_path) as make:
+        yield make
 
 
 def raw(port: int, rcvbuf: int | None = None) -> socket.socket:

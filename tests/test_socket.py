@@ -16,6 +16,7 @@ import wave
 
 import numpy as np
 import pytest
+from server_support import socket_hub
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -28,14 +29,8 @@ from labkit.server.sockets import SocketHub
 
 @pytest.fixture
 def hub(tmp_path):
-    events = EventLog()
-    hub = SocketHub(events, folder=tmp_path / "recordings")
-    runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
-                          on_stop=hub.close_all).start()
-    hub.base = f"ws://127.0.0.1:{runner.port}"
-    hub.runner = runner
-    yield hub
-    runner.stop()
+    with socket_hub(tmp_path) as made:
+        yield made
 
 
 def speech_like(seconds: float, rate: int, seed: int = 1) -> np.ndarray:

@@ -19,6 +19,7 @@ import pytest
 from fake_ngrok import write_launcher
 
 import labkit.tunnel
+import labkit.tunnel_processes
 from labkit.config import Settings
 from labkit.errors import (
     LabkitError,
@@ -338,8 +339,8 @@ def test_kill_agents_stops_an_agent_left_by_a_dead_kernel(ngrok_bin, tmp_path):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
-        labkit.tunnel._remember_agent(orphan.pid, str(ngrok_bin))
-        labkit.tunnel._remember_agent(bystander.pid, str(ngrok_bin))
+        labkit.tunnel_processes.remember_agent(orphan.pid, str(ngrok_bin))
+        labkit.tunnel_processes.remember_agent(bystander.pid, str(ngrok_bin))
         assert labkit.tunnel.kill_agents() == [orphan.pid]
         assert gone(orphan.pid)
         assert bystander.poll() is None, "kill_agents() must not touch a process that is not an agent"

@@ -44,6 +44,7 @@ def banner(sandbox: Any, speed: float) -> str:
     rows = [
         ("base URL", base),
         ("control API", f"{base}/_labkit/  (phones, calls, heard.wav; described at {base}/_labkit/openapi.json)"),
+        ("softphone page", f"{base}/  (a browser on this machine: phones ring there; Listen and Talk)"),
         ("CA certificate", ca),
         ("CA bundle", f"{bundle}  (system CAs + the sandbox CA)"),
         ("application id", app_id),

@@ -4,7 +4,8 @@ The Voice API plays what it receives immediately and buffers at most ~3072 frame
 burst is either played too fast or dropped, and audio sent with a ``sleep(0.02)`` loop drifts late
 by the time each iteration itself takes (hundreds of ms per minute). :class:`PacedSender` keeps an
 absolute schedule instead (frame *n* is due at ``start + n * 20 ms``), sends a little early as
-Vonage advises, and resynchronises after a stall rather than bursting to catch up.
+Vonage advises, and resynchronises after a stall rather than bursting to catch up. What it reports
+(`PacingStats`, `PlayHandle`) is in labkit.media.pacing; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from labkit.errors import AudioError, InvalidInput, SocketError
 from labkit.media.frames import FRAME_MS, frame_bytes, frame_samples
+from labkit.media.pacing import PacingStats, PlayHandle
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.media.audio import AudioSource
@@ -32,90 +33,6 @@ _PERIOD = FRAME_MS / 1000.0
 # first frame. PacedSender(..., prebuffer_frames=10) gives the platform 200 ms of slack instead.
 PREBUFFER_FRAMES = 0
 _LE_INT16 = np.dtype("<i2")
-
-
-@dataclass(frozen=True)
-class PacingStats:
-    """How well the sender kept time: send instants plus the figures derived from them."""
-
-    send_times: np.ndarray = field(repr=False)  #: clock() at each send, seconds (most recent ones)
-    frames_sent: int  #: total frames handed to ``send``
-    resyncs: int  #: times the schedule restarted because the sender fell behind
-    dropped: int  #: echo frames refused because the queue was full
-
-    @property
-    def intervals_ms(self) -> np.ndarray:
-        """Gaps between consecutive sends, in ms."""
-        return np.diff(self.send_times) * 1000.0
-
-    def jitter_ms(self, percentile: float = 50.0) -> float:
-        """Percentile of ``|interval - 20 ms|`` in ms (0 with fewer than two sends)."""
-        iv = self.intervals_ms
-        return float(np.percentile(np.abs(iv - FRAME_MS), percentile)) if iv.size else 0.0
-
-    @property
-    def drift_ms(self) -> float:
-        """Elapsed time minus scheduled time over the recorded sends (meaningful for one continuous
-        stream): positive means the audio ran late."""
-        n = self.send_times.size
-        if n < 2:
-            return 0.0
-        return float((self.send_times[-1] - self.send_times[0]) - (n - 1) * _PERIOD) * 1000.0
-
-    def summary(self) -> str:
-        return (
-            f"{self.frames_sent} frames, jitter p50={self.jitter_ms(50):.3f} ms "
-            f"p99={self.jitter_ms(99):.3f} ms, drift={self.drift_ms:+.2f} ms, "
-            f"resyncs={self.resyncs}, dropped={self.dropped}"
-        )
-
-
-class PlayHandle:
-    """Progress of one :meth:`PacedSender.play`: a small Future-like object.
-
-    ``done`` is set when the last frame was sent, the play was cleared/cancelled, or sending
-    failed; check ``error`` and ``cancelled`` to tell which.
-    """
-
-    def __init__(self, frames_total: int, sender: PacedSender | None = None) -> None:
-        self.frames_total = frames_total
-        self.frames_sent = 0
-        self.error: BaseException | None = None
-        self.cancelled = False
-        self.done = threading.Event()
-        self._sender = sender
-
-    @property
-    def duration(self) -> float:
-        """Seconds of audio this play holds."""
-        return self.frames_total * _PERIOD
-
-    @property
-    def ok(self) -> bool:
-        """True once every frame was sent without error or cancellation."""
-        return self.done.is_set() and self.error is None and not self.cancelled
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until done (or ``timeout`` seconds); return whether it is done."""
-        return self.done.wait(timeout)
-
-    def cancel(self) -> int:
-        """Drop this play's unsent frames; return how many were dropped."""
-        if self._sender is None or self.done.is_set():
-            return 0
-        return self._sender._cancel(self)
-
-    def __repr__(self) -> str:
-        state = (
-            "failed"
-            if self.error is not None
-            else "cancelled"
-            if self.cancelled
-            else "done"
-            if self.done.is_set()
-            else "playing"
-        )
-        return f"<PlayHandle {state} {self.frames_sent}/{self.frames_total} frames>"
 
 
 class _Play:

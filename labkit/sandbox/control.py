@@ -8,6 +8,7 @@ Views are plain JSON-able dicts; their schemas are in control_openapi.py.
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from labkit.sandbox.phones import HEAR_RATE, KEEP, VirtualPhone
 from labkit.sandbox.platform import Platform
 
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
+LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
+MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -158,7 +161,8 @@ def say(p: Platform, number: str, *, text: str | None, audio: bytes | None) -> d
     if audio is None and not text:
         raise InvalidInput('say needs {"text": "..."} or a WAV/MP3 body (Content-Type audio/wav or audio/mpeg)')
     seconds = phone.say(audio, text=text) if audio is not None else phone.say(text=text)
-    return {"seconds": seconds}
+    # queued_seconds: how far behind live this speech runs (a live microphone keeps it small)
+    return {"seconds": seconds, "queued_seconds": phone.queued_seconds}
 
 
 def press(p: Platform, number: str, body: Any) -> dict:
@@ -174,10 +178,26 @@ def press(p: Platform, number: str, body: Any) -> dict:
     return phone_view(phone)
 
 
-def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None = None) -> tuple[bytes, int, int]:
+def _wait_for_audio(p: Platform, phone: VirtualPhone, start: int, wait: Any) -> None:
+    """Hold a `?wait=` request until 40 ms were heard after `start`, `wait` seconds pass, or the sandbox
+    stops: a long poll, so a page hears the call live without asking 50 times a second. A phone whose
+    position is behind `start` forgot what it heard (reset): answer at once so the client can catch up."""
+    try:
+        seconds = min(MAX_WAIT, max(0.0, float(wait)))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"wait is a number of seconds (at most {MAX_WAIT:g}), not {wait!r}") from None
+    deadline = time.monotonic() + seconds
+    while start <= phone.position < start + LIVE_CHUNK and not p.stopping and time.monotonic() < deadline:
+        time.sleep(0.005)  # the clock adds 20 ms at a time; 5 ms keeps the added delay small
+
+
+def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None = None,
+              wait: Any = None) -> tuple[bytes, int, int]:
     """What the phone heard as WAV bytes (16 kHz mono): all, since sample `since`, or in one call.
 
-    Returns (wav, start position, end position) in samples, so a client can ask for the rest later.
+    Returns (wav, start position, end position) in samples, so a client can ask for the rest later
+    (a `since` beyond what the phone heard, after a reset, starts at its position now). With `wait`
+    (seconds) and no `call`, the answer waits for new audio first (see _wait_for_audio).
     """
     import soundfile as sf
 
@@ -192,6 +212,9 @@ def heard_wav(p: Platform, number: str, *, since: Any = None, call: str | None =
             start = max(0, int(since or 0))
         except (TypeError, ValueError):
             raise InvalidInput(f"since is a sample position (a whole number), not {since!r}") from None
+        if wait is not None:
+            _wait_for_audio(p, phone, start, wait)
+        start = min(start, phone.position)  # it forgot what it heard (reset): where it is now
         samples = phone.heard_since(start).samples
         end = start + int(samples.size)
     buf = io.BytesIO()

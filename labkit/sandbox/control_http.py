@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -148,9 +149,10 @@ def install(app: Flask, p: Platform) -> None:
     @route("/phones/<number>/heard.wav", ["GET"])
     def heard(number: str) -> Response:
         wav, start, end = control.heard_wav(p, number, since=request.args.get("since"),
-                                            call=request.args.get("call"))
+                                            call=request.args.get("call"), wait=request.args.get("wait"))
         return Response(wav, mimetype="audio/wav", headers={
-            "X-Labkit-Start": str(start), "X-Labkit-Position": str(end), "X-Labkit-Rate": "16000"})
+            "X-Labkit-Start": str(start), "X-Labkit-Position": str(end), "X-Labkit-Rate": "16000",
+            "X-Labkit-Time": str(int(time.time() * 1000)), "Cache-Control": "no-store"})
 
     @route("/calls", ["GET"])
     def list_calls() -> Response:

@@ -82,7 +82,10 @@ SCHEMAS: dict[str, Any] = {
             "application_id", "api_key", "number", "base_url", "answer_url", "answer_method", "event_url",
             "event_method", "fallback_answer_url")} | {"signed_webhooks": {"type": "boolean"}},
     },
-    "Said": {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
+    "Said": {"type": "object", "required": ["seconds"], "properties": {
+        "seconds": {"type": "number"},
+        "queued_seconds": {"type": "number", "description": "speech queued and not yet spoken, this included "
+                                                            "(how far behind live a microphone runs)"}}},
     "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
     "WebhookLog": {
         "type": "object", "required": ["chaos", "sent", "duplicates", "out_of_order", "webhooks"],
@@ -172,11 +175,17 @@ def paths() -> dict:
             "summary": "What the phone heard (16 kHz mono WAV): all, since a sample position, or in one call",
             "parameters": [NUMBER,
                            {"name": "since", "in": "query", "required": False, "schema": {"type": "integer"}},
-                           {"name": "call", "in": "query", "required": False, "schema": {"type": "string"}}],
+                           {"name": "call", "in": "query", "required": False, "schema": {"type": "string"}},
+                           {"name": "wait", "in": "query", "required": False,
+                            "schema": {"type": "number", "minimum": 0, "maximum": 10},
+                            "description": "with since: a long poll. Hold the answer up to this many seconds "
+                                           "until 40 ms were heard after `since` (how the softphone page "
+                                           "listens live)"}],
             "responses": {"200": {
-                "description": "WAV; X-Labkit-Position is the end position (pass it as ?since= next time)",
+                "description": "WAV; X-Labkit-Position is the end position (pass it as ?since= next time); "
+                               "X-Labkit-Time is when the answer was made (Unix ms)",
                 "headers": {h: {"schema": {"type": "integer"}} for h in
-                            ("X-Labkit-Start", "X-Labkit-Position", "X-Labkit-Rate")},
+                            ("X-Labkit-Start", "X-Labkit-Position", "X-Labkit-Rate", "X-Labkit-Time")},
                 "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
                 "404": {"description": "no such phone",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
@@ -186,6 +195,13 @@ def paths() -> dict:
                                              errors=(404,))},
         "/_labkit/webhooks": {"get": _op("Every webhook sent, oldest first, with chaos delivery's duplicates and "
                                          "reordering counted", ("200", "WebhookLog", "the webhook log"), errors=())},
+        "/_labkit/page/{name}": {"get": {
+            "summary": "A file of the softphone page served at / (sandbox.js, callaudio.js, ...)",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file", "content": {
+                "text/javascript": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}},
+                "404": {"description": "no such file",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
         "/_labkit/reset": {"post": _op("Forget every call, phone, recording and webhook",
                                        ("200", "Reset", "done"), errors=())},
     }
@@ -197,7 +213,8 @@ def openapi(base_url: str = "") -> dict:
         "openapi": "3.1.0",
         "info": {"title": "labkit sandbox control API", "version": "1.0.0",
                  "description": "Drive the sandbox's virtual phones and inspect its calls, from any language. "
-                                "Loopback callers need no credentials; others send the application's JWT."},
+                                "Loopback callers need no credentials; others send the application's JWT. "
+                                "The sandbox's / is a softphone page built on these routes."},
         "servers": [{"url": base_url}] if base_url else [],
         "paths": paths(),
         "components": {

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from labkit.errors import PortInUseError, ServerError
+from labkit.errors import ServerError
+from labkit.server.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.sandbox")
 
@@ -79,27 +80,10 @@ class ServerRunner:
     def start(self) -> ServerRunner:
         if self.running:
             return self
-        candidates = [self.requested_port]
-        if self.requested_port and self.fallback:
-            candidates += list(range(self.requested_port + 1, self.requested_port + 1 + self.fallback))
-        last: BaseException | None = None
-        for port in candidates:
-            try:
-                self._server = self._bind(port)
-                break
-            except (SystemExit, OSError) as exc:
-                last = exc
-        else:
-            tried = f"{candidates[0]}" + (f"-{candidates[-1]}" if len(candidates) > 1 else "")
-            raise PortInUseError(
-                f"Port {tried} on {self.host} is in use by another program, so the lab's server cannot "
-                "start. Stop the other program (`lsof -i :PORT` shows it), or pass port=0 (or set "
-                "LABKIT_PORT=0) to use any free port."
-            ) from (last if isinstance(last, OSError) else None)
+        self._server = bind_first(self.host, self.requested_port, self.fallback, self._bind,
+                                  errors=(SystemExit, OSError), what="the sandbox")
         self.port = self._server.server_port
-        if self.requested_port and self.port != self.requested_port:
-            self.note = f"port {self.requested_port} was busy, so the lab's server uses port {self.port}"
-            log.warning(self.note)
+        self.note = moved_note(self.requested_port, self.port, "the sandbox")
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
             name=f"{self.name}:{self.port}", daemon=True,

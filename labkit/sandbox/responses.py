@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
-from labkit.sandbox import api, api_input, control_http
+from labkit.sandbox import api, api_input, control_http, control_page
 from labkit.sandbox.auth import AppCredentials, verify_application_jwt
 from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
 from labkit.sandbox.platform import Platform
@@ -148,7 +148,7 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     def authenticate() -> None:
         if request.blueprint == "accounts":
             return  # HTTP Basic, checked by each account route
-        if request.path.startswith(control_http.PREFIX):  # the control API: loopback, or the JWT
+        if request.path.startswith(control_http.PREFIX) or request.path == "/":  # control API, page: loopback/JWT
             control_http.authorize(request, creds)
             return
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
@@ -233,4 +233,5 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         return Response(data, mimetype=ctype)
 
     control_http.install(app, p)  # /_labkit/: the sandbox's own control API
+    control_page.install(app)  # /: the softphone page (static/sandbox.html)
     return app

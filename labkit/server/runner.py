@@ -19,8 +19,9 @@ from typing import Any
 
 import uvicorn
 
-from labkit.errors import PortInUseError, ServerError
+from labkit.errors import ServerError
 from labkit.server.limits import LabHttpProtocol, Limits, Refusals
+from labkit.server.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.server")
 
@@ -122,27 +123,9 @@ class ServerRunner:
     def start(self) -> ServerRunner:
         if self.running:
             return self
-        candidates = [self.requested_port]
-        if self.requested_port and self.fallback:
-            candidates += list(range(self.requested_port + 1, self.requested_port + 1 + self.fallback))
-        last: OSError | None = None
-        for port in candidates:
-            try:
-                sock = self._bind(port)
-                break
-            except OSError as exc:
-                last = exc
-        else:
-            tried = f"{candidates[0]}" + (f"-{candidates[-1]}" if len(candidates) > 1 else "")
-            raise PortInUseError(
-                f"Port {tried} on {self.host} is in use by another program, so the lab's server cannot "
-                "start. Stop the other program (`lsof -i :PORT` shows it), or pass port=0 (or set "
-                "LABKIT_PORT=0) to use any free port."
-            ) from last
+        sock = bind_first(self.host, self.requested_port, self.fallback, self._bind)
         self.port = sock.getsockname()[1]
-        if self.requested_port and self.port != self.requested_port:
-            self.note = f"port {self.requested_port} was busy, so the lab's server uses port {self.port}"
-            log.warning(self.note)
+        self.note = moved_note(self.requested_port, self.port)
         self._server = server = self._build(sock)
         ready = threading.Event()
         failed: list[BaseException] = []
