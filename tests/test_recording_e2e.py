@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_checks import without_silent_ticks
 
 from labkit import ncco
 from labkit.media.frames import frame_samples
@@ -56,13 +57,6 @@ def test_recording_equals_what_the_phone_said(fresh, tmp_path, rate):
     # sample for sample, apart from where the speech starts inside a frame
     np.testing.assert_array_equal(samples[start:start + clip.size], clip)
     assert not samples[:start].any()
-
-
-def without_silent_ticks(samples: np.ndarray, rate: int) -> np.ndarray:
-    """The audio with every all-zero 20 ms tick taken out: the ticks where the platform's buffer ran dry."""
-    n = frame_samples(rate)
-    blocks = samples[: samples.size // n * n].reshape(-1, n)
-    return blocks[np.abs(blocks.astype(np.int32)).max(axis=1) > 0].ravel()
 
 
 def test_audio_sent_back_is_what_the_phone_hears(fresh):
