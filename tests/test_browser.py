@@ -378,9 +378,10 @@ print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(sai
             assert lines.count() >= 10
             newest = lines.first  # newest first in the markup, shown at the bottom
             expect(newest).to_contain_text(re.compile(r"completed|socket|closed"), timeout=10_000)
-            inside = page.evaluate("""([box, line]) => { const b = box.getBoundingClientRect();
-                const l = line.getBoundingClientRect(); return l.top >= b.top - 1 && l.bottom <= b.bottom + 1; }""",
-                                   [box.element_handle(), newest.element_handle()])
+            # box and line read in one evaluation: the widget replaces the box on every event, and two separate
+            # handles could come from two renders (a detached box measures as zero)
+            inside = box.evaluate("""b => { const line = b.querySelector('div'); const r = b.getBoundingClientRect();
+                const l = line.getBoundingClientRect(); return l.top >= r.top - 1 && l.bottom <= r.bottom + 1; }""")
             assert inside, "the newest event line is scrolled out of the events box"
             expect(call_button).to_be_enabled(timeout=10_000)
             shot(page, "5-completed")
