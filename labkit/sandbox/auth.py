@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +76,10 @@ def load_or_create_credentials(home: Path) -> AppCredentials:
         if not meta.get("api_key"):
             meta["api_key"] = secrets.token_hex(4)
             changed = True
-        for name, size in (("api_secret", 12), ("signature_secret", 24)):
-            if not meta.get(name):  # a fake account's secrets, made once like the key pair
-                meta[name] = secrets.token_urlsafe(size)
+        for name, size in (("api_secret", 16), ("signature_secret", 32)):
+            if not meta.get(name):  # a fake account's secrets, made once like the key pair; letters and digits
+                # only, as Vonage's are (UNCONFIRMED): a leading '-' would read as an option on a command line
+                meta[name] = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(size))
                 changed = True
         if not meta.get("number"):
             meta["number"] = DEFAULT_NUMBER
