@@ -65,12 +65,13 @@ HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: labkit comes from this checkout
     sys.path.insert(0, str(REPO))
-BASELINE_WHAT = ("bare websockets = websockets.asyncio.server (same Python, no Flask/werkzeug): reads the "
+BASELINE_WHAT = ("bare websockets = websockets.asyncio.server on the {loop} loop (same Python, no Flask): reads the "
                  "connected text message, opens one raw .pcm file per connection, then per binary message "
                  "one unbuffered write() of the 640 bytes + a latency note; no WAV header, no threads")
-LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (uvicorn, ws=websockets-sansio, one event loop; "
-            "Flask via a2wsgi on the same port), WavRecorder per call (libsndfile, header rewritten after every "
-            "frame, on the hub's writer thread); latency noted on the loop once the frame is queued for it")
+LAB_WHAT = ("lab = labkit SocketHub on create_app/ServerRunner (uvicorn, ws=websockets-sansio, one {loop} event "
+            "loop; Flask via a2wsgi on the same port), WavRecorder per call (libsndfile, header valid after every "
+            "write; the hub's writer thread writes each call's frames of a 20 ms tick in one write); latency noted "
+            "on the loop once the frame is queued for it")
 
 
 def raise_client_priority(how: str, server_nice: int) -> str:
@@ -156,7 +157,12 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
 
 
 def serve_bare(streams: int, folder: Path, out: Path) -> None:
-    asyncio.run(_serve_bare(streams, folder, out))
+    if os.environ.get("BENCH_BASELINE_LOOP") == "uvloop":
+        import uvloop
+
+        uvloop.run(_serve_bare(streams, folder, out))
+    else:
+        asyncio.run(_serve_bare(streams, folder, out))
 
 
 async def _serve_bare(streams: int, folder: Path, out: Path) -> None:
@@ -527,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--client-priority", choices=["rt", "nice", "none"], default="rt",
                     help="priority of the load generator, which stands in for the platform's own machines: "
                          "rt = SCHED_RR 10 (falls back to nice), nice = nice -10; servers keep this shell's")
+    ap.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                    help="the bare server's event loop (websockets' default is asyncio); the lab's follows "
+                         "LABKIT_EVENT_LOOP")
     ap.add_argument("--serve", choices=["lab", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--nice", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--streams", type=int, help=argparse.SUPPRESS)
@@ -540,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         (serve_lab if args.serve == "lab" else serve_bare)(args.streams, args.folder, args.out)
         return 0
 
+    from labkit.server.runner import loop_runner
+
+    os.environ["BENCH_BASELINE_LOOP"] = args.baseline_loop  # the servers are subprocesses: they inherit it
     levels = sorted(int(x) for x in args.levels.split(","))
     kinds = [k for k in ("lab", "bare") if k in args.servers.split(",")]
     compression = None if args.compression == "none" else "deflate"
@@ -560,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{CLIENT_LATE_LIMIT_MS:g} ms; a level that does not pass is tried again (at most {args.tries} runs)")
     print("core figures = CPU seconds / wall seconds of the window (first frame -> all written); ms/s per "
           "stream = server CPU ms per second of audio per stream; others = the rest of the machine's busy CPU")
-    print(LAB_WHAT)
-    print(BASELINE_WHAT, flush=True)
+    print(LAB_WHAT.format(loop=loop_runner()[0]))
+    print(BASELINE_WHAT.format(loop=args.baseline_loop), flush=True)
     try:
         for n in levels:
             for kind in kinds:

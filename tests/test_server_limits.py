@@ -8,6 +8,7 @@ would answer pings and read for us). Waits have generous bounds only to catch a 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import socket
 import struct
@@ -26,10 +27,19 @@ from labkit.server.limits import Limits
 from labkit.server.sockets import SocketHub
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["uvloop", "asyncio"])
+def server(tmp_path, monkeypatch, request):
+    """Each limit on both event loops the server runs on (asyncio is Windows' and LABKIT_EVENT_LOOP's)."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed (it is not, on Windows)")
+    monkeypatch.setenv("LABKIT_EVENT_LOOP", request.param)
     with limits_servers(tmp_path) as make:
-        yield make
+        def on_that_loop(**limits):
+            made = make(**limits)
+            assert made[2].loop_name == request.param
+            return made
+
+        yield on_that_loop
 
 
 def raw(port: int, rcvbuf: int | None = None) -> socket.socket:
@@ -236,6 +246,18 @@ def test_limits_read_from_the_environment():
 
     with pytest.raises(ConfigError, match="LABKIT_HEADER_TIMEOUT"):
         Limits.from_env({"LABKIT_HEADER_TIMEOUT": "soon"})
+
+
+def test_the_event_loop_setting():
+    import asyncio
+
+    from labkit.errors import ConfigError
+    from labkit.server.runner import loop_runner
+
+    assert loop_runner("asyncio") == ("asyncio", asyncio.run)
+    assert loop_runner("")[0] == ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+    with pytest.raises(ConfigError, match="LABKIT_EVENT_LOOP='trio' is not one of auto, uvloop, asyncio"):
+        loop_runner("trio")
 
 
 def test_a_client_that_stops_reading_a_download_is_cut(server, tmp_path):

@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,39 +137,47 @@ class WavRecorder:
 
     def write(self, frame: bytes | bytearray | memoryview) -> None:
         """Append one frame of s16le bytes (any even length; WebSocket frames are 20 ms)."""
-        data = bytes(frame)
-        if len(data) % 2:
-            raise InvalidInput(
-                f"a frame of {len(data)} bytes is not 16-bit PCM (odd length); pass the binary "
-                "WebSocket message unmodified"
-            )
+        self.write_frames((frame,))
+
+    def write_frames(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Append several frames in one write (one header update): how a busy server catches up.
+
+        Each counts in ``frames_written`` as if written on its own."""
+        data = b"".join(frames)
+        for frame in frames:
+            if len(frame) % 2:
+                raise InvalidInput(
+                    f"a frame of {len(frame)} bytes is not 16-bit PCM (odd length); pass the binary "
+                    "WebSocket message unmodified"
+                )
         if sys.byteorder == "little":  # the bytes are already native int16: hand them to libsndfile as is
             with self._lock:
                 self._check_open()
                 if self.failed is None:
-                    self._guarded(lambda: self._file.buffer_write(data, dtype="int16"), len(data) // 2, True)
+                    self._guarded(lambda: self._file.buffer_write(data, dtype="int16"), len(data) // 2,
+                                  len(frames))
                 else:
-                    self.frames_dropped += 1
+                    self.frames_dropped += len(frames)
             return
-        self._write(np.frombuffer(data, dtype=_LE_INT16), count_frame=True)
+        self._write(np.frombuffer(data, dtype=_LE_INT16), frames=len(frames))
 
     def write_samples(self, samples: ArrayLike) -> None:
         """Append int16 samples (floats in -1..1 are converted); does not count as a frame."""
         arr = as_int16(samples)
         if arr.ndim != 1:
             raise InvalidInput(f"the recorder takes mono (1-D) samples; got shape {arr.shape}")
-        self._write(arr, count_frame=False)
+        self._write(arr, frames=0)
 
-    def _write(self, arr: np.ndarray, *, count_frame: bool) -> None:
+    def _write(self, arr: np.ndarray, *, frames: int) -> None:
         with self._lock:
             self._check_open()
             if self.failed is not None:
-                self.frames_dropped += int(count_frame)
+                self.frames_dropped += frames
                 return
             block = arr.astype(np.int16, copy=False)
-            self._guarded(lambda: self._file.write(block) if block.size else None, int(arr.size), count_frame)
+            self._guarded(lambda: self._file.write(block) if block.size else None, int(arr.size), frames)
 
-    def _guarded(self, write: Callable[[], Any], samples: int, count_frame: bool) -> None:
+    def _guarded(self, write: Callable[[], Any], samples: int, frames: int) -> None:
         """Run one write (lock held); a fault marks the recorder failed instead of raising."""
         try:
             write()
@@ -177,13 +185,12 @@ class WavRecorder:
                 self._file.flush()
                 patch_sizes(self._patch, (self.samples_written + samples) * 2)
         except Exception as exc:  # noqa: BLE001 - disk full, folder removed, I/O error: report, never raise
-            self.frames_dropped += int(count_frame)
+            self.frames_dropped += frames
             self._fail(f"writing the recording '{self.path}' failed after {self.duration:.1f} s: "
                        f"{_why(exc, self.path)}. The call goes on; what was recorded so far is kept")
             return
         self.samples_written += samples
-        if count_frame:
-            self.frames_written += 1
+        self.frames_written += frames
 
     def _fail(self, reason: str) -> None:
         """Stop recording, keep the file valid with what was written, and tell `on_error` once."""

@@ -4,13 +4,15 @@ uvicorn's `Config` + `Server` split lets the server run on its own event loop in
 so the kernel's loop stays free. The listening socket is bound here, before uvicorn starts, so that
 port 0 and the busy-port rule (a clear error, or the next free port) keep working. Settings chosen:
 `ws="websockets-sansio"` (the fastest measured here, see the README), our h11 protocol subclass
-(header timeout, connection cap), lifespan off, no access log, uvicorn's loggers at WARNING.
+(header timeout, connection cap), lifespan off, no access log, uvicorn's loggers at WARNING, and
+uvloop's event loop where it is installed (`LABKIT_EVENT_LOOP`, see `loop_runner`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 import time
@@ -19,11 +21,37 @@ from typing import Any
 
 import uvicorn
 
-from labkit.errors import ServerError
+from labkit.errors import ConfigError, ServerError
 from labkit.server.limits import LabHttpProtocol, Limits, Refusals
 from labkit.server.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.server")
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def loop_runner(choice: str | None = None) -> tuple[str, Callable[[Any], Any]]:
+    """(name, run) of the event loop the server runs on: `LABKIT_EVENT_LOOP` = auto | uvloop | asyncio.
+
+    auto (the default) takes uvloop when it is installed (it is a dependency except on Windows, which
+    it does not support). Why: uvicorn's websockets-sansio protocol pauses and resumes reading around
+    every message, which costs the stdlib loop two epoll changes per 20 ms frame; on uvloop the lab
+    holds twice the streams (bench/bench_socket_server.py, figures in the README)."""
+    choice = (choice if choice is not None else os.environ.get("LABKIT_EVENT_LOOP", "")).strip() or "auto"
+    if choice not in EVENT_LOOPS:
+        raise ConfigError(f"LABKIT_EVENT_LOOP={choice!r} is not one of {', '.join(EVENT_LOOPS)}; "
+                          "unset it for auto (uvloop when installed).")
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("LABKIT_EVENT_LOOP=uvloop, but uvloop is not installed (it does not run on "
+                                  "Windows): pip install uvloop, or unset LABKIT_EVENT_LOOP.") from None
+        else:
+            return "uvloop", uvloop.run
+    return "asyncio", asyncio.run
 
 
 class _Server(uvicorn.Server):
@@ -64,6 +92,7 @@ class ServerRunner:
         self.note: str | None = None  # e.g. "port 8000 was busy, using 8001"
         self.cut_note: str | None = None  # what the last stop() had to cut
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_name, self._run_loop = loop_runner()  # a bad LABKIT_EVENT_LOOP fails here, before binding
         self.refusals: Refusals | None = None
         self._server: _Server | None = None
         self._asgi: Any = None
@@ -137,7 +166,7 @@ class ServerRunner:
                 await server.serve(sockets=[sock])
 
             try:
-                asyncio.run(main())
+                self._run_loop(main())
             except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
                 failed.append(exc)
                 log.exception("the lab's server stopped with an error")

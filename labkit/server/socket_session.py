@@ -96,8 +96,8 @@ class SocketSession:
         if self._frame_listeners:
             self.hub.workers.dispatch(self, frame)
 
-    def _write(self, frame: bytes) -> None:
-        """On the writer thread: append one frame (the WAV is created with the first one).
+    def _write_frames(self, frames: list[bytes]) -> None:
+        """On the writer thread: append frames in one write (the WAV is created with the first one).
 
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""
@@ -105,7 +105,7 @@ class SocketSession:
             from labkit.media.recorder import WavRecorder
 
             self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
-        self._recorder.write(frame)
+        self._recorder.write_frames(frames)
 
     def _recording_stopped(self, why: str) -> None:
         self.recording_error = why
