@@ -65,6 +65,7 @@ class Lab(LabStartup, LabWebhooks):
         self._answer_fn: Callable[[dict], Any] | None = None
         self._event_fns: list[Callable[[dict], Any]] = []
         self._inbound = threading.Condition()
+        self._claimed: set[str] = set()  # inbound calls wait_for_call handed out
         self._requested_port = settings.port if port is None else port
         self._speed = settings.sandbox_speed if speed is None else speed
         self._quiet = quiet

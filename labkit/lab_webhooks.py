@@ -76,7 +76,8 @@ class LabWebhooks:
         self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
 
     def wait_for_call(self, timeout: float = 30.0) -> Call:
-        """Wait for the next inbound call (one the lab has not handed out yet) and return it."""
+        """Wait for the next inbound call and return it: one not handed out yet, and not already over when
+        the wait began (a call a panel took and hung up, or an old test's, is history: see `lab.calls`)."""
         from labkit.waits import waiting
 
         with waiting(f"an inbound call to {self.number}", timeout):
@@ -91,10 +92,11 @@ class LabWebhooks:
     def _wait_for_call(self, timeout: float) -> Call:
         deadline = time.monotonic() + timeout
         with self._inbound:
+            over = {uuid for uuid, call in self.calls.items() if call.ended}  # history: in lab.calls, not next
             while True:
                 for call in self.calls.values():
-                    if call.direction == "inbound" and not getattr(call, "_claimed", False):
-                        call._claimed = True  # type: ignore[attr-defined]
+                    if call.direction == "inbound" and call.uuid not in self._claimed and call.uuid not in over:
+                        self._claimed.add(call.uuid)
                         return call
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
