@@ -12,6 +12,7 @@ Needs /usr/bin/chromium (`make test` installs it; never `playwright install`, wh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -161,33 +162,46 @@ def jupyter(tmp_path) -> Iterator[tuple[str, str]]:
         assert not changed, f"the browser session wrote into {changed} (restored them)"
 
 
+def screenshots(prefix: str):
+    """`shot(page, name)`: the whole window, and the panel with its softphone (JupyterLab scrolls inside
+    its own pane), into test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(page, name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"{prefix}-{name}.png"))
+        widgets = page.locator(".labkit-panel").first.locator("xpath=..")
+        if widgets.count():
+            widgets.screenshot(path=str(ARTIFACTS / f"{prefix}-{name}-panel.png"))
+
+    return shot
+
+
+def run_all(page, url: str):
+    """Open a notebook in JupyterLab, Run All, and return its first control panel, in view."""
+    page.goto(url)
+    # Clicking Run All before the kernel is idle was flaky (stack notes): wait for it.
+    page.get_by_text("| Idle").first.wait_for(timeout=90_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator('[data-command="runmenu:run-all"]').click()
+    panel = page.locator(".labkit-panel").first
+    panel.wait_for(state="attached", timeout=60_000)
+    panel.scroll_into_view_if_needed()
+    return panel
+
+
 def test_control_panel_in_jupyterlab(jupyter):
     from playwright.sync_api import expect, sync_playwright
 
     base, token = jupyter
-    ARTIFACTS.mkdir(exist_ok=True)
     digest = hashlib.sha256((ROOT / NOTEBOOK).read_bytes()).hexdigest()
 
-    def shot(page, name: str) -> None:
-        """The whole window, and the panel with its softphone (JupyterLab scrolls inside its own pane)."""
-        page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"))
-        widgets = page.locator(".labkit-panel").first.locator("xpath=..")
-        if widgets.count():
-            widgets.screenshot(path=str(ARTIFACTS / f"browser-{name}-panel.png"))
+    shot = screenshots("browser")
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            # Clicking Run All before the kernel is idle was flaky (stack notes): wait for it.
-            page.get_by_text("| Idle").first.wait_for(timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator('[data-command="runmenu:run-all"]').click()
-
-            panel = page.locator(".labkit-panel").first
-            panel.wait_for(state="attached", timeout=60_000)
-            panel.scroll_into_view_if_needed()
+            panel = run_all(page, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
             status = panel.locator(".labkit-status")
             phone = page.locator(".labkit-softphone").first
             phone_state = phone.locator(".labkit-phone-state")
@@ -263,28 +277,17 @@ def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     base, token = jupyter
-    ARTIFACTS.mkdir(exist_ok=True)
     media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                   f"--use-file-for-fake-audio-capture={MIC_WAV}", "--autoplay-policy=no-user-gesture-required"]
 
-    def shot(page, name: str) -> None:
-        page.screenshot(path=str(ARTIFACTS / f"audio-{name}.png"))
-        widgets = page.locator(".labkit-panel").first.locator("xpath=..")
-        if widgets.count():
-            widgets.screenshot(path=str(ARTIFACTS / f"audio-{name}-panel.png"))
+    shot = screenshots("audio")
 
     client = None
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
         try:
-            page.goto(f"{base}/lab/tree/{AUDIO_NOTEBOOK}?token={token}")
-            page.get_by_text("| Idle").first.wait_for(timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator('[data-command="runmenu:run-all"]').click()
-            panel = page.locator(".labkit-panel").first
-            panel.wait_for(state="attached", timeout=60_000)
-            panel.scroll_into_view_if_needed()
+            panel = run_all(page, f"{base}/lab/tree/{AUDIO_NOTEBOOK}?token={token}")
             status, trace = panel.locator(".labkit-status"), panel.locator(".labkit-trace")
             phone = page.locator(".labkit-softphone").first
             phone_state = phone.locator(".labkit-phone-state")
@@ -423,32 +426,42 @@ window.labkitTest = { sent, states, reports, root };
 </script></body></html>"""
 
 
-def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_path):
-    """The same JS module outside Jupyter: only the transport differs (no anywidget, no kernel)."""
+@contextlib.contextmanager
+def plain_page(folder: Path) -> Iterator[str]:
+    """The call-audio module on a plain page (PLAIN_PAGE), served from `folder`; yields the page's URL."""
     import functools
     import http.server
     import shutil
     import threading
 
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", folder / "callaudio.js")
+    (folder / "index.html").write_text(PLAIN_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_path):
+    """The same JS module outside Jupyter: only the transport differs (no anywidget, no kernel)."""
     from playwright.sync_api import expect, sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium is missing ({CHROMIUM})")
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
-    (tmp_path / "index.html").write_text(PLAIN_PAGE)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     media_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                   f"--use-file-for-fake-audio-capture={MIC_WAV}"]
-    try:
+    with plain_page(tmp_path) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + media_args, headless=True)
             try:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                page.goto(url)
                 root = page.locator("#audio")
                 root.locator(".labkit-listen").click()
                 expect(root.locator(".labkit-audio-status")).to_contain_text("listening to a test tone")
@@ -469,9 +482,6 @@ def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_p
                 root.screenshot(path=str(ARTIFACTS / "audio-plain-page.png"))
             finally:
                 browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -480,27 +490,15 @@ def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_p
 ], ids=["absent", "refused"])
 def test_microphone_absent_or_refused_says_what_to_do(tmp_path, args, expected):
     """A microphone that is missing or refused: the page says which, and what to do, in words."""
-    import functools
-    import http.server
-    import shutil
-    import threading
-
     from playwright.sync_api import expect, sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "labkit" / "widgets" / "static" / "callaudio.js", tmp_path / "callaudio.js")
-    (tmp_path / "index.html").write_text(PLAIN_PAGE)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with plain_page(tmp_path) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args, headless=True)
             try:
                 context = browser.new_context()  # no microphone permission granted
                 page = context.new_page()
-                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+                page.goto(url)
                 root = page.locator("#audio")
                 root.locator(".labkit-talk").click()
                 error = root.locator(".labkit-audio-error")
@@ -509,6 +507,3 @@ def test_microphone_absent_or_refused_says_what_to_do(tmp_path, args, expected):
                 root.screenshot(path=str(ARTIFACTS / f"audio-mic-{'absent' if not args else 'refused'}.png"))
             finally:
                 browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -46,17 +46,25 @@ def sandbox_proc():
     sp.stop()
 
 
+def live_env(sandbox_proc, port: int, *, signed: bool = True) -> dict[str, str]:
+    """What a user's `.env` holds for a live lab on `port` whose Vonage is the separate sandbox."""
+    r = sandbox_proc.rows
+    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
+           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
+           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
+           "VONAGE_API_HOST": sandbox_proc.host, "VONAGE_REST_HOST": sandbox_proc.host,
+           "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    if signed:
+        env["VONAGE_SIGNATURE_SECRET"] = r["signature secret"]
+    return env
+
+
 @pytest.fixture(scope="module")
 def live(sandbox_proc):
     """A live-mode lab whose Vonage is the separate sandbox."""
     r = sandbox_proc.rows
     port = free_port()
-    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
-           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
-           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
-           "VONAGE_SIGNATURE_SECRET": r["signature secret"], "VONAGE_API_HOST": sandbox_proc.host,
-           "VONAGE_REST_HOST": sandbox_proc.host, "PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "LABKIT_PORT": str(port)}
+    env = live_env(sandbox_proc, port)
     old_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = r["CA bundle"]  # as `labkit sandbox` says to
     lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
@@ -260,11 +268,7 @@ def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
     apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
     before = apps.get_application(r["application id"]).capabilities.voice.webhooks.answer_url.address
     port = free_port()
-    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
-           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
-           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
-           "VONAGE_API_HOST": sandbox_proc.host, "VONAGE_REST_HOST": sandbox_proc.host,
-           "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    env = live_env(sandbox_proc, port, signed=False)
     second = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
     try:
         second._start()
@@ -287,11 +291,7 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
     path = save_previous(r["application id"], original)
     path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {dead.pid}'))
     port = free_port()
-    env = {"LABKIT_MODE": "live", "VONAGE_APPLICATION_ID": r["application id"],
-           "VONAGE_PRIVATE_KEY": r["private key"], "VONAGE_NUMBER": r["number"],
-           "VONAGE_API_KEY": r["API key"], "VONAGE_API_SECRET": r["API secret"],
-           "VONAGE_API_HOST": sandbox_proc.host, "VONAGE_REST_HOST": sandbox_proc.host,
-           "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
+    env = live_env(sandbox_proc, port, signed=False)
     lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
     try:
         lab._start()
