@@ -230,7 +230,9 @@ def test_the_sandbox_page_rings_answers_listens_talks_and_presses_keys(standalon
             # each of three half-second pieces (the microphone loops the file, and a live path may drop a
             # frame after a stall; one clean copy of each piece is what "the app heard it" means), scored
             # as the notebook's browser test scores it: |correlation|, since what arrives is the WAV with
-            # its polarity flipped (seen on every run here; where on the way it flips is not pinned down)
+            # its polarity flipped. Chromium's echo canceller does that (the page asks for it, as a person
+            # on speakers needs): a bare getUserMedia page measured -0.96 with echoCancellation, +1.00 without
+            # (prompt.wav through the fake microphone, 2026-11-30); labkit's own int16 conversions keep the sign
             pieces = [Recording(got, RATE).correlate(said.segment(a, a + 0.5)) for a in (0.2, 0.7, 1.2)]
             figures = page.evaluate("""([n]) => window.labkitPage.figures(n)""", [PHONE])
             figures.update(correlation=min(pieces), app_heard_s=got.size / RATE)
