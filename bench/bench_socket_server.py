@@ -3,7 +3,7 @@
 
 A benchmark, not a test: it prints figures and asserts nothing about speed (machines are noisy).
 
-For each level N (default 25, 50, 100, 200, 300) and for each of two servers, each in its own
+For each level N (default 100, 200, 300, 400, 500) and for each of two servers, each in its own
 subprocess so that its CPU can be read from /proc/<pid>/stat (utime + stime):
 
 * **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (uvicorn with
@@ -31,7 +31,7 @@ CLIENT-LIMITED and that server stops climbing, so its figure is a lower bound; u
 p99 exceeds 20 ms by more than the client's lateness (a client stall of L ms can add about L ms of
 queueing at the server), in which case the level still counts as the server's FAIL.
 
-    .venv/bin/python bench/bench_socket_server.py [--levels 25,50,100,200,300] [--seconds 10]
+    .venv/bin/python bench/bench_socket_server.py [--levels 100,200,300,400,500] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ def describe(r: Result) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--levels", default="25,50,100,200,300", help="concurrent streams to try, comma-separated")
+    ap.add_argument("--levels", default="100,200,300,400,500", help="concurrent streams to try, comma-separated")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per stream per level")
     ap.add_argument("--servers", default="lab,bare", help="which servers to measure (lab, bare)")
     ap.add_argument("--tries", type=int, default=2, help="runs of a level before it counts as not passed")

@@ -37,7 +37,7 @@ def loop_runner(choice: str | None = None) -> tuple[str, Callable[[Any], Any]]:
     auto (the default) takes uvloop when it is installed (it is a dependency except on Windows, which
     it does not support). Why: uvicorn's websockets-sansio protocol pauses and resumes reading around
     every message, which costs the stdlib loop two epoll changes per 20 ms frame; on uvloop the lab
-    holds twice the streams (bench/bench_socket_server.py, figures in the README)."""
+    held 300 streams instead of 200 (bench/bench_socket_server.py, figures in the README)."""
     choice = (choice if choice is not None else os.environ.get("LABKIT_EVENT_LOOP", "")).strip() or "auto"
     if choice not in EVENT_LOOPS:
         raise ConfigError(f"LABKIT_EVENT_LOOP={choice!r} is not one of {', '.join(EVENT_LOOPS)}; "

@@ -10,7 +10,7 @@ one can only fall behind (and lose frames for itself), never hold up a call.
 The writer wakes when frames are queued, lets one frame period (`WRITE_TICK`) of them gather, then
 writes each session's frames in one call (one header update): one wake-up and one write per call per
 tick instead of per frame, and when it falls behind the writes grow and it catches up. With uvloop
-that took the lab from 300 to 400 streams at a fifth less CPU (bench/bench_socket_server.py). The cost:
+that took the lab from 300 to 400 streams at about 15% less CPU (bench/bench_socket_server.py). The cost:
 a file on disk trails its call by up to a tick (plus the queue), which a killed kernel loses.
 """
 
