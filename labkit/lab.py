@@ -60,7 +60,7 @@ class Lab(LabStartup, LabWebhooks):
                                text_limit=bound("LABKIT_EVENT_TEXT_LIMIT", DEFAULT_TEXT_LIMIT, low=16),
                                journal=state_dir() / "events" / f"{time.strftime('%Y-%m-%d-%H%M%S')}-"
                                                                 f"{os.getpid()}-{secrets.token_hex(2)}.jsonl")
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, Call] = {}  # added under _inbound: wait_for_call walks it on next_call's thread
         self.stopped = False
         self._answer_fn: Callable[[dict], Any] | None = None
         self._event_fns: list[Callable[[dict], Any]] = []
@@ -260,7 +260,8 @@ class Lab(LabStartup, LabWebhooks):
         with api_errors("Placing the call"):
             response = self._create_call(body, ncco)
         call = Call(self, response.uuid, conversation_uuid=response.conversation_uuid, to=to)
-        self.calls[call.uuid] = call
+        with self._inbound:  # an insert while wait_for_call iterates would raise there
+            self.calls[call.uuid] = call
         if script:
             self.sockets.bind_links(script, call.uuid)
             self._served(call.uuid, script, "create-call")
