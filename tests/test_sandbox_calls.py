@@ -237,7 +237,7 @@ def test_signed_webhooks_verify_with_hs256_and_payload_hash(sandbox, client, rec
         assert claims["payload_hash"] == hashlib.sha256(body).hexdigest()
     wrong = "wrong-secret-wrong-secret-0000000000"
     assert not client.voice.verify_signature(hooks[0].headers["Authorization"][7:], wrong)
-    from labkit.server.signing import verify_webhook
+    from labkit.signing import verify_webhook
 
     verify_webhook(hooks[-1].headers["Authorization"], body, secret)  # `body`: the last hook's signed payload
 

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from labkit.errors import LabkitError, SignatureError
-from labkit.server.signing import ReplayGuard, payload_hash, sign_webhook, verify_webhook, webhook_payloads
+from labkit.signing import ReplayGuard, payload_hash, sign_webhook, verify_webhook, webhook_payloads
 
 SECRET = "s3cr3t-signature-secret-of-32-bytes!!"
 BODY = json.dumps({"status": "answered", "uuid": "aaaaaaaa-0000-4000-8000-000000000000"}).encode()

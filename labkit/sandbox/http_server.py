@@ -18,7 +18,7 @@ from collections.abc import Callable
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from labkit.errors import ServerError
-from labkit.server.ports import bind_first, moved_note
+from labkit.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.sandbox")
 

@@ -32,7 +32,7 @@ from labkit.sandbox.ncco import NccoRunner
 from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
 from labkit.sandbox.platform import Platform
 from labkit.sandbox.websocket_leg import WebsocketEndpoint
-from labkit.server.signing import sign_webhook
+from labkit.signing import sign_webhook
 
 log = logging.getLogger("labkit.sandbox.lifecycle")
 

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from labkit.server.signing import compact_json, sign_webhook
+from labkit.signing import compact_json, sign_webhook
 
 log = logging.getLogger("labkit.sandbox.webhooks")
 

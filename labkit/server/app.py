@@ -39,7 +39,7 @@ class ServerContext:
     mode: str = "sandbox"
     refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals (create_app makes one)
     application_id: str | None = None  # a signed token naming another application is refused
-    replays: Any = field(default=None, repr=False)  # labkit.server.signing.ReplayGuard (create_app makes one)
+    replays: Any = field(default=None, repr=False)  # labkit.signing.ReplayGuard (create_app makes one)
 
     def find_audio(self, name: str, extensions: Container[str] | None = None) -> Path | None:
         """The first regular file called `name` in the audio folders whose real path (symlinks resolved)
@@ -87,7 +87,7 @@ def _check_signature(ctx: ServerContext) -> Response | None:
     from urllib.parse import parse_qsl
 
     from labkit.errors import SignatureError
-    from labkit.server.signing import verify_webhook, webhook_payloads
+    from labkit.signing import verify_webhook, webhook_payloads
 
     query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
     payloads = webhook_payloads(request.method, query, request.get_data())
@@ -129,7 +129,7 @@ def create_app(ctx: ServerContext) -> Flask:
 
         ctx.refusals = Refusals(ctx.events.add)
     if ctx.replays is None:
-        from labkit.server.signing import ReplayGuard
+        from labkit.signing import ReplayGuard
 
         ctx.replays = ReplayGuard()
 

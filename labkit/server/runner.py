@@ -22,8 +22,8 @@ from typing import Any
 import uvicorn
 
 from labkit.errors import ConfigError, ServerError
+from labkit.ports import bind_first, moved_note
 from labkit.server.limits import LabHttpProtocol, Limits, Refusals
-from labkit.server.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.server")
 
