@@ -178,7 +178,7 @@ class Call:
                 f"not {type(file_or_url).__name__}.")
         url = self.lab.audio_url(file_or_url)
         if check and url == file_or_url:  # a URL of the user's, not a file the lab serves
-            from labkit.reach import check_audio_url
+            from labkit.live.reach import check_audio_url
 
             try:
                 check_audio_url(url, live=self.lab.mode == "live")

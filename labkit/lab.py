@@ -334,7 +334,7 @@ class Lab(LabStartup, LabWebhooks):
 
     def _check_recording_host(self, url: str) -> None:
         """The JWT goes to Vonage's hosts, the running sandbox, or the VONAGE_API_HOST in use only."""
-        from labkit.account import check_recording_host
+        from labkit.live.account import check_recording_host
 
         check_recording_host(url, (self.settings.api_host if self.mode == "live" else None,
                                    self.sandbox.api_host if self.sandbox is not None else None))

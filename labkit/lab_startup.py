@@ -67,9 +67,9 @@ class LabStartup:
         self.sandbox = sb
         self._ctx.application_id = sb.application_id
         # The account's signature secret, as a user copies it from the dashboard; the application is
-        # then configured through the Application API, exactly as in live mode (labkit/account.py).
+        # then configured through the Application API, exactly as in live mode (labkit/live/account.py).
         self._signature_secret = self._ctx.signature_secret = sb.signature_secret
-        from labkit.account import LabUrls, clients, point_application
+        from labkit.live.account import LabUrls, clients, point_application
 
         apps, numbers = clients(sb.api_key, sb.api_secret, api_host=sb.api_host, rest_host=sb.api_host)
         point_application(apps, numbers, sb.application_id, LabUrls.for_base(self.public_url),
@@ -81,8 +81,8 @@ class LabStartup:
     def _start_live(self) -> None:
         from vonage_http_client import HttpClientOptions
 
+        from labkit.live.tunnel.tunnel import Tunnel
         from labkit.sdk_auth import ParsedKeyAuth as Auth  # the RSA key parsed once, not per request
-        from labkit.tunnel import Tunnel
 
         s = self.settings
         key = load_private_key(s.private_key or "")  # PKCS#8 text: the SDK refuses PKCS#1
@@ -98,7 +98,7 @@ class LabStartup:
             warn_unsigned(self.public_url)
         self._voice = voice_client(Auth(application_id=s.application_id, private_key=key),
                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
-        from labkit.account import follow_lab
+        from labkit.live.account import follow_lab
 
         self._account_note, self._account_restore = follow_lab(s, self.public_url)
 

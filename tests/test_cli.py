@@ -182,7 +182,7 @@ def fake_agent(monkeypatch, tmp_path):
     import pyngrok.installer
     from fake_ngrok import write_launcher
 
-    from labkit.tunnel import kill_agents
+    from labkit.live.tunnel.tunnel import kill_agents
 
     def no_download(url, *args, **kwargs):
         raise OSError("downloads are disabled in tests")

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, test_audio
 
-from labkit.account import LabUrls, clients, point_application
 from labkit.cli import doctor_account
 from labkit.cli.doctor import doctor, print_report
+from labkit.live.account import LabUrls, clients, point_application
 
 LAB = "https://lab.example"
 
@@ -69,7 +69,7 @@ def test_wrong_urls_and_an_unlinked_number(live_env, sandbox, capsys):
 
 
 def test_bad_credentials(live_env, monkeypatch, tmp_path, capsys):
-    from labkit.account import new_key_pair
+    from labkit.live.account import new_key_pair
 
     monkeypatch.setenv("VONAGE_API_SECRET", "wrong-secret")
     (tmp_path / "other.key").write_text(new_key_pair()[1])

@@ -368,7 +368,7 @@ def _authtoken_file(ctx: Ctx) -> None:
     import stat
 
     from labkit.config import Settings
-    from labkit.tunnel import Tunnel
+    from labkit.live.tunnel.tunnel import Tunnel
 
     ctx.monkeypatch.setenv("LABKIT_HOME", str(ctx.tmp / "home"))
     config = Tunnel(Settings(ngrok_authtoken="2tokenSECRET_abcdefghij"), ngrok_path="/bin/false").pyngrok_config()

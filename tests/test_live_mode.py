@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_ngrok import write_launcher
 
-import labkit.tunnel
+import labkit.live.tunnel.tunnel
 from labkit.config import Settings
 from labkit.errors import ConfigError
 from labkit.lab import Lab
@@ -40,7 +40,7 @@ def live_env(tmp_path, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     yield env
-    labkit.tunnel.kill_agents()
+    labkit.live.tunnel.tunnel.kill_agents()
 
 
 def start_private(environ) -> Lab:

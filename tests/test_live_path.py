@@ -262,7 +262,7 @@ def test_a_record_action_downloads_from_the_api_host(lab, sandbox_proc):
 
 def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
     """A second live lab on the same application: stop() restores what it found (the first lab's URLs)."""
-    from labkit.account import clients
+    from labkit.live.account import clients
 
     r = sandbox_proc.rows
     apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
@@ -281,7 +281,7 @@ def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
 
 def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG001 - with the live lab running
     """A lab that died without lab.stop() left its saved URLs: the next lab restores those, not its own."""
-    from labkit.account import clients, save_previous, saved_path
+    from labkit.live.account import clients, save_previous, saved_path
 
     r = sandbox_proc.rows
     apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)

@@ -9,7 +9,7 @@ import pytest
 
 from labkit import ncco
 from labkit.errors import AudioError, InvalidInput
-from labkit.reach import check_audio_url
+from labkit.live.reach import check_audio_url
 
 
 def _closed_port() -> int:

@@ -212,7 +212,7 @@ def test_the_lab_configures_the_sandbox_only_through_the_apis(monkeypatch, tmp_p
 
 def test_pointing_the_application_keeps_what_the_sdk_models_do_not_know(sandbox):
     """The lab's read-modify-write is on the raw JSON: a capability the SDK has no model for survives."""
-    from labkit.account import LabUrls, clients, point_application, restore_application
+    from labkit.live.account import LabUrls, clients, point_application, restore_application
 
     video = {"webhooks": {"archive_status": {"address": "https://example.com/video", "active": True}}}
     made = wire(sandbox, "POST", "/v2/applications", json={"name": "mixed", "capabilities": {

@@ -1,4 +1,4 @@
-"""labkit.tunnel against an offline fake ngrok agent (tests/fake_ngrok.py): no network, no real ngrok."""
+"""labkit.live.tunnel.tunnel against an offline fake ngrok agent (tests/fake_ngrok.py): no network, no real ngrok."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from urllib.request import urlopen
 import pytest
 from fake_ngrok import write_launcher
 
-import labkit.tunnel
-import labkit.tunnel_processes
+import labkit.live.tunnel.processes
+import labkit.live.tunnel.tunnel
 from labkit.config import Settings
 from labkit.errors import (
     LabkitError,
@@ -77,9 +77,10 @@ def gone(pid: int, timeout: float = 3.0) -> bool:
 @pytest.fixture
 def make_tunnel(tmp_path, ngrok_bin):
     """Build Tunnels on the fake agent; every agent is killed afterwards, even when the test fails."""
-    made: list[labkit.tunnel.Tunnel] = []
+    made: list[labkit.live.tunnel.tunnel.Tunnel] = []
 
-    def make(settings: Settings | None = None, module=labkit.tunnel, **kwargs) -> labkit.tunnel.Tunnel:
+    def make(settings: Settings | None = None, module=labkit.live.tunnel.tunnel,
+             **kwargs) -> labkit.live.tunnel.tunnel.Tunnel:
         kwargs.setdefault("ngrok_path", str(ngrok_bin))
         kwargs.setdefault("config_path", str(tmp_path / "ngrok.yml"))
         kwargs.setdefault("startup_timeout", 10)
@@ -93,7 +94,7 @@ def make_tunnel(tmp_path, ngrok_bin):
             tunnel.kill()
         except Exception:
             pass
-    labkit.tunnel.kill_agents()
+    labkit.live.tunnel.tunnel.kill_agents()
     for call in agent_starts(tmp_path):  # last resort: nothing may outlive the test
         try:
             os.kill(call["pid"], signal.SIGKILL)
@@ -132,7 +133,7 @@ def test_open_returns_https_url_and_reuses_the_tunnel(make_tunnel, tmp_path):
 
 def test_reuse_survives_module_reload(make_tunnel, tmp_path):
     url = make_tunnel().open(8766)
-    reloaded = importlib.reload(labkit.tunnel)
+    reloaded = importlib.reload(labkit.live.tunnel.tunnel)
     assert reloaded.Tunnel is not None
     assert make_tunnel(module=reloaded).open(8766) == url
     assert len(agent_starts(tmp_path)) == 1
@@ -262,7 +263,7 @@ def test_missing_binary_and_failed_download_maps_to_install_error(make_tunnel, m
 
 def test_ngrok_path_from_the_environment(monkeypatch, ngrok_bin):
     monkeypatch.setenv("PYNGROK_NGROK_PATH", str(ngrok_bin))
-    tunnel = labkit.tunnel.Tunnel(Settings(ngrok_authtoken=TOKEN))
+    tunnel = labkit.live.tunnel.tunnel.Tunnel(Settings(ngrok_authtoken=TOKEN))
     assert tunnel.ngrok_path == str(ngrok_bin)
     config = tunnel.pyngrok_config()
     assert config.start_new_session is True and config.ngrok_path == str(ngrok_bin)
@@ -272,7 +273,7 @@ def test_ngrok_path_from_the_environment(monkeypatch, ngrok_bin):
 def test_an_authtoken_only_in_the_environment_stays_off_the_command_line(monkeypatch, ngrok_bin):
     """PyngrokConfig reads NGROK_AUTHTOKEN itself and would pass it as --authtoken."""
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
-    config = labkit.tunnel.Tunnel(Settings(), ngrok_path=str(ngrok_bin)).pyngrok_config()
+    config = labkit.live.tunnel.tunnel.Tunnel(Settings(), ngrok_path=str(ngrok_bin)).pyngrok_config()
     assert config.auth_token is None
     assert stat.S_IMODE(Path(config.config_path).stat().st_mode) == 0o600
 
@@ -339,9 +340,9 @@ def test_kill_agents_stops_an_agent_left_by_a_dead_kernel(ngrok_bin, tmp_path):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
-        labkit.tunnel_processes.remember_agent(orphan.pid, str(ngrok_bin))
-        labkit.tunnel_processes.remember_agent(bystander.pid, str(ngrok_bin))
-        assert labkit.tunnel.kill_agents() == [orphan.pid]
+        labkit.live.tunnel.processes.remember_agent(orphan.pid, str(ngrok_bin))
+        labkit.live.tunnel.processes.remember_agent(bystander.pid, str(ngrok_bin))
+        assert labkit.live.tunnel.tunnel.kill_agents() == [orphan.pid]
         assert gone(orphan.pid)
         assert bystander.poll() is None, "kill_agents() must not touch a process that is not an agent"
     finally:
@@ -349,7 +350,7 @@ def test_kill_agents_stops_an_agent_left_by_a_dead_kernel(ngrok_bin, tmp_path):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=5)
-    assert labkit.tunnel.kill_agents() == []
+    assert labkit.live.tunnel.tunnel.kill_agents() == []
 
 
 @pytest.mark.parametrize(
@@ -366,7 +367,7 @@ def test_kill_agents_stops_an_agent_left_by_a_dead_kernel(ngrok_bin, tmp_path):
 def test_translate_error_mapping(make_error, expected):
     import pyngrok.exception
 
-    error = labkit.tunnel.translate_error(make_error(pyngrok.exception), startup_timeout=15, elapsed=0.1)
+    error = labkit.live.tunnel.tunnel.translate_error(make_error(pyngrok.exception), startup_timeout=15, elapsed=0.1)
     assert type(error) is expected
     assert str(error)
 
@@ -374,9 +375,9 @@ def test_translate_error_mapping(make_error, expected):
 def test_an_agent_that_quits_early_is_not_called_a_timeout():
     from pyngrok.exception import PyngrokNgrokError
 
-    quick = labkit.tunnel.translate_error(PyngrokNgrokError("The ngrok process was unable to start."),
+    quick = labkit.live.tunnel.tunnel.translate_error(PyngrokNgrokError("The ngrok process was unable to start."),
                                           startup_timeout=15, elapsed=0.2)
-    slow = labkit.tunnel.translate_error(PyngrokNgrokError("The ngrok process was unable to start."),
+    slow = labkit.live.tunnel.tunnel.translate_error(PyngrokNgrokError("The ngrok process was unable to start."),
                                          startup_timeout=15, elapsed=15.1)
     assert not isinstance(quick, TunnelTimeoutError)
     assert isinstance(slow, TunnelTimeoutError)

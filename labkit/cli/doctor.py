@@ -161,7 +161,7 @@ def _tunnel_check(settings: Settings, port: int) -> tuple[Check, Any]:
     if settings.public_url:
         return Check("tunnel", True, f"PUBLIC_URL is set, so no ngrok: {settings.public_url}"), None
     try:
-        from labkit.tunnel import Tunnel
+        from labkit.live.tunnel.tunnel import Tunnel
 
         tunnel = Tunnel(settings)
         url = tunnel.open(port)

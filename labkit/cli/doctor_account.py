@@ -78,7 +78,7 @@ def account_checks(settings: Any, *, now: Callable[[], float] | None = None) -> 
     from vonage_http_client import errors as http_errors
     from vonage_numbers import ListOwnedNumbersFilter
 
-    from labkit.account import LabUrls, clients
+    from labkit.live.account import LabUrls, clients
 
     now = now or _now
     checks: list[Check] = []

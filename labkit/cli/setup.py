@@ -6,7 +6,7 @@ one, and writes `.env`. It never overwrites a value without asking (`--overwrite
 unattended run), never prints a secret, and runs unattended with `--yes` and flags.
 
 The application is created through the Application API v2 and the number linked through the Numbers
-API, with the real SDK's clients (labkit/account.py), so the same command works against the sandbox
+API, with the real SDK's clients (labkit/live/account.py), so the same command works against the sandbox
 (`--api-host/--rest-host`, the sandbox's printed API key and secret).
 """
 
@@ -106,7 +106,7 @@ def run_setup(args: argparse.Namespace) -> int:
     from vonage_http_client import errors as http_errors
     from vonage_numbers import UpdateNumberParams
 
-    from labkit.account import clients, new_key_pair
+    from labkit.live.account import clients, new_key_pair
 
     interactive = not args.yes and sys.stdin.isatty()
     api_key = args.api_key or os.environ.get("VONAGE_API_KEY") or (interactive and _ask("Vonage API key"))

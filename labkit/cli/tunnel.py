@@ -7,7 +7,7 @@ from typing import Any
 
 
 def cmd_tunnel_kill(args: argparse.Namespace) -> int:
-    from labkit.tunnel import kill_agents
+    from labkit.live.tunnel.tunnel import kill_agents
 
     stopped = kill_agents()
     if stopped:

@@ -13,8 +13,8 @@ so this module works hard to have exactly one agent:
 Every pyngrok failure becomes a `TunnelError` subclass saying what happened and what to do
 (`translate_error` holds the whole mapping). The authtoken never appears in messages or logs.
 
-Split by what each part holds: this module is the Tunnel; labkit.tunnel_errors the pyngrok error mapping;
-labkit.tunnel_processes the agent registry, the pid file and `kill_agents`; labkit.tunnel_agent the
+Split by what each part holds: this module is the Tunnel; labkit.live.tunnel.errors the pyngrok error mapping;
+labkit.live.tunnel.processes the agent registry, the pid file and `kill_agents`; labkit.live.tunnel.agent the
 agent's config file and why it quit. `kill_agents` and `translate_error` are importable from here too.
 """
 
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from labkit import tunnel_agent
 from labkit.config import WHERE, Settings
 from labkit.errors import TunnelAuthtokenMissingError, TunnelError
-from labkit.tunnel_errors import translate_error
-from labkit.tunnel_processes import agent_registry, forget_agent, kill_agents, protect_secret, remember_agent
+from labkit.live.tunnel import agent as tunnel_agent
+from labkit.live.tunnel.errors import translate_error
+from labkit.live.tunnel.processes import agent_registry, forget_agent, kill_agents, protect_secret, remember_agent
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyngrok.conf import PyngrokConfig
@@ -170,7 +170,7 @@ class Tunnel:
                 except PyngrokError as exc:
                     elapsed = time.monotonic() - started
                     if getattr(exc, "ngrok_error", "") is None and elapsed < 0.9 * self.startup_timeout:
-                        # it quit before pyngrok read why (see labkit.tunnel_agent): read it now
+                        # it quit before pyngrok read why (see labkit.live.tunnel.agent): read it now
                         exc = tunnel_agent.startup_error(self.ngrok_path, config.config_path,
                                                          self.startup_timeout) or exc
                     raise translate_error(exc, startup_timeout=self.startup_timeout, elapsed=elapsed,

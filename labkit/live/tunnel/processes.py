@@ -2,7 +2,7 @@
 in the state directory that lets `labkit tunnel kill` find agents left by a kernel that died, and
 `kill_agents`. Also the log filter that keeps authtokens out of pyngrok's copies of the agent's lines.
 
-Used by labkit.tunnel (the Tunnel), which starts agents through pyngrok; labkit.tunnel_agent holds the
+Used by labkit.live.tunnel.tunnel (the Tunnel), which starts agents through pyngrok; labkit.live.tunnel.agent holds the
 agent's config file and why it quit.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import state_dir
-from labkit.tunnel_errors import redact
+from labkit.live.tunnel.errors import redact
 
 __all__ = ["agent_registry", "forget_agent", "kill_agents", "protect_secret", "remember_agent"]
 
@@ -33,13 +33,13 @@ _PIDFILE = "ngrok-agents.json"
 
 
 def agent_registry() -> types.ModuleType:
-    """State shared by every Tunnel in this process, surviving `importlib.reload(labkit.tunnel)`.
+    """State shared by every Tunnel in this process, surviving `importlib.reload(labkit.live.tunnel.tunnel)`.
 
     Module globals are rebuilt on reload; an entry in `sys.modules` under its own name is not.
     """
     registry = sys.modules.get(_REGISTRY_MODULE)
     if registry is None:
-        fresh = types.ModuleType(_REGISTRY_MODULE, "labkit.tunnel's process-wide state (do not import)")
+        fresh = types.ModuleType(_REGISTRY_MODULE, "labkit.live.tunnel.tunnel's process-wide state (do not import)")
         fresh.lock = threading.RLock()  # type: ignore[attr-defined]
         fresh.agents = {}  # type: ignore[attr-defined]  # ngrok_path -> pid of the agent we started
         fresh.secrets = set()  # type: ignore[attr-defined]  # authtokens to redact from pyngrok's logs

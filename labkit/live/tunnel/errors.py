@@ -1,7 +1,7 @@
 """pyngrok's failures in plain words: `translate_error` turns each into the `TunnelError` subclass that says
 what happened and what to do (the one mapping); `redact` keeps the authtoken out of every message.
 
-Used by labkit.tunnel (the Tunnel) and labkit.tunnel_processes (pyngrok's log lines).
+Used by labkit.live.tunnel.tunnel (the Tunnel) and labkit.live.tunnel.processes (pyngrok's log lines).
 """
 
 from __future__ import annotations
