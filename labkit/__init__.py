@@ -13,16 +13,16 @@ __all__ = ["Lab", "LabkitError", "ncco"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
 
 def __getattr__(name: str) -> Any:
     if name == "Lab":
-        from labkit.lab import Lab
+        from labkit.lab.facade import Lab
 
         return Lab
     if name == "ncco":
         import importlib
 
-        return importlib.import_module("labkit.ncco")
+        return importlib.import_module("labkit.lab.ncco")
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")

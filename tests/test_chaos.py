@@ -18,10 +18,9 @@ from test_recording_e2e import (  # noqa: F401
     test_recording_equals_what_the_phone_said,
 )
 
-from labkit import ncco
+from labkit import Lab, ncco
 from labkit.config import Settings
-from labkit.delivery import timeline_key
-from labkit.lab import Lab
+from labkit.lab.delivery import timeline_key
 
 CHAOS = "jitter=0.1,duplicate=0.3,seed=12"
 

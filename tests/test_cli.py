@@ -166,7 +166,7 @@ def test_non_blocking_failures_do_not_fail_the_exit_code():
 
 def test_doctor_starts_the_lab_server_in_sandbox_mode(capsys):
     try:
-        from labkit.lab import Lab  # noqa: F401
+        from labkit.lab.facade import Lab  # noqa: F401
         from labkit.sandbox import Sandbox  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the lab or sandbox is not importable yet: {exc}")

@@ -121,7 +121,7 @@ def test_recordings_go_under_labkit_home_one_folder_per_day(monkeypatch, tmp_pat
 
 def test_a_lab_records_under_labkit_home_not_the_working_folder(monkeypatch, tmp_path):
     from labkit.config import Settings, recordings_dir
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LABKIT_RECORDINGS", raising=False)

@@ -163,7 +163,7 @@ def test_a_duplicate_delivery_is_recorded_once():
 
 
 def test_status_is_decided_by_statuses_and_timestamps_not_arrival():
-    from labkit.delivery import current_status
+    from labkit.lab.delivery import current_status
 
     log = EventLog()
     log.add("event", {"uuid": "u1", "status": "answered", "timestamp": "2026-01-01T10:00:02.000Z"})

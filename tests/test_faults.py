@@ -168,7 +168,7 @@ def _interrupted_stop(ctx: Ctx) -> None:
     import socket
 
     import labkit
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
     ctx.monkeypatch.setenv("LABKIT_HOME", str(ctx.tmp / "home"))
     other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
@@ -268,7 +268,8 @@ def _disk_full(ctx: Ctx) -> int:
 
 KERNEL_CODE = """
 import os
-from labkit import Lab, ncco
+from labkit import Lab
+from labkit import ncco
 lab = Lab.start("sandbox", speed=2, quiet=True)
 lab.sockets.folder = __import__("pathlib").Path({folder!r})
 lab.phone("447700900955")

@@ -16,7 +16,7 @@ def test_start_is_idempotent_and_survives_reload(lab):
     from labkit import Lab
 
     assert Lab.start() is lab
-    import labkit.lab as lab_module
+    import labkit.lab.facade as lab_module
 
     reloaded = importlib.reload(lab_module)
     assert reloaded.Lab.start() is lab
@@ -76,7 +76,7 @@ def test_inbound_call_reaches_answer_handler(fresh):
     @lab.on_answer
     def answer(fields):
         seen.update(fields)
-        return [labkit.ncco.talk("Welcome")]
+        return [labkit.lab.ncco.talk("Welcome")]
 
     lab.sandbox.dial("447700900103")
     call = lab.wait_for_call(timeout=10)
@@ -88,7 +88,7 @@ def test_inbound_call_reaches_answer_handler(fresh):
 
 def test_stop_frees_port_and_threads(tmp_path, monkeypatch):
     """A second, private lab (the shared one keeps running): stop closes everything it opened."""
-    from labkit.lab import Lab, running_lab
+    from labkit.lab.facade import Lab, running_lab
 
     shared = running_lab()
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
@@ -111,7 +111,7 @@ def test_wrong_credentials_are_explained(lab, tmp_path):
     from vonage_http_client import Auth, HttpClientOptions
 
     from labkit.errors import AuthenticationError
-    from labkit.lab_startup import voice_client
+    from labkit.lab.startup import voice_client
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
@@ -131,7 +131,7 @@ def test_record_action_and_download(fresh):
 
     lab = fresh
     phone = lab.phone("447700900105")
-    call = lab.call("447700900105", ncco=[Record(format="wav", endOnKey="#"), labkit.ncco.keep_open(lab)])
+    call = lab.call("447700900105", ncco=[Record(format="wav", endOnKey="#"), labkit.lab.ncco.keep_open(lab)])
     call.wait_for("answered", timeout=10)
     phone.say(lab.audio_path("prompt.wav"))
     while phone.speaking:
@@ -216,7 +216,7 @@ def test_an_empty_wav_is_refused(lab, tmp_path):
 
 def test_an_interrupted_stop_is_finished_by_the_next_call(tmp_path, monkeypatch):
     """Ctrl-C while stop() waits for the server: the port and thread stay up until stop() is called again."""
-    from labkit.lab import Lab, running_lab
+    from labkit.lab.facade import Lab, running_lab
 
     shared = running_lab()
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))

@@ -8,9 +8,9 @@ import pytest
 import requests
 from vonage_http_client.errors import HttpRequestError
 
-from labkit.calls import api_errors, says_not_answered
 from labkit.config import Settings
 from labkit.errors import CallError, CallNotAnsweredError, InvalidInput
+from labkit.lab.calls import api_errors, says_not_answered
 
 
 def _response(status: int, body) -> requests.Response:

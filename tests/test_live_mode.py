@@ -15,7 +15,7 @@ from fake_ngrok import write_launcher
 import labkit.live.tunnel.tunnel
 from labkit.config import Settings
 from labkit.errors import ConfigError
-from labkit.lab import Lab
+from labkit.lab.facade import Lab
 
 APP_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 

@@ -22,9 +22,8 @@ import time
 import pytest
 from sandbox_process import SandboxProcess
 
-from labkit import ncco
+from labkit import Lab, ncco
 from labkit.config import Settings, state_dir
-from labkit.lab import Lab
 from labkit.media import Recording
 
 SPEED = 2.0

@@ -187,7 +187,7 @@ def test_list_filter_defaults_of_the_sdk(sandbox):
 def test_the_lab_configures_the_sandbox_only_through_the_apis(monkeypatch, tmp_path):
     """Sandbox mode sets the application up as live mode does: Application and Numbers APIs, no shortcut."""
     from labkit.config import Settings
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
     from labkit.sandbox import Sandbox
 
     def refuse(*a, **k):

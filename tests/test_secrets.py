@@ -66,7 +66,7 @@ def test_no_secret_in_any_repr_log_line_output_or_error(monkeypatch, tmp_path, c
 
     from labkit import cli
     from labkit.config import Settings, load_private_key
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
     from labkit.live.tunnel.tunnel import Tunnel, kill_agents
 
     pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from labkit.events import Event, EventLog
-from labkit.timeline import call_timeline, spans
+from labkit.lab.timeline import call_timeline, spans
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 LEG = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -116,7 +116,7 @@ def test_call_timeline_of_a_real_sandbox_call(lab):
 
 # -- the NCCO the lab served, replayed as bars ---------------------------------------------------------
 def _script_spans(log: EventLog, play_seconds=lambda name: None):
-    from labkit.ncco_timing import script_spans
+    from labkit.lab.ncco_timing import script_spans
 
     items = list(log)
     at = {e.seq: (e.received_at - items[0].received_at).total_seconds() for e in items}

@@ -3,8 +3,8 @@
 import pytest
 
 from labkit import validate
-from labkit.calls import Call
 from labkit.errors import InvalidInput
+from labkit.lab.calls import Call
 
 
 class NoNetworkLab:
@@ -138,14 +138,14 @@ class TestNccoDicts:
         ([{"action": "bogus"}], "expected one of"),
     ])
     def test_bad_nccos_are_labkit_errors(self, ncco, words):
-        from labkit.ncco import to_json
+        from labkit.lab.ncco import to_json
 
         with pytest.raises(InvalidInput, match=words):
             to_json(ncco)
 
     def test_string_typed_values_that_vonage_accepts_pass_unchanged(self):
         """The PHP SDK sends "loop": "1", "bargeIn": "false", "level": "0.4" (vonage-platform.md)."""
-        from labkit.ncco import to_json
+        from labkit.lab.ncco import to_json
 
         ncco = [{"action": "talk", "text": "hi", "loop": "1", "bargeIn": "false", "level": "0.4", "premium": "false"},
                 {"action": "record", "endOnSilence": "3", "beepStart": "true", "timeOut": "7200"},

@@ -186,7 +186,7 @@ def test_softphone_reject(make_panel):
 
 
 def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
-    from labkit.ncco import websocket
+    from labkit.lab.ncco import websocket
 
     phone = fresh.phone("447700900206").set(outcome="answer", answer_after=0.1)
     p = make_panel(to="447700900206", softphone=False, ncco=lambda: [websocket(fresh, rate=16000)])

@@ -173,7 +173,7 @@ def _tunnel_check(settings: Settings, port: int) -> tuple[Check, Any]:
 def _close_unless_used(tunnel: Any, port: int) -> None:
     """Close the doctor's tunnel unless a running lab serves that port (the agent stays for reuse)."""
     try:
-        from labkit.lab import running_lab
+        from labkit.lab.facade import running_lab
 
         lab = running_lab()
         if lab is not None and lab.port == port:
@@ -189,9 +189,9 @@ def _close_unless_used(tunnel: Any, port: int) -> None:
 def _server_checks(settings: Settings, port: int, env_file: str | os.PathLike | None) -> list[Check]:
     """Start the lab (or find the running one) and ask its /healthz, locally and (live) publicly."""
     try:
-        from labkit.lab import Lab, running_lab
+        from labkit.lab.facade import Lab, running_lab
     except Exception as exc:
-        return [Check("server", False, "labkit.lab could not be imported",
+        return [Check("server", False, "labkit.lab.facade could not be imported",
                       advice=f"{type(exc).__name__}: {exc}. Reinstall labkit (pip install -e .).")]
     existing = running_lab()
     try:

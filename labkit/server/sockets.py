@@ -139,7 +139,7 @@ class SocketHub:
                 if remaining <= 0:
                     raise WaitTimeout(
                         f"No WebSocket from call {call_uuid} within {timeout:g} s. Its script needs a connect "
-                        "action to the lab's socket: labkit.ncco.websocket(lab).")
+                        "action to the lab's socket: labkit.lab.ncco.websocket(lab).")
                 self._cond.wait(remaining)
 
     def recordings(self) -> RecordingList:

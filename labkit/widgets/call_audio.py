@@ -26,8 +26,8 @@ import numpy as np
 import traitlets as t
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.calls import Call
-    from labkit.lab import Lab
+    from labkit.lab.calls import Call
+    from labkit.lab.facade import Lab
 
 __all__ = ["CallAudio"]
 

@@ -17,7 +17,7 @@ from labkit.widgets.softphone import follow_heard
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
 KIND_COLOURS = {"event": "#1f4e79", "answer": "#6a1b9a", "socket": "#00695c", "lab": "#8a6d00"}
 

@@ -38,8 +38,8 @@ from labkit.widgets.softphone import Softphone
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.calls import Call
-    from labkit.lab import Lab
+    from labkit.lab.calls import Call
+    from labkit.lab.facade import Lab
 
 __all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
 

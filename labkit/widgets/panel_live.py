@@ -18,7 +18,7 @@ from labkit.widgets._common import guarded, recording_wav, show_error
 from labkit.widgets.lines import events_html, follow_phone
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.calls import Call
+    from labkit.lab.calls import Call
 
 __all__ = ["LivePanel"]
 
@@ -58,7 +58,7 @@ class LivePanel:
             return  # an outbound call placed by other code: not ours to steer
         if self.call is not None and self.call.uuid == event.uuid:
             return
-        from labkit.calls import Call
+        from labkit.lab.calls import Call
 
         call = self.lab.calls.get(event.uuid) or Call(
             self.lab, event.uuid, conversation_uuid=event.conversation_uuid, to=event.payload.get("from"),

@@ -22,7 +22,7 @@ from labkit.widgets._common import OK_STYLE, error_line, guarded, keypad, wav_by
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
 __all__ = ["Softphone", "follow_heard", "softphone"]
 

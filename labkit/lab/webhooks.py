@@ -1,6 +1,6 @@
 """What the lab does with the platform's webhooks: the answer and event handlers the user sets, the NCCOs
 it serves (noted for the call timeline), and the inbound calls the answer webhook brings (`wait_for_call`).
-`LabWebhooks` is mixed into `labkit.lab.Lab`, whose calls, socket hub and event log it uses.
+`LabWebhooks` is mixed into `labkit.lab.facade.Lab`, whose calls, socket hub and event log it uses.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from labkit.calls import Call
 from labkit.errors import WaitTimeout
-from labkit.ncco import default_answer, to_json
+from labkit.lab.calls import Call
+from labkit.lab.ncco import default_answer, to_json
 
 __all__ = ["LabWebhooks"]
 
@@ -71,7 +71,7 @@ class LabWebhooks:
 
     def _served(self, uuid: str, ncco: list[dict[str, Any]], via: str) -> None:
         """Note an NCCO the platform got for leg `uuid`, so `call.timeline()` can draw its actions."""
-        from labkit.ncco_timing import SERVED
+        from labkit.lab.ncco_timing import SERVED
 
         self.events.add("lab", {"uuid": uuid, "status": SERVED, "via": via, "ncco": ncco})
 

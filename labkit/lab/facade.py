@@ -4,7 +4,7 @@
 named daemon thread, which survives both (module globals do not survive a reload).
 
 Split by what each part holds: this module is the facade (start/stop, addresses, calls, sockets, display);
-labkit.lab_startup the start-up of each mode (`LabStartup`); labkit.lab_webhooks the answer and event
+labkit.lab.startup the start-up of each mode (`LabStartup`); labkit.lab.webhooks the answer and event
 webhooks' handling and inbound calls (`LabWebhooks`). Both are mixed into `Lab`.
 """
 
@@ -22,9 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from labkit import validate
-from labkit.calls import Call, api_errors
 from labkit.config import Settings, audio_dirs, bound, state_dir
-from labkit.delivery import OncePerDelivery
 from labkit.errors import (
     AudioError,
     CallError,
@@ -32,9 +30,11 @@ from labkit.errors import (
     LabkitError,
 )
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
-from labkit.lab_startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
-from labkit.lab_webhooks import LabWebhooks
-from labkit.ncco import to_json
+from labkit.lab.calls import Call, api_errors
+from labkit.lab.delivery import OncePerDelivery
+from labkit.lab.ncco import to_json
+from labkit.lab.startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
+from labkit.lab.webhooks import LabWebhooks
 
 DEFAULT_LENGTH_TIMER = 900  # seconds: a lab call that nobody hangs up ends after 15 minutes
 

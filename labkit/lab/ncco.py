@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import InvalidInput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
 ACTIONS = {"talk", "stream", "connect", "conversation", "input", "record", "notify", "wait", "transfer"}
 

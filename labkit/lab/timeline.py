@@ -3,7 +3,7 @@ talks, and WebSockets as bars.
 
 The event log is the only source: webhook events give the statuses; the NCCOs the lab served
 ("ncco-served" lab events) give the script's talk, stream, input, record, connect and conversation
-bars (timed by `labkit.ncco_timing`); the lab's own "lab" events
+bars (timed by `labkit.lab.ncco_timing`); the lab's own "lab" events
 (`stream-started`, `stream-stopped`, `talk-started`, `talk-stopped`, written by `Call` after each
 successful REST request) and the WebSocket's "socket" events give the spans. The platform does not
 report when a REST stream or talk finishes by itself, so such a span ends at the first of: its stop
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from labkit.events import FINAL_STATUSES, Event
-from labkit.ncco_timing import script_spans
+from labkit.lab.ncco_timing import script_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -62,7 +62,7 @@ def _play_seconds(name: Any) -> float | None:
     if not isinstance(name, str) or "://" in name:
         return None
     try:
-        from labkit.lab import running_lab
+        from labkit.lab.facade import running_lab
         from labkit.media.audio import probe
 
         lab = running_lab()

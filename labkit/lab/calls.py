@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import validate
-from labkit.delivery import current_status
 from labkit.errors import (
     AuthenticationError,
     CallEndedError,
@@ -17,9 +16,10 @@ from labkit.errors import (
     LabkitError,
 )
 from labkit.events import FINAL_STATUSES, Event, EventLog
+from labkit.lab.delivery import current_status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+    from labkit.lab.facade import Lab
 
 
 @contextlib.contextmanager
@@ -253,7 +253,7 @@ class Call:
             with api_errors("Transferring the call", self.uuid):
                 self.lab.voice.transfer_call_answer_url(self.uuid, url)
             return
-        from labkit.ncco import to_json
+        from labkit.lab.ncco import to_json
 
         with api_errors("Transferring the call", self.uuid):
             # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
@@ -276,7 +276,7 @@ class Call:
     # -- display -----------------------------------------------------------------------------
     def timeline(self, ax=None):
         """The call's events, streams and talks on one time axis (matplotlib figure)."""
-        from labkit.timeline import call_timeline
+        from labkit.lab.timeline import call_timeline
 
         return call_timeline(self.events, ax=ax)
 

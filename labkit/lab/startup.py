@@ -1,5 +1,5 @@
 """How a lab starts: the webhook server and socket hub first, then the mode's part (the sandbox, or the
-tunnel and the live account), then the SDK client. `LabStartup` is mixed into `labkit.lab.Lab`, which
+tunnel and the live account), then the SDK client. `LabStartup` is mixed into `labkit.lab.facade.Lab`, which
 holds the state these methods set; `Lab.start()` (idempotent, arguments checked) calls `_start()`.
 """
 
