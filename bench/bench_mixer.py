@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labkit.sandbox import Sandbox  # noqa: E402
-from labkit.sandbox.legs import SandboxCall  # noqa: E402
-from labkit.sandbox.mixer import factor, mix_naive, to_int16  # noqa: E402
+from labkit.sandbox.audio.mixer import factor, mix_naive, to_int16  # noqa: E402
+from labkit.sandbox.engine.legs import SandboxCall  # noqa: E402
 
 REAL_TIME_TICKS = 50  # 20 ms ticks per second of audio
 PARTIES = 50

@@ -19,8 +19,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labkit.sandbox import tts  # noqa: E402
-from labkit.sandbox.sources import babble  # noqa: E402
+from labkit.sandbox.audio import tts  # noqa: E402
+from labkit.sandbox.audio.sources import babble  # noqa: E402
 
 PROMPT = "Thank you for calling. Press {n} for sales, or stay on the line to speak to someone."
 

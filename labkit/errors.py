@@ -106,7 +106,7 @@ class TunnelTimeoutError(TunnelError, TimeoutError):
 
 
 # --- sandbox (local Voice API) errors: raised by labkit.sandbox's platform model, mapped to the wire
-# format (RFC 7807 problem+json bodies) in labkit/sandbox/exceptions.py, like moto's exceptions.
+# format (RFC 7807 problem+json bodies) in labkit/sandbox/engine/exceptions.py, like moto's exceptions.
 
 
 class SandboxApiError(SandboxError):

@@ -1,5 +1,5 @@
 """The lab's call tests again, with the sandbox delivering webhooks as a network may: late, out of
-order and twice (LABKIT_SANDBOX_CHAOS; labkit/sandbox/webhooks.py). Statuses are then decided by their
+order and twice (LABKIT_SANDBOX_CHAOS; labkit/sandbox/wire/webhooks.py). Statuses are then decided by their
 timestamps and a final one is final whenever it arrives (labkit/events.py)."""
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_outbound_call_statuses_by_timestamp(lab):
 def test_chaos_settings_and_delivery():
     import threading
 
-    from labkit.sandbox.webhooks import OrderedSender, WebhookChaos
+    from labkit.sandbox.wire.webhooks import OrderedSender, WebhookChaos
 
     assert WebhookChaos.parse("") is None and WebhookChaos.parse("off") is None
     assert WebhookChaos.parse("1").duplicate == 0.2

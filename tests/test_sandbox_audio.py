@@ -21,7 +21,7 @@ from vonage_voice import (
     TtsStreamOptions,
 )
 
-from labkit.sandbox.mixer import Player, level_to_gain, mix_naive, mix_others, upsample
+from labkit.sandbox.audio.mixer import Player, level_to_gain, mix_naive, mix_others, upsample
 
 RATE = 16000
 
@@ -410,7 +410,7 @@ def test_recorded_conversation_ends_when_the_moderator_leaves(sandbox, receiver)
 
 def test_heard_audio_windows_match_the_whole_history():
     """A phone's history is kept in sealed blocks; every window cut from it equals the plain concatenation."""
-    from labkit.sandbox.heard_audio import HeardAudio
+    from labkit.sandbox.audio.heard_audio import HeardAudio
 
     heard, frames = HeardAudio(), []
     rng = np.random.default_rng(0)
@@ -428,8 +428,8 @@ def test_heard_audio_windows_match_the_whole_history():
 def test_talk_speaks_real_words_the_same_every_time(monkeypatch):
     """Real speech by default (espeak-ng from its wheel), identical samples for the same text whatever
     was said before it; LABKIT_SANDBOX_TTS=babble gives the babble."""
-    from labkit.sandbox import tts
-    from labkit.sandbox.sources import AudioSources, babble
+    from labkit.sandbox.audio import tts
+    from labkit.sandbox.audio.sources import AudioSources, babble
 
     if not tts.available():
         pytest.skip("no espeakng-loader wheel for this platform: the sandbox speaks its babble")
@@ -449,7 +449,7 @@ def test_talk_speaks_real_words_the_same_every_time(monkeypatch):
     import subprocess
     import sys
 
-    code = ("import hashlib; from labkit.sandbox import tts; "
+    code = ("import hashlib; from labkit.sandbox.audio import tts; "
             "print(hashlib.sha256(tts.speak('Hello from the lab', 16000).tobytes()).hexdigest())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     import hashlib
@@ -462,7 +462,7 @@ def test_talk_speaks_real_words_the_same_every_time(monkeypatch):
 def test_the_audio_cache_is_bounded_in_bytes_least_recently_used_first():
     import numpy as np
 
-    from labkit.sandbox.sources import AudioSources
+    from labkit.sandbox.audio.sources import AudioSources
 
     src = AudioSources(max_bytes=1_000_000)
     blocks = {n: np.full(100_000, n, dtype=np.int16) for n in range(12)}  # 200 kB each
@@ -483,7 +483,7 @@ def test_the_audio_cache_is_bounded_in_bytes_least_recently_used_first():
 def test_a_phones_heard_audio_spills_to_disk_and_reads_back_whole(tmp_path, monkeypatch):
     import numpy as np
 
-    from labkit.sandbox.heard_audio import HeardAudio
+    from labkit.sandbox.audio.heard_audio import HeardAudio
 
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     heard = HeardAudio(memory_seconds=20)  # two 10 s blocks in memory

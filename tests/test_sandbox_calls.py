@@ -306,6 +306,6 @@ def test_wait_action_and_machine_detection(sandbox, client, receiver):
     samples = phone.heard_in(created["uuid"]).samples
     first_sound = int(np.flatnonzero(np.abs(samples) > 100)[0]) / 16000
     # mode detect is synchronous: the NCCO (wait 1.5 s, then talk) starts after the ~5 s analysis
-    from labkit.sandbox.machine import DETECTION_SECONDS
+    from labkit.sandbox.engine.machine import DETECTION_SECONDS
 
     assert DETECTION_SECONDS + 1.4 <= first_sound <= DETECTION_SECONDS + 2.5

@@ -146,7 +146,7 @@ def test_text_say_and_machine_setting_and_reset(sandbox, receiver):
 
 def test_only_loopback_without_credentials(sandbox, client):
     """From another address the control API needs the application's JWT, like the Voice API."""
-    from labkit.sandbox.responses import create_app
+    from labkit.sandbox.apis.voice_routes import create_app
 
     app = create_app(sandbox._platform, sandbox._creds)
     remote = app.test_client()
@@ -188,7 +188,7 @@ def test_connect_gives_the_same_phone_api_over_http(sandbox, receiver, test_audi
 def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
     """`GET /_labkit/webhooks`: every webhook sent, the chaos setting, and duplicates and reordering counted
     (what a test in another process checks to know its app really ran under chaos)."""
-    from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord
+    from labkit.sandbox.wire.webhooks import WebhookChaos, WebhookRecord
 
     api = Control(sandbox)
     receiver.answer_ncco = [{"action": "talk", "text": "Hello"}]
@@ -221,7 +221,7 @@ def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
 
 def test_the_softphone_page_follows_the_loopback_rule(sandbox, client):
     """`/` (the softphone page) and its scripts are served like the control API: loopback, or the JWT."""
-    from labkit.sandbox.responses import create_app
+    from labkit.sandbox.apis.voice_routes import create_app
 
     remote = create_app(sandbox._platform, sandbox._creds).test_client()
     outside, inside = {"REMOTE_ADDR": "192.0.2.10"}, {"REMOTE_ADDR": "127.0.0.1"}
@@ -287,7 +287,7 @@ def test_the_softphone_page_files_ship_with_the_package():
     import fnmatch
     from pathlib import Path
 
-    from labkit.sandbox.control_page import STATIC, TYPES
+    from labkit.sandbox.control.page import STATIC, TYPES
 
     root = Path(__file__).resolve().parent.parent
     line = next(x for x in (root / "pyproject.toml").read_text().splitlines() if x.startswith('"labkit.widgets"'))

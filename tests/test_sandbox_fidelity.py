@@ -13,7 +13,7 @@ from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, c
 from sandbox_support import best_correlation, rms, wait_until
 
 from labkit.errors import NccoError
-from labkit.sandbox.ncco import validate
+from labkit.sandbox.engine.ncco import validate
 
 RATE = 16000
 

@@ -301,7 +301,7 @@ def test_the_sandbox_page_rings_answers_listens_talks_and_presses_keys(standalon
 def test_the_running_command_serves_the_page_and_the_notebooks_audio_module(standalone):
     """`/` and its scripts from `labkit sandbox` itself (the loopback/JWT rule: test_sandbox_control.py)."""
     from labkit.errors import SandboxNotFound
-    from labkit.sandbox.control_page import page_file
+    from labkit.sandbox.control.page import page_file
 
     ca = str(standalone.home / "tls" / "ca.pem")
     page = requests.get(standalone.url + "/", verify=ca, timeout=10)

@@ -68,7 +68,7 @@ def banner(sandbox: Any, speed: float) -> str:
     plain = base.startswith("http://")
     cacert = "" if plain else f"--cacert {ca} "
     if getattr(sandbox, "vonage_hostnames", False):
-        from labkit.sandbox.tls import VONAGE_HOSTNAMES
+        from labkit.sandbox.wire.tls import VONAGE_HOSTNAMES
 
         names = " ".join(n for n in VONAGE_HOSTNAMES if not n.startswith("*"))
         lines += [
@@ -124,7 +124,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     sandbox = Sandbox(**kwargs)
     _configure(sandbox, args)  # before start: the first call already sees the application's settings
     if args.chaos is not None:  # the flag wins over LABKIT_SANDBOX_CHAOS
-        from labkit.sandbox.webhooks import WebhookChaos
+        from labkit.sandbox.wire.webhooks import WebhookChaos
 
         try:
             sandbox.webhook_chaos = WebhookChaos.parse(args.chaos)

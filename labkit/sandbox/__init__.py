@@ -12,12 +12,18 @@
     sb.phone("447700900001").heard           # ... and the virtual phone keeps what it heard
     sb.stop()
 
-Layout (like moto's models, split): `facade` (the `Sandbox` object) and `identity` (its addresses and
-credentials), `platform` (state and registry), `legs`, `conversations`, `recordings`, `platform_audio`
-(players and the mixing tick), `lifecycle` (each leg's story), `ncco` (validation and actions), `api`
-(what each endpoint does), `responses` (HTTP), `exceptions` (wire format of errors), `applications` +
-`responses_accounts` (the account: Application API v2 and Numbers API), `auth`, `tls`, `webhooks`,
-`clock`, `mixer`, `phones` + `heard_audio`, `websocket_leg`, `sources`. The sandbox is deterministic
+Layout, in layers (moto's split of state from HTTP, and its `moto_api` control surface apart):
+
+    facade.py, identity.py  the `Sandbox` object that starts the parts, and where it is and who it is
+    app.py                  the HTTPS app: the emulated APIs plus the control surface on one port
+    control/                the emulator's own surface: /_labkit/ API, its OpenAPI, the page, connect()
+    apis/                   the Voice, Application and Numbers APIs as Vonage serves them (auth, errors)
+    engine/                 the platform model: calls, legs, conversations, phones, the NCCO engine
+    audio/                  mixer, audio sources, speech, what a phone heard, WebSocket legs
+    wire/                   HTTPS server, TLS, the webhook client (signing, chaos)
+
+Each layer imports only those below it and the foundations (labkit.errors, labkit.signing, ...), media
+among them; never the lab's server, the lab, live mode or the widgets. The sandbox is deterministic
 apart from real time: at `speed=10` every timer and the audio clock run ten times faster.
 """
 
@@ -25,16 +31,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.sandbox.engine.legs import SandboxCall
+from labkit.sandbox.engine.phones import VirtualPhone
 from labkit.sandbox.facade import Sandbox
-from labkit.sandbox.legs import SandboxCall
-from labkit.sandbox.phones import VirtualPhone
 
 __all__ = ["Sandbox", "SandboxCall", "VirtualPhone", "connect"]
 
 
 def connect(url: str, *, verify: Any = None, token: str | None = None) -> Any:
     """A sandbox started elsewhere (`labkit sandbox`), driven over its control API with the same phone
-    methods as here: `connect(url).phone("447700900001").say(text="hi")` (see labkit/sandbox/client.py)."""
-    from labkit.sandbox.client import connect as _connect
+    methods as here: `connect(url).phone("447700900001").say(text="hi")` (see labkit/sandbox/control/client.py)."""
+    from labkit.sandbox.control.client import connect as _connect
 
     return _connect(url, verify=verify, token=token)

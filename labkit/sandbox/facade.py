@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
-from labkit.sandbox.applications import DEFAULT_APP_NAME, Account, Application
-from labkit.sandbox.auth import load_or_create_credentials
+from labkit.sandbox.apis.accounts import DEFAULT_APP_NAME, Account, Application
+from labkit.sandbox.apis.auth import load_or_create_credentials
+from labkit.sandbox.engine.legs import SandboxCall
+from labkit.sandbox.engine.phones import KEEP, VirtualPhone
+from labkit.sandbox.engine.platform import Platform
 from labkit.sandbox.identity import SandboxIdentity
-from labkit.sandbox.legs import SandboxCall
-from labkit.sandbox.phones import KEEP, VirtualPhone
-from labkit.sandbox.platform import Platform
-from labkit.sandbox.tls import ensure_tls
-from labkit.sandbox.webhooks import WebhookChaos, WebhookRecord, WebhookSettings
+from labkit.sandbox.wire.tls import ensure_tls
+from labkit.sandbox.wire.webhooks import WebhookChaos, WebhookRecord, WebhookSettings
 
 __all__ = ["Sandbox"]
 
@@ -36,8 +36,8 @@ def _warm_up() -> None:
     starts after it, so a first `talk` never stalls for it inside a call (a second of imports is ten
     seconds of call at speed=10), and `start()` still returns at once."""
     try:
-        from labkit.sandbox import tts
-        from labkit.sandbox.sources import babble
+        from labkit.sandbox.audio import tts
+        from labkit.sandbox.audio.sources import babble
 
         babble("warm up", 16000)
         import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
@@ -105,8 +105,8 @@ class Sandbox(SandboxIdentity):
 
     def start(self) -> Sandbox:
         """Serve HTTPS on 127.0.0.1 and start the audio clock (idempotent; returns self)."""
-        from labkit.sandbox.http_server import ServerRunner
-        from labkit.sandbox.responses import QuietHandler, create_app
+        from labkit.sandbox.apis.voice_routes import QuietHandler, create_app
+        from labkit.sandbox.wire.http_server import ServerRunner
 
         with self._lock:
             if self.running:
@@ -236,7 +236,7 @@ class Sandbox(SandboxIdentity):
     @property
     def webhook_chaos(self) -> WebhookChaos | None:
         """Chaos delivery of webhooks (jitter, reordering, duplicates), or None. Set from
-        LABKIT_SANDBOX_CHAOS at construction (see labkit/sandbox/webhooks.py); assignable."""
+        LABKIT_SANDBOX_CHAOS at construction (see labkit/sandbox/wire/webhooks.py); assignable."""
         return self._platform.webhooks.chaos
 
     @webhook_chaos.setter
@@ -269,7 +269,7 @@ class Sandbox(SandboxIdentity):
         The application's answer_url gets to, from, uuid, conversation_uuid (and region_url); its NCCO
         then runs. Returns the call (`.uuid`, `.status`, `.wait("answered")`).
         """
-        from labkit.sandbox.lifecycle import dial
+        from labkit.sandbox.engine.lifecycle import dial
 
         if not self.running:
             raise SandboxError("The sandbox is not started: call sandbox.start() first.")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import SandboxError
-from labkit.sandbox.tls import ensure_tls, write_bundle
+from labkit.sandbox.wire.tls import ensure_tls, write_bundle
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.applications import Account
+    from labkit.sandbox.apis.accounts import Account
 
 __all__ = ["SandboxIdentity"]
 

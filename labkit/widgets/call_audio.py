@@ -106,7 +106,7 @@ class CallAudio(anywidget.AnyWidget):
                 return
             phone = self._phone(call)
             if phone is not None:
-                from labkit.sandbox.phones import HEAR_RATE
+                from labkit.sandbox.engine.phones import HEAR_RATE
 
                 self.rate = HEAR_RATE
                 self.source = f"what {phone.number} hears (you are that phone)" + self._speed_note()

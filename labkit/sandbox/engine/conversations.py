@@ -11,9 +11,9 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.mixer import Player
-    from labkit.sandbox.recordings import Recorder
+    from labkit.sandbox.audio.mixer import Player
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.recordings import Recorder
 
 
 def conversation_id() -> str:

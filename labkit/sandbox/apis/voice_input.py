@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.sandbox.exceptions import invalid
-from labkit.sandbox.platform import Platform
+from labkit.sandbox.engine.exceptions import invalid
+from labkit.sandbox.engine.platform import Platform
 
 
 def add_dtmf_listener(p: Platform, uuid: str, body: Any) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from labkit import protocol
 from labkit.media.frames import content_type
-from labkit.sandbox.mixer import BUS_RATE, to_int16, upsample
+from labkit.sandbox.audio.mixer import BUS_RATE, to_int16, upsample
 
 log = logging.getLogger("labkit.sandbox.websocket")
 

@@ -33,10 +33,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 from labkit.errors import SandboxApiError
-from labkit.sandbox import api, api_input, control_http, control_page
-from labkit.sandbox.auth import AppCredentials, verify_application_jwt
-from labkit.sandbox.exceptions import internal_error_response, invalid, problem_response
-from labkit.sandbox.platform import Platform
+from labkit.sandbox.apis import voice as api
+from labkit.sandbox.apis import voice_input as api_input
+from labkit.sandbox.apis.auth import AppCredentials, verify_application_jwt
+from labkit.sandbox.control import page as control_page
+from labkit.sandbox.control import routes as control_http
+from labkit.sandbox.engine.exceptions import internal_error_response, invalid, problem_response
+from labkit.sandbox.engine.platform import Platform
 
 log = logging.getLogger("labkit.sandbox.http")
 
@@ -140,7 +143,7 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     app = Flask("labkit.sandbox")
     app.config["JSON_SORT_KEYS"] = False
 
-    from labkit.sandbox.responses_accounts import accounts_blueprint
+    from labkit.sandbox.apis.account_routes import accounts_blueprint
 
     app.register_blueprint(accounts_blueprint(p.account))
 

@@ -22,8 +22,8 @@ import requests
 
 from labkit.errors import AudioError
 from labkit.media.audio import load as load_audio
-from labkit.sandbox import tts
-from labkit.sandbox.webhooks import LOOPBACK_HOSTS
+from labkit.sandbox.audio import tts
+from labkit.sandbox.wire.webhooks import LOOPBACK_HOSTS
 
 SECONDS_PER_CHAR = 0.07
 TALK_PEAK = 0.3 * 32767

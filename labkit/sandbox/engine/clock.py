@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("labkit.sandbox.clock")
+log = logging.getLogger("labkit.sandbox.engine.clock")
 
 FRAME_SECONDS = 0.02  # 20 ms: the L16 WebSocket frame and the mixer's step
 MAX_LAG_SECONDS = 0.25  # real seconds behind schedule before the clock stops catching up and rebases

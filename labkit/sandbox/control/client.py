@@ -20,7 +20,7 @@ import requests
 
 from labkit.errors import SandboxError
 from labkit.media.recording import Recording
-from labkit.sandbox.phones import KEEP
+from labkit.sandbox.engine.phones import KEEP
 
 HEAR_RATE = 16000
 

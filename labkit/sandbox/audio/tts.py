@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("labkit.sandbox.tts")
+log = logging.getLogger("labkit.sandbox.audio.tts")
 
 WORDS_PER_MINUTE = 165  # a calm prompt voice (espeak-ng's default is 175)
 DEFAULT_VOICE = "en-us"

@@ -1,6 +1,6 @@
 """What a virtual phone heard: 20 ms frames sealed into blocks, the oldest spilled to a temporary file.
 
-Kept apart from labkit.sandbox.phones (the phone's behaviour), which appends to it on the clock's thread
+Kept apart from labkit.sandbox.engine.phones (the phone's behaviour), which appends to it on the clock's thread
 and cuts recordings out of it.
 """
 

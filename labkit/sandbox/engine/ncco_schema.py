@@ -21,7 +21,7 @@ from typing import Any
 
 from labkit.errors import NccoError, SocketError
 from labkit.media.frames import RATES, content_type, parse_content_type
-from labkit.sandbox.sources import plain_text
+from labkit.sandbox.audio.sources import plain_text
 
 NCCO_ERROR_REASON = "Syntax error in NCCO. Invalid value type or action."
 # "text (required, at most 1500 characters excluding SSML)": NCCO reference, talk action

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labkit.sandbox.legs import iso, utcnow
-from labkit.sandbox.mixer import to_int16
+from labkit.sandbox.audio.mixer import to_int16
+from labkit.sandbox.engine.legs import iso, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.conversations import Conversation
-    from labkit.sandbox.legs import SandboxCall
+    from labkit.sandbox.engine.conversations import Conversation
+    from labkit.sandbox.engine.legs import SandboxCall
 
 log = logging.getLogger("labkit.sandbox")
 

@@ -25,16 +25,16 @@ from typing import Any
 
 from labkit.errors import SandboxError
 from labkit.media.frames import content_type, parse_content_type
-from labkit.sandbox import machine
-from labkit.sandbox.clock import Clock
-from labkit.sandbox.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
-from labkit.sandbox.ncco import NccoRunner
-from labkit.sandbox.phones import HEAR_RATE, VirtualPhone
-from labkit.sandbox.platform import Platform
-from labkit.sandbox.websocket_leg import WebsocketEndpoint
+from labkit.sandbox.audio.websocket_leg import WebsocketEndpoint
+from labkit.sandbox.engine import machine
+from labkit.sandbox.engine.clock import Clock
+from labkit.sandbox.engine.legs import LegEnded, SandboxCall, Transferred, iso, utcnow
+from labkit.sandbox.engine.ncco import NccoRunner
+from labkit.sandbox.engine.phones import HEAR_RATE, VirtualPhone
+from labkit.sandbox.engine.platform import Platform
 from labkit.signing import sign_webhook
 
-log = logging.getLogger("labkit.sandbox.lifecycle")
+log = logging.getLogger("labkit.sandbox.engine.lifecycle")
 
 BUSY_DELAY = 0.5  # seconds of call time before a busy signal is reported
 WS_OPEN_TIMEOUT = 10.0  # real seconds to open the app's WebSocket

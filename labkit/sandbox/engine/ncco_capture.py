@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from labkit.sandbox.clock import Clock
-from labkit.sandbox.legs import InputState
-from labkit.sandbox.recordings import Recorder
-from labkit.sandbox.sources import beep
+from labkit.sandbox.audio.sources import beep
+from labkit.sandbox.engine.clock import Clock
+from labkit.sandbox.engine.legs import InputState
+from labkit.sandbox.engine.recordings import Recorder
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.platform import Platform
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.platform import Platform
 
 DEFAULT_INPUT_TIMEOUT = 3
 DEFAULT_MAX_DIGITS = 4

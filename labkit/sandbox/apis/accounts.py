@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.live.account import new_key_pair
-from labkit.sandbox.webhooks import WebhookSettings
+from labkit.sandbox.wire.webhooks import WebhookSettings
 
 DEFAULT_APP_NAME = "labkit sandbox"
 NUMBER_COUNTRY = "GB"  # the sandbox's numbers are UK mobile test numbers (447700 900xxx, Ofcom's drama range)

@@ -19,9 +19,9 @@ from typing import Any
 from flask import Flask, Request, Response, request
 
 from labkit.errors import InvalidInput, LabkitError, SandboxApiError, SandboxError
-from labkit.sandbox import control
-from labkit.sandbox.auth import AppCredentials, verify_request_jwt
-from labkit.sandbox.platform import Platform
+from labkit.sandbox.apis.auth import AppCredentials, verify_request_jwt
+from labkit.sandbox.control import actions as control
+from labkit.sandbox.engine.platform import Platform
 
 PREFIX = "/_labkit/"
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg", "audio/mp3", "application/octet-stream")
@@ -80,7 +80,7 @@ def _errors(view: Callable[..., Response]) -> Callable[..., Response]:
 
 def install(app: Flask, p: Platform) -> None:
     """Add the `/_labkit/` routes to the sandbox's Flask app (authorisation is in its before_request)."""
-    from labkit.sandbox.control_openapi import openapi
+    from labkit.sandbox.control.openapi import openapi
 
     def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
         def register(view: Callable[..., Response]) -> Callable[..., Response]:

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import SandboxCallNotActive, SandboxNotFound
-from labkit.sandbox.clock import Clock
-from labkit.sandbox.conversations import Conversation, ConversationMoves
-from labkit.sandbox.legs import (
+from labkit.sandbox.audio.sources import AudioSources
+from labkit.sandbox.engine.clock import Clock
+from labkit.sandbox.engine.conversations import Conversation, ConversationMoves
+from labkit.sandbox.engine.legs import (
     CALL_NETWORK,
     CALL_RATE,
     FINAL_STATUSES,
@@ -43,13 +44,12 @@ from labkit.sandbox.legs import (
     iso,
     utcnow,
 )
-from labkit.sandbox.platform_audio import PlatformAudio
-from labkit.sandbox.recordings import Recordings
-from labkit.sandbox.sources import AudioSources
-from labkit.sandbox.webhooks import WebhookClient, WebhookSettings
+from labkit.sandbox.engine.platform_audio import PlatformAudio
+from labkit.sandbox.engine.recordings import Recordings
+from labkit.sandbox.wire.webhooks import WebhookClient, WebhookSettings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.phones import VirtualPhone
+    from labkit.sandbox.engine.phones import VirtualPhone
 
 
 class Platform(ConversationMoves, Recordings, PlatformAudio):
@@ -118,7 +118,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
 
 
     def phone(self, number: str) -> VirtualPhone:
-        from labkit.sandbox.phones import VirtualPhone
+        from labkit.sandbox.engine.phones import VirtualPhone
 
         number = str(number).lstrip("+")
         with self.lock:

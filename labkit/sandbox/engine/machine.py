@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labkit.sandbox.exceptions import invalid
-from labkit.sandbox.legs import iso, utcnow
-from labkit.sandbox.sources import beep
+from labkit.sandbox.audio.sources import beep
+from labkit.sandbox.engine.exceptions import invalid
+from labkit.sandbox.engine.legs import iso, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.phones import VirtualPhone
-    from labkit.sandbox.platform import Platform
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.phones import VirtualPhone
+    from labkit.sandbox.engine.platform import Platform
 
 DETECTION_SECONDS = 5.0
 GREETING = "Hello, you have reached my voicemail. Please leave a message after the tone."

@@ -22,12 +22,12 @@ from labkit.errors import InvalidInput, SandboxError
 from labkit.media.audio import load as load_audio
 from labkit.media.audio import native_rate
 from labkit.media.recording import Recording
-from labkit.sandbox.heard_audio import HeardAudio
-from labkit.sandbox.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
+from labkit.sandbox.audio.heard_audio import HeardAudio
+from labkit.sandbox.audio.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.platform import Platform
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.platform import Platform
 
 HEAR_RATE = 16000
 OUTCOMES = ("answer", "busy", "reject", "unanswered", "fail", "manual")
@@ -91,7 +91,7 @@ class VirtualPhone:
         if machine is not None:
             self.machine = bool(machine)
             if self.machine:
-                from labkit.sandbox.machine import prepare
+                from labkit.sandbox.engine.machine import prepare
 
                 prepare(self)
         if outcome is not None:
@@ -151,7 +151,7 @@ class VirtualPhone:
             self._segments[call.uuid] = [self._heard.length, self._heard.length]
         self._set_state("answered", call)
         if self.machine:
-            from labkit.sandbox.machine import play_greeting
+            from labkit.sandbox.engine.machine import play_greeting
 
             play_greeting(self)
         if self.hangup_after is not None:

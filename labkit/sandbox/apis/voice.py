@@ -21,15 +21,15 @@ from urllib.parse import urlencode
 
 from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
 from labkit.media.frames import content_type, parse_content_type
-from labkit.sandbox import lifecycle, machine
-from labkit.sandbox.exceptions import invalid
-from labkit.sandbox.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
-from labkit.sandbox.mixer import level_to_gain
-from labkit.sandbox.ncco import prepare_first_talk, validate
-from labkit.sandbox.ncco_schema import TALK_TEXT_LIMIT
-from labkit.sandbox.phones import HEAR_RATE
-from labkit.sandbox.platform import Platform
-from labkit.sandbox.sources import dtmf_tones, plain_text
+from labkit.sandbox.audio.mixer import level_to_gain
+from labkit.sandbox.audio.sources import dtmf_tones, plain_text
+from labkit.sandbox.engine import lifecycle, machine
+from labkit.sandbox.engine.exceptions import invalid
+from labkit.sandbox.engine.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
+from labkit.sandbox.engine.ncco import prepare_first_talk, validate
+from labkit.sandbox.engine.ncco_schema import TALK_TEXT_LIMIT
+from labkit.sandbox.engine.phones import HEAR_RATE
+from labkit.sandbox.engine.platform import Platform
 
 # fullmatch with ASCII classes: `$` also matches before a final newline, and `\d` matches any Unicode digit.
 E164 = re.compile(r"[0-9]{7,15}")

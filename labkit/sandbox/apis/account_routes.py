@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, request
 
-from labkit.sandbox.applications import Account, ApplicationProblem
+from labkit.sandbox.apis.accounts import Account, ApplicationProblem
 
 ERRORS = "https://developer.nexmo.com/api-errors"
 PROBLEM_JSON = "application/problem+json"

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import InvalidInput, SandboxNotFound
-from labkit.sandbox.legs import SandboxCall, iso
-from labkit.sandbox.phones import HEAR_RATE, KEEP, VirtualPhone
-from labkit.sandbox.platform import Platform
+from labkit.sandbox.engine.legs import SandboxCall, iso
+from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
+from labkit.sandbox.engine.platform import Platform
 
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
@@ -148,7 +148,7 @@ def dial(p: Platform, number: str, body: Any) -> dict:
 
     Routed through the sandbox's one inbound-call function (lifecycle.dial).
     """
-    from labkit.sandbox import lifecycle
+    from labkit.sandbox.engine import lifecycle
 
     to = body.get("to") if isinstance(body, dict) else None
     leg = lifecycle.dial(p, _number(number), str(to).lstrip("+") if to else None)

@@ -18,19 +18,19 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import AudioError, NccoError
-from labkit.sandbox.conversations import Participation
-from labkit.sandbox.legs import LegEnded, iso, utcnow
-from labkit.sandbox.mixer import Player, level_to_gain
-from labkit.sandbox.ncco_capture import CaptureActions, ReplaceNcco, first_url
-from labkit.sandbox.ncco_schema import ACTIONS, NCCO_ERROR_REASON, validate
+from labkit.sandbox.audio.mixer import Player, level_to_gain
+from labkit.sandbox.engine.conversations import Participation
+from labkit.sandbox.engine.legs import LegEnded, iso, utcnow
+from labkit.sandbox.engine.ncco_capture import CaptureActions, ReplaceNcco, first_url
+from labkit.sandbox.engine.ncco_schema import ACTIONS, NCCO_ERROR_REASON, validate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.platform import Platform
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.platform import Platform
 
 __all__ = ["ACTIONS", "NCCO_ERROR_REASON", "NccoRunner", "ReplaceNcco", "validate"]
 
-log = logging.getLogger("labkit.sandbox.ncco")
+log = logging.getLogger("labkit.sandbox.engine.ncco")
 
 
 class NccoRunner(CaptureActions):
@@ -229,7 +229,7 @@ class NccoRunner(CaptureActions):
     # connect ------------------------------------------------------------------------------------
 
     def _connect(self, a: dict) -> None:
-        from labkit.sandbox import lifecycle
+        from labkit.sandbox.engine import lifecycle
 
         leg, p = self.leg, self.p
         endpoint = a["endpoint"][0]

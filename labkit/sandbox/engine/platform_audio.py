@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labkit.sandbox.mixer import BUS_RATE, Player, factor, frame_len, mix_others, to_int16
+from labkit.sandbox.audio.mixer import BUS_RATE, Player, factor, frame_len, mix_others, to_int16
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.conversations import Conversation
-    from labkit.sandbox.legs import SandboxCall
-    from labkit.sandbox.recordings import Recorder
+    from labkit.sandbox.engine.conversations import Conversation
+    from labkit.sandbox.engine.legs import SandboxCall
+    from labkit.sandbox.engine.recordings import Recorder
 
 
 class PlatformAudio:

@@ -13,9 +13,9 @@ from pathlib import Path
 from flask import Flask, Response
 
 from labkit.errors import SandboxNotFound
-from labkit.sandbox.control_http import PREFIX
+from labkit.sandbox.control.routes import PREFIX
 
-STATIC = Path(__file__).resolve().parent.parent / "widgets" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "widgets" / "static"  # labkit/widgets/static
 PAGE = "sandbox.html"
 TYPES = {".js": "text/javascript", ".html": "text/html", ".css": "text/css"}
 

@@ -16,15 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from labkit.sandbox.clock import FRAME_SECONDS, TimerHandle
-from labkit.sandbox.conversations import Conversation, Participation
-from labkit.sandbox.mixer import Player
-from labkit.sandbox.webhooks import OrderedSender
+from labkit.sandbox.audio.mixer import Player
+from labkit.sandbox.engine.clock import FRAME_SECONDS, TimerHandle
+from labkit.sandbox.engine.conversations import Conversation, Participation
+from labkit.sandbox.wire.webhooks import OrderedSender
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.sandbox.phones import VirtualPhone
-    from labkit.sandbox.platform import Platform
-    from labkit.sandbox.recordings import Recorder
+    from labkit.sandbox.engine.phones import VirtualPhone
+    from labkit.sandbox.engine.platform import Platform
+    from labkit.sandbox.engine.recordings import Recorder
 
 LIVE_STATUSES = frozenset({"started", "ringing", "answered"})
 FINAL_STATUSES = frozenset({"completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"})

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from labkit.errors import SandboxUnauthorized
-from labkit.sandbox.tls import _write_private, _write_public, home_lock
+from labkit.sandbox.wire.tls import _write_private, _write_public, home_lock
 
 DEFAULT_NUMBER = "447700900000"
 UNAUTHORIZED_DETAIL = "You did not provide correct credentials."

@@ -38,7 +38,7 @@ import requests
 
 from labkit.signing import compact_json, sign_webhook
 
-log = logging.getLogger("labkit.sandbox.webhooks")
+log = logging.getLogger("labkit.sandbox.wire.webhooks")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

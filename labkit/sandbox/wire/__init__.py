@@ -1,0 +1,5 @@
+"""The sandbox on the wire: `http_server` (HTTPS on a thread, keep-alive), `tls` (its own CA and
+certificate), `webhooks` (the webhook client: signing, retries, chaos).
+
+May import: the foundations only.
+"""
