@@ -488,7 +488,7 @@ def _hangup_during_answer(ctx: Ctx) -> None:
 # here each runs once more as a fault case, on a server set up the way its test's fixture sets it up.
 
 def _server_cases() -> None:
-    import server_support as support
+    import support.server as support
     import test_server as files
     import test_server_limits as limits
     import test_socket as sockets

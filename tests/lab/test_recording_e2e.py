@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_checks import without_silent_ticks
+from support.audio_checks import without_silent_ticks
 
 from labkit import ncco
 from labkit.media.frames import frame_samples

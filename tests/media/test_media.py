@@ -35,7 +35,7 @@ from labkit.media.recording import Recording
 
 matplotlib.use("Agg")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUDIO = REPO / "audio"
 
 
@@ -676,7 +676,7 @@ def test_correlate_matches_a_recording_that_starts_late():
     from labkit.media import Recording
     from labkit.media.audio import load
 
-    ref = load(Path(__file__).resolve().parent.parent / "audio" / "prompt.wav", 16000)
+    ref = load(Path(__file__).resolve().parents[2] / "audio" / "prompt.wav", 16000)
     late = Recording(np.concatenate([ref[640:], np.zeros(4000, np.int16)]), 16000)
     score, offset = late.find((ref, 16000))
     assert score > 0.99 and offset == pytest.approx(-0.04)

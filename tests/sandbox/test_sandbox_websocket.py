@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import WsApp, rms, wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import WsApp, rms, wait_until
 from vonage_voice import CreateCallRequest, Phone, Talk, Websocket
 
 HEADERS = {"caller-id": "447700900123", "language": "en-GB"}

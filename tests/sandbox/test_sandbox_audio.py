@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import best_correlation, rms, wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import best_correlation, rms, wait_until
 from vonage_voice import (
     AudioStreamOptions,
     CreateCallRequest,

@@ -62,7 +62,7 @@ def labkit_reprs() -> list[tuple[str, str]]:
 def test_no_secret_in_any_repr_log_line_output_or_error(monkeypatch, tmp_path, capsys, all_logs):
     import pyngrok.conf
     import pyngrok.installer
-    from fake_ngrok import write_launcher
+    from support.fake_ngrok import write_launcher
 
     from labkit import cli
     from labkit.config import Settings, load_private_key

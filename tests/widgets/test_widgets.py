@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import ipywidgets as widgets
 import numpy as np
 import pytest
-from audio_checks import without_silent_ticks
+from support.audio_checks import without_silent_ticks
 
 import labkit.errors
 from labkit.widgets import ControlPanel, LiveWaveform

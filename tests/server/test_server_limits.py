@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from server_support import limits_servers, serve
+from support.server import limits_servers, serve
 
 from labkit import protocol
 from labkit.errors import SocketError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import dump
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import dump
 from vonage_application import (
     ApplicationConfig,
     ApplicationUrl,

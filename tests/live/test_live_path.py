@@ -3,7 +3,7 @@
 The lab runs in `LABKIT_MODE=live`: its settings are what a user's `.env` holds (application id and
 private key, number, API key and secret, signature secret), read from what `labkit sandbox` printed,
 with VONAGE_API_HOST / VONAGE_REST_HOST pointed at that command running in a real separate process
-(tests/sandbox_process.py) and PUBLIC_URL at the lab itself. The lab sets its application up through
+(tests/support/sandbox_process.py) and PUBLIC_URL at the lab itself. The lab sets its application up through
 the Application and Numbers APIs only, exactly as it does on Vonage. The sandbox delivers webhooks with
 chaos (jitter, reordering, duplicates: `labkit sandbox --chaos`). The five tutorial stories run, and the
 phones are driven and checked for what they heard through the sandbox's HTTP control API only
@@ -20,7 +20,7 @@ import threading
 import time
 
 import pytest
-from sandbox_process import SandboxProcess
+from support.sandbox_process import SandboxProcess
 
 from labkit import Lab, ncco
 from labkit.config import Settings, state_dir

@@ -1,6 +1,6 @@
 """The lab's /socket endpoint with a plain `websockets` client standing in for the platform.
 
-The sandbox end-to-end tests (tests/test_recording_e2e.py) cover the same path with the platform
+The sandbox end-to-end tests (tests/lab/test_recording_e2e.py) cover the same path with the platform
 emulator; these pin down the endpoint's own rules: token, framing, recording, sending back.
 """
 
@@ -16,7 +16,7 @@ import wave
 
 import numpy as np
 import pytest
-from server_support import socket_hub
+from support.server import socket_hub
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

@@ -180,7 +180,7 @@ def fake_agent(monkeypatch, tmp_path):
     """PYNGROK_NGROK_PATH -> the offline fake agent; pyngrok's default config kept in tmp; agents killed."""
     import pyngrok.conf
     import pyngrok.installer
-    from fake_ngrok import write_launcher
+    from support.fake_ngrok import write_launcher
 
     from labkit.live.tunnel.tunnel import kill_agents
 

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, test_audio
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, test_audio
 
 from labkit.cli import doctor_account
 from labkit.cli.doctor import doctor, print_report

@@ -10,7 +10,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fake_ngrok import write_launcher
+from support.fake_ngrok import write_launcher
 
 import labkit.live.tunnel.tunnel
 from labkit.config import Settings

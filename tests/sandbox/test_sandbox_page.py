@@ -27,13 +27,13 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from sandbox_support import WsApp
+from support.sandbox import WsApp
 
 from labkit.media.recording import Recording
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 MIC_WAV = ROOT / "audio" / "prompt.wav"  # what chromium's fake microphone says, over and over

@@ -31,7 +31,7 @@ import requests
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "notebooks/07_control_panel.ipynb"
 AUDIO_NOTEBOOK = "notebooks/08_hear_and_talk.ipynb"
 MIC_WAV = ROOT / "audio" / "prompt.wav"  # what chromium's fake microphone says, over and over

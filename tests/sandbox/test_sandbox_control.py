@@ -10,8 +10,8 @@ import pytest
 import requests
 import soundfile as sf
 from openapi_schema_validator import OAS31Validator
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import best_correlation, wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import best_correlation, wait_until
 
 from labkit.errors import SandboxError
 from labkit.media.audio import load as load_audio
@@ -289,7 +289,7 @@ def test_the_softphone_page_files_ship_with_the_package():
 
     from labkit.sandbox.control.page import STATIC, TYPES
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     line = next(x for x in (root / "pyproject.toml").read_text().splitlines() if x.startswith('"labkit.widgets"'))
     globs = ast.literal_eval(line.split("=", 1)[1].strip())
     served = [p for p in STATIC.iterdir() if p.suffix in TYPES]

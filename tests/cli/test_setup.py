@@ -6,7 +6,7 @@ import stat
 
 import pytest
 from dotenv import dotenv_values
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, test_audio
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, test_audio
 from vonage_http_client import Auth, HttpClientOptions
 
 from labkit import cli

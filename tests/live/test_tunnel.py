@@ -1,4 +1,4 @@
-"""labkit.live.tunnel.tunnel against an offline fake ngrok agent (tests/fake_ngrok.py): no network, no real ngrok."""
+"""labkit.live.tunnel against an offline fake ngrok agent (tests/support/fake_ngrok.py): no network, no real ngrok."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import pytest
-from fake_ngrok import write_launcher
+from support.fake_ngrok import write_launcher
 
 import labkit.live.tunnel.processes
 import labkit.live.tunnel.tunnel

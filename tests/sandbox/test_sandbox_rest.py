@@ -11,8 +11,8 @@ import pytest
 import requests
 import yaml
 from openapi_schema_validator import OAS30Validator
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import sdk_client, wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import sdk_client, wait_until
 from vonage_http_client.errors import AuthenticationError, HttpRequestError, NotFoundError
 from vonage_voice import (
     AudioStreamOptions,
@@ -25,7 +25,7 @@ from vonage_voice import (
     TtsStreamOptions,
 )
 
-SPEC = yaml.safe_load((Path(__file__).parent / "data" / "voice-openapi-1.3.7.yml").read_text())
+SPEC = yaml.safe_load((Path(__file__).parents[1] / "data" / "voice-openapi-1.3.7.yml").read_text())
 
 
 def check_schema(body: object, name: str) -> None:

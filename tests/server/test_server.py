@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import requests
-from server_support import audio_folder, serving
+from support.server import audio_folder, serving
 
 from labkit.errors import PortInUseError
 from labkit.events import EventLog

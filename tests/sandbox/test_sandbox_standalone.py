@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from sandbox_process import SandboxProcess
-from sandbox_support import best_correlation
+from support.sandbox import best_correlation
+from support.sandbox_process import SandboxProcess
 
 RATE = 16000
 SPEED = 10
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def source_audio() -> bytes:

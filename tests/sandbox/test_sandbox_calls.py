@@ -9,8 +9,8 @@ import time
 import jwt
 import numpy as np
 import pytest
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import wait_until
 from vonage_voice import CreateCallRequest, Phone, Stream, Talk, ToPhone
 
 from labkit.errors import SandboxError
@@ -257,7 +257,7 @@ def test_unknown_numbers_reach_a_phone_that_answers_after_a_ring(sandbox, client
 def test_stop_ends_calls_and_frees_threads(sandbox_home, receiver):
     import threading
 
-    from sandbox_support import sdk_client
+    from support.sandbox import sdk_client
 
     from labkit.sandbox import Sandbox
 

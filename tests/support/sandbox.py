@@ -21,10 +21,10 @@ import soundfile as sf
 from flask import Flask, Response, request, send_from_directory
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-# what `from sandbox_support import *` gives a test module: the fixtures
+# what `from support.sandbox import *` gives a test module: the fixtures
 __all__ = ["client", "receiver", "sandbox", "sandbox_home", "test_audio"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUDIO_DIR = REPO / "audio"
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from sandbox_support import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
-from sandbox_support import best_correlation, rms, wait_until
+from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
+from support.sandbox import best_correlation, rms, wait_until
 
 from labkit.errors import NccoError
 from labkit.sandbox.engine.ncco import validate
@@ -344,7 +344,7 @@ def test_the_audio_clock_starts_after_the_warm_up(sandbox_home, receiver, monkey
     answers, but call time (ringing, audio) only begins once the warm-up is over."""
     import threading
 
-    from sandbox_support import sdk_client
+    from support.sandbox import sdk_client
 
     import labkit.sandbox.facade as sandbox_module  # where Sandbox looks _warm_up up
     from labkit.sandbox import Sandbox
