@@ -38,7 +38,7 @@ test: install system-deps
 	$(PY) -m pytest -q --nbmake tests notebooks
 
 bench: install
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 doctor: install
 	$(VENV)/bin/labkit doctor

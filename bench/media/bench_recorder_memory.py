@@ -1,6 +1,6 @@
 """Does recording a one-hour call keep memory flat, and how fast can WavRecorder write?
 
-    .venv/bin/python bench/bench_recorder_memory.py [--minutes 60] [--rate 16000]
+    .venv/bin/python bench/media/bench_recorder_memory.py [--minutes 60] [--rate 16000]
 
 Writes ``minutes * 3000`` 20 ms frames as fast as possible through WavRecorder (header rewritten
 after every write) into a temp file, reading RSS from /proc/self/status. A plain soundfile writer
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from labkit.media.frames import frame_samples  # noqa: E402
 from labkit.media.recorder import WavRecorder  # noqa: E402

@@ -6,7 +6,7 @@ request), the state machine, and three webhooks (started, ringing, answered) del
 local receiver. Two clients take turns: the SDK's stock `Auth` (which re-parses the PEM key for every
 request) and the lab's `ParsedKeyAuth` (the key parsed once; `labkit/sdk_auth.py`).
 
-    python bench/bench_call_setup.py [CALLS]
+    python bench/lab/bench_call_setup.py [CALLS]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402

@@ -1,6 +1,6 @@
 """How evenly does PacedSender send 20 ms frames, compared with a naive ``sleep(0.02)`` loop?
 
-    .venv/bin/python bench/bench_pacing.py [--seconds 60] [--rate 16000] [--plot timing.png]
+    .venv/bin/python bench/media/bench_pacing.py [--seconds 60] [--rate 16000] [--plot timing.png]
 
 Both senders run side by side for the same wall-clock time into a no-op ``send``. Jitter is
 ``|gap - 20 ms|`` between consecutive sends; drift is how far the last frame is from where a
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from labkit.media.audio import tone  # noqa: E402
 from labkit.media.frames import frame_bytes  # noqa: E402

@@ -1,6 +1,6 @@
 """How long does Recording.plot() take on a one-hour call, against naive matplotlib plotting?
 
-    .venv/bin/python bench/bench_plot.py [--minutes 60]
+    .venv/bin/python bench/media/bench_plot.py [--minutes 60]
 
 Times building the figure and rendering it to PNG (matplotlib draws lazily, so rendering is where
 naive plots spend their time). The baseline plots every sample of a 1-minute chunk with
@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from labkit.media.audio import load  # noqa: E402

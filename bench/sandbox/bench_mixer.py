@@ -6,7 +6,7 @@ every party talks all the time (the worst case), timing it with process CPU time
 per second (20 ms each). Baseline, measured in the same run: a naive mixer that adds every other
 party's frame for each listener, pair by pair (O(N^2)), with the same conversion and delivery.
 
-    python bench/bench_mixer.py
+    python bench/sandbox/bench_mixer.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from labkit.sandbox import Sandbox  # noqa: E402
 from labkit.sandbox.audio.mixer import factor, mix_naive, to_int16  # noqa: E402

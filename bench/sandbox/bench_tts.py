@@ -1,6 +1,6 @@
 """What does real speech cost the sandbox's `talk`, against the babble it replaced?
 
-    .venv/bin/python bench/bench_tts.py [--sentences 30]
+    .venv/bin/python bench/sandbox/bench_tts.py [--sentences 30]
 
 Times the speech worker's start (once per process, done in the background when a sandbox starts),
 then synthesizing distinct prompts at 16 kHz with espeak-ng (worker process, a fork per utterance,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from labkit.sandbox.audio import tts  # noqa: E402

@@ -1,6 +1,6 @@
 """Paced audio through the lab's server: how evenly do frames reach the platform's end of the socket?
 
-    .venv/bin/python bench/bench_socket_pacing.py [--seconds 10] [--rate 16000]
+    .venv/bin/python bench/server/bench_socket_pacing.py [--seconds 10] [--rate 16000]
 
 The paced sender runs on its own thread and each frame crosses into the server's event loop
 (uvicorn) to be written. A `websockets` client stands in for the platform and notes when each frame
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from websockets.sync.client import connect  # noqa: E402
 

@@ -31,7 +31,7 @@ CLIENT-LIMITED and that server stops climbing, so its figure is a lower bound; u
 p99 exceeds 20 ms by more than the client's lateness (a client stall of L ms can add about L ms of
 queueing at the server), in which case the level still counts as the server's FAIL.
 
-    .venv/bin/python bench/bench_socket_server.py [--levels 100,200,300,400,500] [--seconds 10]
+    .venv/bin/python bench/server/bench_socket_server.py [--levels 100,200,300,400,500] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ FPS = 50
 P99_LIMIT_MS = 20.0
 CLIENT_LATE_LIMIT_MS = 20.0  # client lateness p99 above one frame period: the load was not real time
 HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script from anywhere: labkit comes from this checkout
     sys.path.insert(0, str(REPO))
 BASELINE_WHAT = ("bare websockets = websockets.asyncio.server on the {loop} loop (same Python, no Flask): reads the "
