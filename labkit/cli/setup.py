@@ -106,7 +106,8 @@ def run_setup(args: argparse.Namespace) -> int:
     from vonage_http_client import errors as http_errors
     from vonage_numbers import UpdateNumberParams
 
-    from labkit.live.account import clients, new_key_pair
+    from labkit.keys import new_key_pair
+    from labkit.live.account import clients
 
     interactive = not args.yes and sys.stdin.isatty()
     api_key = args.api_key or os.environ.get("VONAGE_API_KEY") or (interactive and _ask("Vonage API key"))

@@ -53,19 +53,6 @@ class Pointed:
         return "\n".join(lines)
 
 
-def new_key_pair() -> tuple[str, str]:
-    """(public PEM, private PKCS#8 PEM): an application's key pair, made locally."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return public, private
-
-
 def clients(api_key: str, api_secret: str, *, api_host: str | None = None, rest_host: str | None = None,
             timeout: float = HTTP_TIMEOUT) -> tuple[Any, Any]:
     """(Application, Numbers) clients of the real SDK, on one HTTP client with Basic credentials."""

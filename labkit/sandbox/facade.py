@@ -105,8 +105,8 @@ class Sandbox(SandboxIdentity):
 
     def start(self) -> Sandbox:
         """Serve HTTPS on 127.0.0.1 and start the audio clock (idempotent; returns self)."""
-        from labkit.sandbox.apis.voice_routes import QuietHandler, create_app
-        from labkit.sandbox.wire.http_server import ServerRunner
+        from labkit.sandbox.app import create_app
+        from labkit.sandbox.wire.http_server import QuietHandler, ServerRunner
 
         with self._lock:
             if self.running:

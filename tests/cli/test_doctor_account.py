@@ -69,7 +69,7 @@ def test_wrong_urls_and_an_unlinked_number(live_env, sandbox, capsys):
 
 
 def test_bad_credentials(live_env, monkeypatch, tmp_path, capsys):
-    from labkit.live.account import new_key_pair
+    from labkit.keys import new_key_pair
 
     monkeypatch.setenv("VONAGE_API_SECRET", "wrong-secret")
     (tmp_path / "other.key").write_text(new_key_pair()[1])

@@ -146,7 +146,7 @@ def test_text_say_and_machine_setting_and_reset(sandbox, receiver):
 
 def test_only_loopback_without_credentials(sandbox, client):
     """From another address the control API needs the application's JWT, like the Voice API."""
-    from labkit.sandbox.apis.voice_routes import create_app
+    from labkit.sandbox.app import create_app
 
     app = create_app(sandbox._platform, sandbox._creds)
     remote = app.test_client()
@@ -221,7 +221,7 @@ def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
 
 def test_the_softphone_page_follows_the_loopback_rule(sandbox, client):
     """`/` (the softphone page) and its scripts are served like the control API: loopback, or the JWT."""
-    from labkit.sandbox.apis.voice_routes import create_app
+    from labkit.sandbox.app import create_app
 
     remote = create_app(sandbox._platform, sandbox._creds).test_client()
     outside, inside = {"REMOTE_ADDR": "192.0.2.10"}, {"REMOTE_ADDR": "127.0.0.1"}

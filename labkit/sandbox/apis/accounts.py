@@ -30,7 +30,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.live.account import new_key_pair
+from labkit.keys import new_key_pair
 from labkit.sandbox.wire.webhooks import WebhookSettings
 
 DEFAULT_APP_NAME = "labkit sandbox"

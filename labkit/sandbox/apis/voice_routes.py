@@ -1,4 +1,4 @@
-"""REST handlers: routing, JWT check and wire format only; the work is in api.py and platform.py.
+"""The Voice API's routes: wire format only; the work is in voice.py and the engine.
 
 Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox application's key):
 
@@ -16,112 +16,21 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
 
 The Application API (/v2/applications) and Numbers API (/account/numbers, /number/update) use HTTP
-Basic instead: see responses_accounts.py. A JWT of any of the account's applications is accepted here.
-and the sandbox's own control API under /_labkit/ (control_http.py; loopback, or the JWT).
+Basic instead: see account_routes.py. A JWT of any of the account's applications is accepted here (the
+check is in labkit/sandbox/app.py, which also mounts the control API under /_labkit/).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-import socket
 from typing import Any
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler
 
-from labkit.errors import SandboxApiError
 from labkit.sandbox.apis import voice as api
 from labkit.sandbox.apis import voice_input as api_input
-from labkit.sandbox.apis.auth import AppCredentials, verify_application_jwt
-from labkit.sandbox.control import page as control_page
-from labkit.sandbox.control import routes as control_http
-from labkit.sandbox.engine.exceptions import internal_error_response, invalid, problem_response
+from labkit.sandbox.engine.exceptions import invalid
 from labkit.sandbox.engine.platform import Platform
-
-log = logging.getLogger("labkit.sandbox.http")
-
-
-class QuietHandler(WSGIRequestHandler):
-    """werkzeug's request handler with HTTP/1.1 keep-alive, TCP_NODELAY and no per-request log lines.
-
-    Why not werkzeug's own `run_wsgi`: it closes every connection, so each SDK call paid a new TLS
-    handshake plus loading the whole CA bundle on the client (~60 ms per call with the system bundle,
-    measured), and its responses met Nagle's algorithm. Here the request body is read completely
-    before the app runs (so the next request on the connection is never mis-read), the response is
-    sent with a Content-Length, and the connection stays open until the client closes it, it is idle
-    for `timeout` seconds, or the sandbox stops (which shuts tracked connections down).
-    """
-
-    timeout = 15  # seconds an idle keep-alive connection is kept
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self.server.__dict__.setdefault("labkit_connections", set()).add(self.connection)
-
-    def finish(self) -> None:
-        tracked = getattr(self.server, "labkit_connections", None)
-        if tracked is not None:
-            tracked.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def run_wsgi(self) -> None:
-        if self.headers.get("Expect", "").lower().strip() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        environ = self.make_environ()
-        try:
-            if environ.get("wsgi.input_terminated"):  # chunked upload: werkzeug de-chunks it
-                body = environ["wsgi.input"].read()
-            else:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        except (OSError, ValueError):
-            self.close_connection = True
-            return
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ.pop("wsgi.input_terminated", None)
-        state: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            state["status"], state["headers"] = status, headers
-            return lambda data: state.setdefault("early", []).append(data)
-
-        result = self.server.app(environ, start_response)
-        try:
-            payload = b"".join([*state.get("early", []), *result])
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        code, _, reason = state["status"].partition(" ")
-        self.send_response(int(code), reason)
-        for key, value in state["headers"]:
-            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(key, value)
-        if int(code) not in (204, 304) and not 100 <= int(code) < 200:
-            self.send_header("Content-Length", str(len(payload)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and int(code) not in (204, 304):
-            self.wfile.write(payload)
-        self.wfile.flush()
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        pass
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
-        if type == "error":
-            log.debug(message, *args)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -138,50 +47,8 @@ def _body() -> Any:
         raise invalid("body", "Invalid JSON body", "the request body is not valid JSON") from None
 
 
-def create_app(p: Platform, creds: AppCredentials) -> Flask:
-    """The sandbox's Flask app for `p`, accepting JWTs signed by `creds`' private key."""
-    app = Flask("labkit.sandbox")
-    app.config["JSON_SORT_KEYS"] = False
-
-    from labkit.sandbox.apis.account_routes import accounts_blueprint
-
-    app.register_blueprint(accounts_blueprint(p.account))
-
-    @app.before_request
-    def authenticate() -> None:
-        if request.blueprint == "accounts":
-            return  # HTTP Basic, checked by each account route
-        if request.path.startswith(control_http.PREFIX) or request.path == "/":  # control API, page: loopback/JWT
-            control_http.authorize(request, creds)
-            return
-        g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
-        uuid = (request.view_args or {}).get("uuid")
-        if uuid is not None:  # calls are per application: another application's call is not found
-            p.account.check_leg(p, uuid, g.claims.get("application_id"))
-        file_id = (request.view_args or {}).get("file_id")
-        if file_id is not None:
-            p.account.check_file(file_id, g.claims.get("application_id"))
-
-    @app.errorhandler(SandboxApiError)
-    def api_error(err: SandboxApiError) -> Response:
-        body, status, headers = problem_response(err)
-        return Response(body, status=status, headers=headers)
-
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException) -> Response:
-        code = err.code or 500
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(code, err.name)
-        mapped = SandboxApiError(f"{request.method} {request.path} is not part of the Voice API: {err.description}")
-        mapped.status = code
-        mapped.title = title
-        body, status, headers = problem_response(mapped)
-        return Response(body, status=status, headers=headers)
-
-    @app.errorhandler(Exception)
-    def crash(err: Exception) -> Response:
-        log.exception("sandbox REST handler failed")
-        body, status, headers = internal_error_response()
-        return Response(body, status=status, headers=headers)
+def install(app: Flask, p: Platform) -> None:
+    """The Voice API's routes on `app` (labkit.sandbox.app authenticates each request first: `g.claims`)."""
 
     @app.post("/v1/calls")
     def create_call() -> Response:
@@ -235,6 +102,3 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         data, ctype = api.get_file(p, file_id)
         return Response(data, mimetype=ctype)
 
-    control_http.install(app, p)  # /_labkit/: the sandbox's own control API
-    control_page.install(app)  # /: the softphone page (static/sandbox.html)
-    return app

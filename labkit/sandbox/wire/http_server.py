@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -21,6 +23,7 @@ from labkit.errors import ServerError
 from labkit.ports import bind_first, moved_note
 
 log = logging.getLogger("labkit.sandbox")
+http_log = logging.getLogger("labkit.sandbox.http")
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -32,6 +35,86 @@ class QuietRequestHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args) -> None:
         if type == "error":
             log.warning(message.rstrip(), *args)
+
+
+class QuietHandler(WSGIRequestHandler):
+    """werkzeug's request handler with HTTP/1.1 keep-alive, TCP_NODELAY and no per-request log lines.
+
+    Why not werkzeug's own `run_wsgi`: it closes every connection, so each SDK call paid a new TLS
+    handshake plus loading the whole CA bundle on the client (~60 ms per call with the system bundle,
+    measured), and its responses met Nagle's algorithm. Here the request body is read completely
+    before the app runs (so the next request on the connection is never mis-read), the response is
+    sent with a Content-Length, and the connection stays open until the client closes it, it is idle
+    for `timeout` seconds, or the sandbox stops (which shuts tracked connections down).
+    """
+
+    timeout = 15  # seconds an idle keep-alive connection is kept
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.server.__dict__.setdefault("labkit_connections", set()).add(self.connection)
+
+    def finish(self) -> None:
+        tracked = getattr(self.server, "labkit_connections", None)
+        if tracked is not None:
+            tracked.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        try:
+            if environ.get("wsgi.input_terminated"):  # chunked upload: werkzeug de-chunks it
+                body = environ["wsgi.input"].read()
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        state: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            state["status"], state["headers"] = status, headers
+            return lambda data: state.setdefault("early", []).append(data)
+
+        result = self.server.app(environ, start_response)
+        try:
+            payload = b"".join([*state.get("early", []), *result])
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        code, _, reason = state["status"].partition(" ")
+        self.send_response(int(code), reason)
+        for key, value in state["headers"]:
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        if int(code) not in (204, 304) and not 100 <= int(code) < 200:
+            self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and int(code) not in (204, 304):
+            self.wfile.write(payload)
+        self.wfile.flush()
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+        if type == "error":
+            http_log.debug(message, *args)
 
 
 class ServerRunner:
