@@ -104,7 +104,7 @@ def post_answered(p: Platform, leg: SandboxCall) -> None:
 
 def run_script(p: Platform, leg: SandboxCall, ncco: Any, *, transfer: Transferred | None = None) -> None:
     """Run the leg's NCCO; a REST transfer swaps in a new one (in a new conversation)."""
-    runner = NccoRunner(p, leg)
+    runner = NccoRunner(p, leg, connect_child=start_connect_child)
     current = ncco
     pending = transfer
     while True:

@@ -15,6 +15,7 @@ UNCONFIRMED choices, kept here:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import AudioError, NccoError
@@ -34,11 +35,17 @@ log = logging.getLogger("labkit.sandbox.engine.ncco")
 
 
 class NccoRunner(CaptureActions):
-    """Runs NCCO actions on one leg, in its runner thread."""
+    """Runs NCCO actions on one leg, in its runner thread.
 
-    def __init__(self, platform: Platform, leg: SandboxCall) -> None:
+    `connect_child(platform, parent, endpoint, action)` dials the leg a `connect` action asks for: the
+    leg's story (ringing, answer, its own script) is lifecycle's, which creates this runner and passes
+    its own function in, so the NCCO engine never imports the lifecycle that runs it."""
+
+    def __init__(self, platform: Platform, leg: SandboxCall,
+                 connect_child: Callable[[Platform, SandboxCall, dict, dict], SandboxCall] | None = None) -> None:
         self.p = platform
         self.leg = leg
+        self.connect_child = connect_child
 
     # the entry point ---------------------------------------------------------------------------
 
@@ -229,11 +236,11 @@ class NccoRunner(CaptureActions):
     # connect ------------------------------------------------------------------------------------
 
     def _connect(self, a: dict) -> None:
-        from labkit.sandbox.engine import lifecycle
-
         leg, p = self.leg, self.p
         endpoint = a["endpoint"][0]
-        child = lifecycle.start_connect_child(p, leg, endpoint, a)
+        if self.connect_child is None:
+            raise RuntimeError("this NccoRunner was made without connect_child: it cannot run `connect`")
+        child = self.connect_child(p, leg, endpoint, a)
         ringback = first_url(a.get("ringbackTone"))
         if ringback:
             try:
