@@ -2,6 +2,8 @@
 
 Each command imports what it needs when it runs, so `labkit --help` is instant and a part that is
 missing or broken only fails the check or command that uses it.
+
+May import: anything in labkit: it is the top layer, and nothing imports it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from labkit.cli.checks import Check
+from labkit.cli.doctor_account import account_checks, socket_check
 from labkit.cli.ports import free_port as _free_port
 from labkit.config import SECRET_FIELDS, WHERE, Settings, key_format, load_private_key
 from labkit.errors import ConfigError, LabkitError, plain
@@ -19,45 +21,6 @@ AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".ogg", ".oga", ".opus", ".flac", ".
                             ".aiff", ".webm", ".wma", ".au"})
 HEALTH_TIMEOUT = 10.0  # seconds for a /healthz request (through a tunnel it crosses the internet twice)
 
-
-
-class Check(tuple):
-    """One doctor result. Unpacks as `(check, ok, detail)`; `ok` is True, False, or None (skipped/info).
-
-    `advice` is the one line that says what to do when not ok; `blocking` says whether a failure stops
-    the lab from running (an unplayable audio file does not).
-    """
-
-    def __new__(cls, check: str, ok: bool | None, detail: str, *, advice: str = "",
-                blocking: bool = True) -> Check:
-        self = super().__new__(cls, (check, ok, detail))
-        self.advice = advice
-        self.blocking = blocking
-        return self
-
-    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return tuple(self), {"advice": self.advice, "blocking": self.blocking}
-
-    @property
-    def check(self) -> str:
-        return self[0]
-
-    @property
-    def ok(self) -> bool | None:
-        return self[1]
-
-    @property
-    def detail(self) -> str:
-        return self[2]
-
-    @property
-    def fails(self) -> bool:
-        """True when this check stops the lab (a blocking failure)."""
-        return self.ok is False and self.blocking
-
-    def __repr__(self) -> str:
-        extra = f", advice={self.advice!r}" if self.advice else ""
-        return f"Check({self.check!r}, {self.ok!r}, {self.detail!r}{extra}, blocking={self.blocking!r})"
 
 
 def doctor(*, tunnel: bool = True, server: bool = True, env_file: str | os.PathLike | None = None,
@@ -76,7 +39,6 @@ def doctor(*, tunnel: bool = True, server: bool = True, env_file: str | os.PathL
     checks = [_mode_check(settings), *_settings_checks(settings), _key_check(settings)]
     live = settings.mode == "live"
     if live and account:
-        from labkit.cli.doctor_account import account_checks
 
         checks.extend(account_checks(settings))
     elif live:
@@ -203,7 +165,6 @@ def _server_checks(settings: Settings, port: int, env_file: str | os.PathLike | 
         if settings.mode == "live":
             checks.append(_health_check("public URL", lab.public_url, "the lab's server through its public URL"))
             if checks[-1].ok:
-                from labkit.cli.doctor_account import socket_check
 
                 checks.append(socket_check(lab))
         return checks

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from labkit.cli.doctor import Check
+from labkit.cli.checks import Check
 from labkit.errors import plain
 
 MAX_SKEW = 30.0  # seconds; a JWT whose iat is further off may be refused (UNCONFIRMED tolerance at Vonage)

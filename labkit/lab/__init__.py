@@ -3,8 +3,9 @@
 handling), `calls` (`Call`), `ncco` (NCCO helpers on the SDK's models), `delivery` (late, duplicate and
 out-of-order webhooks), `timeline` and `ncco_timing` (a call's events and scripts on one time axis).
 
-May import: the sandbox and live (each only from `startup`, for the mode it starts), the server, media and
-the foundations. Never the widgets or the cli, except `Lab.panel()`, which loads the widgets when asked.
+May import: the sandbox (only `startup`, to start it), live (the account, the tunnel, reach checks), the
+server, media and the foundations. Never the widgets or the cli, except `Lab.panel()`, which loads the
+widgets when asked (the one ignored import in the layers contract, pyproject.toml).
 
     from labkit.lab import Lab, Call, call_timeline     # names load on first use: `import labkit` stays fast
 """

@@ -278,7 +278,7 @@ class Call:
         """The call's events, streams and talks on one time axis (matplotlib figure)."""
         from labkit.lab.timeline import call_timeline
 
-        return call_timeline(self.events, ax=ax)
+        return call_timeline(self.events, ax=ax, audio_path=self.lab.audio_path)
 
     def __repr__(self) -> str:
         return f"Call({self.uuid!r}, to={self.to!r}, status={self.status!r})"

@@ -3,14 +3,14 @@
 `Lab.start()` is idempotent across cell re-runs and `importlib.reload`: the running lab hangs off a
 named daemon thread, which survives both (module globals do not survive a reload).
 
-Split by what each part holds: this module is the facade (start/stop, addresses, calls, sockets, display);
+Split by what each part holds: this module is the facade (start/stop, addresses, calls, sockets);
 labkit.lab.startup the start-up of each mode (`LabStartup`); labkit.lab.webhooks the answer and event
-webhooks' handling and inbound calls (`LabWebhooks`). Both are mixed into `Lab`.
+webhooks' handling and inbound calls (`LabWebhooks`); labkit.lab.display the sandbox's phones, the
+timeline, the panel and how a lab shows itself (`LabDisplay`). All three are mixed into `Lab`.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import secrets
@@ -32,6 +32,7 @@ from labkit.errors import (
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
 from labkit.lab.calls import Call, api_errors
 from labkit.lab.delivery import OncePerDelivery
+from labkit.lab.display import LabDisplay
 from labkit.lab.ncco import to_json
 from labkit.lab.startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
 from labkit.lab.webhooks import LabWebhooks
@@ -49,7 +50,7 @@ def running_lab() -> Lab | None:
     return None
 
 
-class Lab(LabStartup, LabWebhooks):
+class Lab(LabStartup, LabWebhooks, LabDisplay):
     """One running lab: server + (sandbox | tunnel) + SDK client + event log + recordings."""
 
     def __init__(self, settings: Settings, *, port: int | None = None, speed: float | None = None,
@@ -338,55 +339,6 @@ class Lab(LabStartup, LabWebhooks):
 
         check_recording_host(url, (self.settings.api_host if self.mode == "live" else None,
                                    self.sandbox.api_host if self.sandbox is not None else None))
-
-    # -- sandbox shortcuts -----------------------------------------------------------------------
-    def phone(self, number: str):
-        """Sandbox only: the virtual phone at `number`."""
-        if self.sandbox is None:
-            raise LabkitError("Virtual phones exist only in sandbox mode (Lab.start('sandbox')).")
-        return self.sandbox.phone(validate.phone_number(number))
-
-    def callee(self, virtual_number: str = "447700900001"):
-        """Who a tutorial calls, as `(number, phone)`: the virtual phone at `virtual_number` in sandbox
-        mode, or your own phone (TO_NUMBER) and None in live mode. Keeps notebooks mode-agnostic."""
-        if self.sandbox is not None:
-            phone = self.phone(virtual_number)
-            return phone.number, phone
-        if not self.settings.to_number:
-            raise LabkitError("Live mode calls TO_NUMBER: set it in .env to the phone you want to ring.")
-        return self.settings.to_number, None
-
-    # -- display -------------------------------------------------------------------------------
-    def panel(self, **kwargs):
-        """The ipywidgets control panel for placing and steering calls."""
-        from labkit.widgets import panel
-
-        return panel(self, **kwargs)
-
-    def describe(self) -> str:
-        parts = [f"labkit {self.mode} mode", f"server {self.local_url}"]
-        if self.runner is not None and self.runner.note:
-            parts.append(self.runner.note)
-        if self.mode == "sandbox" and self.sandbox is not None:
-            parts.append(f"sandbox Voice API {self.sandbox.base_url}")
-            parts.append(f"your number {self.number}")
-        elif self.mode == "live":
-            parts.append(f"public URL {self.public_url}")
-            parts.append(f"your number {self.number}")
-        return " | ".join(parts)
-
-    def __repr__(self) -> str:
-        state = "stopped" if self.stopped else "running"
-        return f"<Lab {state}: {self.describe()}>"
-
-    def _repr_html_(self) -> str:
-        rows = [("mode", self.mode), ("server", self.local_url), ("public URL", self.public_url),
-                ("number", self.number), ("calls", len(self.calls)), ("events", len(self.events))]
-        if self.sandbox is not None:
-            rows.append(("sandbox", self.sandbox.base_url))
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in rows)
-        return f"<b>labkit</b> ({'stopped' if self.stopped else 'running'})<table>{body}</table>"
 
 
 def _replace(settings: Settings, **changes) -> Settings:

@@ -13,9 +13,10 @@ request, a replacing start, the end of the call, or (for a file the lab serves) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.events import FINAL_STATUSES, Event
@@ -57,25 +58,29 @@ def _seconds(events: list[Event]) -> tuple[datetime, dict[int, float]]:
     return t0, {e.seq: (e.received_at - t0).total_seconds() for e in events}
 
 
-def _play_seconds(name: Any) -> float | None:
-    """Length of one play of a file the running lab serves (None when unknown: URLs, no lab)."""
-    if not isinstance(name, str) or "://" in name:
-        return None
-    try:
-        from labkit.lab.facade import running_lab
-        from labkit.media.audio import probe
+def play_seconds_from(audio_path: Callable[[str], Path] | None) -> Callable[[Any], float | None]:
+    """Length of one play of a served file, found by `audio_path` (the lab's `lab.audio_path`); None
+    when unknown: URLs, or no `audio_path` given. The caller passes the lab's lookup in, so drawing a
+    timeline never reaches up for a running lab."""
 
-        lab = running_lab()
-        if lab is None:
+    def play_seconds(name: Any) -> float | None:
+        if audio_path is None or not isinstance(name, str) or "://" in name:
             return None
-        info = probe(lab.audio_path(name))
-        return float(info.duration) if info.duration else None
-    except Exception:  # noqa: BLE001 - a picture must not fail for want of a duration
-        return None
+        try:
+            from labkit.media.audio import probe
+
+            info = probe(audio_path(name))
+            return float(info.duration) if info.duration else None
+        except Exception:  # noqa: BLE001 - a picture must not fail for want of a duration
+            return None
+
+    return play_seconds
 
 
-def spans(events: Iterable[Event]) -> list[Span]:
-    """The stream, talk and WebSocket spans in `events` (times relative to the first event)."""
+def spans(events: Iterable[Event], play_seconds: Callable[[Any], float | None] | None = None) -> list[Span]:
+    """The stream, talk and WebSocket spans in `events` (times relative to the first event); a looped
+    stream's end is estimated from `play_seconds(file)` when given (see `play_seconds_from`)."""
+    play_seconds = play_seconds or play_seconds_from(None)
     items = sorted(events, key=lambda e: e.seq)
     if not items:
         return []
@@ -104,7 +109,7 @@ def spans(events: Iterable[Event]) -> list[Span]:
             loop = e.payload.get("loop", 1)
             span = Span(uuid, kind, t, None, _short(label))
             if kind == "stream" and isinstance(loop, int) and loop > 0:
-                one = _play_seconds(e.payload.get("file"))
+                one = play_seconds(e.payload.get("file"))
                 if one:
                     span.end, span.estimated = t + one * loop, True
             out.append(span)
@@ -130,11 +135,14 @@ def _short(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str | None = None) -> Figure:
+def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str | None = None,
+                  audio_path: Callable[[str], Path] | None = None) -> Figure:
     """Draw `events` (one call's, or a whole lab's) on one time axis; one row per call leg.
 
     Each leg's row shows its statuses as labelled markers and, just under it, its streams, talks and
-    WebSocket as bars. Returns the figure (displayed when it is a cell's last value).
+    WebSocket as bars. Returns the figure (displayed when it is a cell's last value). `audio_path` finds a
+    served file (`lab.audio_path`), so a stream's bar ends when its file would; `call.timeline()` and
+    `lab.timeline()` pass it.
     """
     import matplotlib.pyplot as plt
 
@@ -152,10 +160,11 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
         return fig
     t0, at = _seconds(items)
     now = max(at.values())
-    all_spans = spans(items)
+    play_seconds = play_seconds_from(audio_path)
+    all_spans = spans(items, play_seconds)
     ends = {e.uuid: at[e.seq] for e in reversed(items)
             if e.kind == "event" and e.status in FINAL_STATUSES and e.uuid}
-    script = script_spans(items, at, ends, _play_seconds)
+    script = script_spans(items, at, ends, play_seconds)
     right = max([now] + [s.end for s in [*all_spans, *script] if s.end is not None])
     right = max(right, 1.0)
 

@@ -3,6 +3,8 @@ sending (``pacer``), crash-safe recording (``recorder``), and notebook-friendly 
 
 Names are imported on first use so ``import labkit.media`` does not pull in numpy, scipy, soundfile
 or matplotlib before they are needed.
+
+May import: the foundations only (labkit.errors, labkit.config, ...).
 """
 
 from __future__ import annotations

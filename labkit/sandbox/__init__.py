@@ -22,8 +22,8 @@ Layout, in layers (moto's split of state from HTTP, and its `moto_api` control s
     audio/                  mixer, audio sources, speech, what a phone heard, WebSocket legs
     wire/                   HTTPS server, TLS, the webhook client (signing, chaos)
 
-Each layer imports only those below it and the foundations (labkit.errors, labkit.signing, ...), media
-among them; never the lab's server, the lab, live mode or the widgets. The sandbox is deterministic
+May import: media and the foundations (labkit.errors, labkit.signing, ...); never the lab's server, the
+lab, live mode or the widgets. Inside, each layer imports only those below it. The sandbox is deterministic
 apart from real time: at `speed=10` every timer and the audio clock run ten times faster.
 """
 

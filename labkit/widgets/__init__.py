@@ -2,6 +2,8 @@
 
 `lab.panel()` is `labkit.widgets.panel(lab)`. Widgets import ipywidgets, so this package loads only
 when a panel is asked for.
+
+May import: the lab, the sandbox (a virtual phone's audio), media and the foundations; never the cli.
 """
 
 from __future__ import annotations

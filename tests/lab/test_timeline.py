@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from labkit.events import Event, EventLog
-from labkit.lab.timeline import call_timeline, spans
+from labkit.lab.timeline import call_timeline, play_seconds_from, spans
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 LEG = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -62,8 +62,10 @@ def test_finite_stream_of_a_served_file_ends_after_its_length(lab):
     length = probe(lab.audio_path("music.wav")).duration
     log = log_of((0.0, "event", {"status": "answered"}),
                  (1.0, "lab", {"status": "stream-started", "file": "music.wav", "loop": 2}))
-    (stream,) = spans(log)
+    (stream,) = spans(log, play_seconds_from(lab.audio_path))
     assert stream.estimated and stream.end == pytest.approx(1.0 + 2 * length)
+    (unknown,) = spans(log)  # without the lab's files: no length to go by
+    assert unknown.end is None and not unknown.estimated
 
 
 def test_figure_draws_statuses_spans_and_several_legs(tmp_path):
@@ -173,7 +175,7 @@ def test_timeline_of_a_sandbox_call_draws_the_scripts_talk_and_stream_bars(fresh
     call.wait_for("completed", timeout=30)
     served = [e for e in call.events if e.status == "ncco-served"]
     assert len(served) == 1 and served[0].payload["via"] == "create-call"
-    fig = call_timeline(call.events)
+    fig = call.timeline()  # knows where the lab's files are: the stream's bar has its file's length
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert any(t.startswith("talk: \u201cHello there.") for t in labels), labels
     assert any(t.startswith("stream: beep.wav") for t in labels), labels
