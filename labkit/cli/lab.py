@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets as _secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +63,24 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0, *, 
     return False
 
 
+def _die_with_parent() -> None:
+    """In JupyterLab's process, before it runs (Linux): end it if `labkit lab` dies, even by SIGKILL, so
+    no JupyterLab is ever left serving the notebooks with nobody to stop it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - prctl(2)'s name
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _Stop(Exception):
+    """`labkit lab` was asked to stop: Ctrl-C, `kill`, or its terminal closed."""
+
+
+def _raise_stop(signum: int, _frame: Any) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def _port_taken(port: int) -> bool:
     """True when a server listens on `port` (bound as servers bind, so TIME_WAIT leftovers are free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -89,34 +108,60 @@ def cmd_lab(args: argparse.Namespace) -> int:
                ".env); put VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY in .env for live mode"
     print(f"labkit lab: {mode}")
     env = dict(os.environ, JUPYTER_TOKEN=token)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    proc: subprocess.Popen | None = None
+    try:
+        proc, port = _start(wanted, notebooks, env, token)
+        if proc is None:
+            return 1
+        url = f"http://127.0.0.1:{port}/lab?token={token}"
+        rule = "=" * min(len(url) + 4, 100)
+        print(f"\n{rule}\n  Open the lab in your browser:\n  {url}\n  ({mode.split(':')[0]}; Ctrl-C stops "
+              f"it)\n{rule}\n", flush=True)
+        code = proc.wait()
+        if code:
+            print(f"labkit lab: JupyterLab stopped on its own (exit status {code}; see its messages above).",
+                  file=sys.stderr)
+        return code
+    except (KeyboardInterrupt, _Stop):
+        if proc is not None and proc.poll() is None:
+            print("\nStopping JupyterLab...", flush=True)
+            _stop(proc)
+            print("JupyterLab stopped.", flush=True)
+        return 0  # stopping was asked for: that is success, so `make lab` ends quietly
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start(wanted: int, notebooks: Path, env: dict[str, str], token: str) -> tuple[subprocess.Popen | None, int]:
+    """JupyterLab answering with `token` on `wanted` or the next free port, as (process, port); (None, port)
+    when it would not start."""
+    port = wanted
     for _attempt in range(START_ATTEMPTS):
         port = wanted if not _port_taken(wanted) else _first_free_port(wanted + 1)
         if port != wanted:
             print(f"Port {wanted} is in use (another Jupyter or server?): using port {port} instead.")
         print(f"Starting JupyterLab on {notebooks} at port {port} ...", flush=True)
-        proc = subprocess.Popen(lab_command(port, notebooks), cwd=notebooks, env=env)
-        if _wait_for_port(port, proc, token=token):
-            break
+        # Its own session: Ctrl-C reaches `labkit lab` only, which stops JupyterLab itself (JupyterLab
+        # would otherwise ask "Shutdown this Jupyter server (y/[n])?" and race the stop).
+        proc = subprocess.Popen(lab_command(port, notebooks), cwd=notebooks, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        try:
+            if _wait_for_port(port, proc, token=token):
+                return proc, port
+        except BaseException:
+            _stop(proc)  # Ctrl-C or kill while it starts: never leave it behind
+            raise
         if proc.poll() is None:  # still running but never answered: say so and stop it
             print(f"labkit lab: JupyterLab did not answer on port {port} within 60 s; stopping it.",
                   file=sys.stderr)
             _stop(proc)
-            return 1
+            return None, port
         wanted = port + 1  # it exited: most likely the port was taken meanwhile; try the next one
-    else:
-        print(f"labkit lab: JupyterLab did not start after {START_ATTEMPTS} tries (see its messages above).",
-              file=sys.stderr)
-        return 1
-    try:
-        url = f"http://127.0.0.1:{port}/lab?token={token}"
-        rule = "=" * min(len(url) + 4, 100)
-        print(f"\n{rule}\n  Open the lab in your browser:\n  {url}\n  ({mode.split(':')[0]}; Ctrl-C stops "
-              f"it)\n{rule}\n", flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
-        print("\nStopping JupyterLab...", flush=True)
-        return _stop(proc)
-
+    print(f"labkit lab: JupyterLab did not start after {START_ATTEMPTS} tries (see its messages above).",
+          file=sys.stderr)
+    return None, port
 
 def _stop(proc: subprocess.Popen) -> int:
     proc.terminate()
