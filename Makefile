@@ -3,20 +3,32 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PORT   ?=
 
-.PHONY: lab test install system-deps lint bench doctor clean
+.PHONY: lab test install install-test system-deps lint bench doctor clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@echo "labkit: making a Python environment in $(VENV)/"
+	@$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changes.
+# `make lab` installs what the lab needs; `make test` adds the test tools (pytest, Playwright, ruff, ...).
+# Each reinstalls only when pyproject.toml changes.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "labkit: installing the lab's Python packages into $(VENV)/ (the vonage SDK, Flask, uvicorn, JupyterLab,"
+	@echo "        numpy, scipy, soundfile, matplotlib, ipywidgets, pyngrok; a minute or two the first time) ..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml $(STAMP)
+	@echo "labkit: installing the test tools into $(VENV)/ (pytest, nbmake, Playwright, ruff, import-linter) ..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(TEST_STAMP)
 
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 # Debian chromium for the browser tests (never `playwright install`: it downloads a browser); node/npm.
 system-deps:
@@ -33,7 +45,7 @@ system-deps:
 lab: install
 	$(PY) -m labkit.cli lab $(if $(PORT),--port $(PORT))
 
-test: install system-deps
+test: install-test system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --nbmake tests notebooks
 
