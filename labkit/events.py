@@ -79,17 +79,35 @@ class Event:
         extra = ""
         p = self.payload
         if "dtmf" in p and isinstance(p["dtmf"], dict):
-            extra = f" digits={p['dtmf'].get('digits')!r}"
+            extra = f" digits {readable(p['dtmf'].get('digits')) or '(none)'}"
         elif "digit" in p:
-            extra = f" digit={p['digit']!r}"
+            extra = f" digit {readable(p['digit'])}"
         elif "reason" in p:
-            extra = f" reason={p['reason']!r}"
+            extra = f" ({readable(p['reason'])})"
         elif "detail" in p:
-            extra = f" detail={p['detail']!r}"
+            extra = f" ({readable(p['detail'])})"
         elif "recording_url" in p:
             extra = f" recording={p['recording_url']}"
         uuid = (self.uuid or "")[:8]
         return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
+
+
+def readable(value: Any) -> str:
+    """A webhook field as a person reads it, not as Python prints it: `{'digits': '7', 'timed_out': False}`
+    reads "digits 7, timed out no", `['7']` reads "7", an NCCO reads "2 actions: talk, stream"."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if value.get("type") and len(value) <= 3:  # an endpoint: {"type": "phone", "number": "4477..."}
+            rest = [readable(v) for k, v in value.items() if k != "type" and v not in (None, "")]
+            return " ".join([str(value["type"]), *rest])
+        return ", ".join(f"{str(k).replace('_', ' ')} {readable(v)}" for k, v in value.items()
+                         if v not in (None, "", [], {}))
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) and "action" in v for v in value):
+            return f"{len(value)} action{'s' if len(value) != 1 else ''}: " + ", ".join(str(v["action"]) for v in value)
+        return ", ".join(readable(v) for v in value)
+    return str(value)
 
 
 def fingerprint(kind: str, payload: dict[str, Any]) -> str:
@@ -327,14 +345,14 @@ class EventLog:
     def _repr_html_(self) -> str:
         cells = []
         for e in self:
-            detail = ", ".join(f"{k}={v}" for k, v in e.payload.items()
+            detail = "; ".join(f"{k.replace('_', ' ')}: {readable(v)}" for k, v in e.payload.items()
                                if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to")
                                and v not in (None, "", [], {}))  # empty fields say nothing
             cells.append(
-                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+                "<tr>" + "".join(f"<td style='white-space:nowrap'>{html.escape(str(c))}</td>" for c in (
                     f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,
-                    e.payload.get("from", ""), e.payload.get("to", ""), detail[:160],
-                )) + "</tr>"
+                    readable(e.payload.get("from", "")), readable(e.payload.get("to", "")),
+                )) + f"<td>{html.escape(detail[:200])}</td></tr>"
             )
         head = "".join(f"<th>{h}</th>" for h in ("time", "kind", "call", "status", "from", "to", "detail"))
         return (f"<table class='labkit-events'><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}"

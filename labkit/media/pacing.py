@@ -101,4 +101,6 @@ class PlayHandle:
             if self.done.is_set()
             else "playing"
         )
-        return f"<PlayHandle {state} {self.frames_sent}/{self.frames_total} frames>"
+        seconds = self.frames_total * 0.02
+        return f"audio playing into the call: {state}, {self.frames_sent} of {self.frames_total} frames sent " \
+               f"({seconds:.1f} s in all)"

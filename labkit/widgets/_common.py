@@ -52,6 +52,9 @@ def guarded(method: F) -> F:
             result = method(self, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - that is the point: no tracebacks out of a click
             show_error(self, exc)
+            trace = getattr(self, "trace", None)
+            if trace is not None:
+                trace.value = ""  # the last click's tick belongs to a click that worked, not to this one
             return None
         if getattr(self, "last_error", None) is not None:
             show_error(self, None)

@@ -64,11 +64,19 @@ class WaitLine(widgets.HTML):
         super().close()
 
 
+# Mute and earmuff act on the leg to the phone, and read from the phone's side (Vonage: mute stops the
+# leg's audio reaching the call; earmuff: "the user cannot hear other participants, but other participants
+# can hear the user", the earmuff code snippet page). (label when off, label when on) per toggle:
+TOGGLE_LABELS = {"mute": ("Mute phone", "Phone muted"), "earmuff": ("Earmuff phone", "Phone earmuffed")}
+TOGGLE_TIPS = {
+    "mute": "the phone's voice is cut from the call (the phone still hears everything)",
+    "earmuff": "the phone hears nothing from the call (its voice still reaches the call)",
+}
 TOGGLE_WORDS = {
-    "mute": "muted: the other side no longer hears this call",
-    "unmute": "unmuted: the other side hears this call again",
-    "earmuff": "earmuffed: this call no longer hears the other side",
-    "unearmuff": "earmuff off: this call hears the other side again",
+    "mute": "phone muted: its voice is cut from the call; it still hears the call",
+    "unmute": "phone unmuted: its voice reaches the call again",
+    "earmuff": "phone earmuffed: it hears nothing from the call; its voice still reaches the call",
+    "unearmuff": "earmuff off: the phone hears the call again",
 }
 
 

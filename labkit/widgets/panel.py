@@ -32,7 +32,8 @@ from labkit.widgets._common import (
     keypad,
     show_error,
 )
-from labkit.widgets.lines import TOGGLE_WORDS, WaitLine, call_audio, clip, events_html, pick
+from labkit.widgets.lines import TOGGLE_LABELS, TOGGLE_TIPS, TOGGLE_WORDS, WaitLine, call_audio, clip, events_html, pick
+from labkit.widgets.panel_controls import PanelControls
 from labkit.widgets.panel_live import LivePanel
 from labkit.widgets.softphone import Softphone
 from labkit.widgets.waveform import LiveWaveform
@@ -46,12 +47,20 @@ __all__ = ["ControlPanel", "DEFAULT_PHONE", "panel"]
 DEFAULT_PHONE = "447700900001"  # the virtual phone the sandbox notebooks call
 
 
+def say_text(value: str) -> str:
+    """The Say box's text, or why it cannot be said."""
+    text = str(value).strip()
+    if not text:
+        raise InvalidInput("Type what to say in the Say box first.")
+    return validate.talk_text(text, "the Say box")
+
+
 def panel(lab: Lab, **kwargs: Any) -> ControlPanel:
     """The control panel for `lab` (see `ControlPanel` for the options)."""
     return ControlPanel(lab, **kwargs)
 
 
-class ControlPanel(LivePanel, widgets.HBox):
+class ControlPanel(LivePanel, PanelControls, widgets.HBox):
     """Place a call, steer it (stream, say, keys, mute, earmuff, hang up) and watch what happens.
 
     Options: `to` (number to call; default TO_NUMBER, or the sandbox's virtual phone), `ncco` (the
@@ -109,10 +118,12 @@ class ControlPanel(LivePanel, widgets.HBox):
                                      layout=widgets.Layout(width="360px"))
         self.say_button = widgets.Button(description="Say", icon="comment", tooltip="text-to-speech into the call")
         self.keypad, self.dtmf_keys = keypad(self._press)
-        self.mute_toggle = widgets.ToggleButton(value=False, description="Mute", icon="microphone-slash",
-                                                tooltip="the other side stops hearing this call")
-        self.earmuff_toggle = widgets.ToggleButton(value=False, description="Earmuff", icon="deaf",
-                                                   tooltip="this call stops hearing the other side")
+        # Named from the phone's side (Vonage: mute stops the leg's audio reaching the call; earmuff stops the
+        # leg hearing it, "the user cannot hear other participants, but other participants can hear the user")
+        self.mute_toggle = widgets.ToggleButton(value=False, description=TOGGLE_LABELS["mute"][0],
+                                                icon="microphone-slash", tooltip=TOGGLE_TIPS["mute"])
+        self.earmuff_toggle = widgets.ToggleButton(value=False, description=TOGGLE_LABELS["earmuff"][0],
+                                                   icon="deaf", tooltip=TOGGLE_TIPS["earmuff"])
         # -- what came back
         self.events_html = widgets.HTML(value=events_html([], None))
         self.events_html.add_class("labkit-events")
@@ -124,6 +135,8 @@ class ControlPanel(LivePanel, widgets.HBox):
         self.error = error_line()
 
         self.to.observe(self._on_to_change, names="value")
+        for field in (self.stream_loop, self.stream_level, self.say_text):
+            field.observe(self._on_field_change, names="value")
         self.call_button.on_click(self._on_call)
         self.hangup_button.on_click(self._on_hangup)
         self.stream_toggle.observe(self._on_stream_toggle, names="value")
@@ -170,8 +183,10 @@ class ControlPanel(LivePanel, widgets.HBox):
         for event in list(lab.events)[-max_events:]:
             self._recent.append(event)
         self._unsubscribe = lab.events.subscribe(self._on_event)
+        self._adopt_running_call()  # a re-run cell takes over the call the old panel steered
         self._render_events()
         self._refresh_recordings()
+        self._sync_controls()
 
     # -- which call ------------------------------------------------------------------------------
     def attach(self, call: Call) -> None:
@@ -182,6 +197,7 @@ class ControlPanel(LivePanel, widgets.HBox):
             self.waveform.unfollow()
             self._stop_phone_feed()
             self.waveform.reset()
+            self._hide_player()  # the last call's recording is not this call's
             self._keys_sent = ""
             if self.audio is not None:
                 self.audio.follow(call)
@@ -192,6 +208,7 @@ class ControlPanel(LivePanel, widgets.HBox):
         self._refresh_status()
         self._follow_audio()
         self._render_events()
+        self._sync_controls()
 
     def _use_softphone(self, number: str) -> None:
         """Sandbox: show the handset of the phone about to be called (the old one goes back to normal)."""
@@ -229,7 +246,7 @@ class ControlPanel(LivePanel, widgets.HBox):
         with self._lock:
             if self.call_is_up():
                 # A second click that arrived before the button was disabled: one click, one call.
-                self._say_done("a call is already up: hang it up before placing another")
+                self._refuse("a call is already up: hang it up before placing another")
                 return
             self._placing = True
             self.call_button.disabled = True
@@ -271,8 +288,9 @@ class ControlPanel(LivePanel, widgets.HBox):
                 if not self.stream_file.value:
                     raise InvalidInput("No audio file to stream: put MP3/WAV files in the lab's audio folder "
                                        "(lab.add_audio_dir(...)).")
-                call.stream(self.stream_file.value, loop=int(self.stream_loop.value),
-                            level=float(self.stream_level.value))
+                loop = self._check_field(self.stream_loop, validate.loop)
+                level = self._check_field(self.stream_level, validate.level)
+                call.stream(self.stream_file.value, loop=loop, level=level)
                 self.stream_toggle.icon = "stop"
                 self.stream_toggle.description = "Stop stream"
                 self._say_done(f"streaming {self.stream_file.value} into the call")
@@ -286,9 +304,7 @@ class ControlPanel(LivePanel, widgets.HBox):
 
     @guarded
     def _on_say(self, _button: Any = None) -> None:
-        text = self.say_text.value.strip()
-        if not text:
-            raise InvalidInput("Type what to say in the Say box first.")
+        text = self._check_field(self.say_text, say_text)
         self._require_call().say(text)
         self._say_done(f"saying \u201c{clip(text)}\u201d")
 
@@ -317,44 +333,6 @@ class ControlPanel(LivePanel, widgets.HBox):
             raise
         self._show_toggle(widget)
         self._say_done(TOGGLE_WORDS[on if change["new"] else off])
-
-    def _show_toggle(self, widget: widgets.ToggleButton) -> None:
-        """A toggle that is on says so in its label and colour (Muted / Earmuffed), not only its shade."""
-        base = "Mute" if widget is self.mute_toggle else "Earmuff"
-        widget.description = (base + "d" if base == "Mute" else base + "ed") if widget.value else base
-        widget.button_style = "warning" if widget.value else ""
-
-    def _say_done(self, text: str) -> None:
-        """The trace line: what the last click did, so no button leaves a person guessing."""
-        self.trace.value = f"<small style='{OK_STYLE}'>&#10003; {html.escape(text)}</small>"
-
-    # -- toggles the panel resets itself --------------------------------------------------------------
-    def _set_quietly(self, widget: widgets.ToggleButton, value: bool) -> None:
-        self._quiet = True
-        try:
-            widget.value = value
-        finally:
-            self._quiet = False
-        if widget is self.stream_toggle and not value:
-            self._set_stream_idle()
-        elif widget is not self.stream_toggle:
-            self._show_toggle(widget)
-
-    def _set_stream_idle(self) -> None:
-        self.stream_toggle.icon = "play"
-        self.stream_toggle.description = "Stream"
-
-    def _reset_toggles(self) -> None:
-        for widget in (self.stream_toggle, self.mute_toggle, self.earmuff_toggle):
-            if widget.value:
-                self._set_quietly(widget, False)
-
-    def _refresh_files(self) -> None:
-        files = self.lab.audio_files()
-        if list(self.stream_file.options) != files:
-            current = self.stream_file.value
-            self.stream_file.options = files
-            self.stream_file.value = current if current in files else pick(files)
 
     # -- cleanup -----------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -69,6 +69,7 @@ class LivePanel:
         call = self.call
         if call is None:
             self.status.value = "no call"
+            self._sync_controls()
             return
         status = call.status or "placed"
         self.status.value = status
@@ -77,9 +78,7 @@ class LivePanel:
             self._stop_phone_feed()
             if self.audio is not None and self.audio.call is call:
                 self.audio.follow(None)
-            self.call_button.disabled = self._placing
-        else:
-            self.call_button.disabled = True
+        self._sync_controls()
 
     def _follow_audio(self) -> None:
         """The waveform shows the call's WebSocket audio when it has one, else (sandbox) what the
@@ -104,7 +103,7 @@ class LivePanel:
 
     def _render_events(self) -> None:
         if self.call is None:
-            self.call_button.disabled = self._placing
+            self._sync_controls()
         with self._lock:
             call = self.call
             self.events_html.value = events_html(list(self._recent), call.uuid if call else None)

@@ -18,7 +18,7 @@ import numpy as np
 
 from labkit.errors import LabkitError
 from labkit.events import Event
-from labkit.widgets._common import OK_STYLE, error_line, guarded, keypad, wav_bytes
+from labkit.widgets._common import OK_STYLE, error_line, guarded, keypad, show_error, wav_bytes
 from labkit.widgets.waveform import LiveWaveform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,17 +210,30 @@ class Softphone(widgets.VBox):
             previous, self._last_state = self._last_state, state
             if previous == "idle" and state != "idle":
                 self._start = int(getattr(self.phone, "position", 0))  # a new call: hear it from here
+                self._new_call()
             self.state.value = state
             is_ringing = state == "ringing"
             in_call = state == "answered"
             self.answer_button.disabled = not is_ringing
             self.reject_button.disabled = not is_ringing
             self.hangup_button.disabled = not (in_call or is_ringing)
+            for control in (*self.dtmf_keys.values(), self.say_button):
+                control.disabled = not in_call  # keys and speech need an answered call
             if in_call:
                 self._follow()
             elif state == "idle" and previous != "idle":
                 self.caller.value = ""
                 self._show_heard()
+
+    def _new_call(self) -> None:
+        """A new call rings: nothing of the last one stays (its trace, error, waveform and player)."""
+        self.trace.value = ""
+        if self.last_error is not None:
+            show_error(self, None)
+        self._keys = ""
+        self.waveform.reset()
+        self.player.layout.display = "none"
+        self.player.value = b""
 
     def _follow(self) -> None:
         if self._stop_follow is None:

@@ -188,3 +188,36 @@ def test_a_wait_gives_late_events_a_moment_after_the_final_one():
     assert log.wait_for("answered", uuid="u1", timeout=5).status == "answered"
     with pytest.raises(WaitTimeout, match="ended with 'completed'"):
         log.wait_for("input", uuid="u1", timeout=30)  # gives up after the grace, not the timeout
+
+
+def test_what_a_person_reads_has_no_python_in_it():
+    """The events table and lines: no dict braces, list brackets, quotes or True/False (issue 22)."""
+    from labkit.events import EventLog, readable
+
+    assert readable({"digits": "7", "timed_out": False}) == "digits 7, timed out no"
+    assert readable(["7"]) == "7"
+    assert readable([{"action": "talk", "text": "hi"}, {"action": "stream"}]) == "2 actions: talk, stream"
+    assert readable({"type": "phone", "number": "447700900001"}) == "phone 447700900001"
+    log = EventLog()
+    log.add("event", {"uuid": "u1", "status": "input", "dtmf": {"digits": "7", "timed_out": False},
+                      "speech": {"results": []}, "to": {"type": "phone", "number": "447700900001"}})
+    log.add("lab", {"uuid": "u1", "status": "ncco-served", "via": "answer_url",
+                    "ncco": [{"action": "talk", "text": "hello"}]})
+    import re
+
+    table = log._repr_html_()
+    text = re.sub(r"<[^>]+>", " ", table)  # what the notebook shows: the cells' text
+    for python in ("{", "}", "[", "]", "'", "False", "True"):
+        assert python not in text, (python, text)
+    assert "digits 7, timed out no" in table and "1 action: talk" in table
+    assert "white-space:nowrap'>ncco-served<" in table  # a status never splits over two lines
+    line = list(log)[0].summary()
+    assert line.endswith("input digits 7"), line
+
+
+def test_a_virtual_phone_reads_as_a_sentence(fresh):
+    phone = fresh.phone("447700900220").set(outcome="answer", answer_after=0.5)
+    assert repr(phone) == "447700900220: a virtual phone, idle; answers after 0.5 s"
+    phone.set(outcome="busy", machine=True)
+    assert repr(phone) == "447700900220: an answering machine, idle; is busy to every call"
+    phone.set(outcome="answer", machine=False)

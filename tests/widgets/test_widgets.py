@@ -183,6 +183,12 @@ def test_softphone_reject(make_panel):
     assert p.softphone.state.value == "idle" and p.softphone.answer_button.disabled
     p.softphone.answer_button.click()  # nothing is ringing any more: an error line, not an exception
     assert "no ringing call" in p.softphone.error.value
+    assert p.softphone.dtmf_keys["1"].disabled and p.softphone.say_button.disabled  # no call to press into
+    p.call_button.click()  # the next call: nothing of the last one stays on the handset
+    wait_until(lambda: p.softphone.state.value == "ringing", what="ringing again")
+    assert p.softphone.trace.value == "" and p.softphone.error.value == ""
+    assert p.softphone.player.layout.display == "none"
+    p.softphone.reject_button.click()
 
 
 def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
@@ -273,12 +279,12 @@ def test_every_panel_button_leaves_a_trace(make_panel, fresh):
     p.dtmf_keys["#"].click()
     assert "sent key #" in p.trace.value and "5#" in p.trace.value
     p.mute_toggle.value = True
-    assert p.mute_toggle.description == "Muted" and p.mute_toggle.button_style == "warning"
-    assert "muted" in p.trace.value
+    assert p.mute_toggle.description == "Phone muted" and p.mute_toggle.button_style == "warning"
+    assert "phone muted: its voice is cut from the call" in p.trace.value
     p.earmuff_toggle.value = True
-    assert p.earmuff_toggle.description == "Earmuffed" and "earmuffed" in p.trace.value
+    assert p.earmuff_toggle.description == "Phone earmuffed" and "it hears nothing from the call" in p.trace.value
     p.mute_toggle.value = False
-    assert p.mute_toggle.description == "Mute" and "unmuted" in p.trace.value
+    assert p.mute_toggle.description == "Mute phone" and "unmuted" in p.trace.value
     p.say_text.value = "Testing one two"
     p.say_button.click()
     assert "Testing one two" in p.trace.value
@@ -291,7 +297,8 @@ def test_every_panel_button_leaves_a_trace(make_panel, fresh):
     p.hangup_button.click()
     assert "hang-up sent" in p.trace.value
     wait_until(lambda: p.status.value == "completed", what="completed")
-    assert p.earmuff_toggle.description == "Earmuff"  # reset with the call, label too
+    assert p.earmuff_toggle.description == "Earmuff phone"  # reset with the call, label too
+    assert all(control.disabled for control in p.call_controls())  # nothing to act on once it ended
 
 
 def test_errors_speak_the_panels_words_and_clear_when_fixed(make_panel, fresh):
@@ -500,3 +507,98 @@ def test_panel_has_the_browser_audio_and_it_follows_the_panels_call(make_panel, 
     p.hangup_button.click()  # the phone may still be ringing: then the call ends 'cancelled', not 'completed'
     wait_until(lambda: call.ended and p.status.value == call.status, what="the call's final status")
     assert p.audio.call is None
+
+
+# -- controls that tell the truth (issue 22) ----------------------------------------------------------------
+def test_controls_that_need_a_call_are_disabled_until_there_is_one(make_panel, fresh):
+    fresh.phone("447700900215").set(outcome="answer", answer_after=0.2)
+    p = make_panel(to="447700900215", softphone=False)
+    assert p.status.value == "no call" and not p.call_button.disabled
+    assert all(control.disabled for control in p.call_controls()), [c.description for c in p.call_controls()]
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    assert not any(control.disabled for control in p.call_controls()) and p.call_button.disabled
+    p.hangup_button.click()
+    wait_until(lambda: p.status.value == "completed", what="completed")
+    assert all(control.disabled for control in p.call_controls()) and not p.call_button.disabled
+
+
+def test_a_panel_made_again_during_a_call_takes_it_over_and_hangs_it_up(make_panel, fresh):
+    phone = fresh.phone("447700900216")
+    phone.set(outcome="answer", answer_after=0.1)
+    first = make_panel(to="447700900216", softphone=False)
+    first.call_button.click()
+    wait_until(lambda: first.status.value == "answered", what="answered")
+    second = make_panel(to="447700900216", softphone=False)  # the cell re-run mid-call
+    assert second.call is not None and second.call.uuid == first.call.uuid
+    assert second.status.value == "answered" and not second.hangup_button.disabled
+    assert "took over call" in second.trace.value
+    second.hangup_button.click()
+    assert second.error.value == "" and "hang-up sent" in second.trace.value
+    wait_until(lambda: second.status.value == "completed", what="completed")
+    wait_until(lambda: phone.state == "idle", what="the phone to be idle")
+
+
+def test_a_refusal_never_shows_a_tick(make_panel, fresh):
+    fresh.phone("447700900217").set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900217", softphone=False)
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    p.call_button.click()  # a second click that got through before the button was disabled
+    assert "already up" in p.trace.value and "&#10003;" not in p.trace.value
+    p.say_text.value = "Hello"
+    p.say_button.click()
+    assert "&#10003;" in p.trace.value  # a Say that worked is ticked ...
+    p.say_text.value = ""
+    p.say_button.click()
+    assert "Type what to say" in p.error.value and p.trace.value == ""  # ... a refused one is not
+    p.hangup_button.click()
+
+
+def test_an_input_error_clears_once_the_input_is_fixed(make_panel, fresh):
+    fresh.phone("447700900218").set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900218", softphone=False)
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    p.stream_loop.value = -2
+    p.stream_toggle.value = True
+    assert "loop must be a whole number" in p.error.value and not p.stream_toggle.value
+    p.stream_loop.value = -1
+    assert "loop must be" in p.error.value  # still wrong: the error stays
+    p.stream_loop.value = 1
+    assert p.error.value == ""  # fixed: the error goes without another click
+    p.say_text.value = "  "
+    p.say_button.click()
+    assert "Type what to say" in p.error.value
+    p.say_text.value = "hello"
+    assert p.error.value == ""
+    p.hangup_button.click()
+
+
+def test_mute_and_earmuff_do_what_their_labels_say_to_what_the_phone_hears(make_panel, fresh):
+    """Earmuff: the phone hears nothing; Mute: the phone still hears the call (its own voice is what is cut)."""
+    from support.sandbox import rms
+
+    phone = fresh.phone("447700900219")
+    phone.set(outcome="answer", answer_after=0.1)
+    p = make_panel(to="447700900219", softphone=False)
+    p.call_button.click()
+    wait_until(lambda: p.status.value == "answered", what="answered")
+    p.stream_loop.value = 0
+    p.stream_toggle.value = True
+
+    def heard_for(seconds: float) -> float:
+        start = phone.position
+        wait_until(lambda: phone.position - start >= seconds * 16000, timeout=10, what="audio")  # 16 kHz heard
+        return rms(phone.heard_since(start).samples)
+
+    assert heard_for(1.0) > 500  # the music reaches the phone
+    p.earmuff_toggle.value = True
+    assert "Phone earmuffed" == p.earmuff_toggle.description
+    heard_for(0.2)  # the earmuff takes effect between ticks
+    assert heard_for(1.0) < 50, "earmuffed, the phone should hear nothing"
+    p.earmuff_toggle.value = False
+    p.mute_toggle.value = True
+    heard_for(0.2)
+    assert heard_for(1.0) > 500, "muted, the phone still hears the call: only its own voice is cut"
+    p.hangup_button.click()

@@ -330,5 +330,11 @@ class VirtualPhone:
         self.received_dtmf += digits
 
     def __repr__(self) -> str:
-        kind = " machine" if self.machine else ""
-        return f"<VirtualPhone {self.number} {self._state} outcome={self.outcome}{kind}>"
+        """A sentence, as a notebook shows it: what the phone is doing and what it does when called."""
+        what = "an answering machine" if self.machine else "a virtual phone"
+        does = {"answer": f"answers after {self.answer_after:g} s", "busy": "is busy to every call",
+                "reject": "rejects calls", "manual": "rings until someone answers it on the softphone",
+                "unanswered": "rings without answering",
+                "fail": "fails to connect"}.get(self.outcome, f"does '{self.outcome}' when called")
+        hangs = f", hangs up {self.hangup_after:g} s after answering" if self.hangup_after else ""
+        return f"{self.number}: {what}, {self._state}; {does}{hangs}"

@@ -67,7 +67,12 @@ export function createCallAudio(root, transport) {
   Object.assign(speakerMeter, { min: 0, max: 1, value: 0, title: "what you hear" });
   const micMeter = el_("meter", "labkit-mic-level");
   Object.assign(micMeter, { min: 0, max: 1, value: 0, title: "your microphone" });
-  for (const b of [listen, talk, mute]) { b.type = "button"; b.style.width = "auto"; b.style.padding = "0 10px"; }
+  // Each button as wide as its longest label ("Stop listening", "Stop talking", "Unmute mic"), so the row
+  // never reflows when a label changes under the pointer.
+  const widest = { Listen: "9.5em", Talk: "8.5em", "Mute mic": "7.5em" };
+  for (const b of [listen, talk, mute]) {
+    b.type = "button"; b.style.width = widest[b.textContent]; b.style.padding = "0 8px"; b.style.flex = "none";
+  }
   mute.disabled = true;
   volume.style.width = "90px";
   const label = (text, ...kids) => { const l = el_("label", "", text + " "); l.append(...kids); l.style.fontSize = "12px"; return l; };
@@ -88,7 +93,10 @@ export function createCallAudio(root, transport) {
     const parts = [];
     const source = transport.source();
     parts.push(s.listening ? (source ? `listening to ${source}` : "listening: no call right now") : "not listening");
-    parts.push(s.talking ? (s.muted ? "talking (mic muted)" : "talking: the call hears your microphone") : "not talking");
+    // Only claim the call hears you when there is a call to hear you: with none, nothing is sent.
+    parts.push(s.talking ? (s.muted ? "talking (mic muted)"
+      : (source ? "talking: the call hears your microphone" : "talking: nothing is sent until there is a call"))
+      : "not talking");
     status.textContent = parts.join(" \u00b7 ");
     listen.textContent = s.listening ? "Stop listening" : "Listen";
     talk.textContent = s.talking ? "Stop talking" : "Talk";
