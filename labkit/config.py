@@ -44,10 +44,23 @@ def _env_file_default() -> Path | None:
 
 
 def state_dir() -> Path:
-    """Per-installation state (sandbox certificate and keys): `LABKIT_HOME` or ~/.cache/labkit."""
-    base = os.environ.get("LABKIT_HOME") or Path.home() / ".cache" / "labkit"
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
+    """Per-installation state (sandbox certificate and keys, the event journal): `LABKIT_HOME` or
+    ~/.cache/labkit. A folder that cannot be made or written (a file in the way, no permission, a
+    read-only disk) is a ConfigError that says what to do, not an OSError from deep inside a start."""
+    given = os.environ.get("LABKIT_HOME")
+    path = Path(given).expanduser() if given else Path.home() / ".cache" / "labkit"
+    name = f"LABKIT_HOME ({path})" if given else f"the lab's state folder {path} (LABKIT_HOME unset)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{name} is a file, not a folder: set LABKIT_HOME to a folder the lab may write "
+                          "(or unset it for ~/.cache/labkit), or move that file away.") from None
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be created ({exc.strerror or exc}): set LABKIT_HOME to a folder "
+                          "you can write, for example LABKIT_HOME=~/labkit-state.") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} is not a folder this user can write: fix its permissions (chmod u+rwx), "
+                          "or set LABKIT_HOME to a folder you can write.")
     return path
 
 
