@@ -120,6 +120,9 @@ class Settings:
     api_host: str | None = None  # VONAGE_API_HOST: another Vonage-compatible host (host[:port]) for live mode
     rest_host: str | None = None  # VONAGE_REST_HOST: the Numbers API's host, likewise
     ngrok_domain: str | None = None  # NGROK_DOMAIN: a reserved ngrok domain, the same URL every start
+    # LABKIT_UNSIGNED_SOCKETS: live mode without a signature secret hands socket tokens to answer requests
+    # it cannot check (anyone who finds the tunnel can then open a WebSocket and a recording). Off unless set.
+    unsigned_sockets: bool = False
 
     @classmethod
     def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
@@ -164,6 +167,7 @@ class Settings:
             api_host=_host(get("VONAGE_API_HOST")),
             rest_host=_host(get("VONAGE_REST_HOST")),
             ngrok_domain=get("NGROK_DOMAIN"),
+            unsigned_sockets=_flag("LABKIT_UNSIGNED_SOCKETS", get("LABKIT_UNSIGNED_SOCKETS")),
         )
 
     @property
@@ -250,6 +254,18 @@ def _host(value: str | None) -> str | None:
     if not value:
         return None
     return re.sub(r"^[a-z]+://", "", value.strip(), flags=re.I).split("/", 1)[0] or None
+
+
+def _flag(name: str, value: str | None) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (unset is no)."""
+    if value is None:
+        return False
+    text = value.lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no value: use 1 or 0 (or unset it for no).")
 
 
 def _loopback(url: str) -> bool:

@@ -56,6 +56,12 @@ class LabAsgi:
                 await _plain(send, refused.status, f"Refused: {refused.reason}.\n", limits.send_timeout)
             return
 
+        if declared is None and body is not None and _has(scope, b"transfer-encoding"):
+            # The body is read whole, so the app gets it framed by its real length: Content-Length as
+            # received (a smuggling attempt's) is dropped, as RFC 9112 6.3 tells an intermediary to do.
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
+                                          if k not in (b"content-length", b"transfer-encoding")]
+                     + [(b"content-length", str(len(body)).encode())]}
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -93,6 +99,10 @@ class LabAsgi:
 
     def close(self) -> None:
         self.wsgi.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _has(scope: dict[str, Any], name: bytes) -> bool:
+    return any(key == name for key, _ in scope.get("headers", ()))
 
 
 def _framing(scope: dict[str, Any]) -> tuple[int | None, bool]:
