@@ -1,9 +1,10 @@
 """Limits a server on a public tunnel needs, and the pieces of the uvicorn stack that enforce them.
 
 Anyone who finds the tunnel's URL can talk to the lab, so every resource a peer can hold is bounded:
-body size, time to send headers and body, WebSocket message size, idle/half-open sockets (ping),
-concurrent connections, and the time one send may take. Refused requests are counted per kind and
-reported one line at a time (`Refusals`), never one event each.
+body and header size, time to send headers and body, WebSocket message size, idle/half-open sockets
+(ping), concurrent connections, and the time one send may take. Refused requests are counted per kind
+and reported one line at a time (`Refusals`), never one event each; so are the HTTP layer's own
+complaints (`CountingLogger`), which uvicorn would otherwise print into the notebook once per request.
 
 Each limit is a setting read from the environment (defaults in the README); tests pass small values.
 """
