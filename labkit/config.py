@@ -44,10 +44,23 @@ def _env_file_default() -> Path | None:
 
 
 def state_dir() -> Path:
-    """Per-installation state (sandbox certificate and keys): `LABKIT_HOME` or ~/.cache/labkit."""
-    base = os.environ.get("LABKIT_HOME") or Path.home() / ".cache" / "labkit"
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
+    """Per-installation state (sandbox certificate and keys, the event journal): `LABKIT_HOME` or
+    ~/.cache/labkit. A folder that cannot be made or written (a file in the way, no permission, a
+    read-only disk) is a ConfigError that says what to do, not an OSError from deep inside a start."""
+    given = os.environ.get("LABKIT_HOME")
+    path = Path(given).expanduser() if given else Path.home() / ".cache" / "labkit"
+    name = f"LABKIT_HOME ({path})" if given else f"the lab's state folder {path} (LABKIT_HOME unset)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{name} is a file, not a folder: set LABKIT_HOME to a folder the lab may write "
+                          "(or unset it for ~/.cache/labkit), or move that file away.") from None
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be created ({exc.strerror or exc}): set LABKIT_HOME to a folder "
+                          "you can write, for example LABKIT_HOME=~/labkit-state.") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} is not a folder this user can write: fix its permissions (chmod u+rwx), "
+                          "or set LABKIT_HOME to a folder you can write.")
     return path
 
 
@@ -107,6 +120,9 @@ class Settings:
     api_host: str | None = None  # VONAGE_API_HOST: another Vonage-compatible host (host[:port]) for live mode
     rest_host: str | None = None  # VONAGE_REST_HOST: the Numbers API's host, likewise
     ngrok_domain: str | None = None  # NGROK_DOMAIN: a reserved ngrok domain, the same URL every start
+    # LABKIT_UNSIGNED_SOCKETS: live mode without a signature secret hands socket tokens to answer requests
+    # it cannot check (anyone who finds the tunnel can then open a WebSocket and a recording). Off unless set.
+    unsigned_sockets: bool = False
 
     @classmethod
     def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
@@ -151,6 +167,7 @@ class Settings:
             api_host=_host(get("VONAGE_API_HOST")),
             rest_host=_host(get("VONAGE_REST_HOST")),
             ngrok_domain=get("NGROK_DOMAIN"),
+            unsigned_sockets=_flag("LABKIT_UNSIGNED_SOCKETS", get("LABKIT_UNSIGNED_SOCKETS")),
         )
 
     @property
@@ -237,6 +254,18 @@ def _host(value: str | None) -> str | None:
     if not value:
         return None
     return re.sub(r"^[a-z]+://", "", value.strip(), flags=re.I).split("/", 1)[0] or None
+
+
+def _flag(name: str, value: str | None) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (unset is no)."""
+    if value is None:
+        return False
+    text = value.lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no value: use 1 or 0 (or unset it for no).")
 
 
 def _loopback(url: str) -> bool:

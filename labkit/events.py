@@ -6,7 +6,7 @@ call state, so what a user sees is exactly what the platform sent.
 
 from __future__ import annotations
 
-import html
+import errno
 import itertools
 import json
 import os
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import WaitTimeout
+from labkit.readable import events_table, readable
 
 # Statuses after which a call can no longer change: waiting for anything else is pointless.
 FINAL_STATUSES = frozenset(
@@ -92,22 +93,17 @@ class Event:
         return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
 
 
-def readable(value: Any) -> str:
-    """A webhook field as a person reads it, not as Python prints it: `{'digits': '7', 'timed_out': False}`
-    reads "digits 7, timed out no", `['7']` reads "7", an NCCO reads "2 actions: talk, stream"."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        if value.get("type") and len(value) <= 3:  # an endpoint: {"type": "phone", "number": "4477..."}
-            rest = [readable(v) for k, v in value.items() if k != "type" and v not in (None, "")]
-            return " ".join([str(value["type"]), *rest])
-        return ", ".join(f"{str(k).replace('_', ' ')} {readable(v)}" for k, v in value.items()
-                         if v not in (None, "", [], {}))
-    if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, dict) and "action" in v for v in value):
-            return f"{len(value)} action{'s' if len(value) != 1 else ''}: " + ", ".join(str(v["action"]) for v in value)
-        return ", ".join(readable(v) for v in value)
-    return str(value)
+def _write_all(fd: int, data: bytes) -> int:
+    """Write all of `data` to `fd`, or raise: a short write (a filling disk) is continued, and the write
+    after it then raises ENOSPC, which the caller turns into a cut-back."""
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        n = os.write(fd, view[done:])
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        done += n
+    return done
 
 
 def fingerprint(kind: str, payload: dict[str, Any]) -> str:
@@ -157,7 +153,8 @@ class EventLog:
         self.text_limit = text_limit
         self.journal = Path(journal) if journal is not None else None
         self.journal_error: str | None = None
-        self._journal_file: Any = None
+        self.history_skipped = 0  # lines the last history() could not read (torn)
+        self._journal_fd: int | None = None
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, kind: str, payload: dict[str, Any]) -> Event:
@@ -197,39 +194,87 @@ class EventLog:
         return event
 
     def _write_journal(self, event: Event) -> None:
-        """Append the whole event to the journal (lock held). A journal that cannot be written (disk full)
-        is reported once in `journal_error` and in a 'journal-stopped' event, never raised into a webhook."""
+        """Append the whole event to the journal as one line, or nothing of it (lock held).
+
+        One `os.write` of the whole line on an O_APPEND descriptor; when the disk fills mid-line (a short
+        write, or ENOSPC), the file is cut back to where the line began, so the journal never holds half a
+        line. A journal that cannot be written is reported once (`journal_error` and a 'journal-stopped'
+        event) and is never raised into a webhook: the events stay in memory.
+        """
         if self.journal is None or self.journal_error is not None:
             return
-        line = json.dumps({"seq": event.seq, "time": event.received_at.isoformat(), "kind": event.kind,
-                           "payload": event.payload}, default=str)
+        line = (json.dumps({"seq": event.seq, "time": event.received_at.isoformat(), "kind": event.kind,
+                            "payload": event.payload}, default=str) + "\n").encode("utf-8")
+        start: int | None = None
         try:
-            if self._journal_file is None:
+            if self._journal_fd is None:
                 self.journal.parent.mkdir(parents=True, exist_ok=True)
-                self._journal_file = open(self.journal, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-            self._journal_file.write(line + "\n")
-            self._journal_file.flush()
+                self._journal_fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            start = os.fstat(self._journal_fd).st_size
+            _write_all(self._journal_fd, line)
         except OSError as exc:
-            self.journal_error = f"the event journal {self.journal} cannot be written ({exc}); events stay in memory"
+            self.journal_error = (f"the event journal {self.journal} cannot be written ({exc}); the events from "
+                                  f"seq {event.seq} on stay in memory only")
+            self._cut_back(start)
+
+    def _cut_back(self, start: int | None) -> None:
+        """After a failed write, cut the journal back to `start` (the line's beginning) and close it."""
+        fd, self._journal_fd = self._journal_fd, None
+        if fd is None:
+            return
+        try:
+            if start is not None:
+                os.ftruncate(fd, start)  # frees blocks, so it works on a full disk
+        except OSError:
+            pass  # history() skips a torn last line anyway, and says so
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def history(self) -> Iterator[Event]:
-        """Every event since the log started, in full, from the journal (or the memory window without one)."""
+        """Every event since the log started, in full, from the journal (or the memory window without one).
+
+        A line that is not whole JSON (cut short by a kill -9 mid-write, or a full disk on another version)
+        is skipped: `history_skipped` counts them and a last 'lab' event, status 'journal-torn', says which
+        lines, so a torn journal never makes history() raise.
+        """
+        self.history_skipped = 0
         if self.journal is None or not self.journal.is_file():
             yield from self
             return
-        with open(self.journal, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
+        torn: list[int] = []
+        with open(self.journal, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
-                    yield Event(kind=row["kind"], payload=row["payload"], seq=row["seq"],
-                                received_at=datetime.fromisoformat(row["time"]))
+                    event = Event(kind=row["kind"], payload=row["payload"], seq=row["seq"],
+                                  received_at=datetime.fromisoformat(row["time"]))
+                except (ValueError, KeyError, TypeError):
+                    torn.append(number)
+                    continue
+                yield event
+        if torn:
+            self.history_skipped = len(torn)
+            where = ", ".join(map(str, torn[:10])) + (" ..." if len(torn) > 10 else "")
+            yield Event(kind="lab", payload={
+                "status": "journal-torn", "lines": torn[:100],
+                "reason": f"{len(torn)} line(s) of {self.journal} are not whole events (line {where}): skipped. "
+                          "A full disk or a killed kernel cut them; every other event is here."})
 
     def close(self) -> None:
-        """Close the journal file (the lab does this when it stops)."""
+        """Close the journal (the lab does this when it stops). Never raises: every line is already written
+        whole (there is no buffer to flush), and a descriptor that fails to close has nothing left to lose."""
         with self._cond:
-            if self._journal_file is not None:
-                self._journal_file.close()
-                self._journal_file = None
+            fd, self._journal_fd = self._journal_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         """Call `fn(event)` for every new event (on the webhook's thread); returns an unsubscribe."""
@@ -343,17 +388,4 @@ class EventLog:
         return f"EventLog({len(lines)} events)" + ("\n" + "\n".join(lines[-20:]) if lines else "")
 
     def _repr_html_(self) -> str:
-        cells = []
-        for e in self:
-            detail = "; ".join(f"{k.replace('_', ' ')}: {readable(v)}" for k, v in e.payload.items()
-                               if k not in ("uuid", "status", "conversation_uuid", "timestamp", "from", "to")
-                               and v not in (None, "", [], {}))  # empty fields say nothing
-            cells.append(
-                "<tr>" + "".join(f"<td style='white-space:nowrap'>{html.escape(str(c))}</td>" for c in (
-                    f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,
-                    readable(e.payload.get("from", "")), readable(e.payload.get("to", "")),
-                )) + f"<td>{html.escape(detail[:200])}</td></tr>"
-            )
-        head = "".join(f"<th>{h}</th>" for h in ("time", "kind", "call", "status", "from", "to", "detail"))
-        return (f"<table class='labkit-events'><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}"
-                f"</tbody></table><small>{len(cells)} events</small>")
+        return events_table(list(self))

@@ -44,18 +44,42 @@ def _sdk_accepts(type_name: str, value: str) -> bool:
 
 
 def phone_number(value: object, what: str = "phone number") -> str:
-    """An E.164 number without '+' or spaces (Vonage's wire form): '+44 7700 900001' -> '447700900001'."""
-    if not isinstance(value, (str, int)):
+    """An E.164 number in Vonage's wire form (digits only, no '+'): '+447700900001' -> '447700900001'.
+
+    Refused, each with the number it probably meant: whitespace or a newline anywhere (a value pasted
+    with a trailing newline must not be "cleaned" into a different string than the one checked), other
+    separators (spaces, dashes, brackets, dots), and a leading 00 (the international dialling prefix of
+    many countries: `0044770090001` silently became `44770090001` before, a number nobody typed).
+    Vonage's form: "E.164, 7-15 digits, no +" (reference/vonage-voice-api.md section 1, `to.number`).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidInput(f"The {what} must be a string like '447700900001', not {type(value).__name__}.")
-    text = re.sub(r"[\s\-().]", "", str(value)).lstrip("+")
-    if text.startswith("00"):
-        text = text[2:]
-    if not (E164.fullmatch(text) and text.isascii() and _sdk_accepts("PhoneNumber", text)):
-        raise InvalidInput(
-            f"{value!r} is not a valid {what}: use E.164, the country code then the number, 7 to 15 digits, "
-            "no leading 0, plain ASCII digits (for example 447700900001 for a UK mobile, 14155550100 for the US)."
-        )
-    return text
+    raw = str(value)
+    text = raw[1:] if raw.startswith("+") else raw
+    if text.isascii() and text.isdigit() and E164.fullmatch(text) and _sdk_accepts("PhoneNumber", text):
+        return text
+    digits = re.sub(r"[\s\-().+]", "", raw)
+    hint = ""
+    if digits.startswith("00") and digits.isascii() and digits.isdigit():
+        digits = digits[2:]
+        hint = " 00 is a dialling prefix, not part of the number: drop it."
+    elif re.search(r"\s", raw):
+        hint = " It holds whitespace or a line break (a value pasted with a trailing newline?)."
+    elif digits != text:
+        hint = " Separators (spaces, dashes, brackets, dots) are not part of it."
+    if hint and E164.fullmatch(digits) and digits.isascii():
+        hint += f" Did you mean {digits!r}?"
+    raise InvalidInput(
+        f"{raw!r} is not a valid {what}: use E.164, the country code then the number, 7 to 15 digits, "
+        "no leading 0 or 00, plain ASCII digits with nothing between them (for example 447700900001 for a UK "
+        f"mobile, 14155550100 for the US).{hint}"
+    )
+
+
+def typed_phone_number(text: str, what: str = "phone number") -> str:
+    """A number typed into a widget's box, where '+44 7700 900001' is how people write one: spaces, dashes,
+    brackets and dots around the digits are dropped, then `phone_number` checks the rest (00, letters...)."""
+    return phone_number(re.sub(r"[ \-().]", "", text.strip()), what)
 
 
 def level(value: float) -> float:
@@ -137,3 +161,26 @@ def seconds(value: object, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(f"{what} must be a whole number of seconds from {low} to {high}, not {value!r}.")
     return value
+
+
+# UNCONFIRMED: Vonage documents no limit on an NCCO's size or number of actions (the NCCO reference, the
+# Voice API reference and its OpenAPI 1.3.7, where `ncco` is an array with no maxItems; see
+# /work/shared/reference/vonage-voice-api.md sections 1 and 4). These bounds are the lab's own guess at
+# "far beyond any real call script": a tutorial NCCO has 1-10 actions and a few kilobytes. They stop a
+# runaway loop (10,000 actions, a 5 MB script) before it is sent; change them here if Vonage names its own.
+NCCO_MAX_ACTIONS = 100
+NCCO_MAX_BYTES = 128 * 1024
+
+
+def ncco_size(actions: list, encoded_bytes: int) -> None:
+    """Refuse an NCCO over the lab's bounds (`NCCO_MAX_ACTIONS`, `NCCO_MAX_BYTES` of JSON) before sending it."""
+    if len(actions) > NCCO_MAX_ACTIONS:
+        raise InvalidInput(
+            f"This NCCO has {len(actions)} actions; the lab sends at most {NCCO_MAX_ACTIONS} (labkit.validate."
+            "NCCO_MAX_ACTIONS; Vonage documents no limit, so this bound is the lab's). A call script that "
+            "long is usually a loop gone wrong: use loop=0 on a talk or stream to repeat it instead.")
+    if encoded_bytes > NCCO_MAX_BYTES:
+        raise InvalidInput(
+            f"This NCCO is {encoded_bytes:,} bytes of JSON; the lab sends at most {NCCO_MAX_BYTES:,} "
+            "(labkit.validate.NCCO_MAX_BYTES; Vonage documents no limit, so this bound is the lab's). "
+            "Serve long audio as a file (stream) rather than text, or split the script across event webhooks.")

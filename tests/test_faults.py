@@ -38,6 +38,7 @@ class Ctx:
     tmp: Path
     monkeypatch: pytest.MonkeyPatch
     call: Any  # an answered call the input cases aim at; each case must leave it answered
+    output: Callable[[], str] | None = None  # what the notebook would show: stdout + stderr since the case began
 
     def skip(self, reason: str) -> None:
         pytest.skip(reason)
@@ -111,6 +112,12 @@ BAD_PLACEMENT = {
     "call: talk of 1501 characters in the NCCO": ({"ncco": [{"action": "talk", "text": "a" * 1501}]}, "1500"),
     "call: answer_url ftp://": ({"answer_url": "ftp://x/y"}, "http"),
     "call: full-width digits in the number": ({"to": "４４７７００９０００９５１"}, "E.164"),
+    "call: 0044770090001 (a 00 prefix)": ({"to": "0044770090001"}, "Did you mean '44770090001'"),
+    "call: a number with a trailing newline": ({"to": "447700900951\n"}, "Did you mean '447700900951'"),
+    "call: a number with spaces": ({"to": "+44 7700 900951"}, "whitespace"),
+    "call: a 10,000-action NCCO": ({"ncco": [{"action": "talk", "text": "x"}] * 10_000}, "10000 actions"),
+    "call: a 5 MB NCCO": ({"ncco": [{"action": "notify", "payload": {"x": "y" * 5_000_000},
+                                     "eventUrl": ["https://example.com/n"]}]}, "bytes of JSON"),
 }
 for _name, (_kwargs, _words) in BAD_PLACEMENT.items():
     def _make_place(kwargs=_kwargs, words=_words):
@@ -489,9 +496,10 @@ def _hangup_during_answer(ctx: Ctx) -> None:
 
 def _server_cases() -> None:
     import support.server as support
-    import test_server as files
-    import test_server_limits as limits
-    import test_socket as sockets
+    from server import test_public_surface as surface
+    from server import test_server as files
+    from server import test_server_limits as limits
+    from server import test_socket as sockets
 
     def with_server(scenario: Callable[..., None], *extra: str) -> Callable[[Ctx], None]:
         def run(ctx: Ctx) -> None:
@@ -543,18 +551,129 @@ def _server_cases() -> None:
     for name, run in table:
         case(name, "server")(run)
 
+    def quietly(scenario: Callable[..., None], wants_tmp: bool = False) -> Callable[[Ctx], None]:
+        """A public-surface scenario (issue 18): it asserts the responses and that nothing was printed."""
+        def run(ctx: Ctx) -> None:
+            with support.limits_servers(ctx.tmp) as make:
+                scenario(make, ctx.output, *([ctx.tmp] if wants_tmp else []))
+            assert ctx.output() == ""
+        return run
+
+    def unprinted(scenario: Callable[..., None]) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            scenario(ctx.tmp)
+            assert ctx.output() == ""
+        return run
+
+    surface_table = [
+        (f"{surface.N} NUL-byte and undecodable paths get 404, nothing printed",
+         quietly(surface.nul_paths_get_404_quietly, True)),
+        (f"{surface.N} malformed HTTP requests get 400 and a counted line, nothing printed",
+         quietly(surface.malformed_http_is_counted_not_printed)),
+        (f"{surface.N} exceptions in a view and 10 in the WSGI adapter: 500, counted, no traceback",
+         unprinted(surface.exceptions_in_views_and_the_adapter_are_counted)),
+        ("20 KB of headers, or 5,000 headers, in one read get 431", quietly(surface.headers_are_capped)),
+        ("Content-Length with Transfer-Encoding is answered, then the connection closed",
+         quietly(surface.both_length_headers_answered_then_closed)),
+        ("a signed webhook repeating a query name (?uuid=A&uuid=B) is refused",
+         quietly(surface.repeated_query_names_are_refused)),
+        ("query fields outside a signed POST body are dropped",
+         quietly(surface.fields_outside_the_signed_body_are_dropped)),
+    ]
+    for name, run in surface_table:
+        case(name, "server")(run)
+
 
 _server_cases()
+
+
+# ------------------------------------------------------------------------------------- issue 18: webhooks, journal
+
+@case("forged answer requests in live mode without a secret get no socket tokens", "server")
+def _no_tokens_unsigned(ctx: Ctx) -> None:
+    from lab import test_webhooks_public as hooks
+
+    hooks.unsigned_answers_get_no_socket_tokens(ctx.tmp)
+    assert ctx.output() == ""
+
+
+@case("an answer handler slower than Vonage's answer timeout gets one warning line", "webhooks")
+def _slow_answer(ctx: Ctx) -> None:
+    from lab import test_webhooks_public as hooks
+
+    ctx.lab.phone("447700900962")
+    hooks.slow_answer_warns_once(ctx.lab, "447700900962")
+
+
+@case("the journal's disk fills up (a 64 KiB tmpfs): no torn line, history() reads, close() quiet", "journal")
+def _journal_full(ctx: Ctx) -> None:
+    from foundations import test_journal as journal
+
+    journal.full_disk_scenario(ctx.tmp / "disk")
+
+
+@case("a torn last journal line is skipped and reported by history()", "journal")
+def _journal_torn(ctx: Ctx) -> None:
+    from foundations import test_journal as journal
+
+    journal.torn_line_scenario(ctx.tmp)
+
+
+@case("lab.stop() does not raise when the journal's disk is full (a real 1 MiB tmpfs)", "journal")
+def _stop_on_full_disk(ctx: Ctx) -> None:
+    from foundations.test_journal import tiny_disk
+
+    import labkit
+    from labkit.lab.facade import Lab
+
+    with tiny_disk(ctx.tmp / "home", size="1m") as home:
+        ctx.monkeypatch.setenv("LABKIT_HOME", str(home))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE")  # the other lab's sandbox points it at its own CA
+        other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
+        other._start()
+        try:
+            for n in range(3):
+                other.events.add("lab", {"status": "before", "n": n})
+            with open(home / "filler", "wb") as filler:  # fill what the sandbox's keys left
+                try:
+                    while True:
+                        filler.write(b"\0" * 65536)
+                        filler.flush()
+                except OSError:
+                    pass
+            for n in range(50):
+                other.events.add("lab", {"status": "note", "n": n, "pad": "p" * 2000})
+            assert other.events.journal_error and "No space left" in other.events.journal_error
+        finally:
+            other.stop()  # must not raise
+            if bundle is not None:  # the shared lab's calls trust its own sandbox again
+                os.environ["REQUESTS_CA_BUNDLE"] = bundle
+        assert other.stopped
+        statuses = [e.status for e in other.events.history()]
+        assert statuses.count("before") == 3 and "journal-torn" not in statuses
+
+
+@case("an unusable LABKIT_HOME is a ConfigError saying what to do", "journal")
+def _bad_home(ctx: Ctx) -> None:
+    import labkit
+    from labkit.lab.facade import Lab
+
+    (ctx.tmp / "a-file").write_text("x")
+    ctx.monkeypatch.setenv("LABKIT_HOME", str(ctx.tmp / "a-file"))
+    refused(lambda: Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True),
+            ConfigError, "set LABKIT_HOME to a folder")
 
 
 # ------------------------------------------------------------------------------------- the runner
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_fault(name, lab, live_call, tmp_path, monkeypatch):
+def test_fault(name, lab, live_call, tmp_path, monkeypatch, capfd):
+    from support.server import output_reader
+
     _area, fn = CASES[name]
     FAULT_TALLY["tried"] += 1
     try:
-        lost = fn(Ctx(lab, tmp_path, monkeypatch, live_call)) or 0
+        lost = fn(Ctx(lab, tmp_path, monkeypatch, live_call, output_reader(capfd))) or 0
     except pytest.skip.Exception:
         FAULT_TALLY["tried"] -= 1
         FAULT_TALLY["skipped"] += 1

@@ -6,10 +6,12 @@ Scripts may mix SDK models (`vonage_voice.Talk`, `Stream`, ...) and plain dicts 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from labkit import validate
 from labkit.errors import InvalidInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +50,9 @@ def to_json(ncco: Any) -> list[dict[str, Any]]:
             raise InvalidInput(
                 f"NCCO item {i} is a {type(action).__name__}; use vonage_voice models (Talk, Stream, ...) or dicts."
             )
+        if len(out) > validate.NCCO_MAX_ACTIONS:
+            break  # refused below; checking 10,000 actions first would only waste time
+    validate.ncco_size(items, len(json.dumps(out, separators=(",", ":"), default=str).encode()))
     return out
 
 

@@ -107,11 +107,14 @@ def warn_unsigned(public_url: str) -> None:
     """Live mode without a signature secret: say plainly what the open tunnel allows, and the fix."""
     import sys
 
+    from labkit.lab.webhooks import UNSIGNED_SOCKETS_NOTE
+
     print(f"WARNING: VONAGE_SIGNATURE_SECRET is not set, so the lab cannot tell Vonage's webhooks from anyone "
           f"else's. Anyone who finds {public_url} can post fake call events, fetch call scripts (and the "
           "socket links in them) from the answer webhook, and download the lab's audio files. Set "
           "VONAGE_SIGNATURE_SECRET in .env to the signature secret from the Vonage dashboard (API settings), "
-          "turn on signed callbacks for the application, and restart the lab.", file=sys.stderr)
+          "turn on signed callbacks for the application, and restart the lab. " + UNSIGNED_SOCKETS_NOTE,
+          file=sys.stderr)
 
 
 def voice_client(auth, options):

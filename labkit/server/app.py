@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, request, send_file
+from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.security import safe_join
 
 from labkit.events import EventLog
@@ -51,7 +51,7 @@ class ServerContext:
             try:
                 real = Path(joined).resolve(strict=True)
                 root = Path(folder).resolve(strict=True)
-            except (OSError, RuntimeError):  # missing, or a symlink loop
+            except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte in the name
                 continue
             if not real.is_relative_to(root) or not stat.S_ISREG(real.stat().st_mode):
                 continue  # a symlink out of the folder (to /etc/passwd...), a device, a folder
@@ -83,17 +83,27 @@ def _check_signature(ctx: ServerContext) -> Response | None:
     Unsigned in live mode: 503, because Vonage documents an unsigned callback as its own rare internal
     error and retries on 5xx (and an answer URL only on 429/503/504, not 500: hence 503). Unsigned in
     sandbox mode, forged, tampered, expired or replayed: 401. Each kind is counted, not logged per request.
+
+    The handler then sees only what the signature covers (`g.signed_query`): a query string with a
+    repeated name is refused with 400 (the hash covers one value, a handler could read the other), and
+    on a POST whose hash covers the body alone, the query's fields are dropped, not merged in.
     """
     from urllib.parse import parse_qsl
 
     from labkit.errors import SignatureError
-    from labkit.signing import verify_webhook, webhook_payloads
+    from labkit.signing import payload_hash, verify_webhook, webhook_payloads
 
     query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in query]
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        ctx.refusals.count("repeated-field", f"{request.method} {request.path}: the query repeats {repeated}")
+        return Response(f"Refused: the query string repeats {', '.join(repeated)}; a signed webhook names each "
+                        "field once.\n", status=400, mimetype="text/plain")
     payloads = webhook_payloads(request.method, query, request.get_data())
     try:
-        verify_webhook(request.headers.get("Authorization"), payloads, ctx.signature_secret or "",
-                       application_id=ctx.application_id, replays=ctx.replays)
+        claims = verify_webhook(request.headers.get("Authorization"), payloads, ctx.signature_secret or "",
+                                application_id=ctx.application_id, replays=ctx.replays)
     except SignatureError as exc:
         unsigned = exc.reason == "missing"
         kind = "unsigned" if unsigned else "replayed" if exc.reason == "replayed" else "bad-signature"
@@ -102,12 +112,20 @@ def _check_signature(ctx: ServerContext) -> Response | None:
             return Response("Unsigned webhook: answering 503 so that Vonage retries it signed.\n", status=503,
                             mimetype="text/plain")
         return Response(f"Signature check failed: {exc}\n", status=401, mimetype="text/plain")
+    # webhook_payloads lists the merged query+body form last, and only when there is a query to merge
+    merged = request.method != "GET" and len(payloads) == 3 and isinstance(claims.get("payload_hash"), str) \
+        and claims["payload_hash"].lower() == payload_hash(payloads[-1])
+    g.signed_query = request.method == "GET" or merged
+    if query and not g.signed_query:
+        ctx.refusals.count("unsigned-fields", f"{request.method} {request.path}: query fields {names[:5]} are not "
+                                              "covered by the signature (dropped)")
     return None
 
 
 def _payload() -> dict[str, Any]:
-    """Webhook fields from a JSON body (POST) or the query string (GET)."""
-    data: dict[str, Any] = request.args.to_dict()
+    """Webhook fields from a JSON body (POST) or the query string (GET): of a signed webhook, only the
+    fields its signature covers (see `_check_signature`)."""
+    data: dict[str, Any] = request.args.to_dict() if g.get("signed_query", True) else {}
     if request.method == "POST":
         body = request.get_json(silent=True)
         if isinstance(body, dict):
@@ -117,11 +135,26 @@ def _payload() -> dict[str, Any]:
     return data
 
 
+class LabFlask(Flask):
+    """Flask, except that an exception in a view is counted (one line per window), not printed.
+
+    Flask logs every unhandled exception with its traceback to `wsgi.errors`, which a2wsgi points at
+    sys.stdout: into the notebook's output, once per request, for anyone who can make a view fail."""
+
+    def log_exception(self, exc_info) -> None:  # type: ignore[override]
+        ctx: ServerContext = self.extensions["labkit"]
+        exc = exc_info[1]
+        where = traceback.extract_tb(exc_info[2])[-1] if exc_info[2] is not None else None
+        at = f" at {Path(where.filename).name}:{where.lineno}" if where is not None else ""
+        ctx.refusals.count("server-error", f"{request.method} {request.path[:200]!r} raised "
+                                           f"{type(exc).__name__}: {str(exc)[:200]}{at} (answered 500)")
+
+
 def create_app(ctx: ServerContext) -> Flask:
     """Build the app. Routes: /webhooks/answer, /webhooks/event, /audio/<name>, /healthz.
 
     `/socket` is not a Flask route: `ServerRunner` serves it as a native ASGI WebSocket on the same port."""
-    app = Flask("labkit")
+    app = LabFlask("labkit")
     # Not in app.config: config dumps are printed and logged, and the context holds the signature secret.
     app.extensions["labkit"] = ctx
     if ctx.refusals is None:
@@ -141,6 +174,10 @@ def create_app(ctx: ServerContext) -> Flask:
             ctx.refusals.count("bad-host", f"Host {host!r} is not allowed")
             return Response(f"Host {host!r} is not allowed: the lab only answers to loopback names "
                             "and its tunnel.\n", status=403, mimetype="text/plain")
+        if "\x00" in request.path or "\ufffd" in request.path:  # a NUL, or bytes that are not UTF-8
+            ctx.refusals.count("bad-path", f"{request.method} {request.path[:200]!r}: a NUL byte or bytes that "
+                                           "are not UTF-8 in the path")
+            return Response("Not found.\n", status=404, mimetype="text/plain")
         if ctx.signature_secret and request.path.startswith("/webhooks/"):
             return _check_signature(ctx)
         return None

@@ -40,7 +40,11 @@ class LabAsgi:
 
     async def _http(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         limits = self.limits
-        declared = _content_length(scope)
+        declared, both = _framing(scope)
+        if both:  # RFC 9112 6.3: chunked framing wins, and the server MUST close the connection after responding
+            self.refusals.count("both-length-headers", f"{scope['method']} {scope['path'][:200]!r} had Content-Length "
+                                "and Transfer-Encoding: answered by its chunked framing, then the connection closed "
+                                "(RFC 9112 section 6.3)")
         try:
             if declared is not None and declared > limits.max_body_bytes:
                 raise BodyRefused(413, "body-too-large", f"a {declared}-byte request body is over "
@@ -52,6 +56,12 @@ class LabAsgi:
                 await _plain(send, refused.status, f"Refused: {refused.reason}.\n", limits.send_timeout)
             return
 
+        if declared is None and body is not None and _has(scope, b"transfer-encoding"):
+            # The body is read whole, so the app gets it framed by its real length: Content-Length as
+            # received (a smuggling attempt's) is dropped, as RFC 9112 6.3 tells an intermediary to do.
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
+                                          if k not in (b"content-length", b"transfer-encoding")]
+                     + [(b"content-length", str(len(body)).encode())]}
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -62,32 +72,55 @@ class LabAsgi:
             return await receive()  # only http.disconnect is left
 
         cut = False
+        started = False
 
         async def timed_send(message: dict[str, Any]) -> None:
             # After a cut, drop the rest quietly: a2wsgi's worker thread must run to its end, not block.
-            nonlocal cut
+            nonlocal cut, started
             if cut:
                 return
+            if message["type"] == "http.response.start":
+                started = True
+                if both:  # uvicorn then closes the connection once the response is sent (h11 MUST_CLOSE)
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             try:
                 await send_within(send, message, limits.send_timeout)
             except SendTimeout:
                 cut = True
                 self.refusals.count("slow-reader", f"a client stopped reading the response to {scope['path']}")
 
-        await self.wsgi(scope, replay, timed_send)
+        try:
+            await self.wsgi(scope, replay, timed_send)
+        except Exception as exc:  # noqa: BLE001 - the adapter's own failures: counted, never a traceback
+            self.refusals.count("adapter-error", f"{scope['method']} {scope['path'][:200]!r}: the WSGI adapter "
+                                                 f"failed ({type(exc).__name__}: {str(exc)[:200]})")
+            if not started and not cut:
+                await _plain(send, 500, "The lab's server failed on this request.\n", limits.send_timeout)
 
     def close(self) -> None:
         self.wsgi.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _has(scope: dict[str, Any], name: bytes) -> bool:
+    return any(key == name for key, _ in scope.get("headers", ()))
+
+
+def _framing(scope: dict[str, Any]) -> tuple[int | None, bool]:
+    """(declared Content-Length, or None when absent, unreadable or overridden by Transfer-Encoding;
+    whether the request carried both headers)."""
+    length: int | None = None
+    has_length = chunked = False
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
+            has_length = True
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif name == b"transfer-encoding":
+            chunked = True
+    both = has_length and chunked
+    return (None if chunked else length), both
 
 
 async def _plain(send: Callable, status: int, text: str, timeout: float) -> None:

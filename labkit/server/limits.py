@@ -1,9 +1,10 @@
 """Limits a server on a public tunnel needs, and the pieces of the uvicorn stack that enforce them.
 
 Anyone who finds the tunnel's URL can talk to the lab, so every resource a peer can hold is bounded:
-body size, time to send headers and body, WebSocket message size, idle/half-open sockets (ping),
-concurrent connections, and the time one send may take. Refused requests are counted per kind and
-reported one line at a time (`Refusals`), never one event each.
+body and header size, time to send headers and body, WebSocket message size, idle/half-open sockets
+(ping), concurrent connections, and the time one send may take. Refused requests are counted per kind
+and reported one line at a time (`Refusals`), never one event each; so are the HTTP layer's own
+complaints (`CountingLogger`), which uvicorn would otherwise print into the notebook once per request.
 
 Each limit is a setting read from the environment (defaults in the README); tests pass small values.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +37,7 @@ class Limits:
     """Every bound the lab's server applies. Environment names: LABKIT_ + the field name in capitals."""
 
     max_body_bytes: int = 64 * 1024  # webhooks are a few hundred bytes; 413 above this, before reading
+    max_header_bytes: int = 16 * 1024  # request line + all headers; 431 above (a signed webhook's are < 2 KB)
     header_timeout: float = 10.0  # seconds for a client to send its request line and headers
     read_timeout: float = 10.0  # seconds for a whole request body (and between WebSocket messages' bytes)
     ws_max_message_bytes: int = 64 * 1024  # a 20 ms frame is 640-1920 bytes; text events are small
@@ -154,6 +158,13 @@ class LabHttpProtocol(H11Protocol):
     upgrades through. Settings come from `config.labkit_limits`; refusals go to `config.labkit_refusals`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn logs each malformed request ("Invalid HTTP request received.") and each exception in the
+        # app, with a traceback, to "uvicorn.error": into the notebook. Here they are counted instead.
+        self.logger = CountingLogger(self.config.labkit_refusals)  # type: ignore[attr-defined,assignment]
+        self._head = b""  # the current request's bytes until its headers end (for max_header_bytes)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limits: Limits = self.config.labkit_limits  # type: ignore[attr-defined]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -193,18 +204,98 @@ class LabHttpProtocol(H11Protocol):
         idle = self.cycle is None or self.cycle.response_complete
         if idle:  # bytes of a new request (also the next one on a keep-alive connection)
             self._arm_header_timer()
+            if self._headers_too_large(data):
+                return
         before = self.cycle
         token = CURRENT_TRANSPORT.set(self.transport)
         try:
             super().data_received(data)
+        except Exception as exc:  # noqa: BLE001 - a request h11 took but uvicorn cannot turn into a scope
+            self.config.labkit_refusals.count(  # type: ignore[attr-defined]
+                "bad-request", f"a request the HTTP layer could not read ({type(exc).__name__}: {str(exc)[:120]})")
+            self._refuse(400, "Bad Request", "The request could not be read.\n")
         finally:
             CURRENT_TRANSPORT.reset(token)
         if self.cycle is not before or self.transport.get_protocol() is not self:
             self._disarm_header_timer()  # headers complete (a request began, or a WebSocket upgrade)
+            self._head = b""
+
+    def _headers_too_large(self, data: bytes) -> bool:
+        """Count this request's bytes up to the blank line that ends its headers; over `max_header_bytes`,
+        answer 431 and close. h11's own bound applies only while headers are incomplete, so 20 KB of
+        headers (or 5,000 of them) arriving in one read went through."""
+        limits: Limits = self.config.labkit_limits  # type: ignore[attr-defined]
+        seen = self._head + data[: limits.max_header_bytes + 4]
+        end = seen.find(b"\r\n\r\n")
+        size = len(seen) if end < 0 else end + 4
+        if size <= limits.max_header_bytes:
+            self._head = seen if end < 0 else b""
+            return False
+        self._head = b""
+        self.config.labkit_refusals.count(  # type: ignore[attr-defined]
+            "headers-too-large", f"request headers over {limits.max_header_bytes} bytes (LABKIT_MAX_HEADER_BYTES)")
+        self._refuse(431, "Request Header Fields Too Large",
+                     f"Request headers over {limits.max_header_bytes} bytes.\n")
+        return True
+
+    def _refuse(self, status: int, phrase: str, text: str) -> None:
+        """Answer `status` and close the connection, outside the request cycle (nothing of it was read)."""
+        self._disarm_header_timer()
+        body = text.encode()
+        if not self.transport.is_closing():
+            self.transport.write(f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                                 f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+
+class CountingLogger:
+    """Stands in for uvicorn's "uvicorn.error" logger on each connection: warnings and errors (a malformed
+    request, an exception in the app, a bad WebSocket frame) become counted refusals, one event line per
+    kind per window, with no traceback; debug and trace output is dropped. A lab bug still shows: its
+    exception's type, message and place are in the line."""
+
+    level = logging.WARNING  # uvicorn compares this with its TRACE level before building trace lines
+
+    def __init__(self, refusals: Refusals | None):
+        self.refusals = refusals
+
+    def _count(self, kind: str, msg: Any, args: tuple, exc_info: Any) -> None:
+        if self.refusals is None:
+            return
+        text = str(msg) % args if args else str(msg)
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if exc_info is True:
+            exc = sys.exc_info()[1]
+        if exc is not None:
+            text = f"{text.strip()} {type(exc).__name__}: {str(exc)[:200]}"
+        self.refusals.count(kind, text.strip()[:300])
+
+    def warning(self, msg: Any, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        self._count("http-error", msg, args, exc_info)
+
+    def error(self, msg: Any, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        self._count("server-error", msg, args, exc_info)
+
+    def exception(self, msg: Any, *args: Any, **_: Any) -> None:
+        self._count("server-error", msg, args, True)
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR:
+            self.error(msg, *args, **kwargs)
+        elif level >= logging.WARNING:
+            self.warning(msg, *args, **kwargs)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    debug = info
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging.Logger's name
+        return level >= logging.WARNING
 
 
 async def read_body(receive: Callable, limits: Limits) -> bytes:
@@ -257,3 +348,16 @@ async def send_within(send: Callable, message: dict[str, Any], timeout: float,
 
 class SendTimeout(ConnectionError):
     """A peer stopped reading: its connection was cut."""
+
+
+def websocket_protocol() -> type:
+    """uvicorn's websockets-sansio protocol (the fastest measured here, see the README) with the same
+    counting logger: a bad frame or an exception in the socket endpoint is a counted line, not a traceback."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class LabWebSocketProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(config, *args, **kwargs)
+            self.logger = CountingLogger(getattr(config, "labkit_refusals", None))  # type: ignore[assignment]
+
+    return LabWebSocketProtocol

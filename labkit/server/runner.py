@@ -3,9 +3,10 @@
 uvicorn's `Config` + `Server` split lets the server run on its own event loop in a background thread,
 so the kernel's loop stays free. The listening socket is bound here, before uvicorn starts, so that
 port 0 and the busy-port rule (a clear error, or the next free port) keep working. Settings chosen:
-`ws="websockets-sansio"` (the fastest measured here, see the README), our h11 protocol subclass
-(header timeout, connection cap), lifespan off, no access log, uvicorn's loggers at WARNING, and
-uvloop's event loop where it is installed (`LABKIT_EVENT_LOOP`, see `loop_runner`).
+uvicorn's websockets-sansio protocol (the fastest measured here, see the README) and our h11 protocol
+(header timeout and size, connection cap), both logging into the counted refusals; lifespan off, no
+access log, uvicorn's loggers at WARNING, and uvloop's event loop where it is installed (`LABKIT_EVENT_LOOP`,
+see `loop_runner`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uvicorn
 
 from labkit.errors import ConfigError, ServerError
 from labkit.ports import bind_first, moved_note
-from labkit.server.limits import LabHttpProtocol, Limits, Refusals
+from labkit.server.limits import LabHttpProtocol, Limits, Refusals, websocket_protocol
 
 log = logging.getLogger("labkit.server")
 
@@ -135,11 +136,12 @@ class ServerRunner:
             self._asgi = self.app
         limits = self.limits
         config = uvicorn.Config(
-            self._asgi, http=LabHttpProtocol, ws="websockets-sansio", loop="asyncio", lifespan="off",
+            self._asgi, http=LabHttpProtocol, ws=websocket_protocol(), loop="asyncio", lifespan="off",
             log_config=None, access_log=False, server_header=False,
             ws_max_size=limits.ws_max_message_bytes, ws_ping_interval=limits.ws_ping_interval,
             ws_ping_timeout=limits.ws_ping_timeout, ws_per_message_deflate=False,
             timeout_keep_alive=5, timeout_graceful_shutdown=max(1, int(limits.stop_timeout / 3)),
+            h11_max_incomplete_event_size=limits.max_header_bytes + 4,  # and LabHttpProtocol counts whole reads
         )
         config.labkit_limits = limits  # type: ignore[attr-defined]  # read by LabHttpProtocol
         config.labkit_refusals = self.refusals  # type: ignore[attr-defined]

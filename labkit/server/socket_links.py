@@ -58,9 +58,11 @@ class SocketLinks:
             del self._pending[token]
             return entry[1] >= time.monotonic()
 
-    def issue(self, ncco: list[dict[str, Any]], call_uuid: str | None = None) -> list[dict[str, Any]]:
+    def issue(self, ncco: list[dict[str, Any]], call_uuid: str | None = None, *,
+              tokens: bool = True) -> list[dict[str, Any]]:
         """The script with every lab socket URI given a fresh link and token (bound to `call_uuid` if
-        known). Other URIs are left alone; the input is not modified."""
+        known). Other URIs are left alone; the input is not modified. With `tokens=False` the links carry
+        no token (the socket refuses them): for a requester the lab cannot trust with one."""
         out = []
         for action in ncco:
             endpoints = action.get("endpoint") if isinstance(action, dict) else None
@@ -73,7 +75,8 @@ class SocketLinks:
                 if isinstance(endpoint, dict) and is_lab_socket(endpoint.get("uri")):
                     parsed = urlparse(endpoint["uri"])
                     base = urlunparse(parsed._replace(path=parsed.path[: -len("/socket")], query="", fragment=""))
-                    endpoint = {**endpoint, "uri": self.url(base)}
+                    uri = self.url(base) if tokens else f"{base}/socket?" + urlencode({"link": secrets.token_hex(6)})
+                    endpoint = {**endpoint, "uri": uri}
                 fresh.append(endpoint)
             out.append({**action, "endpoint": fresh})
         if call_uuid:

@@ -83,9 +83,11 @@ class SocketHub:
         """A socket URI with a fresh one-use token (see labkit.server.socket_links)."""
         return self.links.url(ws_base, link)
 
-    def issue(self, ncco: list[dict[str, Any]], call_uuid: str | None = None) -> list[dict[str, Any]]:
-        """The script as handed out: fresh one-use tokens in every lab socket URI, bound to the call."""
-        return self.links.issue(ncco, call_uuid)
+    def issue(self, ncco: list[dict[str, Any]], call_uuid: str | None = None, *,
+              tokens: bool = True) -> list[dict[str, Any]]:
+        """The script as handed out: fresh one-use tokens in every lab socket URI (none with `tokens=False`),
+        bound to the call."""
+        return self.links.issue(ncco, call_uuid, tokens=tokens)
 
     def bind_links(self, ncco: Iterable[dict[str, Any]], call_uuid: str) -> None:
         """Tie every lab socket URI in a call script to that call, so its recording knows its call."""

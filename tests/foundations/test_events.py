@@ -192,7 +192,8 @@ def test_a_wait_gives_late_events_a_moment_after_the_final_one():
 
 def test_what_a_person_reads_has_no_python_in_it():
     """The events table and lines: no dict braces, list brackets, quotes or True/False (issue 22)."""
-    from labkit.events import EventLog, readable
+    from labkit.events import EventLog
+    from labkit.readable import readable
 
     assert readable({"digits": "7", "timed_out": False}) == "digits 7, timed out no"
     assert readable(["7"]) == "7"

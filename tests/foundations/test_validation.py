@@ -18,11 +18,31 @@ class NoNetworkLab:
         raise AssertionError("the request was sent although the input was invalid")
 
 
-@pytest.mark.parametrize("raw,expected", [("447700900001", "447700900001"), ("+44 7700 900001", "447700900001"),
-                                          ("0044-7700-900001", "447700900001"), (14155550100, "14155550100"),
-                                          ("+1 (415) 555-0100", "14155550100")])
+@pytest.mark.parametrize("raw,expected", [("447700900001", "447700900001"), ("+447700900001", "447700900001"),
+                                          (14155550100, "14155550100")])
 def test_phone_numbers_normalised(raw, expected):
     assert validate.phone_number(raw) == expected
+
+
+@pytest.mark.parametrize("raw,meant,words", [
+    ("0044770090001", "44770090001", "00 is a dialling prefix"),  # not silently 44770090001
+    ("0044-7700-900001", "447700900001", "00 is a dialling prefix"),
+    ("447700900001\n", "447700900001", "line break"),
+    ("\t447700900001", "447700900001", "whitespace"),
+    ("+44 7700 900001", "447700900001", "whitespace"),
+    ("+1 (415) 555-0100", "14155550100", "whitespace"),
+    ("1-415-555-0100", "14155550100", "Separators"),
+])
+def test_00_whitespace_and_separators_are_refused_with_the_number_meant(raw, meant, words):
+    with pytest.raises(InvalidInput, match="E.164") as info:
+        validate.phone_number(raw)
+    assert words in str(info.value) and f"Did you mean {meant!r}?" in str(info.value)
+
+
+def test_a_number_typed_in_a_widget_may_have_spaces_but_not_00():
+    assert validate.typed_phone_number(" +44 7700 900001 ") == "447700900001"
+    with pytest.raises(InvalidInput, match="00 is a dialling prefix"):
+        validate.typed_phone_number("0044 7700 900001")
 
 
 @pytest.mark.parametrize("bad", ["07700900001", "12345", "+44 7700 900001 ext 2", "", "447700900001234567", None,

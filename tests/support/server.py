@@ -74,3 +74,27 @@ def socket_hub(tmp_path: Path) -> Iterator[SocketHub]:
         yield hub
     finally:
         runner.stop()
+
+
+def output_reader(capfd: Any) -> Callable[[], str]:
+    """`printed()`: everything written to stdout and stderr (file descriptors and sys.*) since the
+    reader was made, which is what a notebook cell's output would show."""
+    seen: list[str] = []
+
+    def printed() -> str:
+        out, err = capfd.readouterr()
+        seen.append(out + err)
+        return "".join(seen)
+
+    printed()  # start from now
+    return printed
+
+
+def refusal_totals(events: EventLog, refusals: Any) -> tuple[dict[str, int], int]:
+    """(refused requests per kind, event lines that reported them), after flushing the window."""
+    refusals.flush()
+    lines = [e for e in events if e.status == "refused"]
+    totals: dict[str, int] = {}
+    for e in lines:
+        totals[e.payload["kind"]] = totals.get(e.payload["kind"], 0) + e.payload["count"]
+    return totals, len(lines)
