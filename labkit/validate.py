@@ -76,10 +76,44 @@ def phone_number(value: object, what: str = "phone number") -> str:
     )
 
 
-def typed_phone_number(text: str, what: str = "phone number") -> str:
-    """A number typed into a widget's box, where '+44 7700 900001' is how people write one: spaces, dashes,
-    brackets and dots around the digits are dropped, then `phone_number` checks the rest (00, letters...)."""
-    return phone_number(re.sub(r"[ \-().]", "", text.strip()), what)
+def typed_phone_number(text: str, what: str = "number to call", home: str | None = None) -> str:
+    """A number as a person types it into a box (the panel, the softphone page): the one rule for typed
+    numbers, with one short message and, where it can tell, the number meant.
+
+    Understood: spaces, dashes, brackets and dots between digits, a leading '+', and a leading 00 (the
+    international prefix people dial). A national number (leading 0, `07700 900001`) is read in the
+    country of `home` (the lab's own number) and met with "did you mean 447700900001?", never guessed.
+    Countries' dialling rules come from `phonenumbers` (Google's libphonenumber data)."""
+    raw = str(text or "").strip()
+    if not raw:
+        raise InvalidInput(f"Type the {what}: the country code then the number, for example 447700900001.")
+    digits = re.sub(r"[ \-().]", "", raw)
+    digits = digits[1:] if digits.startswith("+") else digits[2:] if digits.startswith("00") else digits
+    if digits.isascii() and digits.isdigit() and E164.fullmatch(digits) and _sdk_accepts("PhoneNumber", digits):
+        return digits
+    meant = _national_to_e164(digits, home) if digits.startswith("0") else None
+    if meant:
+        raise InvalidInput(f"{raw} looks like a national number: did you mean {meant}? (the country code, then "
+                           "the number without its leading 0)")
+    raise InvalidInput(f"{raw} is not a phone number: type the country code then the number, 7 to 15 digits, "
+                       "for example 447700900001.")
+
+
+def _national_to_e164(digits: str, home: str | None) -> str | None:
+    """`digits` dialled nationally in the country of the number `home`, in E.164 (None when unsure)."""
+    if not home or not digits.isascii() or not digits.isdigit():
+        return None
+    import phonenumbers
+
+    try:
+        country = phonenumbers.parse("+" + str(home).lstrip("+")).country_code
+        number = phonenumbers.parse(digits, phonenumbers.region_code_for_country_code(country))
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    meant = f"{number.country_code}{number.national_number}"
+    return meant if E164.fullmatch(meant) else None
 
 
 def level(value: float) -> float:

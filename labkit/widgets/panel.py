@@ -231,7 +231,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
     def _on_to_change(self, change: dict) -> None:
         text = str(change.get("new") or "")
         try:
-            number = validate.typed_phone_number(text, "number to call")
+            number = validate.typed_phone_number(text, "number to call", home=self.lab.number)
         except InvalidInput as exc:
             self.to_hint.value = f"<small style='{ERROR_STYLE}'>&#10007; {html.escape(str(exc))}</small>"
             return
@@ -252,7 +252,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
             self.call_button.disabled = True
         try:
             try:
-                number = validate.typed_phone_number(self.to.value, "number to call")
+                number = validate.typed_phone_number(self.to.value, "number to call", home=self.lab.number)
             except InvalidInput:
                 raise InvalidInput("Fix the number in To first (the red hint under it says what is wrong).") from None
             self._refresh_files()

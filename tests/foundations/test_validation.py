@@ -39,10 +39,23 @@ def test_00_whitespace_and_separators_are_refused_with_the_number_meant(raw, mea
     assert words in str(info.value) and f"Did you mean {meant!r}?" in str(info.value)
 
 
-def test_a_number_typed_in_a_widget_may_have_spaces_but_not_00():
+def test_a_number_typed_in_a_box_is_read_as_people_type_it():
+    """The one rule for typed numbers (panel, page): separators, + and 00 understood; a national number met
+    with the number meant, in the country of the lab's own number; one short message (issue 22)."""
     assert validate.typed_phone_number(" +44 7700 900001 ") == "447700900001"
-    with pytest.raises(InvalidInput, match="00 is a dialling prefix"):
-        validate.typed_phone_number("0044 7700 900001")
+    assert validate.typed_phone_number("0044 7700 900001") == "447700900001"  # the prefix people dial
+    assert validate.typed_phone_number("(415) 555-0100".replace("(", "+1 (")) == "14155550100"
+    with pytest.raises(InvalidInput) as info:
+        validate.typed_phone_number("07700900001", home="447700900000")
+    assert str(info.value) == ("07700900001 looks like a national number: did you mean 447700900001? (the country "
+                               "code, then the number without its leading 0)")
+    with pytest.raises(InvalidInput) as info:
+        validate.typed_phone_number("07700 900001")  # no home country known: no guess, one plain line
+    assert "did you mean" not in str(info.value) and "E.164" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(InvalidInput, match="^Type the number to call: the country code then the number"):
+        validate.typed_phone_number("   ")
+    with pytest.raises(InvalidInput, match="^12 34 is not a phone number: type the country code"):
+        validate.typed_phone_number("12 34")
 
 
 @pytest.mark.parametrize("bad", ["07700900001", "12345", "+44 7700 900001 ext 2", "", "447700900001234567", None,

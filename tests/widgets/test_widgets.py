@@ -118,14 +118,23 @@ def test_panel_call_stream_events_and_hang_up(make_panel, fresh):
 def test_invalid_number_shows_an_error_not_an_exception(make_panel):
     p = make_panel(to="447700900202")
     p.to.value = "0123"
-    assert "not a valid" in p.to_hint.value and "#b00020" in p.to_hint.value
+    assert "0123 is not a phone number" in p.to_hint.value and "#b00020" in p.to_hint.value
     p.call_button.click()  # must not raise
     # One red line, short, in the panel's words (the long hint is already under the To box).
-    assert "Fix the number in To first" in p.error.value and "not a valid" not in p.error.value
+    assert "Fix the number in To first" in p.error.value and "not a phone number" not in p.error.value
     assert p.call is None and isinstance(p.last_error, ValueError) and not p.call_button.disabled
     p.to.value = "+44 7700 900202"
     assert "will call 447700900202" in p.to_hint.value
     assert p.error.value == ""  # typing a good number clears the old error
+
+
+def test_a_national_number_gets_the_number_meant(make_panel, fresh):
+    p = make_panel(to="447700900202", softphone=False)
+    home = str(fresh.number)
+    p.to.value = "0" + home[2:]  # the lab's own country (44), dialled as a UK user dials it
+    assert f"did you mean {home}?" in p.to_hint.value and p.to_hint.value.count("did you mean") == 1
+    p.call_button.click()
+    assert p.call is None and "Fix the number in To first" in p.error.value  # one line, not the hint again
 
 
 def test_calling_another_number_swaps_the_softphone(make_panel):
