@@ -210,10 +210,12 @@ class Recording:
         return recording_figure(self.samples, self.rate, title=self._title(), ax=ax)
 
     def _title(self) -> str:
-        parts = [self.label or (self.path.name if self.path else "recording")]
-        parts.append(f"{self.duration:.2f} s at {self.rate} Hz")
+        """A title that fits over the figure (10 in wide): the name clipped, the call by its short id."""
+        name = self.label or (self.path.stem if self.path else "recording")
+        parts = [name if len(name) <= 48 else name[:47] + "\u2026",
+                 f"{self.duration:.2f} s at {self.rate / 1000:g} kHz"]
         if self.call_uuid:
-            parts.append(f"call {self.call_uuid}")
+            parts.append(f"call {self.call_uuid[:8]}")
         return ", ".join(parts)
 
     def summary(self) -> dict[str, Any]:

@@ -118,12 +118,13 @@ class LivePanel:
         self._shown_recordings = len(recordings)
         rows = []
         for i, rec in enumerate(recordings):
-            button = widgets.Button(description=f"{i}: {rec.duration:.1f} s", icon="play",
-                                    tooltip=f"play recording {i} ({rec.path})",
-                                    layout=widgets.Layout(width="140px"))
+            button = widgets.Button(description=f"Play {rec.duration:.1f} s", icon="play",
+                                    tooltip=f"play recording {i + 1} ({rec.path})",
+                                    layout=widgets.Layout(width="120px"))
             button.on_click(lambda _b, i=i: self._play_recording(i))
             call = (rec.call_uuid or "")[:8]
-            rows.append(widgets.HBox([button, widgets.Label(f"call {call}, {rec.rate} Hz")]))
+            what = f"recording {i + 1}: call {call}" if call else f"recording {i + 1}"
+            rows.append(widgets.HBox([button, widgets.Label(f"{what}, {rec.rate / 1000:g} kHz")]))
         self.recordings_box.children = rows or [widgets.Label("none yet (a WebSocket call makes one)")]
 
     @guarded

@@ -795,3 +795,23 @@ def test_queued_counts_the_frame_being_sent_so_nothing_overtakes_it() -> None:
     finally:
         release.set()
         pacer.close()
+
+
+def test_a_recordings_plot_title_fits_over_its_figure(tmp_path):
+    """Notebook 05's title ran off the figure: a socket recording's file name and full call id (issue 22)."""
+    import soundfile as sf
+
+    from labkit.media.recording import Recording
+
+    path = tmp_path / ("call-" + "0" * 8 + "-1111-4222-8333-444444444444-20261207T050000Z-16000.wav")
+    sf.write(path, np.zeros(16000, np.int16), 16000, subtype="PCM_16")
+    rec = Recording(path, call_uuid="aaaaaaaa-1111-4222-8333-444444444444")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = rec.plot()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    title = fig.axes[0]._left_title  # set_title(loc="left")
+    box = title.get_window_extent(canvas.get_renderer())
+    assert box.x1 <= fig.bbox.x1, (title.get_text(), box.x1, fig.bbox.x1)
+    assert "call aaaaaaaa," not in title.get_text() and title.get_text().endswith("call aaaaaaaa")

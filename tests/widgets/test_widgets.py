@@ -221,6 +221,8 @@ def test_websocket_call_shows_live_audio_and_recording(make_panel, fresh):
     wait_until(lambda: len(fresh.recordings) > before and len(rows()) == len(fresh.recordings),
                what="the recording to appear in the panel")
     row = rows()[-1]
+    assert row.children[0].description.startswith("Play ") and row.children[0].description.endswith(" s")
+    assert row.children[1].value.startswith(f"recording {len(fresh.recordings)}: call ")  # words, not "0: 28.0 s"
     row.children[0].click()
     assert p.error.value == "", p.error.value
     assert bytes(p.player.value[:4]) == b"RIFF" and p.player.layout.display is None
