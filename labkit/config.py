@@ -30,6 +30,8 @@ WHERE = {
     "PUBLIC_URL": "a public https URL that forwards to the lab's port, instead of ngrok",
     "VONAGE_API_KEY": "Vonage dashboard > home page > API key (lets the lab point your application at it)",
     "VONAGE_API_SECRET": "Vonage dashboard > home page > API secret",
+    "LABKIT_TAKE_NUMBER": "1 lets the lab move VONAGE_NUMBER from another application (or clear its SIP/phone "
+    "forwarding) for the session; lab.stop() puts it back",
 }
 
 
@@ -107,6 +109,7 @@ class Settings:
     api_host: str | None = None  # VONAGE_API_HOST: another Vonage-compatible host (host[:port]) for live mode
     rest_host: str | None = None  # VONAGE_REST_HOST: the Numbers API's host, likewise
     ngrok_domain: str | None = None  # NGROK_DOMAIN: a reserved ngrok domain, the same URL every start
+    take_number: bool = False  # LABKIT_TAKE_NUMBER: the user lets the lab move VONAGE_NUMBER for the session
 
     @classmethod
     def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
@@ -151,6 +154,7 @@ class Settings:
             api_host=_host(get("VONAGE_API_HOST")),
             rest_host=_host(get("VONAGE_REST_HOST")),
             ngrok_domain=get("NGROK_DOMAIN"),
+            take_number=_flag("LABKIT_TAKE_NUMBER", get("LABKIT_TAKE_NUMBER")),
         )
 
     @property
@@ -230,6 +234,17 @@ class Settings:
         return f"Settings(mode={self.mode!r}, {', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def _flag(name: str, value: str | None) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (unset: no)."""
+    if value is None:
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} must be 1 (yes) or 0 (no).")
 
 
 def _host(value: str | None) -> str | None:

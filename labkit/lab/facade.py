@@ -30,9 +30,10 @@ from labkit.errors import (
     LabkitError,
 )
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
-from labkit.lab.calls import Call, api_errors
+from labkit.lab.calls import Call, api_errors, hang_up_calls
 from labkit.lab.delivery import OncePerDelivery
 from labkit.lab.ncco import to_json
+from labkit.lab.regions import LabRegions
 from labkit.lab.startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
 from labkit.lab.webhooks import LabWebhooks
 
@@ -49,11 +50,11 @@ def running_lab() -> Lab | None:
     return None
 
 
-class Lab(LabStartup, LabWebhooks):
+class Lab(LabStartup, LabWebhooks, LabRegions):
     """One running lab: server + (sandbox | tunnel) + SDK client + event log + recordings."""
 
     def __init__(self, settings: Settings, *, port: int | None = None, speed: float | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, take_number: bool | None = None):
         self.settings = settings
         self.mode = settings.mode
         self.events = EventLog(window=bound("LABKIT_EVENT_WINDOW", DEFAULT_WINDOW),
@@ -83,16 +84,24 @@ class Lab(LabStartup, LabWebhooks):
         self._parts_stopped: set[str] = set()
         self._senders: set[str] = set()  # numbers the lab has called from (see _on_answer_webhook)
         self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
-        self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
+        self._account_restore: Callable[[], list[str]] | None = None  # live: puts back what the lab changed
+        self._take_number = settings.take_number if take_number is None else bool(take_number)
+        self.stop_note: str = ""  # what stop() did to the account and the calls (printed unless quiet)
         self._once = OncePerDelivery()  # a webhook delivered twice runs the handlers once
+        self._regions: dict[str, str] = {}  # call uuid -> the regional host its webhooks named (labkit.lab.regions)
+        self._regional: dict[str, Any] = {}  # regional host -> its Voice client
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
     def start(cls, mode: str | None = None, *, port: int | None = None, speed: float | None = None,
-              env_file: str | os.PathLike | None = None, quiet: bool = False) -> Lab:
+              env_file: str | os.PathLike | None = None, quiet: bool = False,
+              take_number: bool | None = None) -> Lab:
         """Start the lab, or return the one already running (re-running a cell is safe).
 
         mode: "sandbox" or "live" overrides LABKIT_MODE; speed: sandbox clock factor (tests use >1).
+        take_number: live mode, True lets the lab move VONAGE_NUMBER from another application of yours (or
+        clear its SIP/phone forwarding) for the session, and lab.stop() puts it back; without it (or
+        LABKIT_TAKE_NUMBER=1) the lab leaves such a number alone and says which application has it.
         """
         # Check every argument before touching a running lab: a typo must not end the calls in progress.
         if mode is not None and mode not in ("sandbox", "live", "auto"):
@@ -112,7 +121,7 @@ class Lab(LabStartup, LabWebhooks):
         settings = Settings.load(env_file)
         if mode is not None:
             settings = _replace(settings, requested_mode=mode)
-        lab = cls(settings, port=port, speed=speed, quiet=quiet)
+        lab = cls(settings, port=port, speed=speed, quiet=quiet, take_number=take_number)
         try:
             lab._start()
         except BaseException:
@@ -129,13 +138,25 @@ class Lab(LabStartup, LabWebhooks):
         if self.stopped:
             return
         self._stop_event.set()  # running_lab() no longer hands this lab out
-        errors = []
+        errors: list[Exception] = []
+        notes: list[str] = []
+        if self.mode == "live" and "calls" not in self._parts_stopped:
+            # Calls still up would outlive the lab (and be billed): hang them up while their webhooks
+            # still reach it, before the application is put back and the tunnel closes.
+            notes += hang_up_calls(list(self.calls.values()), errors)
+            self._parts_stopped.add("calls")
         restore, self._account_restore = self._account_restore, None
-        if restore is not None:  # live: put the application's previous webhooks back
+        if restore is not None:  # live: put back what the lab changed on the application and the number
             try:
-                restore()
+                lines = restore() or []
+                notes.append(f"Vonage application {self.settings.application_id}: "
+                             + ("; ".join(lines) if lines else "nothing to put back"))
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
+        if notes:
+            self.stop_note = "\n".join(notes)
+            if not self._quiet:
+                print(self.stop_note)
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
         for name, part in (("sandbox", self.sandbox), ("runner", self.runner), ("tunnel", self.tunnel)):
             if part is None or name in self._parts_stopped:
