@@ -50,7 +50,7 @@ def forwarding(num: dict[str, Any]) -> tuple[str, str] | None:
     return (kind, str(num.get("voiceCallbackValue") or "")) if kind in ("sip", "tel") else None
 
 
-def _update(numbers_client: Any, num: dict[str, Any], app_id: str | None,
+def update_number(numbers_client: Any, num: dict[str, Any], app_id: str | None,
             forward: tuple[str, str] | None, *, clear_forwarding: bool = False) -> None:
     """POST /number/update with `app_id`, the number's other fields as they are now, and `forward` (or,
     with `clear_forwarding`, `voiceCallbackType=app`: the documented, deprecated value that routes calls to
@@ -75,11 +75,12 @@ def _where(kind: str, value: str) -> str:
 
 
 def link_number(numbers_client: Any, application_id: str, number: str, *, take: bool = False,
-                app_name: Any = None, before_change: Any = None) -> NumberResult:
+                app_name: Any = None, before_change: Any = None, for_session: bool = True) -> NumberResult:
     """Link `number` to `application_id` when nobody else uses it, or when `take` says the user agreed.
 
     `app_name(id)` names another application for the messages (None when it cannot be read);
-    `before_change(record)` gets the link as found before the number is changed (to be saved)."""
+    `before_change(record)` gets the link as found before the number is changed (to be saved);
+    `for_session=False` (labkit setup) words the change as lasting, since nothing puts it back."""
     result = NumberResult()
     number = number.lstrip("+")
     num = find_number(numbers_client, number)
@@ -92,9 +93,9 @@ def link_number(numbers_client: Any, application_id: str, number: str, *, take: 
     other = current if current and current != application_id else None
     if other is None and forward is None:
         if current != application_id:  # linked to nothing: VONAGE_NUMBER hands it to the lab
-            _update(numbers_client, num, application_id, None)
-            result.changes.append(f"number {number} linked to this application (it was linked to none; it stays "
-                                  "linked after lab.stop())")
+            update_number(numbers_client, num, application_id, None)
+            result.changes.append(f"number {number} linked to this application (it was linked to none"
+                                  + ("; it stays linked after lab.stop())" if for_session else ")"))
         return result
     name = app_name(other) if other and app_name else None
     named = f"another application, {name!r} ({other})" if name else f"another application ({other})"
@@ -115,15 +116,16 @@ def link_number(numbers_client: Any, application_id: str, number: str, *, take: 
                      "before": {k: num.get(k) for k in ("app_id", "voiceCallbackType", "voiceCallbackValue")}}
     if before_change is not None:
         before_change(result.record)
-    _update(numbers_client, num, application_id, None, clear_forwarding=forward is not None)
+    update_number(numbers_client, num, application_id, None, clear_forwarding=forward is not None)
+    agreed, back = ("(you agreed: take_number)", "; lab.stop() {} it back") if for_session else ("(you agreed)", "")
     if other:
-        result.changes.append(f"number {number} moved from {named} to this application (you agreed: "
-                              "take_number); lab.stop() moves it back")
+        result.changes.append(f"number {number} moved from {named} to this application {agreed}"
+                              + back.format("moves"))
     elif current != application_id:
         result.changes.append(f"number {number} linked to this application (it was linked to none)")
     if forward:
-        result.changes.append(f"number {number}: forwarding to {_where(*forward)} cleared for this session (you "
-                              "agreed: take_number); lab.stop() puts it back")
+        result.changes.append(f"number {number}: forwarding to {_where(*forward)} cleared"
+                              f"{' for this session' if for_session else ''} {agreed}" + back.format("puts"))
     return result
 
 
@@ -140,7 +142,7 @@ def restore_number(numbers_client: Any, record: dict[str, Any]) -> list[str]:
     before = record.get("before") or {}
     forward = forwarding(before)
     back_to = before.get("app_id") or None
-    _update(numbers_client, num, back_to, forward)
+    update_number(numbers_client, num, back_to, forward)
     lines = []
     if back_to and back_to != record["lab_app"]:
         name = record.get("other_name")

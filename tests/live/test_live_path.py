@@ -532,13 +532,22 @@ def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, cap
 
     r = sandbox_proc.rows
     env_file = tmp_path / ".env"
-    code = cli.main(["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host",
-                     sandbox_proc.host, "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"),
-                     "--yes"])
+    args = ["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host", sandbox_proc.host,
+            "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"), "--yes"]
+    code = cli.main([*args, "--take-number", "--signature-secret", r["signature secret"]])
     out = capsys.readouterr().out
-    assert code == 0 and r["API secret"] not in out, out
+    assert code == 0 and r["API secret"] not in out and r["signature secret"] not in out, out
     written = dotenv_values(env_file)
     assert written["VONAGE_NUMBER"] == r["number"] and written["VONAGE_APPLICATION_ID"] != r["application id"]
+    assert written["VONAGE_SIGNATURE_SECRET"] == r["signature secret"]
+    code = cli.main(args)  # `labkit setup` twice: one application, and .env and the link agree
+    out = capsys.readouterr().out
+    assert code == 0 and "Reusing the Voice application 'labkit'" in out, out
+    http, _ = account_http(sandbox_proc)
+    listed = http.get(http.api_host, "/v2/applications", {"page_size": 100}, "basic")["_embedded"]["applications"]
+    assert [a["id"] for a in listed if a["name"] == "labkit"] == [written["VONAGE_APPLICATION_ID"]]
+    assert dotenv_values(env_file) == written and the_number(sandbox_proc)["app_id"] == written["VONAGE_APPLICATION_ID"]
+    assert next(a for a in listed if a["name"] == "labkit")["privacy"] == {"improve_ai": False}
     port = free_port()
     extra = {"LABKIT_MODE": "live", "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
     lab = Lab(Settings.load(env_file=env_file, environ=extra), quiet=True)
