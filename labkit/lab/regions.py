@@ -9,11 +9,12 @@ details requests go there, on a Voice client with the same credentials (the appl
 calls and downloading recordings keep the lab's host; the Application and Numbers APIs keep their own
 (labkit.live.account); VONAGE_API_HOST stays the override for everything else (tests, capture stubs).
 
-A `region_url` is followed only to a host that may receive the application's JWT: Vonage's own
-(`*.vonage.com`, `*.nexmo.com`, judged by the last two labels as for recording downloads), the running
-sandbox's regional address, or (live mode with VONAGE_API_HOST, which already receives the JWT) the same
-host name as VONAGE_API_HOST on any port. A forged answer request cannot send the credentials elsewhere: an
-untrusted `region_url` is ignored (one `region-ignored` event line) and the call stays on the lab's host.
+A `region_url` is followed only to a host that may receive the application's JWT: in live mode Vonage's own
+(`*.vonage.com`, `*.nexmo.com`, judged by the last two labels as for recording downloads); in sandbox mode
+the running sandbox's regional address; and with VONAGE_API_HOST set (a test's Vonage-compatible host, which
+already receives the JWT) only that host name, on any port: the override stays whole, so a test's calls
+never reach Vonage. A forged answer request cannot send the credentials elsewhere: an untrusted
+`region_url` is ignored (one `region-ignored` event line) and the call stays on the lab's host.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from labkit.lab.startup import voice_client
 __all__ = ["LabRegions", "region_host"]
 
 
-def region_host(url: Any, trusted_hosts: tuple[str, ...] = (), trusted_names: tuple[str, ...] = ()) -> str | None:
+def region_host(url: Any, trusted_hosts: tuple[str, ...] = (), trusted_names: tuple[str, ...] = (), *,
+                vonage: bool = True) -> str | None:
     """`host[:port]` of an https `region_url` the JWT may go to, else None.
 
     `trusted_hosts`: exact `host:port` values (the sandbox's regional address); `trusted_names`: host
-    names accepted on any port (VONAGE_API_HOST's, in live mode)."""
+    names accepted on any port (VONAGE_API_HOST's); `vonage`: Vonage's own hosts too."""
     if not isinstance(url, str):
         return None
     try:
@@ -43,8 +45,8 @@ def region_host(url: Any, trusted_hosts: tuple[str, ...] = (), trusted_names: tu
     if parts.scheme != "https" or not host or parts.username or parts.password or parts.path not in ("", "/"):
         return None
     netloc = host + (f":{port}" if port else "")
-    vonage = host.split(".")[-2:] in (["nexmo", "com"], ["vonage", "com"])
-    if vonage or netloc in {h.lower() for h in trusted_hosts if h} or host in {n.lower() for n in trusted_names if n}:
+    ours = vonage and host.split(".")[-2:] in (["nexmo", "com"], ["vonage", "com"])
+    if ours or netloc in {h.lower() for h in trusted_hosts if h} or host in {n.lower() for n in trusted_names if n}:
         return netloc
     return None
 
@@ -55,23 +57,27 @@ class LabRegions:
     _regions: dict[str, str]
     _regional: dict[str, Any]
 
-    def _trusted_region_hosts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _region_trust(self) -> dict[str, Any]:
+        """What `region_host` accepts for this lab (see the module docstring)."""
         sandbox = getattr(self, "sandbox", None)
         if sandbox is not None:
-            return (sandbox.region_host,), ()
+            return {"trusted_hosts": (sandbox.region_host,), "vonage": False}
         api_host = self.settings.api_host if self.mode == "live" else None  # type: ignore[attr-defined]
-        return (), ((urlsplit(f"https://{api_host}").hostname or "",) if api_host else ())
+        if api_host:
+            return {"trusted_names": (urlsplit(f"https://{api_host}").hostname or "",), "vonage": False}
+        return {"vonage": True}
 
     def _note_region(self, payload: dict[str, Any]) -> None:
         """Keep the `region_url` a webhook brings for its call (the first trusted one wins)."""
         url, uuid = payload.get("region_url"), payload.get("uuid")
         if not url or not isinstance(uuid, str) or uuid in self._regions:
             return
-        host = region_host(url, *self._trusted_region_hosts())
+        host = region_host(url, **self._region_trust())
         if host is None:
             self.events.add("lab", {"uuid": uuid, "status": "region-ignored",  # type: ignore[attr-defined]
                                     "region_url": str(url)[:200],
-                                    "reason": "not a Vonage host: the call stays on the lab's Voice API host"})
+                                    "reason": "not a host the lab sends its credentials to: the call stays on "
+                                              "the lab's Voice API host"})
             return
         self._regions[uuid] = host
 
