@@ -264,8 +264,9 @@ def check_recording_host(url: str, trusted: Any = ()) -> None:
         "recording_url of a record event as it arrived.")
 
 
-def paste_instructions(urls: LabUrls, number: str | None) -> str:
-    """Without an API key and secret: what to paste where on the dashboard."""
+def paste_instructions(urls: LabUrls, number: str | None, signed: bool = False) -> str:
+    """Without an API key and secret: what to paste where on the dashboard (and, with a signature secret
+    set, to turn signed callbacks on: the lab then answers unsigned webhooks 503)."""
     lines = [
         "The lab cannot update your Vonage application (set VONAGE_API_KEY and VONAGE_API_SECRET to let it).",
         f"Paste these in {DASHBOARD_APP}:",
@@ -273,6 +274,9 @@ def paste_instructions(urls: LabUrls, number: str | None) -> str:
         f"  Event URL     {urls.event_url}   (HTTP POST)",
         f"  Fallback URL  {urls.fallback_url}   (HTTP GET)",
     ]
+    if signed:  # the dashboard's wording for `signed_callbacks` is UNCONFIRMED: named by the API's field
+        lines.append("  and turn signed callbacks on there (signed_callbacks: VONAGE_SIGNATURE_SECRET is set, so "
+                     "the lab refuses unsigned webhooks)")
     if number:
         lines.append(f"and link {number} to the application: {DASHBOARD_NUMBER}.")
     return "\n".join(lines)
@@ -287,7 +291,7 @@ def follow_lab(settings: Any, public_url: str, *, take_number: bool = False) -> 
     application as found is the user's own again before this lab notes what it changes."""
     urls = LabUrls.for_base(public_url)
     if not (settings.api_key and settings.api_secret):
-        return paste_instructions(urls, settings.vonage_number), None
+        return paste_instructions(urls, settings.vonage_number, bool(settings.signature_secret)), None
     apps, numbers = clients(settings.api_key, settings.api_secret, api_host=settings.api_host,
                             rest_host=settings.rest_host)
     app_id = settings.application_id
