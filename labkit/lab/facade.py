@@ -115,7 +115,8 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads):
         existing = running_lab()
         if existing is not None:
             wanted = mode or existing.settings.requested_mode
-            if wanted in ("auto", existing.mode) and (speed is None or speed == existing._speed):
+            same_consent = take_number is None or bool(take_number) == existing._take_number
+            if wanted in ("auto", existing.mode) and (speed is None or speed == existing._speed) and same_consent:
                 return existing
             existing.stop()  # asked for something different: restart rather than return a wrong lab
         settings = Settings.load(env_file)
