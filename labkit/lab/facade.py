@@ -149,9 +149,9 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads):
         restore, self._account_restore = self._account_restore, None
         if restore is not None:  # live: put back what the lab changed on the application and the number
             try:
-                lines = restore() or []
-                notes.append(f"Vonage application {self.settings.application_id}: "
-                             + ("; ".join(lines) if lines else "nothing to put back"))
+                lines = restore() or ["nothing left to put back"]
+                notes.append(f"Vonage application {self.settings.application_id}, at lab.stop():"
+                             + "".join(f"\n  - {line}" for line in lines))
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
         if notes:

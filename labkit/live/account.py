@@ -192,14 +192,27 @@ def point_application(app_client: Any, numbers_client: Any, application_id: str,
 def restore_application(app_client: Any, application_id: str, record: dict[str, Any],
                         numbers_client: Any = None) -> list[str]:
     """Put back what the lab changed (`record`, see labkit.live.saved), field by field, and only where the
-    field still holds the lab's value: anything changed meanwhile (a dashboard edit) stays. Lines to show.
+    field still holds the lab's value: anything changed meanwhile (a dashboard edit) stays; then the
+    number's link (labkit.live.number_link), even when the application could not be put back. Lines to show.
 
     A version-1 record (`{"voice": ...}`) puts the whole voice capability back, as older labkit did."""
+    lines: list[str] = []
+    try:
+        lines += _restore_voice(app_client, application_id, record)
+    finally:
+        if record.get("number") and numbers_client is not None:
+            lines += restore_number(numbers_client, record["number"])
+    return lines
+
+
+def _restore_voice(app_client: Any, application_id: str, record: dict[str, Any]) -> list[str]:
+    fields = record.get("fields") or {}
+    if not fields and "voice" not in record:
+        return []
     app = _get_raw(app_client, application_id)
     caps = app.get("capabilities") or {}
     app["capabilities"] = caps
-    lines: list[str] = []
-    if "fields" not in record and "voice" in record:  # version 1
+    if "fields" not in record:  # version 1
         if record["voice"]:
             caps["voice"] = record["voice"]
         else:
@@ -207,12 +220,11 @@ def restore_application(app_client: Any, application_id: str, record: dict[str, 
         _put_raw(app_client, application_id, app)
         return ["voice webhooks put back as saved"]
     voice = caps.get("voice")
-    fields = record.get("fields") or {}
-    changed = False
-    if fields and not isinstance(voice, dict):
-        lines.append("voice capability removed during the session: left as it is")
-        fields = {}
-    hooks = (voice or {}).get("webhooks") or {}
+    if not isinstance(voice, dict):
+        return ["voice capability removed during the session: left as it is"]
+    hooks = voice.get("webhooks") or {}
+    lines: list[str] = []
+    changed = kept = False
     for name, saved in fields.items():
         before, lab = saved.get("before"), saved.get("lab")
         if name == "signed_callbacks":
@@ -222,9 +234,8 @@ def restore_application(app_client: Any, application_id: str, record: dict[str, 
                 changed = True
             else:
                 lines.append("signed callbacks kept as they are now (changed during the session)")
-            continue
-        current = hooks.get(name)
-        if _same_hook(current, lab):
+                kept = True
+        elif _same_hook(hooks.get(name), lab):
             if before:
                 hooks[name] = before
             else:
@@ -232,16 +243,16 @@ def restore_application(app_client: Any, application_id: str, record: dict[str, 
             lines.append(f"{name} put back ({(before or {}).get('address') or 'unset'})")
             changed = True
         else:
-            now = current.get("address") if isinstance(current, dict) else None
-            lines.append(f"{name} kept as it is now ({now or 'unset'}): it was changed during the session")
+            now = hooks.get(name)
+            lines.append(f"{name} kept as it is now ({(now or {}).get('address') or 'unset'}): it was changed "
+                         "during the session")
+            kept = True
     if changed:
-        if record.get("voice_added") and not hooks and not any("kept" in line for line in lines):
-            caps.pop("voice", None)  # the lab added the capability and nothing else was put in it
+        if record.get("voice_added") and not hooks and not kept:
+            caps.pop("voice", None)  # the lab added the capability, and nothing else was put in it since
         else:
             voice["webhooks"] = hooks
         _put_raw(app_client, application_id, app)
-    if record.get("number") and numbers_client is not None:
-        lines += restore_number(numbers_client, record["number"])
     return lines
 
 
@@ -308,7 +319,6 @@ def follow_lab(settings: Any, public_url: str, *, take_number: bool = False) -> 
         note += "\n  A lab that did not stop (its kernel died) had changed this application; put back first:"
         note += "".join(f"\n    - {line}" for line in recovered or ["nothing left to put back"])
     if not pointed.fields and pointed.number is None:
-        forget_previous(app_id)
         return note, None
     note += "\n  lab.stop() puts back what the lab changed, where it still holds the lab's value."
 
