@@ -34,6 +34,7 @@ from typing import Any
 
 from labkit.cli.setup_env import TRIO, free_name, key_matches, read_env, write_env, write_private
 from labkit.errors import ConfigError, LabkitError
+from labkit.live.number_link import where_to
 
 PLACEHOLDER = "https://example.com"  # until the lab's first start points the webhooks at it
 SIGNATURE_WHERE = "Vonage dashboard > API Settings > Signature secret (the account's, for signed webhooks)"
@@ -201,7 +202,7 @@ def _plan(args: argparse.Namespace, existing: dict[str, str], app: dict[str, Any
             parts.append(f"is linked to another application, {name!r} ({other})" if name
                          else f"is linked to another application ({other})")
         if forward:
-            parts.append(f"forwards its calls to {forward[0]}:{forward[1]} (voiceCallbackType {forward[0]}, which "
+            parts.append(f"forwards its calls to {where_to(*forward)} (voiceCallbackType {forward[0]}, which "
                          "Vonage puts before any application)")
         if parts:
             what = f"Number {number.msisdn} " + " and ".join(parts)

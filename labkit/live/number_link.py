@@ -21,7 +21,8 @@ from typing import Any
 
 from labkit.errors import LabkitError
 
-__all__ = ["TAKE_HINT", "NumberResult", "find_number", "forwarding", "link_number", "restore_number"]
+__all__ = ["TAKE_HINT", "NumberResult", "find_number", "forwarding", "link_number", "restore_number",
+           "update_number", "where_to"]
 
 TAKE_HINT = "Lab.start(take_number=True), or LABKIT_TAKE_NUMBER=1 in .env"
 RESENT = ("moHttpUrl", "voiceStatusCallback", "moSmppSysType")  # the number's own fields, sent back as they are
@@ -70,7 +71,8 @@ def update_number(numbers_client: Any, num: dict[str, Any], app_id: str | None,
                           f"{reply.get('error-code-label')}.")
 
 
-def _where(kind: str, value: str) -> str:
+def where_to(kind: str, value: str) -> str:
+    """A forwarding in words: 'SIP URI sip:...' or 'phone number 44...'."""
     return f"{'SIP URI' if kind == 'sip' else 'phone number'} {value}"
 
 
@@ -107,7 +109,7 @@ def link_number(numbers_client: Any, application_id: str, number: str, *, take: 
                 f"{TAKE_HINT}.")
         if forward:
             result.problems.append(
-                f"VONAGE_NUMBER {number} forwards its calls to {_where(*forward)} (voiceCallbackType "
+                f"VONAGE_NUMBER {number} forwards its calls to {where_to(*forward)} (voiceCallbackType "
                 f"{forward[0]}, which Vonage puts before any application): calls to it never reach the lab. To "
                 f"clear the forwarding for this session (lab.stop() puts it back): {TAKE_HINT}.")
         return result
@@ -124,7 +126,7 @@ def link_number(numbers_client: Any, application_id: str, number: str, *, take: 
     elif current != application_id:
         result.changes.append(f"number {number} linked to this application (it was linked to none)")
     if forward:
-        result.changes.append(f"number {number}: forwarding to {_where(*forward)} cleared"
+        result.changes.append(f"number {number}: forwarding to {where_to(*forward)} cleared"
                               f"{' for this session' if for_session else ''} {agreed}" + back.format("puts"))
     return result
 
@@ -137,7 +139,7 @@ def restore_number(numbers_client: Any, record: dict[str, Any]) -> list[str]:
         return [f"number {number} is no longer on the account: nothing to put back"]
     if (num.get("app_id") or None) != record["lab_app"] or forwarding(num) is not None:
         now = forwarding(num)
-        where = _where(*now) if now else f"application {num.get('app_id') or 'none'}"
+        where = where_to(*now) if now else f"application {num.get('app_id') or 'none'}"
         return [f"number {number} kept as it is now ({where}): it was changed during the session"]
     before = record.get("before") or {}
     forward = forwarding(before)
@@ -148,5 +150,5 @@ def restore_number(numbers_client: Any, record: dict[str, Any]) -> list[str]:
         name = record.get("other_name")
         lines.append(f"number {number} moved back to {repr(name) + ' ' if name else ''}({back_to})")
     if forward:
-        lines.append(f"number {number}: forwarding to {_where(*forward)} put back")
+        lines.append(f"number {number}: forwarding to {where_to(*forward)} put back")
     return lines

@@ -32,9 +32,12 @@ def named(sandbox, name="labkit"):
 @pytest.fixture(autouse=True)
 def _number_back(sandbox):
     """Each test starts with the sandbox's number on its own application, and leaves it there."""
-    sandbox.account.rent(sandbox.number, sandbox.application_id)
+    def home() -> None:
+        sandbox.account.update_number({"country": "GB", "msisdn": sandbox.number, "app_id": sandbox.application_id})
+
+    home()
     yield
-    sandbox.account.rent(sandbox.number, sandbox.application_id)
+    home()
     for app in named(sandbox):
         sandbox.account.delete(app.id)
 
@@ -166,3 +169,15 @@ def test_setup_asks_for_the_signature_secret_hidden(sandbox, tmp_path, capsys, m
 @pytest.fixture(autouse=True)
 def _no_terminal(monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+
+
+def test_a_forwarded_number_is_named_as_such_and_cleared_only_when_agreed(sandbox, tmp_path, capsys):
+    sandbox.account.update_number({"country": "GB", "msisdn": sandbox.number, "voiceCallbackType": "sip",
+                                   "voiceCallbackValue": "sip:desk@example.com"})
+    code, out = run(capsys, *setup_args(sandbox, tmp_path))
+    assert code == 1 and "forwards its calls to SIP URI sip:desk@example.com" in out and "--take-number" in out
+    assert sandbox.account.numbers[sandbox.number].voice_callback_type == "sip"
+    code, out = run(capsys, *setup_args(sandbox, tmp_path, "--take-number"))
+    assert code == 0, out
+    num, app = sandbox.account.app_for_number(sandbox.number)
+    assert num.voice_callback_type is None and app.id == dotenv_values(tmp_path / ".env")["VONAGE_APPLICATION_ID"]
