@@ -181,3 +181,20 @@ def test_a_forwarded_number_is_named_as_such_and_cleared_only_when_agreed(sandbo
     assert code == 0, out
     num, app = sandbox.account.app_for_number(sandbox.number)
     assert num.voice_callback_type is None and app.id == dotenv_values(tmp_path / ".env")["VONAGE_APPLICATION_ID"]
+
+
+def test_doctor_finds_nothing_wrong_after_a_clean_setup(sandbox, tmp_path, capsys, monkeypatch):
+    from labkit.cli.doctor import doctor, print_report
+
+    code, out = run(capsys, *setup_args(sandbox, tmp_path, "--take-number", "--signature-secret",
+                                        sandbox.signature_secret, "--public-url", "https://lab.example"))
+    assert code == 0, out
+    monkeypatch.setenv("LABKIT_MODE", "live")
+    monkeypatch.setenv("PUBLIC_URL", "https://lab.example")
+    for name in ("VONAGE_APPLICATION_ID", "VONAGE_PRIVATE_KEY", "VONAGE_NUMBER", "VONAGE_SIGNATURE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    checks = doctor(tunnel=False, server=False, env_file=str(tmp_path / ".env"))
+    print_report(checks)
+    report = capsys.readouterr().out
+    wrong = [c.check for c in checks if not c.ok and c.check not in ("tunnel", "server")]  # skipped here
+    assert not wrong, report
