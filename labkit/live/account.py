@@ -307,15 +307,15 @@ def follow_lab(settings: Any, public_url: str, *, take_number: bool = False) -> 
                             rest_host=settings.rest_host)
     app_id = settings.application_id
     recovered: list[str] = []
-    saved = load_previous(app_id)  # left by a lab whose kernel died before lab.stop()
-    if saved is not None:
-        recovered = restore_application(apps, app_id, saved, numbers)
-        forget_previous(app_id)
+    dead = load_previous(app_id)  # left by labs whose kernel died before lab.stop()
+    for path, saved in dead:
+        recovered += restore_application(apps, app_id, saved, numbers)
+        forget_previous(app_id, path)
     pointed = point_application(apps, numbers, app_id, urls, number=settings.vonage_number,
                                 signed=bool(settings.signature_secret), take_number=take_number,
                                 before_change=lambda record: save_previous(app_id, record))
     note = pointed.describe()
-    if saved is not None:
+    if dead:
         note += "\n  A lab that did not stop (its kernel died) had changed this application; put back first:"
         note += "".join(f"\n    - {line}" for line in recovered or ["nothing left to put back"])
     if not pointed.fields and pointed.number is None:

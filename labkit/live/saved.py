@@ -1,7 +1,8 @@
 """What a live lab changed on the account, saved under LABKIT_HOME before it changes it.
 
 `lab.stop()` puts it back; so does the next start when the kernel that saved it died first (its pid is
-gone). One file per application: `LABKIT_HOME/live/application-<id>.json` holding
+gone). One file per application and process, `LABKIT_HOME/live/application-<id>-<pid>.json`, so that two
+kernels on one application never overwrite each other's record, holding
 
     {"version": 2, "application_id", "pid",
      "fields": {"answer_url": {"before": <the webhook as found, or null>, "lab": {"address", "http_method"}},
@@ -23,10 +24,11 @@ from typing import Any
 __all__ = ["forget_previous", "load_previous", "save_previous", "saved_path"]
 
 
-def saved_path(application_id: str) -> Path:
+def saved_path(application_id: str, pid: int | None = None) -> Path:
+    """This process's record for the application (or process `pid`'s)."""
     from labkit.config import state_dir
 
-    return state_dir() / "live" / f"application-{application_id}.json"
+    return state_dir() / "live" / f"application-{application_id}-{os.getpid() if pid is None else pid}.json"
 
 
 def save_previous(application_id: str, record: dict[str, Any]) -> Path:
@@ -48,18 +50,23 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def load_previous(application_id: str) -> dict[str, Any] | None:
-    """The record saved by a lab whose process is gone (a crashed kernel), if any. A lab still running
-    (here or in another process) keeps its own: the account as found is then what to restore."""
-    path = saved_path(application_id)
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or _alive(saved.get("pid")):
-        return None
-    return saved
+def load_previous(application_id: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The records saved by labs whose process is gone (crashed kernels), newest first: putting them back
+    in that order unwinds them, since each is put back only where its own values are still there. A lab
+    still running (here or in another process) keeps its own."""
+    folder = saved_path(application_id).parent
+    found = []
+    for path in folder.glob(f"application-{application_id}*.json"):  # `-<pid>`, or the single file of earlier versions
+        try:
+            saved = json.loads(path.read_text())
+            mtime = path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and not _alive(saved.get("pid")):
+            found.append((mtime, path, saved))
+    return [(path, saved) for _mtime, path, saved in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
-def forget_previous(application_id: str) -> None:
-    saved_path(application_id).unlink(missing_ok=True)
+def forget_previous(application_id: str, path: Path | None = None) -> None:
+    """Delete this process's record (or the one at `path`, once put back)."""
+    (path or saved_path(application_id)).unlink(missing_ok=True)

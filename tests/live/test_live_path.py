@@ -363,7 +363,8 @@ def test_a_killed_kernels_number_and_webhooks_are_put_back(sandbox_proc, product
                              "os.kill(os.getpid(), signal.SIGKILL)"],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert kernel.returncode == -9 and "started" in kernel.stdout, kernel.stderr[-2000:]
-    saved = json.loads(saved_path(mine).read_text())
+    [record] = saved_path(mine).parent.glob(f"application-{mine}-*.json")  # the dead kernel's, by its pid
+    saved = json.loads(record.read_text())
     assert saved["number"]["before"]["app_id"] == production and "answer_url" in saved["fields"]
     assert the_number(sandbox_proc)["app_id"] == mine  # the dead lab's doing
     lab = lab_on(sandbox_proc, mine, key)  # no consent this time
@@ -374,7 +375,7 @@ def test_a_killed_kernels_number_and_webhooks_are_put_back(sandbox_proc, product
         lab.stop()
     hooks = application(sandbox_proc, mine)["capabilities"]["voice"]["webhooks"]
     assert hooks["answer_url"]["address"] == "https://example.com/my-lab/answer"
-    assert "fallback_answer_url" not in hooks and not saved_path(mine).exists()
+    assert "fallback_answer_url" not in hooks and not list(saved_path(mine).parent.glob(f"application-{mine}-*"))
 
 
 def test_a_sip_forwarded_number_is_reported_and_cleared_only_with_consent(sandbox_proc, live, tmp_path):  # noqa: ARG001
@@ -501,7 +502,7 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
     original = {"webhooks": {"answer_url": {"address": "https://example.com/mine", "http_method": "GET"}}}
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    path = saved_path(r["application id"])
+    path = saved_path(r["application id"], dead.pid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"application_id": r["application id"], "pid": dead.pid, "voice": original}))
     port = free_port()
@@ -513,7 +514,7 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
     finally:
         lab.stop()
     hooks = apps.get_application(r["application id"]).capabilities.voice.webhooks
-    assert hooks.answer_url.address == "https://example.com/mine" and not saved_path(r["application id"]).exists()
+    assert hooks.answer_url.address == "https://example.com/mine" and not path.exists()
 
 
 def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - after the stories
