@@ -39,6 +39,9 @@ def api_errors(action: str, uuid: str | None = None, host: str | None = None) ->
             status=401, body=_body(exc)) from None
     except http_errors.NotFoundError as exc:
         where = f" at {host}" if host else ""
+        if uuid is None:  # not about a call: the host has no such API path
+            raise CallError(f"{action} failed: the Voice API{where} answered 404 (Not Found). Is VONAGE_API_HOST "
+                            "a Vonage-compatible host?", status=404, body=_body(exc)) from None
         raise CallEndedError(
             f"{action} failed: {call} is unknown or already over{where} (404; Vonage also answers 404 to a request "
             "sent to another region than the call's). Place a new call with lab.call(...).",

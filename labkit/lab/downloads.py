@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from labkit.errors import CallError, InvalidInput
 from labkit.lab.calls import api_errors
@@ -42,7 +43,8 @@ class LabDownloads:
                                     timeout=HTTP_TIMEOUT)
         if response.status_code >= 400:
             reason = {401: "the Voice API refused the application's credentials",
-                      404: "there is no such recording (Vonage keeps them for a limited time)"}.get(
+                      404: f"there is no such recording at {urlsplit(url).netloc} (Vonage keeps them for a "
+                           "limited time)"}.get(
                 response.status_code, f"the server answered {response.status_code}")
             raise CallError(f"Downloading the recording failed: {reason}.", status=response.status_code)
         kind = response.headers.get("Content-Type", "")

@@ -279,7 +279,7 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads):
             body["length_timer"] = validate.seconds(length_timer, "length_timer", 1, 86400)
         if ringing_timer is not None:
             body["ringing_timer"] = validate.seconds(ringing_timer, "ringing_timer", 1, 120)
-        with api_errors("Placing the call"):
+        with api_errors("Placing the call", host=self.voice.http_client.api_host):
             response = self._create_call(body, ncco)
         call = Call(self, response.uuid, conversation_uuid=response.conversation_uuid, to=to)
         with self._inbound:  # an insert while wait_for_call iterates would raise there
