@@ -27,6 +27,7 @@ from labkit.errors import (
     AudioError,
     InvalidInput,
     LabkitError,
+    plain,
 )
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
 from labkit.lab.calls import Call, api_errors, hang_up_calls
@@ -152,8 +153,10 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads):
                 lines = restore() or ["nothing left to put back"]
                 notes.append(f"Vonage application {self.settings.application_id}, at lab.stop():"
                              + "".join(f"\n  - {line}" for line in lines))
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
+            except Exception as exc:  # noqa: BLE001 - the record stays on disk for a later start
+                errors.append(LabkitError(
+                    f"putting the Vonage application back failed ({plain(exc)}); what the lab changed stays saved "
+                    "under LABKIT_HOME/live/, and a lab started in a new kernel puts it back"))
         if notes:
             self.stop_note = "\n".join(notes)
             if not self._quiet:
