@@ -145,13 +145,13 @@ def run_setup(args: argparse.Namespace) -> int:
                 app_id = made["id"]
             else:
                 app_id, key_path = app["id"], plan["key_path"]
-                if plan["new_key"]:
-                    _replace_key(http, app, key_path, new_key_pair())
             if number is not None:
                 linked = link_number(numbers_api, app_id, number.msisdn, take=True, for_session=False,
                                      app_name=lambda other: app_name(apps, other))
                 for line in linked.changes or [f"number {number.msisdn} already linked to it"]:
                     print(f"{line[0].upper()}{line[1:]}.")
+            if app is not None and plan["new_key"]:  # last before .env: the old key stops working here
+                _replace_key(http, app, key_path, new_key_pair())
         except BaseException:
             if made is not None:  # nothing half-done: the application made here goes again
                 http.delete(http.api_host, f"/v2/applications/{made['id']}", None, "basic")
