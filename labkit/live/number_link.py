@@ -149,6 +149,9 @@ def restore_number(numbers_client: Any, record: dict[str, Any]) -> list[str]:
     if back_to and back_to != record["lab_app"]:
         name = record.get("other_name")
         lines.append(f"number {number} moved back to {repr(name) + ' ' if name else ''}({back_to})")
+    elif not back_to:  # whether an update without app_id unlinks is not documented (vonage-cli's unlink.js
+        # leaves app_id out to unlink): say what was sent, not what Vonage made of it
+        lines.append(f"number {number} put back with no application named (it had none)")
     if forward:
         lines.append(f"number {number}: forwarding to {where_to(*forward)} put back")
     return lines
