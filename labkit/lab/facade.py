@@ -113,6 +113,9 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads):
                                   or not 0 < speed <= 1000):
             raise InvalidInput(f"speed is the sandbox clock's factor, a number above 0 (1 is real time, tests "
                                f"use 10), not {speed!r}.")
+        if take_number is not None and not isinstance(take_number, bool):
+            raise InvalidInput(f"take_number is True (the lab may move VONAGE_NUMBER for the session) or False, "
+                               f"not {take_number!r}.")
         existing = running_lab()
         if existing is not None:
             wanted = mode or existing.settings.requested_mode
