@@ -30,6 +30,8 @@ WHERE = {
     "PUBLIC_URL": "a public https URL that forwards to the lab's port, instead of ngrok",
     "VONAGE_API_KEY": "Vonage dashboard > home page > API key (lets the lab point your application at it)",
     "VONAGE_API_SECRET": "Vonage dashboard > home page > API secret",
+    "LABKIT_TAKE_NUMBER": "1 lets the lab move VONAGE_NUMBER from another application (or clear its SIP/phone "
+    "forwarding) for the session; lab.stop() puts it back",
 }
 
 
@@ -123,6 +125,7 @@ class Settings:
     # LABKIT_UNSIGNED_SOCKETS: live mode without a signature secret hands socket tokens to answer requests
     # it cannot check (anyone who finds the tunnel can then open a WebSocket and a recording). Off unless set.
     unsigned_sockets: bool = False
+    take_number: bool = False  # LABKIT_TAKE_NUMBER: the user lets the lab move VONAGE_NUMBER for the session
 
     @classmethod
     def load(cls, env_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
@@ -168,6 +171,7 @@ class Settings:
             rest_host=_host(get("VONAGE_REST_HOST")),
             ngrok_domain=get("NGROK_DOMAIN"),
             unsigned_sockets=_flag("LABKIT_UNSIGNED_SOCKETS", get("LABKIT_UNSIGNED_SOCKETS")),
+            take_number=_flag("LABKIT_TAKE_NUMBER", get("LABKIT_TAKE_NUMBER")),
         )
 
     @property
@@ -247,6 +251,17 @@ class Settings:
         return f"Settings(mode={self.mode!r}, {', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def _flag(name: str, value: str | None) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (unset: no)."""
+    if value is None:
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} must be 1 (yes) or 0 (no).")
 
 
 def _host(value: str | None) -> str | None:

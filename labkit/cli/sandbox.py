@@ -43,6 +43,8 @@ def banner(sandbox: Any, speed: float) -> str:
     lines = [f"labkit sandbox: a local Voice API at {base} (speed {speed:g}x)"]
     rows = [
         ("base URL", base),
+        ("region URL", f"{getattr(sandbox, 'region_url', base)}  (answer webhooks' region_url: control each call "
+                       "there)"),
         ("control API", f"{base}/_labkit/  (phones, calls, heard.wav; described at {base}/_labkit/openapi.json)"),
         ("softphone page", f"{base}/  (a browser on this machine: phones ring there; Listen and Talk)"),
         ("CA certificate", ca),

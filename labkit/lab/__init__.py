@@ -1,7 +1,8 @@
 """The Lab: what a notebook drives. `facade` (the `Lab` object: start/stop, calls, recordings, panel),
 `startup` (the server, then the mode's part: sandbox or tunnel and account), `webhooks` (answer and event
-handling), `calls` (`Call`), `ncco` (NCCO helpers on the SDK's models), `delivery` (late, duplicate and
-out-of-order webhooks), `timeline` and `ncco_timing` (a call's events and scripts on one time axis).
+handling), `calls` (`Call`), `regions` (each call controlled at its `region_url`), `downloads` (a record
+action's file), `ncco` (NCCO helpers on the SDK's models), `delivery` (late, duplicate and out-of-order
+webhooks), `timeline` and `ncco_timing` (a call's events and scripts on one time axis).
 
 May import: the sandbox (only `startup`, to start it), live (the account, the tunnel, reach checks), the
 server, media and the foundations. Never the widgets or the cli, except `Lab.panel()`, which loads the

@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @contextlib.contextmanager
-def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
-    """Re-raise SDK and HTTP errors as labkit errors that say what happened and what to do."""
+def api_errors(action: str, uuid: str | None = None, host: str | None = None) -> Iterator[None]:
+    """Re-raise SDK and HTTP errors as labkit errors that say what happened and what to do. `host`: where
+    the request went, named in a 404, since a call controlled outside its region is "not found" there too."""
     import requests
     from vonage_http_client import errors as http_errors
 
@@ -37,8 +38,13 @@ def api_errors(action: str, uuid: str | None = None) -> Iterator[None]:
             "that VONAGE_PRIVATE_KEY is that application's key (`labkit doctor` checks both).",
             status=401, body=_body(exc)) from None
     except http_errors.NotFoundError as exc:
+        where = f" at {host}" if host else ""
+        if uuid is None:  # not about a call: the host has no such API path
+            raise CallError(f"{action} failed: the Voice API{where} answered 404 (Not Found). Is VONAGE_API_HOST "
+                            "a Vonage-compatible host?", status=404, body=_body(exc)) from None
         raise CallEndedError(
-            f"{action} failed: {call} is unknown or already over (404). Place a new call with lab.call(...).",
+            f"{action} failed: {call} is unknown or already over{where} (404; Vonage also answers 404 to a request "
+            "sent to another region than the call's). Place a new call with lab.call(...).",
             status=404, body=_body(exc)) from None
     except http_errors.HttpRequestError as exc:
         status = exc.response.status_code
@@ -94,6 +100,34 @@ def _problem_detail(body: Any) -> str:
     return f" ({text})" if text else ""
 
 
+def hang_up_calls(calls: list[Call], errors: list[Exception], wait: float = 3.0) -> list[str]:
+    """Hang up each call not over yet (each at its own region's host); wait up to `wait` s for their
+    `completed` events. Lines saying how many, for `lab.stop()`'s message. A call that is already over
+    (404) is not counted; another refusal goes to `errors` and is named."""
+    import time
+
+    hung: list[Call] = []
+    lines: list[str] = []
+    for call in calls:
+        if call.ended:
+            continue
+        try:
+            call.hangup()
+            hung.append(call)
+        except CallEndedError:
+            continue
+        except LabkitError as exc:
+            lines.append(f"could not hang up call {call.uuid}: {exc}")
+            errors.append(exc)
+    deadline = time.monotonic() + wait
+    while hung and any(not c.ended for c in hung) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if hung:
+        lines.insert(0, f"hung up {len(hung)} call{'s' if len(hung) != 1 else ''} still up "
+                        f"({', '.join(c.uuid[:8] for c in hung)}), so that none outlives the lab")
+    return lines
+
+
 class Reply:
     """The Voice API's answer to a request about a call, shown as one line of words in a notebook
     (not the SDK's `CallMessage(...)`); its fields (`.message`, `.uuid`) and `.raw` are still there."""
@@ -123,6 +157,21 @@ class Call:
         self.to = to
         self.direction = direction
         self._started_seq = 0
+
+    # -- where the call is controlled ----------------------------------------------------------
+    @property
+    def region_url(self) -> str | None:
+        """The regional Voice API host this call is controlled at (from its answer webhook's `region_url`),
+        or None: then the lab's own host (VONAGE_API_HOST, or Vonage's default)."""
+        return self.lab.region_of(self.uuid)
+
+    @property
+    def _voice(self) -> Any:
+        """The Voice client for this call's region: same credentials, the call's host (labkit.lab.regions)."""
+        return self.lab.voice_for(self.uuid)
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return api_errors(action, self.uuid, self._voice.http_client.api_host)
 
     # -- watching ----------------------------------------------------------------------------
     @property
@@ -159,8 +208,8 @@ class Call:
 
     def info(self):
         """The platform's view of the call (`vonage_voice.CallInfo`)."""
-        with api_errors("Getting the call's details", self.uuid):
-            return self.lab.voice.get_call(self.uuid)
+        with self._errors("Getting the call's details"):
+            return self._voice.get_call(self.uuid)
 
     # -- audio -------------------------------------------------------------------------------
     def stream(self, file_or_url: str, loop: int = 1, level: float = 0, *, check: bool = True):
@@ -187,15 +236,15 @@ class Call:
                                             "reason": str(exc)})
                 raise
         options = AudioStreamOptions(stream_url=[url], loop=validate.loop(loop), level=validate.level(level))
-        with api_errors("Starting the stream", self.uuid):
-            result = self.lab.voice.play_audio_into_call(self.uuid, options)
+        with self._errors("Starting the stream"):
+            result = self._voice.play_audio_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-started", "file": file_or_url,
                                     "loop": loop, "level": level})
         return Reply(f"Streaming {file_or_url} into call {self.uuid[:8]}", result)
 
     def stop_stream(self):
-        with api_errors("Stopping the stream", self.uuid):
-            result = self.lab.voice.stop_audio_stream(self.uuid)
+        with self._errors("Stopping the stream"):
+            result = self._voice.stop_audio_stream(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "stream-stopped"})
         return Reply(f"Stopping the stream in call {self.uuid[:8]}", result)
 
@@ -207,57 +256,57 @@ class Call:
         text = validate.talk_text(text, "say()")  # refused before sending: Vonage speaks at most 1500 characters
         options = TtsStreamOptions(text=text, language=validate.language(language), style=validate.style(style),
                                    premium=bool(premium), loop=validate.loop(loop), level=validate.level(level))
-        with api_errors("Speaking into the call", self.uuid):
-            result = self.lab.voice.play_tts_into_call(self.uuid, options)
+        with self._errors("Speaking into the call"):
+            result = self._voice.play_tts_into_call(self.uuid, options)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-started", "text": str(text), "loop": loop})
         return Reply(f"Speaking into call {self.uuid[:8]}", result)
 
     def stop_talk(self):
-        with api_errors("Stopping the speech", self.uuid):
-            result = self.lab.voice.stop_tts(self.uuid)
+        with self._errors("Stopping the speech"):
+            result = self._voice.stop_tts(self.uuid)
         self.lab.events.add("lab", {"uuid": self.uuid, "status": "talk-stopped"})
         return Reply(f"Stopping the speech in call {self.uuid[:8]}", result)
 
     def dtmf(self, digits: str):
         """Send key presses into the call (0-9, *, #, and p for a 500 ms pause)."""
         digits = validate.dtmf(digits)
-        with api_errors("Sending DTMF", self.uuid):
-            result = self.lab.voice.play_dtmf_into_call(self.uuid, digits)
+        with self._errors("Sending DTMF"):
+            result = self._voice.play_dtmf_into_call(self.uuid, digits)
         return Reply(f"Sending keys {digits} into call {self.uuid[:8]}", result)
 
     # -- call control ------------------------------------------------------------------------
     def hangup(self) -> None:
-        with api_errors("Hanging up", self.uuid):
-            self.lab.voice.hangup(self.uuid)
+        with self._errors("Hanging up"):
+            self._voice.hangup(self.uuid)
 
     def mute(self) -> None:
-        with api_errors("Muting", self.uuid):
-            self.lab.voice.mute(self.uuid)
+        with self._errors("Muting"):
+            self._voice.mute(self.uuid)
 
     def unmute(self) -> None:
-        with api_errors("Unmuting", self.uuid):
-            self.lab.voice.unmute(self.uuid)
+        with self._errors("Unmuting"):
+            self._voice.unmute(self.uuid)
 
     def earmuff(self) -> None:
-        with api_errors("Earmuffing", self.uuid):
-            self.lab.voice.earmuff(self.uuid)
+        with self._errors("Earmuffing"):
+            self._voice.earmuff(self.uuid)
 
     def unearmuff(self) -> None:
-        with api_errors("Un-earmuffing", self.uuid):
-            self.lab.voice.unearmuff(self.uuid)
+        with self._errors("Un-earmuffing"):
+            self._voice.unearmuff(self.uuid)
 
     def transfer(self, ncco_or_url) -> None:
         """Replace the call's script: with an NCCO (models or dicts), or an answer URL to fetch one from."""
         if isinstance(ncco_or_url, str):
             url = validate.public_url(ncco_or_url, "transfer answer URL")
-            with api_errors("Transferring the call", self.uuid):
-                self.lab.voice.transfer_call_answer_url(self.uuid, url)
+            with self._errors("Transferring the call"):
+                self._voice.transfer_call_answer_url(self.uuid, url)
             return
         from labkit.lab.ncco import to_json
 
-        with api_errors("Transferring the call", self.uuid):
+        with self._errors("Transferring the call"):
             # The SDK's typed method wants models; dicts (raw NCCO JSON) go on the wire as they are.
-            http = self.lab.voice.http_client
+            http = self._voice.http_client
             script = to_json(ncco_or_url)
             http.put(http.api_host, f"/v1/calls/{self.uuid}",
                      {"action": "transfer", "destination": {"type": "ncco", "ncco": script}})

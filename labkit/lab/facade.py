@@ -6,7 +6,9 @@ named daemon thread, which survives both (module globals do not survive a reload
 Split by what each part holds: this module is the facade (start/stop, addresses, calls, sockets);
 labkit.lab.startup the start-up of each mode (`LabStartup`); labkit.lab.webhooks the answer and event
 webhooks' handling and inbound calls (`LabWebhooks`); labkit.lab.display the sandbox's phones, the
-timeline, the panel and how a lab shows itself (`LabDisplay`). All three are mixed into `Lab`.
+timeline, the panel and how a lab shows itself (`LabDisplay`); labkit.lab.regions where each call is
+controlled (`LabRegions`); labkit.lab.downloads a `record` action's file (`LabDownloads`). All are mixed
+into `Lab`.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ from labkit import validate
 from labkit.config import Settings, audio_dirs, bound, state_dir
 from labkit.errors import (
     AudioError,
-    CallError,
     InvalidInput,
     LabkitError,
+    plain,
 )
 from labkit.events import DEFAULT_TEXT_LIMIT, DEFAULT_WINDOW, EventLog
-from labkit.lab.calls import Call, api_errors
+from labkit.lab.calls import Call, api_errors, hang_up_calls
 from labkit.lab.delivery import OncePerDelivery
 from labkit.lab.display import LabDisplay
+from labkit.lab.downloads import LabDownloads
 from labkit.lab.ncco import to_json
-from labkit.lab.startup import HTTP_TIMEOUT, REGISTRY_THREAD, LabStartup
+from labkit.lab.regions import LabRegions
+from labkit.lab.startup import REGISTRY_THREAD, LabStartup
 from labkit.lab.webhooks import LabWebhooks
 
 DEFAULT_LENGTH_TIMER = 900  # seconds: a lab call that nobody hangs up ends after 15 minutes
@@ -50,11 +54,11 @@ def running_lab() -> Lab | None:
     return None
 
 
-class Lab(LabStartup, LabWebhooks, LabDisplay):
+class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads, LabDisplay):
     """One running lab: server + (sandbox | tunnel) + SDK client + event log + recordings."""
 
     def __init__(self, settings: Settings, *, port: int | None = None, speed: float | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, take_number: bool | None = None):
         self.settings = settings
         self.mode = settings.mode
         self.events = EventLog(window=bound("LABKIT_EVENT_WINDOW", DEFAULT_WINDOW),
@@ -84,16 +88,24 @@ class Lab(LabStartup, LabWebhooks, LabDisplay):
         self._parts_stopped: set[str] = set()
         self._senders: set[str] = set()  # numbers the lab has called from (see _on_answer_webhook)
         self._account_note: str | None = None  # live: what the lab changed on the application, or what to paste
-        self._account_restore: Callable[[], None] | None = None  # live: puts the application's URLs back
+        self._account_restore: Callable[[], list[str]] | None = None  # live: puts back what the lab changed
+        self._take_number = settings.take_number if take_number is None else bool(take_number)
+        self.stop_note: str = ""  # what stop() did to the account and the calls (printed unless quiet)
         self._once = OncePerDelivery()  # a webhook delivered twice runs the handlers once
+        self._regions: dict[str, str] = {}  # call uuid -> the regional host its webhooks named (labkit.lab.regions)
+        self._regional: dict[str, Any] = {}  # regional host -> its Voice client
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
     def start(cls, mode: str | None = None, *, port: int | None = None, speed: float | None = None,
-              env_file: str | os.PathLike | None = None, quiet: bool = False) -> Lab:
+              env_file: str | os.PathLike | None = None, quiet: bool = False,
+              take_number: bool | None = None) -> Lab:
         """Start the lab, or return the one already running (re-running a cell is safe).
 
         mode: "sandbox" or "live" overrides LABKIT_MODE; speed: sandbox clock factor (tests use >1).
+        take_number: live mode, True lets the lab move VONAGE_NUMBER from another application of yours (or
+        clear its SIP/phone forwarding) for the session, and lab.stop() puts it back; without it (or
+        LABKIT_TAKE_NUMBER=1) the lab leaves such a number alone and says which application has it.
         """
         # Check every argument before touching a running lab: a typo must not end the calls in progress.
         if mode is not None and mode not in ("sandbox", "live", "auto"):
@@ -104,16 +116,20 @@ class Lab(LabStartup, LabWebhooks, LabDisplay):
                                   or not 0 < speed <= 1000):
             raise InvalidInput(f"speed is the sandbox clock's factor, a number above 0 (1 is real time, tests "
                                f"use 10), not {speed!r}.")
+        if take_number is not None and not isinstance(take_number, bool):
+            raise InvalidInput(f"take_number is True (the lab may move VONAGE_NUMBER for the session) or False, "
+                               f"not {take_number!r}.")
         existing = running_lab()
         if existing is not None:
             wanted = mode or existing.settings.requested_mode
-            if wanted in ("auto", existing.mode) and (speed is None or speed == existing._speed):
+            same_consent = take_number is None or bool(take_number) == existing._take_number
+            if wanted in ("auto", existing.mode) and (speed is None or speed == existing._speed) and same_consent:
                 return existing
             existing.stop()  # asked for something different: restart rather than return a wrong lab
         settings = Settings.load(env_file)
         if mode is not None:
             settings = _replace(settings, requested_mode=mode)
-        lab = cls(settings, port=port, speed=speed, quiet=quiet)
+        lab = cls(settings, port=port, speed=speed, quiet=quiet, take_number=take_number)
         try:
             lab._start()
         except BaseException:
@@ -130,13 +146,27 @@ class Lab(LabStartup, LabWebhooks, LabDisplay):
         if self.stopped:
             return
         self._stop_event.set()  # running_lab() no longer hands this lab out
-        errors = []
+        errors: list[Exception] = []
+        notes: list[str] = []
+        if self.mode == "live" and "calls" not in self._parts_stopped:
+            # Calls still up would outlive the lab (and be billed): hang them up while their webhooks
+            # still reach it, before the application is put back and the tunnel closes.
+            notes += hang_up_calls(list(self.calls.values()), errors)
+            self._parts_stopped.add("calls")
         restore, self._account_restore = self._account_restore, None
-        if restore is not None:  # live: put the application's previous webhooks back
+        if restore is not None:  # live: put back what the lab changed on the application and the number
             try:
-                restore()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
+                lines = restore() or ["nothing left to put back"]
+                notes.append(f"Vonage application {self.settings.application_id}, at lab.stop():"
+                             + "".join(f"\n  - {line}" for line in lines))
+            except Exception as exc:  # noqa: BLE001 - the record stays on disk for a later start
+                errors.append(LabkitError(
+                    f"putting the Vonage application back failed ({plain(exc)}); what the lab changed stays saved "
+                    "under LABKIT_HOME/live/, and a lab started in a new kernel puts it back"))
+        if notes:
+            self.stop_note = "\n".join(notes)
+            if not self._quiet:
+                print(self.stop_note)
         # The sandbox first: it hangs up its calls and posts their last events while the server listens.
         for name, part in (("sandbox", self.sandbox), ("runner", self.runner), ("tunnel", self.tunnel)):
             if part is None or name in self._parts_stopped:
@@ -258,7 +288,7 @@ class Lab(LabStartup, LabWebhooks, LabDisplay):
             body["length_timer"] = validate.seconds(length_timer, "length_timer", 1, 86400)
         if ringing_timer is not None:
             body["ringing_timer"] = validate.seconds(ringing_timer, "ringing_timer", 1, 120)
-        with api_errors("Placing the call"):
+        with api_errors("Placing the call", host=self.voice.http_client.api_host):
             response = self._create_call(body, ncco)
         call = Call(self, response.uuid, conversation_uuid=response.conversation_uuid, to=to)
         with self._inbound:  # an insert while wait_for_call iterates would raise there
@@ -299,46 +329,6 @@ class Lab(LabStartup, LabWebhooks, LabDisplay):
         """Every WebSocket recording made by this lab, oldest first."""
         return self.sockets.recordings()
 
-    def download_recording(self, url_or_event: Any, path: str | os.PathLike | None = None):
-        """Fetch the file of a `record` action (its event, or the event's recording_url) as a Recording.
-
-        Works in both modes, with the application's JWT and a timeout. (The SDK's own
-        `download_recording` accepts only vonage.com / nexmo.com URLs, so it refuses the sandbox's.)
-        """
-        import requests
-
-        from labkit.media.recording import Recording
-
-        payload = getattr(url_or_event, "payload", url_or_event)
-        url = payload.get("recording_url") if isinstance(payload, Mapping) else payload
-        if not isinstance(url, str) or not url.startswith("https://"):
-            raise InvalidInput(f"{url_or_event!r} is not a record event or an https recording_url.")
-        self._check_recording_host(url)  # the application's JWT goes to Vonage (or the sandbox) only
-        http = self.voice.http_client
-        with api_errors("Downloading the recording"):  # timeouts and refused connections, in plain words
-            response = requests.get(url, headers={"Authorization": http.auth.create_jwt_auth_string()},
-                                    timeout=HTTP_TIMEOUT)
-        if response.status_code >= 400:
-            reason = {401: "the Voice API refused the application's credentials",
-                      404: "there is no such recording (Vonage keeps them for a limited time)"}.get(
-                response.status_code, f"the server answered {response.status_code}")
-            raise CallError(f"Downloading the recording failed: {reason}.", status=response.status_code)
-        kind = response.headers.get("Content-Type", "")
-        suffix = ".wav" if "wav" in kind else ".ogg" if "ogg" in kind else ".mp3"
-        name = (payload.get("recording_uuid") if isinstance(payload, Mapping) else None) or url.rstrip("/").rsplit(
-            "/", 1)[-1]
-        target = Path(path) if path else self.sockets.folder / f"record-{name}{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(response.content)
-        return Recording(target, call_uuid=payload.get("uuid") if isinstance(payload, Mapping) else None,
-                         label=f"recording {name}")
-
-    def _check_recording_host(self, url: str) -> None:
-        """The JWT goes to Vonage's hosts, the running sandbox, or the VONAGE_API_HOST in use only."""
-        from labkit.live.account import check_recording_host
-
-        check_recording_host(url, (self.settings.api_host if self.mode == "live" else None,
-                                   self.sandbox.api_host if self.sandbox is not None else None))
 
 
 def _replace(settings: Settings, **changes) -> Settings:

@@ -100,7 +100,7 @@ class LabStartup:
                                    HttpClientOptions(timeout=HTTP_TIMEOUT, **hosts))
         from labkit.live.account import follow_lab
 
-        self._account_note, self._account_restore = follow_lab(s, self.public_url)
+        self._account_note, self._account_restore = follow_lab(s, self.public_url, take_number=self._take_number)
 
 
 def warn_unsigned(public_url: str) -> None:

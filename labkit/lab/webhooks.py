@@ -54,6 +54,7 @@ class LabWebhooks:
 
     def _answer_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         uuid = payload.get("uuid")
+        self._note_region(payload)  # where this call is controlled (labkit.lab.regions)
         # An outbound call's answer webhook can arrive before lab.call() has its REST reply and registers
         # the call (a phone that answers at once): a call from a number the lab calls from, to another
         # number, is that, not an inbound call for wait_for_call().
@@ -75,6 +76,7 @@ class LabWebhooks:
         return ncco
 
     def _event_webhook(self, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+        self._note_region(payload)
         for fn in list(self._event_fns):
             result = fn(payload)
             if result is not None:

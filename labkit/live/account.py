@@ -4,19 +4,24 @@ Both modes do this the same way, through the Application API v2 and the Numbers 
 account's API key and secret (HTTP Basic), using the real SDK's `vonage_application` and
 `vonage_numbers` clients (what `vonage.Vonage(Auth(api_key, api_secret))` builds). The update is a
 read-modify-write of the whole application, as every documented workflow does (vonage-platform.md,
-"PUT semantics"). In live mode the previous URLs are saved under LABKIT_HOME before they change, so
-`lab.stop()` (or the next start after a crashed kernel) puts them back; the number stays linked.
+"PUT semantics"). In live mode what the lab changes is saved under LABKIT_HOME before it changes
+(labkit.live.saved), so `lab.stop()` (or the next start after a crashed kernel) puts it back, field by
+field and only where the lab's value is still there; the number moves only with consent
+(labkit.live.number_link).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from labkit.errors import AuthenticationError, ConfigError, LabkitError
+from labkit.live.number_link import link_number, restore_number
+from labkit.live.saved import forget_previous, load_previous, save_previous, saved_path
+
+__all__ = ["DASHBOARD_APP", "DASHBOARD_NUMBER", "LabUrls", "Pointed", "app_name", "check_recording_host", "clients",
+           "follow_lab", "forget_previous", "load_previous", "paste_instructions", "point_application",
+           "restore_application", "save_previous", "saved_path"]
 
 HTTP_TIMEOUT = 10.0
 DASHBOARD_APP = "Vonage dashboard > Applications > your application > Edit > Capabilities > Voice"
@@ -39,12 +44,19 @@ class LabUrls:
 
 @dataclass
 class Pointed:
-    """What `point_application` changed: lines for the user, and the previous webhooks to restore."""
+    """What `point_application` changed: lines for the user, and what to put back field by field."""
 
     application_id: str
     changes: list[str] = field(default_factory=list)
     previous: dict[str, Any] | None = None  # capabilities.voice before the change (wire form)
     problems: list[str] = field(default_factory=list)
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"before": ..., "lab": ...}
+    voice_added: bool = False  # the application had no voice capability before
+    number: dict[str, Any] | None = None  # the number's link as found, when the lab changed it (number_link)
+
+    def record(self) -> dict[str, Any]:
+        """What labkit.live.saved keeps for `lab.stop()` and for the start after a crashed kernel."""
+        return {"fields": self.fields, "voice_added": self.voice_added, "number": self.number}
 
     def describe(self) -> str:
         lines = [f"Vonage application {self.application_id}:"]
@@ -97,10 +109,29 @@ def _check_url(value: dict[str, Any] | None, address: str, method: str) -> Any:
                     socket_timeout=old.get("socket_timeout")).model_dump(exclude_none=True)
 
 
+def app_name(app_client: Any, application_id: str) -> str | None:
+    """An application's name, for messages that must say which one (None when it cannot be read)."""
+    try:
+        return _get_raw(app_client, application_id).get("name") or None
+    except Exception:  # noqa: BLE001 - only a label: the message then gives the id alone
+        return None
+
+
+def _same_hook(current: Any, lab: dict[str, Any]) -> bool:
+    """Does a webhook still hold the lab's value? Address and method decide (timeouts may be re-filled)."""
+    return isinstance(current, dict) and current.get("address") == lab["address"] \
+        and (current.get("http_method") or lab["http_method"]) == lab["http_method"]
+
+
 def point_application(app_client: Any, numbers_client: Any, application_id: str, urls: LabUrls, *,
-                      number: str | None = None, signed: bool | None = None) -> Pointed:
+                      number: str | None = None, signed: bool | None = None, take_number: bool = False,
+                      before_change: Any = None) -> Pointed:
     """Point the application's voice webhooks at `urls`, turn signed callbacks on when `signed`, and
-    link `number` to it if it is not. Raises AuthenticationError / ConfigError in plain words."""
+    link `number` to it (moving it from another application, or clearing a sip/tel forwarding, only with
+    `take_number`: labkit.live.number_link). Each field changed is noted with its value before and the
+    lab's, so stop can put back exactly those; `before_change(record)` is called before each write (live
+    mode saves it: a kernel that dies mid-way still leaves what to put back). Raises AuthenticationError /
+    ConfigError in plain words."""
     import copy
 
     from vonage_http_client import errors as http_errors
@@ -110,6 +141,7 @@ def point_application(app_client: Any, numbers_client: Any, application_id: str,
         app = _get_raw(app_client, application_id)
         caps = app.setdefault("capabilities", {}) or {}
         app["capabilities"] = caps
+        result.voice_added = not caps.get("voice")
         voice = caps.get("voice") or {}
         result.previous = copy.deepcopy(voice)
         hooks = dict(voice.get("webhooks") or {})
@@ -117,18 +149,32 @@ def point_application(app_client: Any, numbers_client: Any, application_id: str,
                   "fallback_answer_url": (urls.fallback_url, "GET")}
         for name, (address, method) in wanted.items():
             current = hooks.get(name) or {}
-            if current.get("address") != address or (current.get("http_method") or method) != method:
+            lab = {"address": address, "http_method": method}
+            if not _same_hook(current, lab):
                 result.changes.append(f"{name} {current.get('address') or 'unset'} -> {address} ({method})")
+                result.fields[name] = {"before": copy.deepcopy(hooks.get(name)), "lab": lab}
             hooks[name] = _check_url(current, address, method)
         voice["webhooks"] = hooks
         if signed and voice.get("signed_callbacks") is False:
             result.changes.append("signed callbacks off -> on")
+            result.fields["signed_callbacks"] = {"before": False, "lab": True}
             voice["signed_callbacks"] = True
         caps["voice"] = voice
         if result.changes:
+            if before_change is not None:
+                before_change(result.record())
             _put_raw(app_client, application_id, app)
         if number:
-            _link_number(numbers_client, application_id, number, result)
+            def saving(number_record: dict[str, Any]) -> None:
+                result.number = number_record
+                if before_change is not None:
+                    before_change(result.record())
+
+            linked = link_number(numbers_client, application_id, number, take=take_number,
+                                 app_name=lambda other: app_name(app_client, other), before_change=saving)
+            result.changes += linked.changes
+            result.problems += linked.problems
+            result.number = linked.record
     except http_errors.AuthenticationError:
         raise AuthenticationError(
             "The Application API refused VONAGE_API_KEY / VONAGE_API_SECRET (401): copy both from the "
@@ -143,32 +189,71 @@ def point_application(app_client: Any, numbers_client: Any, application_id: str,
     return result
 
 
-def _link_number(numbers_client: Any, application_id: str, number: str, result: Pointed) -> None:
-    from vonage_numbers import ListOwnedNumbersFilter, UpdateNumberParams
+def restore_application(app_client: Any, application_id: str, record: dict[str, Any],
+                        numbers_client: Any = None) -> list[str]:
+    """Put back what the lab changed (`record`, see labkit.live.saved), field by field, and only where the
+    field still holds the lab's value: anything changed meanwhile (a dashboard edit) stays; then the
+    number's link (labkit.live.number_link), even when the application could not be put back. Lines to show.
 
-    number = number.lstrip("+")
-    owned, _count, _next = numbers_client.list_owned_numbers(ListOwnedNumbersFilter(pattern=number, search_pattern=0))
-    match = next((n for n in owned if n.msisdn == number), None)
-    if match is None:
-        result.problems.append(f"VONAGE_NUMBER {number} is not a number of this account: buy or pick one on "
-                               "the dashboard (Numbers), or run `labkit setup`.")
-        return
-    if match.app_id == application_id and match.voice_callback_type in (None, "app"):
-        return
-    numbers_client.update_number(UpdateNumberParams(country=match.country, msisdn=number, app_id=application_id))
-    result.changes.append(f"number {number} linked ({match.app_id or 'was unlinked'} -> {application_id})")
+    A version-1 record (`{"voice": ...}`) puts the whole voice capability back, as older labkit did."""
+    lines: list[str] = []
+    try:
+        lines += _restore_voice(app_client, application_id, record)
+    finally:
+        if record.get("number") and numbers_client is not None:
+            lines += restore_number(numbers_client, record["number"])
+    return lines
 
 
-def restore_application(app_client: Any, application_id: str, previous: dict[str, Any]) -> None:
-    """Put the voice capability back as it was before `point_application` (the rest as it is now)."""
+def _restore_voice(app_client: Any, application_id: str, record: dict[str, Any]) -> list[str]:
+    fields = record.get("fields") or {}
+    if not fields and "voice" not in record:
+        return []
     app = _get_raw(app_client, application_id)
     caps = app.get("capabilities") or {}
-    if previous:
-        caps["voice"] = previous
-    else:
-        caps.pop("voice", None)
     app["capabilities"] = caps
-    _put_raw(app_client, application_id, app)
+    if "fields" not in record:  # version 1
+        if record["voice"]:
+            caps["voice"] = record["voice"]
+        else:
+            caps.pop("voice", None)
+        _put_raw(app_client, application_id, app)
+        return ["voice webhooks put back as saved"]
+    voice = caps.get("voice")
+    if not isinstance(voice, dict):
+        return ["voice capability removed during the session: left as it is"]
+    hooks = voice.get("webhooks") or {}
+    lines: list[str] = []
+    changed = kept = False
+    for name, saved in fields.items():
+        before, lab = saved.get("before"), saved.get("lab")
+        if name == "signed_callbacks":
+            if voice.get("signed_callbacks") is True:
+                voice["signed_callbacks"] = before
+                lines.append("signed callbacks put back (off)")
+                changed = True
+            else:
+                lines.append("signed callbacks kept as they are now (changed during the session)")
+                kept = True
+        elif _same_hook(hooks.get(name), lab):
+            if before:
+                hooks[name] = before
+            else:
+                hooks.pop(name, None)
+            lines.append(f"{name} put back ({(before or {}).get('address') or 'unset'})")
+            changed = True
+        else:
+            now = hooks.get(name)
+            lines.append(f"{name} kept as it is now ({(now or {}).get('address') or 'unset'}): it was changed "
+                         "during the session")
+            kept = True
+    if changed:
+        if record.get("voice_added") and not hooks and not kept:
+            caps.pop("voice", None)  # the lab added the capability, and nothing else was put in it since
+        else:
+            voice["webhooks"] = hooks
+        _put_raw(app_client, application_id, app)
+    return lines
 
 
 def check_recording_host(url: str, trusted: Any = ()) -> None:
@@ -190,8 +275,9 @@ def check_recording_host(url: str, trusted: Any = ()) -> None:
         "recording_url of a record event as it arrived.")
 
 
-def paste_instructions(urls: LabUrls, number: str | None) -> str:
-    """Without an API key and secret: what to paste where on the dashboard."""
+def paste_instructions(urls: LabUrls, number: str | None, signed: bool = False) -> str:
+    """Without an API key and secret: what to paste where on the dashboard (and, with a signature secret
+    set, to turn signed callbacks on: the lab then answers unsigned webhooks 503)."""
     lines = [
         "The lab cannot update your Vonage application (set VONAGE_API_KEY and VONAGE_API_SECRET to let it).",
         f"Paste these in {DASHBOARD_APP}:",
@@ -199,75 +285,46 @@ def paste_instructions(urls: LabUrls, number: str | None) -> str:
         f"  Event URL     {urls.event_url}   (HTTP POST)",
         f"  Fallback URL  {urls.fallback_url}   (HTTP GET)",
     ]
+    if signed:  # the dashboard's wording for `signed_callbacks` is UNCONFIRMED: named by the API's field
+        lines.append("  and turn signed callbacks on there (signed_callbacks: VONAGE_SIGNATURE_SECRET is set, so "
+                     "the lab refuses unsigned webhooks)")
     if number:
         lines.append(f"and link {number} to the application: {DASHBOARD_NUMBER}.")
     return "\n".join(lines)
 
 
-# -- what live mode saves, for lab.stop() and for the start after a crashed kernel ------------------
-
-def saved_path(application_id: str) -> Path:
-    from labkit.config import state_dir
-
-    return state_dir() / "live" / f"application-{application_id}.json"
-
-
-def save_previous(application_id: str, previous: dict[str, Any]) -> Path:
-    path = saved_path(application_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"application_id": application_id, "pid": os.getpid(), "voice": previous}, indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
-
-
-def load_previous(application_id: str) -> dict[str, Any] | None:
-    """The URLs saved by a lab whose process is gone (a crashed kernel), if any. A lab still running
-    (here or in another process) keeps its own: the application as found is then what to restore."""
-    path = saved_path(application_id)
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return None if _alive(saved.get("pid")) else saved.get("voice")
-
-
-def forget_previous(application_id: str) -> None:
-    saved_path(application_id).unlink(missing_ok=True)
-
-
-def follow_lab(settings: Any, public_url: str) -> tuple[str, Any]:
+def follow_lab(settings: Any, public_url: str, *, take_number: bool = False) -> tuple[str, Any]:
     """Live mode: point the application at `public_url` and link VONAGE_NUMBER (with the API key and
-    secret), or say what to paste where (without). Returns (the short block to print, restore or None)."""
+    secret), or say what to paste where (without). Returns (the short block to print, restore or None);
+    `restore()` returns the lines saying what it put back and what it left.
+
+    What a lab whose kernel died had changed is put back first (as its stop would have), so the
+    application as found is the user's own again before this lab notes what it changes."""
     urls = LabUrls.for_base(public_url)
     if not (settings.api_key and settings.api_secret):
-        return paste_instructions(urls, settings.vonage_number), None
+        return paste_instructions(urls, settings.vonage_number, bool(settings.signature_secret)), None
     apps, numbers = clients(settings.api_key, settings.api_secret, api_host=settings.api_host,
                             rest_host=settings.rest_host)
     app_id = settings.application_id
-    saved = load_previous(app_id)  # left by a lab whose kernel died before lab.stop()
+    recovered: list[str] = []
+    dead = load_previous(app_id)  # left by labs whose kernel died before lab.stop()
+    for path, saved in dead:
+        recovered += restore_application(apps, app_id, saved, numbers)
+        forget_previous(app_id, path)
     pointed = point_application(apps, numbers, app_id, urls, number=settings.vonage_number,
-                                signed=bool(settings.signature_secret))
-    previous = saved if saved is not None else pointed.previous
+                                signed=bool(settings.signature_secret), take_number=take_number,
+                                before_change=lambda record: save_previous(app_id, record))
     note = pointed.describe()
-    if not pointed.changes and saved is None:
+    if dead:
+        note += "\n  A lab that did not stop (its kernel died) had changed this application; put back first:"
+        note += "".join(f"\n    - {line}" for line in recovered or ["nothing left to put back"])
+    if not pointed.fields and pointed.number is None:
         return note, None
-    save_previous(app_id, previous or {})
-    if saved is not None:
-        note += "\n  (the URLs saved by a lab that did not stop are the ones lab.stop() restores)"
-    else:
-        note += "\n  lab.stop() puts the previous URLs back."
+    note += "\n  lab.stop() puts back what the lab changed, where it still holds the lab's value."
 
-    def restore() -> None:
-        restore_application(apps, app_id, previous or {})
+    def restore() -> list[str]:
+        lines = restore_application(apps, app_id, pointed.record(), numbers)
         forget_previous(app_id)
+        return lines
 
     return note, restore

@@ -26,6 +26,15 @@ from labkit.sandbox.engine.platform import Platform
 log = logging.getLogger("labkit.sandbox.http")
 
 
+def note_control_host(p: Platform, uuid: str, host: str) -> None:
+    """Count a Voice API request about call `uuid` under the host it was sent to (engine/regions.py)."""
+    with p.lock:
+        leg = p.legs.get(uuid)
+        if leg is not None:
+            key = host.lower()
+            leg.control_hosts[key] = leg.control_hosts.get(key, 0) + 1
+
+
 def create_app(p: Platform, creds: AppCredentials) -> Flask:
     """The sandbox's Flask app for `p`, accepting JWTs signed by `creds`' private key."""
     app = Flask("labkit.sandbox")
@@ -44,6 +53,7 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         uuid = (request.view_args or {}).get("uuid")
         if uuid is not None:  # calls are per application: another application's call is not found
             p.account.check_leg(p, uuid, g.claims.get("application_id"))
+            note_control_host(p, uuid, request.host)
         file_id = (request.view_args or {}).get("file_id")
         if file_id is not None:
             p.account.check_file(file_id, g.claims.get("application_id"))

@@ -93,6 +93,7 @@ class Sandbox(SandboxIdentity):
         self._platform.webhooks.chaos = WebhookChaos.parse(os.environ.get("LABKIT_SANDBOX_CHAOS"))
         self._tls = None
         self._runner: Any = None
+        self._region_runner: Any = None  # the second address, sent as region_url (engine/regions.py)
         self._lock = threading.RLock()
         self._port: int | None = None
         self._warm: threading.Thread | None = None
@@ -113,13 +114,22 @@ class Sandbox(SandboxIdentity):
                 return self
             self._tls = ensure_tls(self.home, vonage_hostnames=self.vonage_hostnames)
             context = None if self.http else self._tls.server_context()
-            runner = ServerRunner(create_app(self._platform, self._creds), "127.0.0.1", self.requested_port,
+            app = create_app(self._platform, self._creds)
+            runner = ServerRunner(app, "127.0.0.1", self.requested_port,
                                   fallback=0, ssl_context=context, name="labkit-sandbox",
                                   request_handler=QuietHandler, on_stop=self._shut_connections)
             runner.start()
             self._runner = runner
             self._port = runner.port
             self._platform.base_url = self.base_url
+            if self.vonage_hostnames:  # region_url: the real regional host name, on this port (engine/regions.py)
+                self._platform.vonage_port = self._port
+            else:  # region_url: a second address of the sandbox's own, so a client ignoring it is seen
+                region = ServerRunner(app, "127.0.0.1", 0, ssl_context=context, name="labkit-sandbox-region",
+                                      request_handler=QuietHandler, on_stop=self._shut_connections)
+                region.start()
+                self._region_runner = region
+                self._platform.region_base = f"{'http' if self.http else 'https'}://127.0.0.1:{region.port}"
             self._platform.files_base = self.vonage_base_url if self.vonage_hostnames else ""
             self._platform.stopping = False
             # the audio clock starts once the warm-up is over, so its cost is never call time
@@ -161,6 +171,9 @@ class Sandbox(SandboxIdentity):
                 endpoint.join(2.0)
             if self._runner is not None:
                 self._runner.stop()
+            if self._region_runner is not None:
+                self._region_runner.stop()
+                self._region_runner = None
             deadline = time.monotonic() + 5.0  # runners blocked in a webhook finish it first
             for leg in list(p.legs.values()):
                 if leg.thread is not None and leg.thread is not threading.current_thread():
@@ -169,12 +182,13 @@ class Sandbox(SandboxIdentity):
 
     def _shut_connections(self) -> None:
         """End the SDK's keep-alive connections, which `shutdown()` alone would leave open."""
-        server = self._runner.server if self._runner is not None else None
-        for conn in list(getattr(server, "labkit_connections", ())):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for runner in (self._runner, self._region_runner):
+            server = runner.server if runner is not None else None
+            for conn in list(getattr(server, "labkit_connections", ())):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def __enter__(self) -> Sandbox:
         return self.start()

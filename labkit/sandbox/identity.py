@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox.engine.regions import region_url_for
 from labkit.sandbox.wire.tls import ensure_tls, write_bundle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +49,18 @@ class SandboxIdentity:
         scheme = "http" if self.http else "https"
         default = 80 if self.http else 443
         return f"{scheme}://api.nexmo.com" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def region_url(self) -> str:
+        """The `region_url` answer webhooks carry: the sandbox's second address, or with vonage_hostnames
+        the regional host name of the default application (labkit/sandbox/engine/regions.py)."""
+        self.port  # noqa: B018 - raises when not started
+        return region_url_for(self._platform, None)
+
+    @property
+    def region_host(self) -> str:
+        """`region_url` as host[:port], for HttpClientOptions(api_host=...) of a call's requests."""
+        return self.region_url.split("://", 1)[1]
 
     @property
     def api_host(self) -> str:

@@ -319,8 +319,8 @@ def test_lab_command_runs_jupyterlab_on_the_notebooks(capsys, monkeypatch, tmp_p
     started = {}
 
     class FakePopen:
-        def __init__(self, argv, cwd=None, env=None):
-            started.update(argv=argv, cwd=cwd, env=env)
+        def __init__(self, argv, cwd=None, env=None, **options):
+            started.update(argv=argv, cwd=cwd, env=env, options=options)
 
         def poll(self):
             return None
@@ -336,6 +336,7 @@ def test_lab_command_runs_jupyterlab_on_the_notebooks(capsys, monkeypatch, tmp_p
     assert argv[:3] == [sys.executable, "-m", "jupyterlab"] and "--no-browser" in argv
     assert "--port=8899" in argv and f"--ServerApp.root_dir={notebooks.resolve()}" in argv
     assert token not in " ".join(argv)  # not visible in ps
+    assert started["options"]["start_new_session"]  # Ctrl-C reaches labkit lab, which stops JupyterLab itself
     assert f"http://127.0.0.1:8899/lab?token={token}" in out
     assert "sandbox mode" in out
 

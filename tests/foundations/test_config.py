@@ -133,3 +133,12 @@ def test_a_lab_records_under_labkit_home_not_the_working_folder(monkeypatch, tmp
             Path.cwd())
     finally:
         other.stop()
+
+
+def test_take_number_is_an_explicit_yes(tmp_path):
+    """LABKIT_TAKE_NUMBER: the lab may move VONAGE_NUMBER only when the user says so (issue 18, item 1)."""
+    assert load({}, tmp_path).take_number is False
+    assert load({"LABKIT_TAKE_NUMBER": "1"}, tmp_path).take_number is True
+    assert load({"LABKIT_TAKE_NUMBER": "no"}, tmp_path).take_number is False
+    with pytest.raises(ConfigError, match="LABKIT_TAKE_NUMBER"):
+        load({"LABKIT_TAKE_NUMBER": "maybe"}, tmp_path)

@@ -24,12 +24,13 @@ from labkit import ncco
 from labkit.config import Settings
 from labkit.events import EventLog
 from labkit.lab.delivery import OncePerDelivery
+from labkit.lab.regions import LabRegions
 from labkit.lab.webhooks import ANSWER_SOCKET_TIMEOUT, UNSIGNED_SOCKETS_NOTE, LabWebhooks
 from labkit.server import ServerContext, ServerRunner, create_app
 from labkit.server.sockets import SocketHub
 
 
-class UnsignedLiveLab(LabWebhooks):
+class UnsignedLiveLab(LabWebhooks, LabRegions):
     """The state `Lab` gives its webhook handling, in live mode with no signature secret."""
 
     def __init__(self, folder: Path, settings: Settings):
@@ -40,6 +41,7 @@ class UnsignedLiveLab(LabWebhooks):
         self.number, self._senders = "447700900000", {"447700900001"}  # an outbound call's answer webhook
         self._inbound, self._claimed, self._once = threading.Condition(), set(), OncePerDelivery()
         self._answer_fn, self._event_fns, self.sandbox = None, [], None
+        self._regions, self._regional = {}, {}  # LabRegions: where each call is controlled
         self._ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                                   instruction=self._on_event_webhook, sockets=self.sockets, mode="live")
         self.runner = ServerRunner(create_app(self._ctx), on_stop=self.sockets.close_all)

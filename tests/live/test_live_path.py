@@ -259,6 +259,218 @@ def test_a_record_action_downloads_from_the_api_host(lab, sandbox_proc):
     assert rec.correlate(Recording(lab.audio_path("prompt.wav")).segment(0.2, 1.9)) > 0.9
 
 
+# -- issue 18: never harm the account; control each call in its region -----------------------------------------
+
+def account_http(sandbox_proc):
+    """The account's Application and Numbers APIs (HTTP Basic), as a user's dashboard or script reaches them."""
+    from labkit.live.account import clients
+
+    r = sandbox_proc.rows
+    apps, numbers = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
+    return apps.http_client, numbers.http_client
+
+
+def new_application(sandbox_proc, tmp_path, name: str) -> tuple[str, str]:
+    """A user's application (`POST /v2/applications`) with webhooks of its own: (id, private key path)."""
+    http, _ = account_http(sandbox_proc)
+    hooks = {"answer_url": {"address": f"https://example.com/{name}/answer", "http_method": "GET"},
+             "event_url": {"address": f"https://example.com/{name}/event", "http_method": "POST"}}
+    made = http.post(http.api_host, "/v2/applications", {"name": name, "capabilities": {"voice": {"webhooks": hooks}}},
+                     "basic")
+    key = tmp_path / f"{name}.key"
+    key.write_text(made["keys"]["private_key"])
+    return made["id"], str(key)
+
+
+def application(sandbox_proc, app_id: str) -> dict:
+    http, _ = account_http(sandbox_proc)
+    return http.get(http.api_host, f"/v2/applications/{app_id}", None, "basic")
+
+
+def the_number(sandbox_proc) -> dict:
+    """The account's number as `GET /account/numbers` lists it."""
+    _, http = account_http(sandbox_proc)
+    listed = http.get(http.rest_host, "/account/numbers", {"pattern": sandbox_proc.rows["number"]}, "basic")
+    return listed["numbers"][0]
+
+
+def update_number(sandbox_proc, **form: str) -> None:
+    """`POST /number/update`, as the dashboard would."""
+    _, http = account_http(sandbox_proc)
+    http.post(http.rest_host, "/number/update", {"country": "GB", "msisdn": sandbox_proc.rows["number"], **form},
+              "basic", "form")
+
+
+def lab_on(sandbox_proc, app_id: str, key: str, **kwargs) -> Lab:
+    """A live lab on the user's application `app_id`, with VONAGE_NUMBER the account's number."""
+    port = free_port()
+    env = {**live_env(sandbox_proc, port), "VONAGE_APPLICATION_ID": app_id, "VONAGE_PRIVATE_KEY": key}
+    lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True, **kwargs)
+    try:
+        lab._start()
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
+
+
+@pytest.fixture
+def production(sandbox_proc, live, tmp_path):  # noqa: ARG001 - the live lab set REQUESTS_CA_BUNDLE
+    """The user's production application, holding the number (with its SMS webhook); put back afterwards."""
+    prod, _ = new_application(sandbox_proc, tmp_path, "production")
+    update_number(sandbox_proc, app_id=prod, moHttpUrl="https://example.com/sms")
+    yield prod
+    update_number(sandbox_proc, app_id=sandbox_proc.rows["application id"], moHttpUrl="")
+
+
+def test_a_number_linked_to_another_application_stays_there_without_consent(sandbox_proc, production, tmp_path):
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    lab = lab_on(sandbox_proc, mine, key)
+    try:
+        assert the_number(sandbox_proc)["app_id"] == production  # not moved
+        note = lab._account_note
+        assert f"'production' ({production})" in note and "take_number=True" in note and "LABKIT_TAKE_NUMBER" in note
+    finally:
+        lab.stop()
+    assert the_number(sandbox_proc)["app_id"] == production
+
+
+def test_with_consent_the_number_moves_and_comes_back_at_stop(sandbox_proc, production, tmp_path):
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    lab = lab_on(sandbox_proc, mine, key, take_number=True)
+    try:
+        number = the_number(sandbox_proc)
+        assert number["app_id"] == mine and number["moHttpUrl"] == "https://example.com/sms"  # its other fields kept
+        assert f"moved from another application, 'production' ({production})" in lab._account_note
+    finally:
+        lab.stop()
+    number = the_number(sandbox_proc)
+    assert number["app_id"] == production and number["moHttpUrl"] == "https://example.com/sms"
+    assert "moved back to 'production'" in lab.stop_note
+
+
+def test_a_killed_kernels_number_and_webhooks_are_put_back(sandbox_proc, production, tmp_path):
+    """A lab that took the number, in a kernel killed with SIGKILL: the next start puts both back."""
+    import json
+
+    from labkit.live.saved import saved_path
+
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    port = free_port()
+    env = {**os.environ, **live_env(sandbox_proc, port), "VONAGE_APPLICATION_ID": mine, "VONAGE_PRIVATE_KEY": key}
+    kernel = subprocess.run([sys.executable, "-c", "import os, signal\nfrom labkit import Lab\n"
+                             "Lab.start(take_number=True, quiet=True)\nprint('started', flush=True)\n"
+                             "os.kill(os.getpid(), signal.SIGKILL)"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert kernel.returncode == -9 and "started" in kernel.stdout, kernel.stderr[-2000:]
+    [record] = saved_path(mine).parent.glob(f"application-{mine}-*.json")  # the dead kernel's, by its pid
+    saved = json.loads(record.read_text())
+    assert saved["number"]["before"]["app_id"] == production and "answer_url" in saved["fields"]
+    assert the_number(sandbox_proc)["app_id"] == mine  # the dead lab's doing
+    lab = lab_on(sandbox_proc, mine, key)  # no consent this time
+    try:
+        assert "did not stop" in lab._account_note
+        assert the_number(sandbox_proc)["app_id"] == production
+    finally:
+        lab.stop()
+    hooks = application(sandbox_proc, mine)["capabilities"]["voice"]["webhooks"]
+    assert hooks["answer_url"]["address"] == "https://example.com/my-lab/answer"
+    assert "fallback_answer_url" not in hooks and not list(saved_path(mine).parent.glob(f"application-{mine}-*"))
+
+
+def test_a_sip_forwarded_number_is_reported_and_cleared_only_with_consent(sandbox_proc, live, tmp_path):  # noqa: ARG001
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    update_number(sandbox_proc, app_id=mine, voiceCallbackType="sip", voiceCallbackValue="sip:desk@example.com")
+    try:
+        lab = lab_on(sandbox_proc, mine, key)
+        try:
+            assert "forwards its calls to SIP URI sip:desk@example.com" in lab._account_note
+            assert the_number(sandbox_proc)["voiceCallbackType"] == "sip"
+        finally:
+            lab.stop()
+        lab = lab_on(sandbox_proc, mine, key, take_number=True)
+        try:
+            assert "forwarding to SIP URI sip:desk@example.com cleared" in lab._account_note
+            assert the_number(sandbox_proc)["voiceCallbackType"] == "app"
+            dial(sandbox_proc, "447700900021")  # now the number's calls reach the lab
+            lab.wait_for_call(timeout=30).hangup()
+        finally:
+            lab.stop()
+        number = the_number(sandbox_proc)
+        assert number["voiceCallbackType"] == "sip" and number["voiceCallbackValue"] == "sip:desk@example.com"
+        assert "forwarding to SIP URI sip:desk@example.com put back" in lab.stop_note
+    finally:
+        update_number(sandbox_proc, app_id=sandbox_proc.rows["application id"])
+
+
+def test_a_dashboard_edit_during_the_session_is_kept_at_stop(sandbox_proc, live, tmp_path):  # noqa: ARG001
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    update_number(sandbox_proc, app_id=mine)
+    try:
+        lab = lab_on(sandbox_proc, mine, key)
+        try:
+            http, _ = account_http(sandbox_proc)
+            app = application(sandbox_proc, mine)  # the user edits the answer URL on the dashboard meanwhile
+            app["capabilities"]["voice"]["webhooks"]["answer_url"]["address"] = "https://example.com/edited"
+            http.put(http.api_host, f"/v2/applications/{mine}", {k: app[k] for k in ("name", "capabilities")},
+                     "basic")
+        finally:
+            lab.stop()
+        hooks = application(sandbox_proc, mine)["capabilities"]["voice"]["webhooks"]
+        assert hooks["answer_url"]["address"] == "https://example.com/edited"  # the user's edit stays
+        assert hooks["event_url"]["address"] == "https://example.com/my-lab/event"  # the lab's change is undone
+        assert "fallback_answer_url" not in hooks
+        assert "answer_url kept as it is now (https://example.com/edited)" in lab.stop_note
+        assert "event_url put back (https://example.com/my-lab/event)" in lab.stop_note
+    finally:
+        update_number(sandbox_proc, app_id=sandbox_proc.rows["application id"])
+
+
+def test_stop_hangs_up_the_calls_still_up(sandbox_proc, live, tmp_path):  # noqa: ARG001
+    mine, key = new_application(sandbox_proc, tmp_path, "my-lab")
+    lab = lab_on(sandbox_proc, mine, key)
+    try:
+        calls = [lab.call(n, ncco=[ncco.keep_open(lab)]) for n in ("447700900031", "447700900032")]
+        for call in calls:
+            call.wait_for("answered", timeout=30)
+    finally:
+        lab.stop()
+    assert lab.stop_note.startswith("hung up 2 calls still up")
+    assert lab.stop_note.index("hung up") < lab.stop_note.index(f"Vonage application {mine}")
+    assert [sandbox_proc.remote.call(c.uuid)["status"] for c in calls] == ["completed", "completed"]
+
+
+def test_each_call_is_controlled_at_its_region_url(lab, sandbox_proc):
+    """The answer webhook's region_url is the sandbox's second address: every request about the call goes there."""
+    from labkit.errors import CallEndedError
+
+    region = sandbox_proc.rows["region URL"]
+    region_host = region.split("://", 1)[1]
+    assert region != sandbox_proc.url
+    lab.on_answer(lambda fields: [ncco.keep_open(lab)])
+    uuid = dial(sandbox_proc, "447700900022")
+    call = lab.wait_for_call(timeout=30)
+    call.wait_for("answered", timeout=30)
+    assert call.uuid == uuid and call.region_url == region
+    call.say("Hello")
+    call.stream("beep.wav")
+    call.mute()
+    call.unmute()
+    call.dtmf("1")
+    assert call.info().uuid == uuid
+    call.hangup()
+    call.wait_for("completed", timeout=30)
+    view = sandbox_proc.remote.call(uuid)
+    assert view["region_url"] == region and view["control_hosts"] == {region_host: 7}
+    with pytest.raises(CallEndedError, match=f"over at {region_host}"):  # a 404 names the host it came from
+        call.hangup()
+    out = lab.call("447700900023")  # outbound, scripted by the lab's answer URL: its webhook names the region too
+    out.wait_for("answered", timeout=30)
+    out.hangup()
+    out.wait_for("completed", timeout=30)
+    assert sandbox_proc.remote.call(out.uuid)["control_hosts"] == {region_host: 1}
+
+
 def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
     """A second live lab on the same application: stop() restores what it found (the first lab's URLs)."""
     from labkit.live.account import clients
@@ -279,16 +491,20 @@ def test_the_application_is_put_back_at_stop(sandbox_proc, tmp_path):
 
 
 def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG001 - with the live lab running
-    """A lab that died without lab.stop() left its saved URLs: the next lab restores those, not its own."""
-    from labkit.live.account import clients, save_previous, saved_path
+    """A lab that died without lab.stop() left its saved URLs (here in the first format, a whole voice
+    capability, as older labkit saved it): the next lab restores those, not its own."""
+    import json
+
+    from labkit.live.account import clients, saved_path
 
     r = sandbox_proc.rows
     apps, _ = clients(r["API key"], r["API secret"], api_host=sandbox_proc.host, rest_host=sandbox_proc.host)
     original = {"webhooks": {"answer_url": {"address": "https://example.com/mine", "http_method": "GET"}}}
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    path = save_previous(r["application id"], original)
-    path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {dead.pid}'))
+    path = saved_path(r["application id"], dead.pid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"application_id": r["application id"], "pid": dead.pid, "voice": original}))
     port = free_port()
     env = live_env(sandbox_proc, port, signed=False)
     lab = Lab(Settings.load(env_file="/nonexistent/.env", environ=env), quiet=True)
@@ -298,7 +514,7 @@ def test_a_crashed_kernels_urls_are_restored(sandbox_proc, live):  # noqa: ARG00
     finally:
         lab.stop()
     hooks = apps.get_application(r["application id"]).capabilities.voice.webhooks
-    assert hooks.answer_url.address == "https://example.com/mine" and not saved_path(r["application id"]).exists()
+    assert hooks.answer_url.address == "https://example.com/mine" and not path.exists()
 
 
 def test_the_stories_ran_under_chaos(sandbox_proc, live):  # noqa: ARG001 - after the stories
@@ -317,13 +533,22 @@ def test_from_labkit_setup_to_an_answered_call(sandbox_proc, live, tmp_path, cap
 
     r = sandbox_proc.rows
     env_file = tmp_path / ".env"
-    code = cli.main(["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host",
-                     sandbox_proc.host, "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"),
-                     "--yes"])
+    args = ["setup", "--api-key", r["API key"], "--api-secret", r["API secret"], "--api-host", sandbox_proc.host,
+            "--env-file", str(env_file), "--key-file", str(tmp_path / "private.key"), "--yes"]
+    code = cli.main([*args, "--take-number", "--signature-secret", r["signature secret"]])
     out = capsys.readouterr().out
-    assert code == 0 and r["API secret"] not in out, out
+    assert code == 0 and r["API secret"] not in out and r["signature secret"] not in out, out
     written = dotenv_values(env_file)
     assert written["VONAGE_NUMBER"] == r["number"] and written["VONAGE_APPLICATION_ID"] != r["application id"]
+    assert written["VONAGE_SIGNATURE_SECRET"] == r["signature secret"]
+    code = cli.main(args)  # `labkit setup` twice: one application, and .env and the link agree
+    out = capsys.readouterr().out
+    assert code == 0 and "Reusing the Voice application 'labkit'" in out, out
+    http, _ = account_http(sandbox_proc)
+    listed = http.get(http.api_host, "/v2/applications", {"page_size": 100}, "basic")["_embedded"]["applications"]
+    assert [a["id"] for a in listed if a["name"] == "labkit"] == [written["VONAGE_APPLICATION_ID"]]
+    assert dotenv_values(env_file) == written and the_number(sandbox_proc)["app_id"] == written["VONAGE_APPLICATION_ID"]
+    assert next(a for a in listed if a["name"] == "labkit")["privacy"] == {"improve_ai": False}
     port = free_port()
     extra = {"LABKIT_MODE": "live", "PUBLIC_URL": f"http://127.0.0.1:{port}", "LABKIT_PORT": str(port)}
     lab = Lab(Settings.load(env_file=env_file, environ=extra), quiet=True)

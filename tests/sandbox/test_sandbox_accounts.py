@@ -224,7 +224,7 @@ def test_pointing_the_application_keeps_what_the_sdk_models_do_not_know(sandbox)
     got = wire(sandbox, "GET", f"/v2/applications/{made['id']}").json()
     assert got["capabilities"]["video"] == video and "messages" in got["capabilities"]
     assert got["capabilities"]["voice"]["webhooks"]["answer_url"]["address"] == "https://lab.example/webhooks/answer"
-    restore_application(apps, made["id"], pointed.previous)
+    restore_application(apps, made["id"], pointed.record())
     back = wire(sandbox, "GET", f"/v2/applications/{made['id']}").json()["capabilities"]
     assert "voice" not in back and back["video"] == video
 

@@ -130,7 +130,7 @@ def test_answer_url_gets_the_call_fields(sandbox, client, receiver, method):
     assert hook.method == method
     assert hook.payload["to"] == "447700900017" and hook.payload["from"] == sandbox.number
     assert hook.payload["uuid"] == created.uuid and hook.payload["conversation_uuid"] == created.conversation_uuid
-    assert hook.payload["region_url"] == sandbox.base_url
+    assert hook.payload["region_url"] == sandbox.region_url != sandbox.base_url  # its second address
     receiver.wait_for("completed", created.uuid)
     assert sandbox.phone("447700900017").heard.duration > 1.0
 
@@ -141,7 +141,7 @@ def test_inbound_dial_fetches_the_application_answer_url(sandbox, receiver):
     hook = receiver.wait_for(path="/answer")
     assert hook.method == "GET"
     assert hook.payload == {"to": sandbox.number, "from": "447700900018", "uuid": leg.uuid,
-                            "conversation_uuid": leg.conversation_uuid, "region_url": sandbox.base_url}
+                            "conversation_uuid": leg.conversation_uuid, "region_url": sandbox.region_url}
     receiver.wait_for("completed", leg.uuid)
     assert receiver.statuses(leg.uuid) == ["started", "ringing", "answered", "completed"]
     assert all(h.payload["direction"] == "inbound" for h in receiver.find(uuid=leg.uuid, path="/event"))

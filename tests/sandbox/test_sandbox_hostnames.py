@@ -73,8 +73,21 @@ def test_vonage_hostnames_certificate_and_recording_urls(tmp_path):
         assert not _handshake(sb.port, "example.com", sb.ca_path)
         assert sb.vonage_base_url == f"https://api.nexmo.com:{sb.port}"
         assert sb._platform.files_base == sb.vonage_base_url
+        # region_url: the real regional host name of the application's region [OAS-APP] (api-us-3 without one)
+        from types import SimpleNamespace
+
+        from labkit.sandbox.engine.regions import region_url_for
+
+        assert sb.region_url == f"https://api-us-3.vonage.com:{sb.port}"
+        eu, _key = sb.account.create({"name": "eu", "capabilities": {"voice": {"region": "eu-west", "webhooks": {
+            "answer_url": {"address": "https://example.com/a"}, "event_url": {"address": "https://example.com/e"}}}}})
+        leg = SimpleNamespace(application_id=eu.id)
+        assert region_url_for(sb._platform, leg) == f"https://api-eu-3.vonage.com:{sb.port}"
     with Sandbox(speed=10, home=tmp_path) as plain:  # the default certificate stays 127.0.0.1/localhost only
         assert not _handshake(plain.port, "api.nexmo.com", plain.ca_path)
+        assert plain.region_url.startswith("https://127.0.0.1:") and plain.region_url != plain.base_url
+        assert requests.get(f"{plain.region_url}/_labkit/application", verify=str(plain.ca_path),
+                            timeout=10).json()["number"] == plain.number  # the same API at its second address
 
 
 NAMESPACE_SCRIPT = textwrap.dedent(r"""

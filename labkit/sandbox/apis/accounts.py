@@ -102,11 +102,15 @@ class Number:
     app_id: str | None = None
     voice_callback_type: str | None = None  # "sip" / "tel" route around the application
     voice_callback_value: str | None = None
+    mo_http_url: str | None = None  # inbound SMS webhook [OAS-NUM]
+    voice_status_callback: str | None = None  # [OAS-NUM]; not in the documented GET response, so not shown
 
     def to_wire(self) -> dict[str, Any]:
         """One entry of `GET /account/numbers` [OAS-NUM], [PY-TESTS:list_owned_numbers_basic.json]."""
         out: dict[str, Any] = {"country": self.country, "msisdn": self.msisdn, "type": self.type,
                                "features": list(NUMBER_FEATURES)}
+        if self.mo_http_url:
+            out["moHttpUrl"] = self.mo_http_url
         if self.app_id:
             out.update({"app_id": self.app_id, "messagesCallbackType": "app", "messagesCallbackValue": self.app_id,
                         "voiceCallbackType": "app", "voiceCallbackValue": self.app_id})
@@ -302,7 +306,11 @@ class Account:
             return out
 
     def update_number(self, fields: dict[str, str]) -> None:
-        """POST /number/update: link the number to `app_id` (or route it to sip/tel)."""
+        """POST /number/update: link the number to `app_id` (or route it to sip/tel).
+
+        A field left out keeps its value and an empty one clears it: the SDK documents "Set to an empty
+        string to remove the webhook" for moHttpUrl (vonage_numbers UpdateNumberParams); that a field
+        left out is kept is INFERENCE from it (vonage-platform.md section 10: not documented)."""
         with self.lock:
             num = self.numbers.get(fields["msisdn"].lstrip("+"))
             if num is None or num.country != fields["country"].upper():
@@ -310,8 +318,8 @@ class Account:
             kind = fields.get("voiceCallbackType")
             value = fields.get("voiceCallbackValue")
             app_id = fields.get("app_id")
-            if kind == "app":  # deprecated, still accepted [OAS-NUM]
-                app_id, kind, value = value, None, None
+            if kind == "app":  # deprecated, still accepted [OAS-NUM]; app_id, when also sent, wins
+                app_id, kind, value = app_id or value, None, None
             if app_id is not None:
                 if app_id and app_id not in self.applications:
                     raise ApplicationProblem(420, "method failed")  # observed shape [CLI-ISS233]
@@ -320,6 +328,9 @@ class Account:
                 num.voice_callback_type, num.voice_callback_value = kind, value
             elif kind is None and app_id is not None:
                 num.voice_callback_type = num.voice_callback_value = None
+            for wire, attr in (("moHttpUrl", "mo_http_url"), ("voiceStatusCallback", "voice_status_callback")):
+                if wire in fields:
+                    setattr(num, attr, fields[wire] or None)
 
     # -- helpers ------------------------------------------------------------------------------------
     @staticmethod

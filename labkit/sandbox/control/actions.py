@@ -94,6 +94,8 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "duration": leg.duration,
             "ncco": {"actions": script, "current": leg.step},
             "errors": list(leg.errors),
+            "region_url": leg.region_url,
+            "control_hosts": dict(leg.control_hosts),
         }
     view["webhooks"] = _webhooks_of(p, leg)
     return view

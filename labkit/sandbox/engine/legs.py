@@ -133,6 +133,8 @@ class SandboxCall:
         self.phone_decision: str | None = None  # 'answer' / 'reject' from a manual phone
         self.barge: bool = False
         self.barge_digits: list[str] = []
+        self.region_url: str | None = None  # sent in its answer webhook (engine/regions.py)
+        self.control_hosts: dict[str, int] = {}  # Voice API requests about it, by the host they were sent to
         self.input: InputState | None = None
         self.async_input: tuple[str | None, str | None] | None = None  # (eventUrl, method) of input mode async
         self.dtmf_listener: str | None = None  # PUT /v1/calls/{uuid}/input/dtmf event_url

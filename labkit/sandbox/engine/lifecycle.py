@@ -32,6 +32,7 @@ from labkit.sandbox.engine.legs import LegEnded, SandboxCall, Transferred, iso, 
 from labkit.sandbox.engine.ncco import NccoRunner
 from labkit.sandbox.engine.phones import HEAR_RATE, VirtualPhone
 from labkit.sandbox.engine.platform import Platform
+from labkit.sandbox.engine.regions import region_url_for
 from labkit.signing import sign_webhook
 
 log = logging.getLogger("labkit.sandbox.engine.lifecycle")
@@ -71,12 +72,13 @@ def start(p: Platform, leg: SandboxCall, target: Any, *args: Any) -> None:
 
 
 def answer_payload(p: Platform, leg: SandboxCall) -> dict:
+    leg.region_url = region_url_for(p, leg)
     return {
         "to": leg.to_address,
         "from": leg.from_address,
         "uuid": leg.uuid,
         "conversation_uuid": leg.conversation.uuid,
-        "region_url": p.base_url,
+        "region_url": leg.region_url,
     }
 
 

@@ -66,6 +66,8 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         self.number = number
         self.base_url = ""
         self.files_base = ""  # recording URLs' base when it is not base_url (Vonage host names)
+        self.region_base = ""  # the sandbox's second address, sent as region_url (engine/regions.py)
+        self.vonage_port: int | None = None  # --vonage-hostnames: region_url is a real regional host name
         self.legs: dict[str, SandboxCall] = {}
         self.order: list[SandboxCall] = []
         self.live = 0  # legs registered and not ended
