@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import InvalidInput, SandboxNotFound
+from labkit.sandbox.control.problems import problem
 from labkit.sandbox.engine.legs import SandboxCall, iso
 from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
 from labkit.sandbox.engine.platform import Platform
@@ -67,7 +68,7 @@ def webhook_view(record: Any) -> dict:
         if body is None and result.body:
             body = result.body[:2000].decode("utf-8", "replace")
         answer = {"ok": result.ok, "status": result.status, "body": body, "error": result.error,
-                  "attempts": result.attempts, "url": result.url}
+                  "attempts": result.attempts, "url": result.url, "ms": round(result.elapsed * 1000, 1)}
     return {"kind": record.kind, "url": record.url, "method": record.method, "payload": record.payload or {},
             "sent_at": record.sent_at, "answer": answer}
 
@@ -94,6 +95,7 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "duration": leg.duration,
             "ncco": {"actions": script, "current": leg.step},
             "errors": list(leg.errors),
+            "problem": problem(leg.errors),  # the first error, in the app author's words (control/problems.py)
             "region_url": leg.region_url,
             "control_hosts": dict(leg.control_hosts),
         }

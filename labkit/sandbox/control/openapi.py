@@ -53,7 +53,9 @@ SCHEMAS: dict[str, Any] = {
             "method": {"type": "string"}, "payload": {"type": "object"}, "sent_at": {"type": "number"},
             "answer": {"type": ["object", "null"], "description": "what the app answered (null while pending)",
                        "properties": {"ok": {"type": "boolean"}, "status": {"type": ["integer", "null"]},
-                                      "body": {}, "error": NULLABLE_STRING, "attempts": {"type": "integer"}}},
+                                      "body": {}, "error": NULLABLE_STRING, "attempts": {"type": "integer"},
+                                      "url": {"type": "string"},
+                                      "ms": {"type": "number", "description": "time the app took, retries in"}}},
         },
     },
     "Call": {
@@ -71,6 +73,8 @@ SCHEMAS: dict[str, Any] = {
             "ncco": {"type": "object", "description": "the NCCO running and the index of its current action",
                      "properties": {"actions": {"type": ["array", "null"]}, "current": {"type": ["integer", "null"]}}},
             "errors": {"type": "array", "items": {"type": "string"}, "description": "why an NCCO was refused"},
+            "problem": {**NULLABLE_STRING, "description": "the first error in the app author's words, with what to "
+                                                          "do (\"your app at URL refused the connection: ...\")"},
             "region_url": {**NULLABLE_STRING, "description": "the region_url its answer webhook carried"},
             "control_hosts": {"type": "object", "additionalProperties": {"type": "integer"},
                               "description": "Voice API requests about the call, by the host they were sent to"},

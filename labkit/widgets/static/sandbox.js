@@ -61,18 +61,20 @@ function makeCard(number) {
   heard.append(heardButton, player);
   const figures = el("div", "labkit-figures", "");
   const error = el("div", "labkit-phone-error", "");
-  card.append(title, who, actions, keypad, trace, audioBox, heard, figures, error);
+  const history = el("div", "labkit-history");
+  card.append(title, who, actions, keypad, trace, error, audioBox, heard, figures, history);
 
   const transport = httpTransport(API, number);
   const closeAudio = createCallAudio(audioBox, transport);
   const c = { card, state, who, answer, reject, hangup, dial, keys, trace, player, figures, error, transport,
-              closeAudio, view: null, lastCall: null, pressed: "" };
+              closeAudio, history, view: null, lastCall: null, pressed: "", dialled: null, shown: "" };
 
   const act = async (what, path, body) => {
     error.textContent = "";
     try {
       const view = await request("POST", `/phones/${number}/${path}`, body);
       trace.textContent = what;
+      if (path === "dial" && view && view.uuid) { c.dialled = view.uuid; checkEnded(c, view.uuid); }
       if (view && view.state) show(c, view);
     } catch (err) {
       error.textContent = "\u26a0 " + err.message;
@@ -125,12 +127,66 @@ async function show(c, view) {
     c.pressed = "";
     loadHeard(c); // the call ended: its audio is ready to play
   }
+  if (before && before.state !== "idle" && view.state === "idle" && view.calls && view.calls.length) {
+    checkEnded(c, view.calls[view.calls.length - 1]);
+  }
+  if (before && before.state === "idle" && view.state !== "idle") {
+    c.error.textContent = ""; // a new call: the last one's problem is not this one's
+    c.trace.textContent = view.state === "ringing" ? "" : c.trace.textContent;
+  }
+  const calls = (view.calls || []).join(",");
+  if (calls !== c.shown) { c.shown = calls; renderHistory(c, view.calls || []); }
   const f = c.transport.figures();
   const parts = [];
   if (f.frames_played) parts.push(`played ${f.frames_played} frames, speaker delay ~${f.speaker_delay_ms} ms`);
   if (f.mic_frames_sent) parts.push(`sent ${f.mic_frames_sent} mic frames, mic delay ~${Math.round(f.mic_delay_ms ?? 0)} ms`);
   c.figures.textContent = parts.join(" \u00b7 ");
   if (f.transport_error) c.error.textContent = "\u26a0 " + f.transport_error;
+}
+
+async function checkEnded(c, uuid) {
+  // A call this phone was in ended (or failed at once): say how, and why when the app was the reason.
+  const call = await request("GET", `/calls/${uuid}`).catch(() => null);
+  if (!call) return;
+  if (call.status && !["started", "ringing", "answered"].includes(call.status)) {
+    c.trace.textContent = `the call ${call.direction === "inbound" ? "to the app" : "from the app"} ended: ${call.status}`;
+    if (call.problem) c.error.textContent = "\u26a0 " + call.problem;
+    renderHistory(c, c.view ? c.view.calls || [] : [], true);
+  } else if (uuid === c.dialled) {
+    setTimeout(() => checkEnded(c, uuid), POLL_MS); // still going: look again
+  }
+}
+
+const seconds = (s) => (s == null ? "" : `${Number(s).toFixed(1)} s`);
+const party = (x) => (x && (x.number || x.uri || x.user)) || "";
+
+async function renderHistory(c, uuids, fresh = false) {
+  // The phone's calls, newest first: direction, other party, status, start, duration, id; open one to see
+  // its exchange with the app (each webhook, the answer, the NCCO) and why it failed.
+  const rows = [];
+  for (const uuid of uuids.slice(-10).reverse()) {
+    if (fresh) callInfo.delete(uuid);
+    const call = await request("GET", `/calls/${uuid}`).catch(() => null);
+    if (!call) continue;
+    const item = el("details", "labkit-call");
+    item.dataset.uuid = uuid;
+    const other = call.direction === "inbound" ? `to ${party(call.to)}` : `from ${party(call.from)}`;
+    const started = call.created_at ? new Date(call.created_at).toLocaleTimeString() : "";
+    item.append(el("summary", "", `${call.direction} ${other} \u00b7 ${call.status || "?"} \u00b7 ${started} \u00b7 ` +
+                                  `${seconds(call.duration)} \u00b7 ${uuid.slice(0, 8)}`));
+    if (call.problem) item.append(el("div", "labkit-phone-error", "\u26a0 " + call.problem));
+    for (const w of call.webhooks || []) {
+      const a = w.answer || {};
+      const line = `${w.kind || "webhook"} ${w.method || ""} ${w.url || ""} \u2192 ` +
+        (a.status ? `HTTP ${a.status}` : (a.error || "no answer")) + (a.ms != null ? ` in ${a.ms} ms` : "");
+      item.append(el("div", "labkit-webhook", line));
+    }
+    if (call.ncco && call.ncco.actions) {
+      item.append(el("pre", "labkit-ncco", JSON.stringify(call.ncco.actions, null, 2)));
+    }
+    rows.push(item);
+  }
+  c.history.replaceChildren(el("div", "labkit-history-title", rows.length ? "Calls" : ""), ...rows);
 }
 
 async function poll() {

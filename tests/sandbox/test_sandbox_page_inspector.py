@@ -1,0 +1,121 @@
+"""The softphone page says why a call failed, where the person looks, and keeps a history of calls.
+
+`labkit sandbox` runs as its own process; the app is a plain http.server whose answer_url the test turns
+bad in each way a person's app goes wrong: an answer of HTTP 500, an NCCO the sandbox refuses, and the
+app not running at all. Each time "Call the app" is clicked on the page, the phone's card must show the
+reason in a sentence within a second or so (screenshots: test-artifacts/sandbox-page-inspector-*.png), the
+control API must serve the same sentence (`problem`), and the card's history lists every call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from support.sandbox_process import SandboxProcess
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+PHONE = "447700900451"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class FlakyApp:
+    """An app whose answer_url answers as `mode` says: "500", "bad" (an NCCO with a wrong field) or "ok"."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, code: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if outer.mode == "500":
+                    self._reply(500, {"error": "boom"})
+                elif outer.mode == "bad":
+                    self._reply(200, [{"action": "stream", "streamUrl": "http://127.0.0.1:9/a.mp3"}])  # not a list
+                else:
+                    self._reply(200, [{"action": "talk", "text": "Hello"}])
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._reply(200, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_page_shows_why_the_app_failed_and_lists_every_call(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium is missing ({CHROMIUM}): run `make test` (its system-deps target).")
+    app = FlakyApp()
+    sb = SandboxProcess(tmp_path / "home", "--answer-url", f"{app.url}/answer", "--event-url", f"{app.url}/event")
+    ca = str(sb.ca)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        requests.post(f"{sb.url}/_labkit/phones", json={"number": PHONE, "outcome": "manual"}, verify=ca,
+                      timeout=10).raise_for_status()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1100, "height": 900}).new_page()
+            try:
+                page.goto(sb.url + "/")
+                card = page.locator(f".labkit-phone[data-number='{PHONE}']")
+                error, trace = card.locator(".labkit-phone-error").first, card.locator(".labkit-trace")
+                expected = {
+                    "500": f"your app at {app.url}/answer answered HTTP 500: look at your app's log for the error",
+                    "bad": "your app's NCCO was refused: action 0 (stream)",
+                    "down": f"your app at {app.url}/answer refused the connection: is it running",
+                }
+                for n, mode in enumerate(("500", "bad", "down"), start=1):
+                    if mode == "down":
+                        app.stop()
+                    else:
+                        app.mode = mode
+                    card.get_by_role("button", name="Call the app").click()
+                    expect(error).to_contain_text(expected[mode], timeout=1500)  # within a second or so
+                    expect(trace).to_contain_text("the call to the app ended: ")  # as the sandbox ended it
+                    expect(trace).not_to_contain_text("calling the application")
+                    expect(card.locator(".labkit-call")).to_have_count(n)  # the history: one row per call
+                    page.screenshot(path=str(ARTIFACTS / f"sandbox-page-inspector-{mode}.png"), full_page=True)
+                # the newest call, opened: its exchange with the app, in order
+                newest = card.locator(".labkit-call").first
+                newest.locator("summary").click()
+                expect(newest).to_contain_text("inbound to ")
+                expect(newest.locator(".labkit-webhook").first).to_contain_text(f"answer GET {app.url}/answer")
+            finally:
+                browser.close()
+        # any language gets the same sentences from the control API
+        calls = requests.get(f"{sb.url}/_labkit/calls", verify=ca, timeout=10).json()["calls"]
+        problems = [c["problem"] for c in calls if c.get("phone") == PHONE or c["from"].get("number") == PHONE]
+        assert any(p and p.startswith(expected["down"]) for p in problems), problems
+        assert any(p and p.startswith(expected["500"]) for p in problems), problems
+    finally:
+        sb.stop()
+        if app.server.socket.fileno() != -1:
+            app.stop()
