@@ -47,6 +47,8 @@ def banner(sandbox: Any, speed: float) -> str:
                        "there)"),
         ("control API", f"{base}/_labkit/  (phones, calls, heard.wav; described at {base}/_labkit/openapi.json)"),
         ("softphone page", f"{base}/  (a browser on this machine: phones ring there; Listen and Talk)"),
+        ("", "  the browser warns about the certificate unless it trusts the CA certificate below"
+             + ("" if base.startswith("http://") else " (or start with --http)")),
         ("CA certificate", ca),
         ("CA bundle", f"{bundle}  (system CAs + the sandbox CA)"),
         ("application id", app_id),

@@ -46,7 +46,7 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     def authenticate() -> None:
         if request.blueprint == "accounts":
             return  # HTTP Basic, checked by each account route
-        if request.path.startswith(control_http.PREFIX) or request.path == "/":  # control API, page: loopback/JWT
+        if request.path.startswith(control_http.PREFIX) or request.path in ("/", "/favicon.ico"):  # control API, page
             control_http.authorize(request, creds)
             return
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)

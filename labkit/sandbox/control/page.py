@@ -17,7 +17,7 @@ from labkit.sandbox.control.routes import PREFIX
 
 STATIC = Path(__file__).resolve().parents[2] / "widgets" / "static"  # labkit/widgets/static
 PAGE = "sandbox.html"
-TYPES = {".js": "text/javascript", ".html": "text/html", ".css": "text/css"}
+TYPES = {".js": "text/javascript", ".html": "text/html", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def page_file(name: str) -> tuple[bytes, str]:
@@ -39,5 +39,10 @@ def install(app: Flask) -> None:
         data, ctype = page_file(name)
         return Response(data, mimetype=ctype, headers={"Cache-Control": "no-cache"})
 
+    def favicon() -> Response:
+        data, _ctype = page_file("favicon.svg")  # browsers ask /favicon.ico whatever the page links
+        return Response(data, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
     app.add_url_rule("/", "labkit_page", index, methods=["GET"])
+    app.add_url_rule("/favicon.ico", "labkit_favicon", favicon, methods=["GET"])
     app.add_url_rule(f"{PREFIX}page/<name>", "labkit_page_file", static, methods=["GET"])

@@ -41,14 +41,18 @@ function makeCard(number) {
   card.dataset.number = number;
   const title = el("h2", "", number);
   const state = el("span", "labkit-phone-state", "idle");
-  title.append(state);
+  const timer = el("span", "labkit-timer", "");
+  title.append(timer, state);
   const who = el("div", "labkit-phone-who", "");
   const actions = el("div", "labkit-row");
   const button = (text, cls) => { const b = el("button", cls, text); b.type = "button"; return b; };
   const answer = button("Answer", "labkit-answer"), reject = button("Reject", "labkit-reject");
   const hangup = button("Hang up", "labkit-hangup"), dial = button("Call the app", "labkit-dial");
-  dial.title = "this phone calls the application's number (an inbound call)";
-  actions.append(answer, reject, hangup, dial);
+  dial.title = "this phone calls the application's number (an inbound call), or the number typed beside it";
+  const dialTo = el("input", "labkit-dial-to");
+  Object.assign(dialTo, { placeholder: "the app's number", inputMode: "tel", title: "dial pad: whom to call" });
+  dialTo.addEventListener("input", () => { dial.textContent = dialTo.value.trim() ? "Call" : "Call the app"; });
+  actions.append(answer, reject, hangup, dialTo, dial);
   const keypad = el("div", "labkit-keypad");
   const keys = KEYS.map((k) => { const b = button(k, "labkit-key"); keypad.append(b); return b; });
   const trace = el("div", "labkit-trace", "");
@@ -66,8 +70,9 @@ function makeCard(number) {
 
   const transport = httpTransport(API, number);
   const closeAudio = createCallAudio(audioBox, transport);
-  const c = { card, state, who, answer, reject, hangup, dial, keys, trace, player, figures, error, transport,
-              closeAudio, history, view: null, lastCall: null, pressed: "", dialled: null, shown: "" };
+  const c = { card, state, who, answer, reject, hangup, dial, dialTo, keys, trace, player, figures, error, transport,
+              closeAudio, history, timer, view: null, lastCall: null, pressed: "", dialled: null, shown: "",
+              since: null };
 
   const act = async (what, path, body) => {
     error.textContent = "";
@@ -83,9 +88,15 @@ function makeCard(number) {
   answer.addEventListener("click", () => act("answered", "answer"));
   reject.addEventListener("click", () => act("rejected", "reject"));
   hangup.addEventListener("click", () => act("hung up", "hangup"));
-  dial.addEventListener("click", () => act("calling the application", "dial", {}));
+  dial.addEventListener("click", () => {
+    const to = dialTo.value.replace(/[\s()+.-]/g, "");
+    act(to ? `calling ${to}` : "calling the application", "dial", to ? { to } : {});
+  });
   for (const b of keys) {
-    b.addEventListener("click", () => { c.pressed += b.textContent; act(`pressed ${c.pressed}`, "press", { digits: b.textContent }); });
+    b.addEventListener("click", () => {
+      if (!c.view || c.view.state !== "answered") { dialTo.value += b.textContent; dialTo.dispatchEvent(new Event("input")); return; }
+      c.pressed += b.textContent; act(`pressed ${c.pressed}`, "press", { digits: b.textContent });
+    });
   }
   heardButton.addEventListener("click", () => loadHeard(c));
   phonesBox.append(card);
@@ -121,8 +132,12 @@ async function show(c, view) {
   }
   c.answer.disabled = c.reject.disabled = !ringingIn;
   c.hangup.disabled = view.state === "idle";
-  c.dial.disabled = view.state !== "idle";
-  for (const k of c.keys) k.disabled = view.state !== "answered";
+  c.dial.disabled = c.dialTo.disabled = view.state !== "idle";
+  for (const k of c.keys) k.disabled = view.state === "ringing"; // idle: the dial pad; answered: DTMF
+  if (view.state === "answered" && !c.since) c.since = Date.now();
+  if (view.state !== "answered") c.since = null;
+  const secs = c.since ? Math.floor((Date.now() - c.since) / 1000) : null;
+  c.timer.textContent = secs == null ? "" : `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
   if (before && before.state === "answered" && view.state === "idle") {
     c.pressed = "";
     loadHeard(c); // the call ended: its audio is ready to play
