@@ -21,6 +21,9 @@ from labkit.sandbox.engine.platform import Platform
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
+MAX_STATE_WAIT = 25.0  # seconds a calls/{uuid}?wait= or phones/{number}?wait= request may be held
+# besides a call status: ended (hung up), finished (its last webhook answered), action:NAME (its NCCO runs NAME)
+CALL_UNTIL = ("ended", "finished", "action:")
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -94,6 +97,9 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "duration": leg.duration,
             "ncco": {"actions": script, "current": leg.step},
             "errors": list(leg.errors),
+            "played": [dict(item) for item in leg.played],
+            "ended_by": leg.ended_by,
+            "finished": leg.finished,
         }
     view["webhooks"] = _webhooks_of(p, leg)
     return view
@@ -231,8 +237,61 @@ def list_calls(p: Platform) -> dict:
     return {"calls": [call_view(p, leg) for leg in legs]}
 
 
-def get_call(p: Platform, uuid: str) -> dict:
-    return call_view(p, p.get_leg(uuid))
+def _wait_seconds(wait: Any) -> float:
+    try:
+        return min(MAX_STATE_WAIT, max(0.0, float(wait)))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"wait is a number of seconds (at most {MAX_STATE_WAIT:g}), not {wait!r}") from None
+
+
+def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = None) -> dict:
+    """One call's view; with `wait` and `until`, held (a long poll on the leg's condition, woken by
+    each change) until the call reached `until` (a status it went through, `ended` or `finished`), it
+    ended, or `wait` seconds passed. A test waits on a call without asking ten times a second.
+    `until=action:input` holds until its NCCO runs an `input` that listens (so key presses count)."""
+    leg = p.get_leg(uuid)
+    if wait is not None and until:
+        seconds = _wait_seconds(wait)
+        if until == "ended":
+            leg.wait(lambda c: c.ended, seconds)
+        elif until == "finished":
+            leg.wait(lambda c: c.finished, seconds)
+        elif until.startswith("action:"):
+            leg.wait(lambda c: c.ended or _running(c, until[7:]), seconds)
+        else:
+            leg.wait(until, seconds)
+    return call_view(p, leg)
+
+
+def _running(leg: SandboxCall, action: str) -> bool:
+    """The leg's NCCO is at `action` (an `input` only once it listens for keys and speech)."""
+    script, step = leg.script, leg.step
+    if not script or step is None or step >= len(script) or script[step].get("action") != action:
+        return False
+    return action != "input" or leg.input is not None
+
+
+def get_phone(p: Platform, number: str, *, wait: Any = None, state: str | None = None,
+              calls: Any = None) -> dict:
+    """One phone's view; with `wait`, held until it is in `state` (idle, ringing, answered) or, with
+    `calls=N`, until it has been in more than N calls (a call the app placed to it arrived)."""
+    phone = find_phone(p, number)
+    if wait is not None and (state or calls is not None):
+        seconds = _wait_seconds(wait)
+        if state and state not in ("idle", "ringing", "answered"):
+            raise InvalidInput(f"state is idle, ringing or answered, not {state!r}")
+        try:
+            known = None if calls is None else int(calls)
+        except ValueError:
+            raise InvalidInput(f"calls is a whole number, not {calls!r}") from None
+
+        def reached() -> bool:
+            return ((not state or phone.state == state)
+                    and (known is None or len(phone.calls) > known))
+
+        with phone._state_cv:
+            phone._state_cv.wait_for(lambda: reached() or p.stopping, seconds)
+    return phone_view(phone)
 
 
 def application(p: Platform) -> dict:
