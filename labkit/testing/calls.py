@@ -124,6 +124,16 @@ class Call:
                               f"{self._story(view)}")
         return self
 
+    def wait_for_played(self, kind: str = "stream", timeout: float = DEFAULT_TIMEOUT) -> Call:
+        """Block until the sandbox played a `kind` (talk, stream, dtmf) to the caller to its end (or the
+        call ended): e.g. the music the app streamed over REST is over."""
+        view = self._remote.call(self.uuid, until=f"played:{kind}", timeout=timeout)
+        self._view = view
+        if not any(item["kind"] == kind for item in view["played"]):
+            raise CallTimeout(f"call {self.uuid[:8]}: no {kind} was played within {timeout:g} s: "
+                              f"{self._story(view)}")
+        return self
+
     def wait_until_hung_up(self, timeout: float = DEFAULT_TIMEOUT) -> Call:
         """Block until the call ended (by anyone) and its last webhook was answered."""
         view = self._remote.call(self.uuid, until="finished", timeout=timeout)

@@ -22,8 +22,9 @@ PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
 MAX_STATE_WAIT = 25.0  # seconds a calls/{uuid}?wait= or phones/{number}?wait= request may be held
-# besides a call status: ended (hung up), finished (its last webhook answered), action:NAME (its NCCO runs NAME)
-CALL_UNTIL = ("ended", "finished", "action:")
+# besides a call status: ended (hung up), finished (its last webhook answered), action:NAME (its NCCO runs
+# NAME), played:KIND (a talk, stream or dtmf was played to its end)
+CALL_UNTIL = ("ended", "finished", "action:", "played:")
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -248,7 +249,8 @@ def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = No
     """One call's view; with `wait` and `until`, held (a long poll on the leg's condition, woken by
     each change) until the call reached `until` (a status it went through, `ended` or `finished`), it
     ended, or `wait` seconds passed. A test waits on a call without asking ten times a second.
-    `until=action:input` holds until its NCCO runs an `input` that listens (so key presses count)."""
+    `until=action:input` holds until its NCCO runs an `input` that listens (so key presses count);
+    `until=played:stream` until a stream (or talk, dtmf) was played to the caller to its end."""
     leg = p.get_leg(uuid)
     if wait is not None and until:
         seconds = _wait_seconds(wait)
@@ -258,6 +260,8 @@ def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = No
             leg.wait(lambda c: c.finished, seconds)
         elif until.startswith("action:"):
             leg.wait(lambda c: c.ended or _running(c, until[7:]), seconds)
+        elif until.startswith("played:"):
+            leg.wait(lambda c: c.ended or _played(p, c, until[7:]), seconds)
         else:
             leg.wait(until, seconds)
     return call_view(p, leg)
@@ -269,6 +273,15 @@ def _running(leg: SandboxCall, action: str) -> bool:
     if not script or step is None or step >= len(script) or script[step].get("action") != action:
         return False
     return action != "input" or leg.input is not None
+
+
+def _played(p: Platform, leg: SandboxCall, kind: str) -> bool:
+    """Something of `kind` (talk, stream, dtmf) was played to the leg to its end."""
+    if leg.answered_tick is None:
+        return False
+    now = (p.clock.ticks - leg.answered_tick) * 0.02
+    return any(item["kind"] == kind and item["seconds"] is not None and item["at"] + item["seconds"] <= now
+               for item in list(leg.played))
 
 
 def get_phone(p: Platform, number: str, *, wait: Any = None, state: str | None = None,

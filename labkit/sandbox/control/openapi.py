@@ -224,8 +224,9 @@ def paths() -> dict:
             params=[UUID, WAIT, {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
                                  "description": "a status the call went through (ringing, answered, completed, "
                                                 "...), `ended` (hung up), `finished` (its last webhook "
-                                                "answered) or `action:NAME` (its NCCO runs that action now; "
-                                                "`action:input` once it listens)"}])},
+                                                "answered), `action:NAME` (its NCCO runs that action now; "
+                                                "`action:input` once it listens) or `played:KIND` (a talk, "
+                                                "stream or dtmf played to its end)"}])},
         "/_labkit/webhooks": {"get": _op("Every webhook sent, oldest first, with chaos delivery's duplicates and "
                                          "reordering counted", ("200", "WebhookLog", "the webhook log"), errors=())},
         "/_labkit/page/{name}": {"get": {
