@@ -100,9 +100,11 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "errors": list(leg.errors),
             "played": [dict(item) for item in leg.played],
             "ended_by": leg.ended_by,
-            "finished": leg.finished,
+            "finished": leg.finished,  # (the view adds: and every webhook answered)
         }
     view["webhooks"] = _webhooks_of(p, leg)
+    view["finished"] = view["finished"] and leg.hooks.delivered and all(w["answer"] is not None
+                                                                         for w in view["webhooks"])
     return view
 
 
@@ -257,7 +259,7 @@ def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = No
         if until == "ended":
             leg.wait(lambda c: c.ended, seconds)
         elif until == "finished":
-            leg.wait(lambda c: c.finished, seconds)
+            leg.wait(lambda c: c.finished and _delivered(p, c), seconds)
         elif until.startswith("action:"):
             leg.wait(lambda c: c.ended or _running(c, until[7:]), seconds)
         elif until.startswith("played:"):
@@ -265,6 +267,11 @@ def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = No
         else:
             leg.wait(until, seconds)
     return call_view(p, leg)
+
+
+def _delivered(p: Platform, leg: SandboxCall) -> bool:
+    """Every webhook of the leg has its answer (chaos delivery may still hold some back after the end)."""
+    return leg.hooks.delivered and all(view["answer"] is not None for view in _webhooks_of(p, leg))
 
 
 def _running(leg: SandboxCall, action: str) -> bool:

@@ -78,7 +78,7 @@ SCHEMAS: dict[str, Any] = {
             "ended_by": {"enum": ["phone", "app", "ncco", "platform", None],
                          "description": "who ended the call: the phone (caller hung up), the app (REST hangup or "
                                         "its WebSocket closed), the NCCO (ran out of actions), the platform"},
-            "finished": {"type": "boolean", "description": "ended, and its last webhook answered"},
+            "finished": {"type": "boolean", "description": "ended, and every webhook of it answered"},
         },
     },
     "Played": {
