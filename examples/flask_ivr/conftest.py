@@ -10,9 +10,9 @@ import pytest
 
 from labkit.testing.apps import serve
 
-sys.path.insert(0, str(Path(__file__).parent))  # `import app` as `flask --app app run` would
+sys.path.insert(0, str(Path(__file__).parent))  # `import ivr` as `flask --app ivr run` would
 
-from app import create_app  # noqa: E402
+from ivr import create_app  # noqa: E402
 
 
 @pytest.fixture

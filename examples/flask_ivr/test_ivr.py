@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from app import BOT_GREETING, BOT_INTRO, GREETING, MUSIC_INTRO, SORRY
+from ivr import BOT_GREETING, BOT_INTRO, GREETING, MUSIC_INTRO, SORRY
 
 pytestmark = pytest.mark.vonage_sandbox(speed=10)  # ten times faster than real time: calls take a second
 

@@ -134,6 +134,23 @@ class Call:
                               f"{self._story(view)}")
         return self
 
+    def wait_seconds(self, seconds: float, timeout: float = DEFAULT_TIMEOUT) -> Call:
+        """Let `seconds` of call time pass (the sandbox's clock, so `speed` applies): e.g. for the echo of
+        what the caller said. Returns early if the call ends."""
+        target = max(0.0, self.view()["time"]) + seconds
+        self._view = self._remote.call(self.uuid, until=f"time:{target:.3f}", timeout=timeout)
+        return self
+
+    @property
+    def time(self) -> float:
+        """Call seconds since answer (-1 before): where in `heard` the caller is now."""
+        return float(self.view()["time"])
+
+    @property
+    def children(self) -> list[Call]:
+        """The legs this call connected to (a `connect` to a phone, a WebSocket, ...)."""
+        return [Call(self._remote, uuid) for uuid in self.view()["children"]]
+
     def wait_until_hung_up(self, timeout: float = DEFAULT_TIMEOUT) -> Call:
         """Block until the call ended (by anyone) and its last webhook was answered."""
         view = self._remote.call(self.uuid, until="finished", timeout=timeout)

@@ -23,8 +23,8 @@ LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much ne
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
 MAX_STATE_WAIT = 25.0  # seconds a calls/{uuid}?wait= or phones/{number}?wait= request may be held
 # besides a call status: ended (hung up), finished (its last webhook answered), action:NAME (its NCCO runs
-# NAME), played:KIND (a talk, stream or dtmf was played to its end)
-CALL_UNTIL = ("ended", "finished", "action:", "played:")
+# NAME), played:KIND (a talk, stream or dtmf was played to its end), time:T (T call seconds after answer)
+CALL_UNTIL = ("ended", "finished", "action:", "played:", "time:")
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -101,6 +101,7 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "played": [dict(item) for item in leg.played],
             "ended_by": leg.ended_by,
             "finished": leg.finished,  # (the view adds: and every webhook answered)
+            "time": round(_call_time(p, leg), 3),
         }
     view["webhooks"] = _webhooks_of(p, leg)
     view["finished"] = view["finished"] and leg.hooks.delivered and all(w["answer"] is not None
@@ -262,11 +263,29 @@ def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = No
             leg.wait(lambda c: c.finished and _delivered(p, c), seconds)
         elif until.startswith("action:"):
             leg.wait(lambda c: c.ended or _running(c, until[7:]), seconds)
+        elif until.startswith("time:"):
+            target = _seconds(until[5:])
+            leg.wait(lambda c: c.ended or _call_time(p, c) >= target, seconds)
         elif until.startswith("played:"):
             leg.wait(lambda c: c.ended or _played(p, c, until[7:]), seconds)
         else:
             leg.wait(until, seconds)
     return call_view(p, leg)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"until=time: takes seconds after answer, not {text!r}") from None
+
+
+def _call_time(p: Platform, leg: SandboxCall) -> float:
+    """Call seconds since the leg was answered (its audio clock; -1 before answer, frozen at its end)."""
+    if leg.answered_tick is None:
+        return -1.0
+    end = leg.ended_tick if leg.ended_tick is not None else p.clock.ticks
+    return (end - leg.answered_tick) * 0.02
 
 
 def _delivered(p: Platform, leg: SandboxCall) -> bool:
@@ -275,10 +294,13 @@ def _delivered(p: Platform, leg: SandboxCall) -> bool:
 
 
 def _running(leg: SandboxCall, action: str) -> bool:
-    """The leg's NCCO is at `action` (an `input` only once it listens for keys and speech)."""
+    """The leg's NCCO is at `action` (an `input` once it listens for keys and speech, a `connect` once
+    the leg it dials exists)."""
     script, step = leg.script, leg.step
     if not script or step is None or step >= len(script) or script[step].get("action") != action:
         return False
+    if action == "connect":
+        return bool(leg.children)
     return action != "input" or leg.input is not None
 
 

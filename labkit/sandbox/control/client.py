@@ -31,7 +31,7 @@ def _call_reached(view: dict, until: str | None) -> bool:
         return view.get("ended_by") is not None or view.get("status") in FINAL
     if until == "finished":
         return bool(view.get("finished"))
-    if until and until.startswith("played:"):  # the sandbox knows the time; its answer is the verdict
+    if until and until.startswith(("played:", "time:")):  # the sandbox keeps the time: its answer decides
         return True
     if until and until.startswith("action:"):
         ncco, ended = view.get("ncco") or {}, view.get("ended_by") is not None

@@ -79,6 +79,8 @@ SCHEMAS: dict[str, Any] = {
                          "description": "who ended the call: the phone (caller hung up), the app (REST hangup or "
                                         "its WebSocket closed), the NCCO (ran out of actions), the platform"},
             "finished": {"type": "boolean", "description": "ended, and every webhook of it answered"},
+            "time": {"type": "number", "description": "call seconds since answer (-1 before; stops at the end): "
+                                                      "the offset into heard.wav?call= of what is heard now"},
         },
     },
     "Played": {
@@ -225,8 +227,10 @@ def paths() -> dict:
                                  "description": "a status the call went through (ringing, answered, completed, "
                                                 "...), `ended` (hung up), `finished` (its last webhook "
                                                 "answered), `action:NAME` (its NCCO runs that action now; "
-                                                "`action:input` once it listens) or `played:KIND` (a talk, "
-                                                "stream or dtmf played to its end)"}])},
+                                                "`action:input` once it listens, `action:connect` once its "
+                                                "leg is dialled), `played:KIND` (a talk, stream or dtmf "
+                                                "played to its end) or `time:T` (T seconds of call time "
+                                                "after answer)"}])},
         "/_labkit/webhooks": {"get": _op("Every webhook sent, oldest first, with chaos delivery's duplicates and "
                                          "reordering counted", ("200", "WebhookLog", "the webhook log"), errors=())},
         "/_labkit/page/{name}": {"get": {

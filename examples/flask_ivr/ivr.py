@@ -9,7 +9,7 @@
 
 Settings come from the environment, as in production: VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY (a path),
 VONAGE_SIGNATURE_SECRET (webhooks must carry a valid signed JWT when set) and VONAGE_API_HOST (default
-Vonage's). Run it with `flask --app app run`; test it with `pytest` (test_ivr.py, the labkit plugin).
+Vonage's). Run it with `flask --app ivr run`; test it with `pytest` (test_ivr.py, the labkit plugin).
 """
 
 from __future__ import annotations
