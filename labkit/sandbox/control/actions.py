@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import InvalidInput, SandboxNotFound
+from labkit.sandbox.control import long_polls
 from labkit.sandbox.engine.legs import SandboxCall, iso
 from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
 from labkit.sandbox.engine.platform import Platform
@@ -21,10 +22,6 @@ from labkit.sandbox.engine.platform import Platform
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
-MAX_STATE_WAIT = 25.0  # seconds a calls/{uuid}?wait= or phones/{number}?wait= request may be held
-# besides a call status: ended (hung up), finished (its last webhook answered), action:NAME (its NCCO runs
-# NAME), played:KIND (a talk, stream or dtmf was played to its end), time:T (T call seconds after answer)
-CALL_UNTIL = ("ended", "finished", "action:", "played:", "time:")
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -101,7 +98,7 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "played": [dict(item) for item in leg.played],
             "ended_by": leg.ended_by,
             "finished": leg.finished,  # (the view adds: and every webhook answered)
-            "time": round(_call_time(p, leg), 3),
+            "time": round(long_polls.call_time(p, leg), 3),
         }
     view["webhooks"] = _webhooks_of(p, leg)
     view["finished"] = view["finished"] and leg.hooks.delivered and all(w["answer"] is not None
@@ -241,98 +238,25 @@ def list_calls(p: Platform) -> dict:
     return {"calls": [call_view(p, leg) for leg in legs]}
 
 
-def _wait_seconds(wait: Any) -> float:
-    try:
-        return min(MAX_STATE_WAIT, max(0.0, float(wait)))
-    except (TypeError, ValueError):
-        raise InvalidInput(f"wait is a number of seconds (at most {MAX_STATE_WAIT:g}), not {wait!r}") from None
-
-
 def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = None) -> dict:
-    """One call's view; with `wait` and `until`, held (a long poll on the leg's condition, woken by
-    each change) until the call reached `until` (a status it went through, `ended` or `finished`), it
-    ended, or `wait` seconds passed. A test waits on a call without asking ten times a second.
-    `until=action:input` holds until its NCCO runs an `input` that listens (so key presses count);
-    `until=played:stream` until a stream (or talk, dtmf) was played to the caller to its end."""
+    """One call's view; with `wait` and `until`, first held until the call gets there (long_polls.py)."""
     leg = p.get_leg(uuid)
     if wait is not None and until:
-        seconds = _wait_seconds(wait)
-        if until == "ended":
-            leg.wait(lambda c: c.ended, seconds)
-        elif until == "finished":
-            leg.wait(lambda c: c.finished and _delivered(p, c), seconds)
-        elif until.startswith("action:"):
-            leg.wait(lambda c: c.ended or _running(c, until[7:]), seconds)
-        elif until.startswith("time:"):
-            target = _seconds(until[5:])
-            leg.wait(lambda c: c.ended or _call_time(p, c) >= target, seconds)
-        elif until.startswith("played:"):
-            leg.wait(lambda c: c.ended or _played(p, c, until[7:]), seconds)
-        else:
-            leg.wait(until, seconds)
+        long_polls.wait_call(p, leg, wait, until, answered=lambda c: _all_answered(p, c))
     return call_view(p, leg)
 
 
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidInput(f"until=time: takes seconds after answer, not {text!r}") from None
-
-
-def _call_time(p: Platform, leg: SandboxCall) -> float:
-    """Call seconds since the leg was answered (its audio clock; -1 before answer, frozen at its end)."""
-    if leg.answered_tick is None:
-        return -1.0
-    end = leg.ended_tick if leg.ended_tick is not None else p.clock.ticks
-    return (end - leg.answered_tick) * 0.02
-
-
-def _delivered(p: Platform, leg: SandboxCall) -> bool:
-    """Every webhook of the leg has its answer (chaos delivery may still hold some back after the end)."""
+def _all_answered(p: Platform, leg: SandboxCall) -> bool:
+    """Every webhook of the leg sent and answered (chaos delivery may hold some back after the end)."""
     return leg.hooks.delivered and all(view["answer"] is not None for view in _webhooks_of(p, leg))
-
-
-def _running(leg: SandboxCall, action: str) -> bool:
-    """The leg's NCCO is at `action` (an `input` once it listens for keys and speech, a `connect` once
-    the leg it dials exists)."""
-    script, step = leg.script, leg.step
-    if not script or step is None or step >= len(script) or script[step].get("action") != action:
-        return False
-    if action == "connect":
-        return bool(leg.children)
-    return action != "input" or leg.input is not None
-
-
-def _played(p: Platform, leg: SandboxCall, kind: str) -> bool:
-    """Something of `kind` (talk, stream, dtmf) was played to the leg to its end."""
-    if leg.answered_tick is None:
-        return False
-    now = (p.clock.ticks - leg.answered_tick) * 0.02
-    return any(item["kind"] == kind and item["seconds"] is not None and item["at"] + item["seconds"] <= now
-               for item in list(leg.played))
 
 
 def get_phone(p: Platform, number: str, *, wait: Any = None, state: str | None = None,
               calls: Any = None) -> dict:
-    """One phone's view; with `wait`, held until it is in `state` (idle, ringing, answered) or, with
-    `calls=N`, until it has been in more than N calls (a call the app placed to it arrived)."""
+    """One phone's view; with `wait`, first held until it is in `state` or had more than `calls` calls."""
     phone = find_phone(p, number)
     if wait is not None and (state or calls is not None):
-        seconds = _wait_seconds(wait)
-        if state and state not in ("idle", "ringing", "answered"):
-            raise InvalidInput(f"state is idle, ringing or answered, not {state!r}")
-        try:
-            known = None if calls is None else int(calls)
-        except ValueError:
-            raise InvalidInput(f"calls is a whole number, not {calls!r}") from None
-
-        def reached() -> bool:
-            return ((not state or phone.state == state)
-                    and (known is None or len(phone.calls) > known))
-
-        with phone._state_cv:
-            phone._state_cv.wait_for(lambda: reached() or p.stopping, seconds)
+        long_polls.wait_phone(p, phone, wait, state, calls)
     return phone_view(phone)
 
 
