@@ -33,7 +33,10 @@ SILENT_DBFS = -50.0
 
 def _fail(call: Call, message: str, *, audio: bool = True) -> AssertionError:
     """The AssertionError to raise: the message, the call's story, and where its heard audio went."""
-    story = describe_call(call.view())
+    try:
+        story = describe_call(call.view())
+    except Exception as exc:  # the sandbox is gone: the message itself still matters most
+        story = f"(the call's story is not available: {exc.__class__.__name__}: {exc})"
     saved = save_heard(call) if audio and call.phone is not None else ""
     return AssertionError(f"{message}\n{story}{saved}")
 
