@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.sandbox.control.client import RemoteSandbox, connect
+from labkit.testing.calls import Call
 from labkit.testing.phones import Phone
 
 __all__ = ["VonageSandbox"]
@@ -182,6 +183,13 @@ class VonageSandbox:
     def phone(self, number: str, **behaviour: Any) -> Phone:
         """A virtual phone (answer_after, outcome, hangup_after, machine); see labkit/testing/phones.py."""
         return Phone(self.remote, number, **behaviour)
+
+    def call(self, uuid: str) -> Call:
+        """A call by its uuid (e.g. what `create_call` returned), with its phone when it has one; a busy
+        or failing phone never holds the call, so this is how a test finds those."""
+        view = self.remote.call(uuid)
+        phone = Phone(self.remote, view["phone"]) if view.get("phone") else None
+        return Call(self.remote, uuid, phone)
 
     @property
     def webhooks(self) -> dict:

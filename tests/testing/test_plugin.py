@@ -117,3 +117,18 @@ def test_the_marker_runs_it_in_process_with_chaos_delivery(user_app, phone, vona
 def test_each_test_starts_from_a_clean_sandbox(vonage_sandbox, phone):
     assert vonage_sandbox.remote.calls == []
     assert phone(CALLER).calls == []
+
+
+@pytest.mark.parametrize("outcome, status", [("busy", "busy"), ("reject", "rejected")])
+def test_a_phone_that_does_not_answer(user_app, phone, vonage_client, vonage_sandbox, outcome, status):
+    from vonage_voice import CreateCallRequest
+
+    callee = phone("447700900003", outcome=outcome, answer_after=0.5)
+    created = vonage_client.voice.create_call(CreateCallRequest(
+        to=[{"type": "phone", "number": callee.number}], from_={"type": "phone", "number": vonage_sandbox.number},
+        ncco=[{"action": "talk", "text": "never heard"}]))
+    call = vonage_sandbox.call(created.uuid).wait_until_hung_up()
+    call.assert_ended(status)
+    assert call.played == [] and call.status == status
+    with pytest.raises(AssertionError, match="the caller was never told 'never heard'"):
+        call.assert_heard_text("never heard")

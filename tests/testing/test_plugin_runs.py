@@ -10,6 +10,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,7 @@ def note_the_sandbox(request):
 '''
 
 
+@pytest.mark.slow  # three pytest processes and two sandboxes: about 20 s on an idle machine
 def test_a_users_test_file_runs_in_parallel_and_a_failure_says_what_was_heard(tmp_path: Path) -> None:
     (tmp_path / "test_greeting.py").write_text(readme_example())
     (tmp_path / "test_wrong.py").write_text(SECOND_TEST)
