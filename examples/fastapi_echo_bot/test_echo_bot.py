@@ -24,7 +24,7 @@ def test_the_caller_hears_their_own_voice_back(bot, phone):
     call.wait_until_hung_up()
     call.assert_heard_text(GREETING)
     echoed_at = call.assert_heard_audio(VOICE, after=said_at)
-    assert echoed_at - said_at < 0.5  # paced frame by frame: the echo lags by a few frames, no more
+    assert echoed_at - said_at < 1.0  # paced frame by frame: back within a second of call time, not buffered
     socket.assert_ended("completed")
     assert echo_bot.state.socket_messages[0]["event"] == "websocket:connected"
     assert echo_bot.state.socket_messages[0]["content-type"] == "audio/l16;rate=16000"
