@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.errors import InvalidInput
+from labkit.sandbox.engine.clock import FRAME_SECONDS
 from labkit.sandbox.engine.legs import SandboxCall
 from labkit.sandbox.engine.phones import VirtualPhone
 from labkit.sandbox.engine.platform import Platform
@@ -35,7 +36,7 @@ def call_time(p: Platform, leg: SandboxCall) -> float:
     if leg.answered_tick is None:
         return -1.0
     end = leg.ended_tick if leg.ended_tick is not None else p.clock.ticks
-    return (end - leg.answered_tick) * 0.02
+    return (end - leg.answered_tick) * FRAME_SECONDS
 
 
 def _running(leg: SandboxCall, action: str) -> bool:

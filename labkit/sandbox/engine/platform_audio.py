@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.sandbox.audio.mixer import BUS_RATE, Player, factor, frame_len, mix_others, to_int16
+from labkit.sandbox.engine.clock import FRAME_SECONDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.sandbox.engine.conversations import Conversation
@@ -35,7 +36,7 @@ class PlatformAudio:
             if what is not None and not leg.ended:
                 start = 0 if leg.answered_tick is None else self.clock.ticks - leg.answered_tick
                 seconds = None if loop == 0 else round(len(samples) * max(1, loop) / leg.rate, 3)
-                leg.played.append({**what, "slot": slot, "at": round(start * 0.02, 3), "seconds": seconds})
+                leg.played.append({**what, "slot": slot, "at": round(start * FRAME_SECONDS, 3), "seconds": seconds})
             old = leg.players.get(slot)
             if old is not None:
                 old.stop()
