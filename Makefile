@@ -47,7 +47,7 @@ lab: install
 
 test: install-test system-deps
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q --nbmake tests notebooks
+	$(PY) -m pytest -q --nbmake tests notebooks examples
 
 bench: install
 	@for b in bench/*/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -273,7 +273,7 @@ def update_call(p: Platform, uuid: str, body: Any) -> None:
         return
     leg = p.live_leg(uuid, answered=False)
     if action == "hangup":
-        p.end_leg(leg, "completed")
+        p.end_leg(leg, "completed", by="app")
         return
     with p.lock:
         if action in ("mute", "unmute"):
@@ -297,7 +297,8 @@ def _current_seq(leg: SandboxCall, slot: str) -> int:
         return leg.rest_seq.get(slot, 0)
 
 
-def _play_later(p: Platform, leg: SandboxCall, slot: str, make: Any, loop: int, gain: float, what: str) -> None:
+def _play_later(p: Platform, leg: SandboxCall, slot: str, make: Any, loop: int, gain: float, what: str,
+                played: dict | None = None) -> None:
     """Prepare audio off the request thread (fetch/synthesis), then play it unless superseded."""
     seq = _next_seq(leg, slot)
 
@@ -309,7 +310,7 @@ def _play_later(p: Platform, leg: SandboxCall, slot: str, make: Any, loop: int, 
                 leg.errors.append(f"{what}: {err}")
             return
         if _current_seq(leg, slot) == seq and not leg.ended:
-            p.play(leg, slot, audio, loop=loop, gain=gain)
+            p.play(leg, slot, audio, loop=loop, gain=gain, what=played)
 
     threading.Thread(target=work, name=f"sandbox-{slot}", daemon=True).start()
 
@@ -327,7 +328,8 @@ def start_stream(p: Platform, uuid: str, body: Any) -> dict:
                       "stream_url must be an array of URLs, e.g. [\"https://example.com/music.mp3\"]")
     loop = _int(body, "loop", 1, 0)
     gain = level_to_gain(_level(body))
-    _play_later(p, leg, "rest_stream", lambda: p.sources.stream(url[0], leg.rate), loop, gain, f"stream {url[0]}")
+    _play_later(p, leg, "rest_stream", lambda: p.sources.stream(url[0], leg.rate), loop, gain, f"stream {url[0]}",
+                {"kind": "stream", "url": url[0], "by": "rest"})
     return {"message": "Stream started", "uuid": leg.uuid}
 
 
@@ -359,7 +361,8 @@ def start_talk(p: Platform, uuid: str, body: Any) -> dict:
     if style is not None and (isinstance(style, bool) or not isinstance(style, int)):
         raise invalid("style", "Invalid type parameter provided", "style must be a whole number")
     text, language = body["text"], body.get("language")
-    _play_later(p, leg, "rest_talk", lambda: p.sources.talk(text, leg.rate, language, style), loop, gain, "talk")
+    _play_later(p, leg, "rest_talk", lambda: p.sources.talk(text, leg.rate, language, style), loop, gain, "talk",
+                {"kind": "talk", "text": text, "by": "rest"})
     return {"message": "Talk started", "uuid": leg.uuid}
 
 
@@ -373,7 +376,7 @@ def send_dtmf(p: Platform, uuid: str, body: Any) -> dict:
     digits = body.get("digits") if isinstance(body, dict) else None
     if not isinstance(digits, str) or not DTMF_PATTERN.fullmatch(digits):
         raise invalid("digits", "Invalid value", "digits must use 0-9, *, # and p (a 500 ms pause)")
-    p.play(leg, "dtmf", dtmf_tones(digits, leg.rate))
+    p.play(leg, "dtmf", dtmf_tones(digits, leg.rate), what={"kind": "dtmf", "digits": digits, "by": "rest"})
     if leg.phone is not None:
         leg.phone._dtmf_heard(digits.replace("p", "").replace("P", ""))
     return {"message": "DTMF sent", "uuid": leg.uuid}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import InvalidInput, SandboxNotFound
+from labkit.sandbox.control import long_polls
 from labkit.sandbox.control.problems import problem
 from labkit.sandbox.engine.legs import SandboxCall, iso
 from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
@@ -98,8 +99,14 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
             "problem": problem(leg.errors),  # the first error, in the app author's words (control/problems.py)
             "region_url": leg.region_url,
             "control_hosts": dict(leg.control_hosts),
+            "played": [dict(item) for item in leg.played],
+            "ended_by": leg.ended_by,
+            "finished": leg.finished,  # (the view adds: and every webhook answered)
+            "time": round(long_polls.call_time(p, leg), 3),
         }
     view["webhooks"] = _webhooks_of(p, leg)
+    view["finished"] = view["finished"] and leg.hooks.delivered and all(w["answer"] is not None
+                                                                         for w in view["webhooks"])
     return view
 
 
@@ -235,8 +242,26 @@ def list_calls(p: Platform) -> dict:
     return {"calls": [call_view(p, leg) for leg in legs]}
 
 
-def get_call(p: Platform, uuid: str) -> dict:
-    return call_view(p, p.get_leg(uuid))
+def get_call(p: Platform, uuid: str, *, wait: Any = None, until: str | None = None) -> dict:
+    """One call's view; with `wait` and `until`, first held until the call gets there (long_polls.py)."""
+    leg = p.get_leg(uuid)
+    if wait is not None and until:
+        long_polls.wait_call(p, leg, wait, until, answered=lambda c: _all_answered(p, c))
+    return call_view(p, leg)
+
+
+def _all_answered(p: Platform, leg: SandboxCall) -> bool:
+    """Every webhook of the leg sent and answered (chaos delivery may hold some back after the end)."""
+    return leg.hooks.delivered and all(view["answer"] is not None for view in _webhooks_of(p, leg))
+
+
+def get_phone(p: Platform, number: str, *, wait: Any = None, state: str | None = None,
+              calls: Any = None) -> dict:
+    """One phone's view; with `wait`, first held until it is in `state` or had more than `calls` calls."""
+    phone = find_phone(p, number)
+    if wait is not None and (state or calls is not None):
+        long_polls.wait_phone(p, phone, wait, state, calls)
+    return phone_view(phone)
 
 
 def application(p: Platform) -> dict:

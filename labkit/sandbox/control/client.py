@@ -23,6 +23,24 @@ from labkit.media.recording import Recording
 from labkit.sandbox.engine.phones import KEEP
 
 HEAR_RATE = 16000
+LONG_POLL = 20.0  # seconds one ?wait= request is held at most (the sandbox caps it at 25)
+
+
+def _call_reached(view: dict, until: str | None) -> bool:
+    if until == "ended":
+        return view.get("ended_by") is not None or view.get("status") in FINAL
+    if until == "finished":
+        return bool(view.get("finished"))
+    if until and until.startswith(("played:", "time:")):  # the sandbox keeps the time: its answer decides
+        return True
+    if until and until.startswith("action:"):
+        ncco, ended = view.get("ncco") or {}, view.get("ended_by") is not None
+        actions, step = ncco.get("actions") or [], ncco.get("current")
+        return ended or (step is not None and step < len(actions) and actions[step].get("action") == until[7:])
+    return view.get("status") == until or any(w["payload"].get("status") == until for w in view.get("webhooks", ()))
+
+
+FINAL = ("completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered", "machine")
 
 
 def _default_verify(url: str) -> Any:
@@ -83,8 +101,16 @@ class RemoteSandbox:
     def calls(self) -> list[dict]:
         return self.request("GET", "calls").json()["calls"]
 
-    def call(self, uuid: str) -> dict:
-        return self.request("GET", f"calls/{uuid}").json()
+    def call(self, uuid: str, *, until: str | None = None, timeout: float = 0.0) -> dict:
+        """One call's view; with `until` (a status, `ended` or `finished`), long polls held by the sandbox
+        until the call gets there or `timeout` seconds pass (then the view as it is: check it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            params = {"wait": f"{min(left, LONG_POLL):.3f}", "until": until} if until and left > 0 else None
+            view = self.request("GET", f"calls/{uuid}", params=params).json()
+            if params is None or _call_reached(view, until) or view.get("finished"):
+                return view
 
     @property
     def webhooks(self) -> dict:
@@ -153,12 +179,24 @@ class RemotePhone:
         return self.state != "idle"
 
     def wait_for_state(self, state: str, timeout: float = 10.0) -> bool:
+        """Block until the phone is in `state` (idle, ringing, answered): long polls the sandbox holds."""
+        return self.wait(timeout, state=state)["state"] == state
+
+    def wait(self, timeout: float, *, state: str | None = None, calls: int | None = None) -> dict:
+        """The phone's view once it is in `state` and/or has had more than `calls` calls, or after
+        `timeout` seconds (long polls: the sandbox answers when the phone changes)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.state == state:
-                return True
-            time.sleep(0.05)
-        return self.state == state
+        while True:
+            left = deadline - time.monotonic()
+            params: dict[str, Any] = {"wait": f"{max(0.0, min(left, LONG_POLL)):.3f}"}
+            if state:
+                params["state"] = state
+            if calls is not None:
+                params["calls"] = int(calls)
+            view = self._sb.request("GET", f"phones/{self.number}", params=params).json()
+            done = (not state or view["state"] == state) and (calls is None or len(view["calls"]) > calls)
+            if done or left <= 0:
+                return view
 
     def answer(self) -> None:
         self._sb.request("POST", f"phones/{self.number}/answer")

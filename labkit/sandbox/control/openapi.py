@@ -79,6 +79,25 @@ SCHEMAS: dict[str, Any] = {
             "control_hosts": {"type": "object", "additionalProperties": {"type": "integer"},
                               "description": "Voice API requests about the call, by the host they were sent to"},
             "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+            "played": {"type": "array", "items": {"$ref": "#/components/schemas/Played"},
+                       "description": "what the platform played to this leg (NCCO or REST talk, stream, DTMF), "
+                                      "so a test can check what the caller was told without speech recognition"},
+            "ended_by": {"enum": ["phone", "app", "ncco", "platform", None],
+                         "description": "who ended the call: the phone (caller hung up), the app (REST hangup or "
+                                        "its WebSocket closed), the NCCO (ran out of actions), the platform"},
+            "finished": {"type": "boolean", "description": "ended, and every webhook of it answered"},
+            "time": {"type": "number", "description": "call seconds since answer (-1 before; stops at the end): "
+                                                      "the offset into heard.wav?call= of what is heard now"},
+        },
+    },
+    "Played": {
+        "type": "object", "required": ["kind", "slot", "at", "seconds", "by"],
+        "properties": {
+            "kind": {"enum": ["talk", "stream", "dtmf"]}, "text": {"type": "string"}, "url": {"type": "string"},
+            "digits": {"type": "string"}, "slot": {"type": "string"}, "by": {"enum": ["ncco", "rest"]},
+            "at": {"type": "number", "description": "call seconds after answer when it began (0 before answer); "
+                                                    "the offset into heard.wav?call="},
+            "seconds": {**NULLABLE_NUMBER, "description": "its length, loops included (null: loops forever)"},
         },
     },
     "CallList": {"type": "object", "required": ["calls"],
@@ -135,6 +154,9 @@ def _op(summary: str, ok: tuple[str, str, str], *, body: dict | None = None, par
 
 NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
 UUID = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
+WAIT = {"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0, "maximum": 25},
+        "description": "a long poll: hold the answer up to this many seconds until the condition holds "
+                       "(woken by the change itself, not polled); then check the answer"}
 
 
 def _json_body(schema: dict) -> dict:
@@ -155,7 +177,14 @@ def paths() -> dict:
                         ("200", "Phone", "the phone (201 when new)"), body=_json_body(_ref("PhoneSettings")),
                         errors=(400,)),
         },
-        "/_labkit/phones/{number}": {"get": _op("One phone", phone_ok, params=[NUMBER], errors=(404,))},
+        "/_labkit/phones/{number}": {"get": _op(
+            "One phone; with wait, a long poll held until it is in `state` and/or has had more than `calls` calls",
+            phone_ok, errors=(400, 404), params=[
+                NUMBER, WAIT,
+                {"name": "state", "in": "query", "required": False,
+                 "schema": {"enum": ["idle", "ringing", "answered"]}},
+                {"name": "calls", "in": "query", "required": False, "schema": {"type": "integer"},
+                 "description": "answer once the phone has been in more than this many calls (a call arrived)"}])},
         "/_labkit/phones/{number}/dial": {"post": _op(
             "The phone calls a number (default: the application's): an inbound call to that application",
             ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 409),
@@ -198,8 +227,17 @@ def paths() -> dict:
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
         "/_labkit/calls": {"get": _op("Every call leg: status, NCCO progress, webhooks sent and their answers",
                                       ("200", "CallList", "calls, oldest first"), errors=())},
-        "/_labkit/calls/{uuid}": {"get": _op("One call leg", ("200", "Call", "the call"), params=[UUID],
-                                             errors=(404,))},
+        "/_labkit/calls/{uuid}": {"get": _op(
+            "One call leg; with wait and until, a long poll held until the call reached `until` or ended",
+            ("200", "Call", "the call (as it is when the wait ends: check its status)"), errors=(400, 404),
+            params=[UUID, WAIT, {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
+                                 "description": "a status the call went through (ringing, answered, completed, "
+                                                "...), `ended` (hung up), `finished` (its last webhook "
+                                                "answered), `action:NAME` (its NCCO runs that action now; "
+                                                "`action:input` once it listens, `action:connect` once its "
+                                                "leg is dialled), `played:KIND` (a talk, stream or dtmf "
+                                                "played to its end) or `time:T` (T seconds of call time "
+                                                "after answer)"}])},
         "/_labkit/webhooks": {"get": _op("Every webhook sent, oldest first, with chaos delivery's duplicates and "
                                          "reordering counted", ("200", "WebhookLog", "the webhook log"), errors=())},
         "/_labkit/page/{name}": {"get": {

@@ -108,7 +108,9 @@ def install(app: Flask, p: Platform) -> None:
 
     @route("/phones/<number>", ["GET"])
     def get_phone(number: str) -> Response:
-        return _json(control.phone_view(control.find_phone(p, number)))
+        args = request.args
+        return _json(control.get_phone(p, number, wait=args.get("wait"), state=args.get("state"),
+                                       calls=args.get("calls")))
 
     @route("/phones/<number>/dial", ["POST"])
     def dial(number: str) -> Response:
@@ -160,7 +162,7 @@ def install(app: Flask, p: Platform) -> None:
 
     @route("/calls/<uuid>", ["GET"])
     def get_call(uuid: str) -> Response:
-        return _json(control.get_call(p, uuid))
+        return _json(control.get_call(p, uuid, wait=request.args.get("wait"), until=request.args.get("until")))
 
     @route("/webhooks", ["GET"])
     def webhooks() -> Response:

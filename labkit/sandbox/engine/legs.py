@@ -126,6 +126,10 @@ class SandboxCall:
         self.children: list[SandboxCall] = []
         self.events: list[dict] = []
         self.errors: list[str] = []
+        # what the platform played to this leg (talk texts, stream URLs) and when, in call seconds after
+        # answer: tests check what a caller heard against what the sandbox knows it said
+        self.played: list[dict] = []
+        self.ended_by: str | None = None  # who ended it: phone, app, ncco or platform
         self.cond = threading.Condition(platform.lock)
         self.ended = False
         self.finished = False  # runner thread done (after `ended`, once its last webhook reply is in)
@@ -198,7 +202,7 @@ class SandboxCall:
 
     def hangup(self) -> None:
         """The far end hangs up (a phone putting the receiver down, a server closing)."""
-        self.platform.end_leg(self, "completed")
+        self.platform.end_leg(self, "completed", by="phone")
 
     def __repr__(self) -> str:
         return f"<SandboxCall {self.uuid[:8]} {self.direction} {self.kind} to={self.to_address} status={self.status}>"

@@ -60,7 +60,7 @@ def start(p: Platform, leg: SandboxCall, target: Any, *args: Any) -> None:
                 leg.errors.append("the sandbox hit an internal error running this call (see the log)")
             p.end_leg(leg, "failed" if leg.answered_at is None else "completed", "internal_error")
         finally:
-            p.end_leg(leg, "completed")
+            p.end_leg(leg, "completed", by="ncco")  # the NCCO ran out of actions
             with p.lock:
                 leg.finished = True
                 leg.cond.notify_all()
@@ -297,7 +297,7 @@ def _websocket(p: Platform, leg: SandboxCall, ep: dict, parent: SandboxCall | No
             if parent is not None:
                 payload = p.event(leg, "disconnected", headers=dict(ep.get("headers") or {}))
                 leg.disconnect_future = p.post(leg, payload, instruction=True)
-        p.end_leg(leg, "completed")
+        p.end_leg(leg, "completed", by="app")  # the app's WebSocket server closed
 
     endpoint = WebsocketEndpoint(
         ep["uri"], leg.rate, headers=headers if headers is not None else ep.get("headers"),
@@ -381,7 +381,7 @@ def _stay_until_ended(p: Platform, leg: SandboxCall) -> None:
             run_script(p, leg, None, transfer=tr)
         except LegEnded:
             pass
-        p.end_leg(leg, "completed")
+        p.end_leg(leg, "completed", by="ncco")
     future = leg.disconnect_future
     if future is not None:
         leg.reply_ncco = p.instruction_reply(None, future)

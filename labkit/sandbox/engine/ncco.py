@@ -134,10 +134,10 @@ class NccoRunner(CaptureActions):
 
     # audio --------------------------------------------------------------------------------------
 
-    def _play_and_wait(self, samples: Any, a: dict) -> None:
+    def _play_and_wait(self, samples: Any, a: dict, what: dict | None = None) -> None:
         leg, p = self.leg, self.p
         loop = int(a.get("loop", 1) if a.get("loop") is not None else 1)
-        player = p.play(leg, "script", samples, loop=loop, gain=level_to_gain(a.get("level")))
+        player = p.play(leg, "script", samples, loop=loop, gain=level_to_gain(a.get("level")), what=what)
         barge = a.get("bargeIn") is True
         with p.lock:
             if barge:
@@ -154,7 +154,7 @@ class NccoRunner(CaptureActions):
 
     def _talk(self, a: dict) -> None:
         audio = self.p.sources.talk(a["text"], self.leg.rate, a.get("language"), a.get("style"))
-        self._play_and_wait(audio, a)
+        self._play_and_wait(audio, a, {"kind": "talk", "text": a["text"], "by": "ncco"})
 
     def _stream(self, a: dict) -> None:
         url = a["streamUrl"][0]
@@ -166,7 +166,7 @@ class NccoRunner(CaptureActions):
                 self.leg.errors.append(f"stream {url}: {err}")
             log.warning("call %s: %s", self.leg.uuid, err)
             return
-        self._play_and_wait(audio, a)
+        self._play_and_wait(audio, a, {"kind": "stream", "url": url, "by": "ncco"})
 
     # notify / wait ------------------------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class VirtualPhone:
             play_greeting(self)
         if self.hangup_after is not None:
             call.timers.append(self._platform.clock.call_later(
-                self.hangup_after, lambda: self._platform.end_leg(call, "completed")))
+                self.hangup_after, lambda: self._platform.end_leg(call, "completed", by="phone")))
 
     def _call_ended(self, call: SandboxCall) -> None:
         if self._call is call:
@@ -194,7 +194,7 @@ class VirtualPhone:
         if self._state == "ringing" and call.direction == "outbound":
             self.reject()
             return
-        self._platform.end_leg(call, "completed")
+        self._platform.end_leg(call, "completed", by="phone")
 
     def say(self, source: Any = None, rate: int | None = None, *, text: str | None = None) -> float:
         """Queue audio the person speaks into the call; returns its length in seconds.

@@ -228,7 +228,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
 
 
     def end_leg(self, leg: SandboxCall, status: str = "completed", detail: str | None = None,
-                *, extra: dict | None = None, event: bool = True) -> None:
+                *, extra: dict | None = None, event: bool = True, by: str = "platform") -> None:
         """End `leg` with a final `status` (idempotent, any thread, never blocks on the network).
 
         A leg that was never answered cannot be 'completed': it becomes 'cancelled' (the caller gave up).
@@ -240,6 +240,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
             if status == "completed" and leg.answered_at is None:
                 status = "cancelled"
             leg.ended = True
+            leg.ended_by = by  # phone (the caller), app (REST hangup, its WebSocket), ncco (ran out), platform
             if leg.uuid in self.legs:
                 self.live -= 1
             leg.status = status
@@ -277,7 +278,7 @@ class Platform(ConversationMoves, Recordings, PlatformAudio):
         if endpoint is not None and hasattr(endpoint, "close"):
             endpoint.close()
         for child in children:
-            self.end_leg(child, "completed")
+            self.end_leg(child, "completed", by=by)
 
 
     def wait(self, leg: SandboxCall, predicate: Callable[[], bool], *, until_tick: int | None = None) -> bool:

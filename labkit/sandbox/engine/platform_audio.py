@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.sandbox.audio.mixer import BUS_RATE, Player, factor, frame_len, mix_others, to_int16
+from labkit.sandbox.engine.clock import FRAME_SECONDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.sandbox.engine.conversations import Conversation
@@ -23,10 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
 class PlatformAudio:
     """Platform methods for what legs hear and say."""
 
-    def play(self, leg: SandboxCall, slot: str, samples: np.ndarray, *, loop: int = 1, gain: float = 1.0) -> Player:
-        """Start playing `samples` (at the leg's rate) to `leg` in `slot`, replacing what played there."""
+    def play(self, leg: SandboxCall, slot: str, samples: np.ndarray, *, loop: int = 1, gain: float = 1.0,
+             what: dict | None = None) -> Player:
+        """Start playing `samples` (at the leg's rate) to `leg` in `slot`, replacing what played there.
+
+        `what` ({"kind": "talk", "text": ...} or {"kind": "stream", "url": ...}) is noted in `leg.played`
+        with its start (call seconds after answer) and length, so tests can ask what the caller was told.
+        """
         player = Player(samples, loop=loop, gain=gain, label=slot)
         with self.lock:
+            if what is not None and not leg.ended:
+                start = 0 if leg.answered_tick is None else self.clock.ticks - leg.answered_tick
+                seconds = None if loop == 0 else round(len(samples) * max(1, loop) / leg.rate, 3)
+                leg.played.append({**what, "slot": slot, "at": round(start * FRAME_SECONDS, 3), "seconds": seconds})
             old = leg.players.get(slot)
             if old is not None:
                 old.stop()

@@ -282,6 +282,7 @@ class OrderedSender:
         self._cv = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._outstanding = 0  # deliveries queued, in flight or waiting out a chaos delay (copies count)
 
     def send(self, kind: str, url: str, method: str, payload: dict, *, fallback: bool = False,
              settings: WebhookSettings | None = None) -> Future:
@@ -291,6 +292,7 @@ class OrderedSender:
                 future.set_result(WebhookResult(url=url, method=method, ok=False, error="sender closed"))
                 return future
             self._queue.append((future, (kind, url, method, payload), {"fallback": fallback, "settings": settings}))
+            self._outstanding += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"sandbox-hooks-{self._name}",
                                                 daemon=True)
@@ -309,6 +311,7 @@ class OrderedSender:
                     return
                 future, args, kwargs = self._queue.popleft()
             if not future.set_running_or_notify_cancel():
+                self._done()
                 continue
             chaos = self._client.chaos
             if chaos is not None:
@@ -325,10 +328,25 @@ class OrderedSender:
             log.exception("webhook delivery crashed")
             if future is not None:
                 future.set_exception(exc)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+    @property
+    def delivered(self) -> bool:
+        """Nothing queued, in flight or held back by chaos delivery (a test waits for this at a call's end)."""
+        with self._lock:
+            return self._outstanding <= 0
 
     def _chaos_send(self, chaos: WebhookChaos, future: Future, args: tuple, kwargs: dict) -> None:
         """Status events: each copy on its own thread after a random delay; others in order, maybe twice."""
         copies = 2 if chaos.twice() else 1
+        if copies == 2:
+            with self._lock:
+                self._outstanding += 1
         if args[0] != "event":
             self._deliver(future, args, kwargs)
             if copies == 2:
