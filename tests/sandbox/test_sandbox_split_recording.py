@@ -12,21 +12,15 @@ channels (correlation 0.37).
 from __future__ import annotations
 
 import io
-import json
-import threading
-import time
-import uuid as uuidlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
-import jwt
 import numpy as np
 import pytest
 import requests
 import soundfile as sf
 from support.sandbox import WsApp, best_correlation, wait_until
 from support.sandbox_process import SandboxProcess
+from support.webhook_app import WebhookApp
 
 SPEED = 10
 
@@ -46,61 +40,15 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     return buf.getvalue()
 
 
-class App:
-    """The user's app: answers inbound calls with the NCCO set for the caller, serves audio, takes events."""
-
-    def __init__(self) -> None:
-        self.nccos: dict[str, list] = {}  # caller number -> NCCO
-        self.files: dict[str, bytes] = {}
-        self.records: list[dict] = []
-        self.cv = threading.Condition()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = urlsplit(self.path).path
-                if path == "/answer":
-                    caller = dict(parse_qsl(urlsplit(self.path).query)).get("from", "")
-                    self._send(200, json.dumps(outer.nccos.get(caller, [])).encode(), "application/json")
-                elif path.lstrip("/") in outer.files:
-                    self._send(200, outer.files[path.lstrip("/")], "audio/wav")
-                else:
-                    self._send(404, b"", "text/plain")
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                if urlsplit(self.path).path == "/rec":
-                    with outer.cv:
-                        outer.records.append(body)
-                        outer.cv.notify_all()
-                self._send(200, b"", "text/plain")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def record_event(self, conversation_uuid: str, timeout: float = 30.0) -> dict:
-        with self.cv:
-            assert self.cv.wait_for(lambda: any(r.get("conversation_uuid") == conversation_uuid
-                                                for r in self.records), timeout), "no record event"
-            return next(r for r in self.records if r.get("conversation_uuid") == conversation_uuid)
+def record_event(app: WebhookApp, conversation_uuid: str) -> dict:
+    return app.wait_for(lambda h: h.path == "/rec" and h.fields.get("conversation_uuid") == conversation_uuid).fields
 
 
 @pytest.fixture(scope="module")
 def app():
-    server = App()
+    server = WebhookApp()
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -111,21 +59,14 @@ def sb(tmp_path_factory, app):
     proc.stop()
 
 
-def bearer(sb: SandboxProcess) -> dict:
-    now = int(time.time())
-    claims = {"application_id": sb.rows["application id"], "iat": now, "exp": now + 600, "jti": str(uuidlib.uuid4())}
-    key = (sb.home / "private.key").read_bytes()
-    return {"Authorization": f"Bearer {jwt.encode(claims, key, algorithm='RS256')}"}
-
-
 def download(sb: SandboxProcess, event: dict) -> tuple[np.ndarray, int]:
-    got = requests.get(event["recording_url"], headers=bearer(sb), verify=sb.ca, timeout=10)
+    got = requests.get(event["recording_url"], headers=sb.bearer(), verify=sb.ca, timeout=10)
     assert got.status_code == 200 and len(got.content) == event["size"]
     data, rate = sf.read(io.BytesIO(got.content), dtype="int16")  # one whole-file read (stack notes, VBR)
     return data, rate
 
 
-def record_ncco(app: App, fmt: str, heard_file: str) -> list:
+def record_ncco(app: WebhookApp, fmt: str, heard_file: str) -> list:
     return [{"action": "record", "split": "conversation", "channels": 2, "format": fmt,
              "eventUrl": [f"{app.url}/rec"]},
             {"action": "stream", "streamUrl": [f"{app.url}/{heard_file}"]}]
@@ -155,7 +96,7 @@ def test_a_phone_call_recorded_split_at_16_khz(sb, app, fmt):
     requests.post(f"{control}/{caller}/say", data=wav_bytes(spoken, rate), headers={"Content-Type": "audio/wav"},
                   verify=sb.ca, timeout=10).raise_for_status()
     call = requests.post(f"{control}/{caller}/dial", json={}, verify=sb.ca, timeout=10).json()
-    event = app.record_event(call["conversation_uuid"])
+    event = record_event(app, call["conversation_uuid"])
     data, got_rate = download(sb, event)
     assert got_rate == rate
     assert_channels(data, said, heard)
@@ -169,7 +110,7 @@ def test_a_websocket_call_recorded_split_at_8_khz(sb, app, fmt):
     app.files[f"heard8-{fmt}.wav"] = wav_bytes(heard, rate)
     ws = WsApp().start()
     try:
-        r = requests.post(f"{sb.url}/v1/calls", headers=bearer(sb), verify=sb.ca, timeout=10, json={
+        r = requests.post(f"{sb.url}/v1/calls", headers=sb.bearer(), verify=sb.ca, timeout=10, json={
             "to": [{"type": "websocket", "uri": ws.uri, "content-type": "audio/l16;rate=8000"}],
             "from": {"type": "phone", "number": sb.rows["number"]},
             "ncco": record_ncco(app, fmt, f"heard8-{fmt}.wav")})
@@ -179,7 +120,7 @@ def test_a_websocket_call_recorded_split_at_8_khz(sb, app, fmt):
         frame = rate // 50
         for start in range(0, said.size, frame):  # faster than real time: the platform buffers it [NDP]
             ws.connection.send(said[start:start + frame].tobytes())
-        event = app.record_event(created["conversation_uuid"])
+        event = record_event(app, created["conversation_uuid"])
     finally:
         ws.stop()
     data, got_rate = download(sb, event)

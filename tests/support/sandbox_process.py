@@ -17,8 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+import jwt
 
 READY = "Press Ctrl-C to stop."
 ROW = re.compile(r"^  (\S.{16}) (\S.*)$")  # the banner's rows: f"  {label:<17} {value}", up to a blank line
@@ -84,6 +87,15 @@ class SandboxProcess:
         self.proc.wait(5)
         raise AssertionError(f"`labkit sandbox` did not print {READY!r}; it printed:\n{''.join(self.output)}\n"
                              f"stderr:\n{self.stderr_path.read_text()}")
+
+    def bearer(self) -> dict[str, str]:
+        """`Authorization: Bearer <JWT>` of the sandbox application (its private key under --home), as the
+        SDKs sign Voice API requests (RS256, application_id, iat, exp, jti)."""
+        now = int(time.time())
+        claims = {"application_id": self.rows["application id"], "iat": now, "exp": now + 600,
+                  "jti": str(uuid.uuid4())}
+        token = jwt.encode(claims, (self.home / "private.key").read_bytes(), algorithm="RS256")
+        return {"Authorization": f"Bearer {token}"}
 
     @property
     def remote(self) -> Any:
