@@ -11,12 +11,16 @@ Routes (HTTP Basic with the account's API key and secret; the state is in applic
     POST   /number/update                      200 {"error-code": "200", "error-code-label": "success"}
 
 Wire details from `/work/shared/reference/vonage-platform.md` sections 1-2 ([OAS-APP], [OAS-NUM],
-[PY-TESTS]): Application API errors are RFC 7807 (`application/problem+json`) with the documented
-`type` URIs and titles; 406 when `Accept` excludes JSON, 415 when a body is not JSON; `page_size`
-1-100 (400 `#list-validation`). Numbers API errors use `{"error-code", "error-code-label"}`: 401
-"authentication failed"; 420 "method failed" for an update that cannot be done (observed
-[CLI-ISS233]). UNCONFIRMED: the 400 body for a missing form field (the sandbox uses the same
-`error-code` shape), and `{"count": 0}` for no numbers (the SDK reads a missing `numbers` as none).
+[PY-TESTS]). Application API errors are the bodies of the Application API spec v2.4.1
+(`components/responses`: InvalidPayloadError, BadCredentialsError, NotFoundError, InvalidRequestMethod,
+InvalidAcceptHeader, UnsupportedContentTypeHeader): `{type, title, detail, instance}` (+
+`invalid_parameters` on 400) served as `application/json`, which is the content type the spec gives
+every one of them (not `application/problem+json` as the Voice API's [DOC-ERR]); the `type` URIs and
+titles are the spec's examples (`APP_ERRORS` below). 406 when `Accept` excludes JSON, 415 when a body
+is not JSON; `page_size` 1-100 (400 `#list-validation`). Numbers API errors use `{"error-code",
+"error-code-label"}`: 401 "authentication failed"; 420 "method failed" for an update that cannot be
+done (observed [CLI-ISS233]). UNCONFIRMED: the 400 body for a missing form field (the sandbox uses the
+same `error-code` shape), and `{"count": 0}` for no numbers (the SDK reads a missing `numbers` as none).
 Numbers also accept `api_key`/`api_secret` as parameters, as the 2021 spec documented [OAS-2021].
 """
 
@@ -34,24 +38,38 @@ from flask import Blueprint, Response, request
 
 from labkit.sandbox.apis.accounts import Account, ApplicationProblem
 
-ERRORS = "https://developer.nexmo.com/api-errors"
-PROBLEM_JSON = "application/problem+json"
-TITLES = {400: "Bad Request", 401: "Invalid credentials supplied", 404: "Not Found",
-          405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
-TYPES = {400: ERRORS + "/application#payload-validation", 401: ERRORS + "#unauthorized",
-         404: ERRORS + "#not-found", 405: ERRORS + "#method-not-allowed", 406: ERRORS + "#not-acceptable",
-         415: ERRORS + "#unsupported-media-type"}
+# Application API v2.4.1 spec, components/responses: (type, title) of each error, all `application/json`
+ERRORS = "https://developer.vonage.com/api-errors"
+APP_ERRORS: dict[int, tuple[str, str]] = {
+    400: (ERRORS + "/application#payload-validation", "Bad Request"),
+    401: (ERRORS + "#unauthorized", "Invalid credentials supplied"),
+    404: (ERRORS + "#not-found", "Not Found"),
+    405: (ERRORS + "#wrong-verb", "Request method not allowed"),
+    406: (ERRORS + "#accept-header", "Invalid Accept header"),
+    415: (ERRORS + "#content-type-header", "Unsupported Content-Type header"),
+}
+APP_ERROR_TYPE = "application/json"  # the spec's content type for every Application API error
 
 
 def _problem(status: int, detail: str, invalid_parameters: list[dict] | None = None, *,
              list_validation: bool = False) -> Response:
-    body: dict[str, Any] = {"type": TYPES.get(status, ERRORS), "title": TITLES.get(status, "Error"),
-                            "detail": detail, "instance": str(uuid.uuid4())}
+    kind, title = APP_ERRORS.get(status, (ERRORS, "Error"))
+    body: dict[str, Any] = {"type": kind, "title": title, "detail": detail, "instance": str(uuid.uuid4())}
     if list_validation:
         body["type"] = ERRORS + "/application#list-validation"
     if invalid_parameters:
         body["invalid_parameters"] = invalid_parameters
-    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    return Response(json.dumps(body), status=status, mimetype=APP_ERROR_TYPE)
+
+
+def application_error(status: int, detail: str) -> Response:
+    """An Application API error as the spec writes it (for the app's own 404/405 on these paths)."""
+    return _problem(status, detail)
+
+
+def is_application_path(path: str) -> bool:
+    return path.rstrip("/") in ("/v1/applications", "/v2/applications") or path.startswith(
+        ("/v1/applications/", "/v2/applications/"))
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -105,9 +123,10 @@ def accounts_blueprint(account: Account) -> Blueprint:
         if not account.check_basic(*basic_credentials()):
             return _problem(401, "You did not provide correct credentials.")
         if not _accepts_json():
-            return _problem(406, "The Accept header must be application/json.")
+            return _problem(406, "Invalid Accept header provided. Must be one of the following: 'application/json'")
         if request.method in ("POST", "PUT") and not (request.mimetype or "").endswith("json"):
-            return _problem(415, "The Content-Type header must be application/json.")
+            return _problem(415, "Unsupported Content-Type header provided. Must be one of the following: "
+                                 "'application/json'")
         return None
 
     def app_body() -> Any:
