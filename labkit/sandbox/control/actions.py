@@ -255,18 +255,23 @@ def application(p: Platform) -> dict:
 def webhooks(p: Platform) -> dict:
     """Every webhook sent (the last 2000, oldest first), the chaos delivery setting, and what it did.
 
-    `duplicates`: webhooks sent again with the same kind, URL and payload (Vonage's retries and chaos
-    duplicates look alike to an app). `out_of_order`: status events sent after an event of the same leg
-    whose `timestamp` is later (chaos jitter lets events overtake one another).
+    `sent`: webhooks sent (each once, whatever its retries); `failed`: those the app never answered with a
+    2xx (after Vonage's one retry and, for answer and instruction webhooks, the fallback URL); `pending`:
+    those still in flight. `duplicates`: webhooks sent again with the same kind, URL and payload (Vonage's
+    retries and chaos duplicates look alike to an app). `out_of_order`: status events sent after an event
+    of the same leg whose `timestamp` is later (chaos jitter lets events overtake one another).
     """
     import json
 
     records = list(p.webhooks.log)
     chaos = p.webhooks.chaos
     seen: set[str] = set()
-    duplicates = out_of_order = 0
+    duplicates = out_of_order = failed = pending = 0
     latest: dict[str, str] = {}
     for record in records:
+        result = record.result
+        pending += result is None
+        failed += result is not None and not result.ok  # no 2xx after the retry (and the fallback URL)
         payload = record.payload or {}
         key = json.dumps([record.kind, record.url, payload], sort_keys=True, default=str)
         duplicates += key in seen
@@ -279,6 +284,8 @@ def webhooks(p: Platform) -> dict:
         "chaos": None if chaos is None else {"jitter": chaos.jitter, "duplicate": chaos.duplicate,
                                              "seed": chaos.seed},
         "sent": len(records),
+        "failed": failed,
+        "pending": pending,
         "duplicates": duplicates,
         "out_of_order": out_of_order,
         "webhooks": [webhook_view(r) for r in records],

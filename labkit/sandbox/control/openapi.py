@@ -88,12 +88,16 @@ SCHEMAS: dict[str, Any] = {
                                                             "(how far behind live a microphone runs)"}}},
     "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
     "WebhookLog": {
-        "type": "object", "required": ["chaos", "sent", "duplicates", "out_of_order", "webhooks"],
+        "type": "object",
+        "required": ["chaos", "sent", "failed", "pending", "duplicates", "out_of_order", "webhooks"],
         "properties": {
             "chaos": {"type": ["object", "null"], "description": "chaos delivery (`labkit sandbox --chaos`), or null",
                       "properties": {"jitter": {"type": "number"}, "duplicate": {"type": "number"},
                                      "seed": {"type": ["integer", "null"]}}},
             "sent": {"type": "integer", "description": "webhooks kept (the last 2000)"},
+            "failed": {"type": "integer", "description": "of those, delivered without a 2xx answer after the retry "
+                                                         "(and the fallback URL for answer/instruction webhooks)"},
+            "pending": {"type": "integer", "description": "of those, still in flight"},
             "duplicates": {"type": "integer", "description": "sent again with the same kind, URL and payload"},
             "out_of_order": {"type": "integer", "description": "status events sent after a later one of their leg"},
             "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
@@ -111,9 +115,12 @@ def _json_response(name: str, description: str) -> dict:
 
 
 def _op(summary: str, ok: tuple[str, str, str], *, body: dict | None = None, params: list | None = None,
-        errors: tuple[int, ...] = (400, 404)) -> dict:
+        errors: tuple[int, ...] = (400, 404), also: tuple[str, str, str] | None = None) -> dict:
+    """One operation: its success answer (`also`: a second one, e.g. 200 beside 201) and its errors."""
     code, schema, what = ok
     responses: dict[str, Any] = {code: _json_response(schema, what)}
+    if also is not None:
+        responses[also[0]] = _json_response(also[1], also[2])
     for status in errors:
         responses[str(status)] = {"description": {400: "bad input", 404: "no such phone or call",
                                                   409: "the phone's state does not allow it"}[status],
@@ -144,9 +151,9 @@ def paths() -> dict:
                                             ("200", "Application", "the application"), errors=())},
         "/_labkit/phones": {
             "get": _op("List the virtual phones with their state", ("200", "PhoneList", "phones"), errors=()),
-            "post": _op("Create or update a phone (fields left out keep their value; 201 when created)",
-                        ("200", "Phone", "the phone (201 when new)"), body=_json_body(_ref("PhoneSettings")),
-                        errors=(400,)),
+            "post": _op("Create or update a phone (fields left out keep their value)",
+                        ("201", "Phone", "the phone, created"), also=("200", "Phone", "the phone, updated"),
+                        body=_json_body(_ref("PhoneSettings")), errors=(400,)),
         },
         "/_labkit/phones/{number}": {"get": _op("One phone", phone_ok, params=[NUMBER], errors=(404,))},
         "/_labkit/phones/{number}/dial": {"post": _op(
@@ -187,6 +194,8 @@ def paths() -> dict:
                 "headers": {h: {"schema": {"type": "integer"}} for h in
                             ("X-Labkit-Start", "X-Labkit-Position", "X-Labkit-Rate", "X-Labkit-Time")},
                 "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                "400": {"description": "since or wait is not a number",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}},
                 "404": {"description": "no such phone",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
         "/_labkit/calls": {"get": _op("Every call leg: status, NCCO progress, webhooks sent and their answers",
