@@ -8,6 +8,7 @@ Views are plain JSON-able dicts; their schemas are in control_openapi.py.
 from __future__ import annotations
 
 import io
+import math
 import time
 from typing import Any
 
@@ -15,12 +16,13 @@ import numpy as np
 
 from labkit.errors import InvalidInput, SandboxNotFound
 from labkit.sandbox.engine.legs import SandboxCall, iso
-from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
+from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone, check_settings
 from labkit.sandbox.engine.platform import Platform
 
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
+MAX_KEY_MS = 10_000  # the longest key press a phone makes (the sandbox's own bound)
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -131,15 +133,18 @@ def put_phone(p: Platform, body: Any) -> tuple[dict, bool]:
     unknown = set(body) - {"number", *PHONE_FIELDS}
     if unknown:
         raise InvalidInput(f"unknown phone fields {sorted(unknown)}: use number, {', '.join(PHONE_FIELDS)}")
+    if not isinstance(body.get("number"), str):
+        raise InvalidInput(f"number must be a string like \"447700900001\" (E.164 without '+'), not "
+                           f"{body.get('number')!r:.40}")
     number = _number(body.get("number"))
+    settings = {"answer_after": body.get("answer_after"), "outcome": body.get("outcome"),
+                "hangup_after": body["hangup_after"] if "hangup_after" in body else KEEP,
+                "machine": body.get("machine")}
+    check_settings(**settings)  # before the phone is made: a refused body creates no phone
     with p.lock:
         created = number not in p.phones
     phone = p.phone(number)
-    machine = body.get("machine")
-    if machine is not None and not isinstance(machine, bool):
-        raise InvalidInput("machine must be true or false")
-    phone.set(answer_after=body.get("answer_after"), outcome=body.get("outcome"),
-              hangup_after=body["hangup_after"] if "hangup_after" in body else KEEP, machine=machine)
+    phone.set(**settings)
     return phone_view(phone), created
 
 
@@ -150,8 +155,13 @@ def dial(p: Platform, number: str, body: Any) -> dict:
     """
     from labkit.sandbox.engine import lifecycle
 
-    to = body.get("to") if isinstance(body, dict) else None
-    leg = lifecycle.dial(p, _number(number), str(to).lstrip("+") if to else None)
+    phone = find_phone(p, number)  # an unknown phone is 404, as GET /_labkit/phones/{number} says
+    if not isinstance(body, dict):
+        raise InvalidInput('the body must be a JSON object like {"to": "447700900000"} (or empty)')
+    to = body.get("to")
+    if to is not None and not isinstance(to, str):
+        raise InvalidInput(f"to must be a string like \"447700900000\", not {to!r:.40}")
+    leg = lifecycle.dial(p, phone.number, _number(to) if to else None)
     return call_view(p, leg)
 
 
@@ -166,15 +176,17 @@ def say(p: Platform, number: str, *, text: str | None, audio: bytes | None) -> d
 
 
 def press(p: Platform, number: str, body: Any) -> dict:
+    phone = find_phone(p, number)
     digits = body.get("digits") if isinstance(body, dict) else None
     if not isinstance(digits, str) or not digits:
-        raise InvalidInput('press needs {"digits": "123#"}')
-    phone = find_phone(p, number)
+        raise InvalidInput(f'press needs {{"digits": "123#"}} (a string), not {digits!r:.40}')
     duration = body.get("duration_ms")
     if duration is None:
         phone.press(digits)
+    elif isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_KEY_MS:
+        raise InvalidInput(f"duration_ms is a whole number of milliseconds, 1-{MAX_KEY_MS}, not {duration!r:.40}")
     else:
-        phone.press(digits, int(duration))
+        phone.press(digits, duration)
     return phone_view(phone)
 
 
@@ -183,9 +195,12 @@ def _wait_for_audio(p: Platform, phone: VirtualPhone, start: int, wait: Any) -> 
     stops: a long poll, so a page hears the call live without asking 50 times a second. A phone whose
     position is behind `start` forgot what it heard (reset): answer at once so the client can catch up."""
     try:
-        seconds = min(MAX_WAIT, max(0.0, float(wait)))
+        seconds = float(wait)
     except (TypeError, ValueError):
-        raise InvalidInput(f"wait is a number of seconds (at most {MAX_WAIT:g}), not {wait!r}") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"wait is a number of seconds (at most {MAX_WAIT:g}), not {wait!r}")
+    seconds = min(MAX_WAIT, max(0.0, seconds))
     deadline = time.monotonic() + seconds
     while start <= phone.position < start + LIVE_CHUNK and not p.stopping and time.monotonic() < deadline:
         time.sleep(0.005)  # the clock adds 20 ms at a time; 5 ms keeps the added delay small
