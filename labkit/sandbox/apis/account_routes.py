@@ -92,20 +92,21 @@ def basic_credentials() -> tuple[str | None, str | None]:
     return key, secret
 
 
+_JSON_BODY = "\x00json"  # a key no form field has: the body was JSON
+
+
 def _form_fields() -> dict[str, str]:
-    """The form body of /number/update. The Python SDK (vonage_http_client 1.5.2) keeps the
-    `Content-Type: application/json` of an earlier JSON request on its shared headers, so its form
-    bodies may arrive labelled JSON: the body is read as a form whatever the label (and as JSON when it
-    is a JSON object). What Vonage does with such a request: UNCONFIRMED (the SDK's calls work there)."""
+    """The form body of /number/update: `application/x-www-form-urlencoded` is the only body the Numbers
+    spec gives it [OAS-NUM], and the SDKs send a form [PY-NUM], [NODE:numbers.ts]. The body is read as a
+    form whatever its label: the Python SDK (vonage_http_client 1.5.2) keeps the `Content-Type:
+    application/json` of an earlier JSON request on its shared headers, so its form bodies may arrive
+    labelled JSON. A JSON object is not a form and yields no fields (`_JSON_BODY` marks it, for the
+    error's words). What Vonage answers to a JSON body: UNCONFIRMED (400 "missing parameter" here)."""
     if request.form:
         return {k: v for k, v in request.form.items()}
     raw = request.get_data(as_text=True).strip()
-    if raw.startswith("{"):
-        try:
-            data = json.loads(raw)
-            return {str(k): "" if v is None else str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-        except ValueError:
-            return {}
+    if raw.startswith(("{", "[")):
+        return {_JSON_BODY: "1"}
     return dict(parse_qsl(raw, keep_blank_values=True))
 
 
@@ -236,7 +237,9 @@ def accounts_blueprint(account: Account) -> Blueprint:
             return _numbers_error(401, "authentication failed")
         for name in ("country", "msisdn"):
             if not fields.get(name):
-                return _numbers_error(400, f"missing parameter: {name}")
+                hint = " (the body is JSON: send a form, application/x-www-form-urlencoded)" if (
+                    _JSON_BODY in fields) else ""
+                return _numbers_error(400, f"missing parameter: {name}{hint}")
         try:
             account.update_number(fields)
         except ApplicationProblem as exc:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.keys import new_key_pair
+from labkit.sandbox.engine.ncco_schema import web_url
 from labkit.sandbox.wire.webhooks import WebhookSettings
 
 DEFAULT_APP_NAME = "labkit sandbox"
@@ -126,6 +127,24 @@ def _validation_problems(exc: Any) -> list[dict]:
             reason = "must be one of: GET, POST"  # the example in [OAS-APP]
         out.append({"name": name, "reason": reason})
     return out
+
+
+def _non_web_addresses(capabilities: Any) -> list[str]:
+    """The `capabilities.<product>.webhooks.<hook>.address` values that are not http(s) URLs: Vonage calls
+    them over the internet (every example in the Application API spec is https://); `file://` and the like
+    are refused (the reason's words are the sandbox's, UNCONFIRMED)."""
+    bad: list[str] = []
+    if not isinstance(capabilities, dict):
+        return bad
+    for product, cap in capabilities.items():
+        hooks = cap.get("webhooks") if isinstance(cap, dict) else None
+        if not isinstance(hooks, dict):
+            continue
+        for hook, spec in hooks.items():
+            address = spec.get("address") if isinstance(spec, dict) else None
+            if address is not None and not web_url(address):
+                bad.append(f"capabilities.{product}.webhooks.{hook}.address")
+    return bad
 
 
 class Account:
@@ -330,6 +349,10 @@ class Account:
         if not isinstance(body, dict):
             raise ApplicationProblem(400, "The request failed due to validation errors",
                                      [{"name": "body", "reason": "must be a JSON object"}])
+        bad_urls = _non_web_addresses(body.get("capabilities"))
+        if bad_urls:
+            raise ApplicationProblem(400, "The request failed due to validation errors",
+                                     [{"name": name, "reason": "must be an http or https URL"} for name in bad_urls])
         try:
             return ApplicationConfig.model_validate(body)
         except ValidationError as exc:

@@ -26,8 +26,8 @@ from labkit.sandbox.audio.sources import dtmf_tones, plain_text
 from labkit.sandbox.engine import lifecycle, machine
 from labkit.sandbox.engine.exceptions import invalid
 from labkit.sandbox.engine.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
-from labkit.sandbox.engine.ncco import prepare_first_talk, validate
-from labkit.sandbox.engine.ncco_schema import TALK_TEXT_LIMIT
+from labkit.sandbox.engine.ncco import NCCO_ERROR_REASON, prepare_first_talk, validate
+from labkit.sandbox.engine.ncco_schema import TALK_TEXT_LIMIT, web_url
 from labkit.sandbox.engine.phones import HEAR_RATE
 from labkit.sandbox.engine.platform import Platform
 
@@ -80,6 +80,8 @@ def _url_array(body: dict, name: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(u, str) and u for u in value):
         raise invalid(name, "Invalid type parameter provided", f"{name} must be an array of URL strings")
+    if not all(web_url(u) for u in value):  # Vonage requests them over the internet: http(s) only
+        raise invalid(name, "Invalid URL", f"{name} must hold http:// or https:// URLs, not {value[0]!r:.60}")
     return value[0]
 
 
@@ -115,7 +117,9 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     kind = ep.get("type")
     rate = HEAR_RATE
     if kind == "phone":
-        number = str(ep.get("number", "")).lstrip("+")
+        if not isinstance(ep.get("number"), str):  # the spec's EndpointPhoneTo.number is a string
+            raise invalid("to", "Invalid type parameter provided", "to[0].number must be a string of digits")
+        number = ep["number"].lstrip("+")
         if not E164.fullmatch(number):
             raise invalid("to", "Invalid number", "to[0].number must be an E.164 number (7-15 digits)")
         to_obj = {"type": "phone", "number": number}
@@ -145,7 +149,9 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     if random_from:
         from_obj = {"type": "phone", "number": p.number}
     elif isinstance(from_, dict):
-        number = str(from_.get("number", "")).lstrip("+")
+        if not isinstance(from_.get("number"), str):  # EndpointPhoneFrom.number is a string too
+            raise invalid("from", "Invalid type parameter provided", "from.number must be a string of digits")
+        number = from_["number"].lstrip("+")
         if from_.get("type", "phone") != "phone" or not number:
             raise invalid("from", "Invalid parameters", "from must be {type: phone, number: ...}")
         from_obj = {"type": "phone", "number": number}
@@ -158,8 +164,16 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     answer_url = body.get("answer_url")
     if (ncco is None) == (answer_url is None):
         raise invalid("ncco", "Invalid parameters", "send exactly one of ncco and answer_url")
-    if ncco is not None and not isinstance(ncco, list):
-        raise invalid("ncco", "Invalid type parameter provided", "ncco must be an array of actions")
+    if ncco is not None:
+        # An inline NCCO is checked before the call is made: a create call whose NCCO had a string
+        # `eventUrl` was answered 400 Bad Request (vonage-php-sdk-core issue 196). Only an NCCO from an
+        # answer URL is reported as the `error` event (webhook reference, Errors). Body: UNCONFIRMED.
+        try:
+            validate(ncco)
+        except NccoError as err:
+            raise SandboxInvalidParameters(f"the NCCO is not valid: {err.detail}", invalid_parameters=[
+                {"reason": NCCO_ERROR_REASON, "name": "ncco" if err.index is None else f"ncco[{err.index}]"}],
+            ) from None
     answer = _url_array(body, "answer_url", required=False) if answer_url is not None else None
     app_settings = p.account.settings_for(application_id)
     event_url = _url_array(body, "event_url", required=False)
@@ -322,7 +336,7 @@ def start_stream(p: Platform, uuid: str, body: Any) -> dict:
     if "stream_url" not in body:
         raise invalid("stream_url", "Missing parameter", "stream_url is required (an array with one URL)")
     url = body.get("stream_url")
-    if not isinstance(url, list) or not url or not all(isinstance(u, str) and u for u in url):
+    if not isinstance(url, list) or not url or not all(web_url(u) for u in url):
         raise invalid("stream_url", "Invalid type parameter provided",
                       "stream_url must be an array of URLs, e.g. [\"https://example.com/music.mp3\"]")
     loop = _int(body, "loop", 1, 0)
