@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import requests
 
 READY = "Press Ctrl-C to stop."
 ROW = re.compile(r"^  (\S.{16}) (\S.*)$")  # the banner's rows: f"  {label:<17} {value}", up to a blank line
@@ -87,6 +88,17 @@ class SandboxProcess:
         self.proc.wait(5)
         raise AssertionError(f"`labkit sandbox` did not print {READY!r}; it printed:\n{''.join(self.output)}\n"
                              f"stderr:\n{self.stderr_path.read_text()}")
+
+    def raw(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """One request to the sandbox (`path` from the root, e.g. "/_labkit/phones"), as curl would make it."""
+        kw.setdefault("timeout", 30)
+        return requests.request(method, self.url + path, verify=self.ca or True, **kw)
+
+    def request(self, method: str, control_path: str, **kw: Any) -> requests.Response:
+        """A control API request (`/_labkit/<control_path>`) that must succeed."""
+        r = self.raw(method, f"/_labkit/{control_path}", **kw)
+        assert r.status_code < 400, f"{method} /_labkit/{control_path}: {r.status_code} {r.text[:300]}"
+        return r
 
     def bearer(self) -> dict[str, str]:
         """`Authorization: Bearer <JWT>` of the sandbox application (its private key under --home), as the
