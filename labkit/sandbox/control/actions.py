@@ -307,8 +307,19 @@ def webhooks(p: Platform) -> dict:
     }
 
 
+# What POST /_labkit/reset forgets and what it keeps (its answer says so, and openapi.json).
+RESET_CLEARS = ("calls (live ones end without further webhooks)", "virtual phones and what they heard",
+                "recordings (GET /v1/files/{id} answers 404; the files stay under the sandbox home)",
+                "the webhook log")
+RESET_KEEPS = ("the account (API key and secret, signature secret)",
+               "applications, their keys and webhooks (those made with the Application API are also kept "
+               "on disk, across restarts)", "numbers and the applications they are linked to",
+               "the TLS certificate and CA", "chaos delivery settings")
+
+
 def reset(p: Platform) -> dict:
-    """Forget every call, phone, recording and webhook (live calls end without further webhooks)."""
+    """Forget every call, phone, recording and webhook (live calls end without further webhooks); keep the
+    account, its applications and numbers: what a test needs to start clean against the same app."""
     p.end_all(events=False)
     with p.lock:
         p.legs.clear()
@@ -320,4 +331,4 @@ def reset(p: Platform) -> dict:
         p.live = 0
         p.phone_defaults = {"answer_after": 1.0, "outcome": "answer", "hangup_after": None}
     p.webhooks.log.clear()
-    return {"reset": True}
+    return {"reset": True, "cleared": list(RESET_CLEARS), "kept": list(RESET_KEEPS)}

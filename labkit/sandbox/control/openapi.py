@@ -86,7 +86,10 @@ SCHEMAS: dict[str, Any] = {
         "seconds": {"type": "number"},
         "queued_seconds": {"type": "number", "description": "speech queued and not yet spoken, this included "
                                                             "(how far behind live a microphone runs)"}}},
-    "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
+    "Reset": {"type": "object", "required": ["reset", "cleared", "kept"], "properties": {
+        "reset": {"const": True},
+        "cleared": {"type": "array", "items": {"type": "string"}, "description": "what was forgotten"},
+        "kept": {"type": "array", "items": {"type": "string"}, "description": "what stays as it was"}}},
     "WebhookLog": {
         "type": "object",
         "required": ["chaos", "sent", "failed", "pending", "duplicates", "out_of_order", "webhooks"],
@@ -211,8 +214,10 @@ def paths() -> dict:
                 "text/javascript": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}},
                 "404": {"description": "no such file",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
-        "/_labkit/reset": {"post": _op("Forget every call, phone, recording and webhook",
-                                       ("200", "Reset", "done"), errors=())},
+        "/_labkit/reset": {"post": _op(
+            "Forget every call, phone, recording and the webhook log; keep the account, its applications "
+            "(with their keys and webhooks) and numbers with their links, the certificate and chaos settings",
+            ("200", "Reset", "what was cleared and what was kept"), errors=())},
     }
 
 
