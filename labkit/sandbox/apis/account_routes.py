@@ -7,6 +7,9 @@ Routes (HTTP Basic with the account's API key and secret; the state is in applic
     GET    /v2/applications/{id}               200 the application
     PUT    /v2/applications/{id}               200 the application
     DELETE /v2/applications/{id}               204 no body
+    GET    /v1/applications?page_size=&page_index=  200 {count, page_size, page_index, _embedded, _links}
+    POST   /v1/applications                    201 the v1 application (+ keys.private_key): application_v1.py
+    GET|PUT|DELETE /v1/applications/{id}       200 / 200 / 204, over the same applications as v2
     GET    /account/numbers                    200 {count, numbers: [...]}
     POST   /number/update                      200 {"error-code": "200", "error-code-label": "success"}
 
@@ -36,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, request
 
+from labkit.sandbox.apis import application_v1 as v1
 from labkit.sandbox.apis.accounts import Account, ApplicationProblem
 
 # Application API v2.4.1 spec, components/responses: (type, title) of each error, all `application/json`
@@ -198,6 +202,67 @@ def accounts_blueprint(account: Account) -> Blueprint:
             account.delete(app_id)
             return Response(status=204)
         return run(work)
+
+    # -- Application API v1 (application_v1.py): the same applications in v1's shape -----------------
+    def v1_fields() -> dict[str, Any]:
+        """Query string, form and JSON body fields together (the `nexmo` 2.x package posts its fields in
+        the query string; the v1 definition puts them in a JSON body)."""
+        fields: dict[str, Any] = dict(request.args.items())
+        fields.update(request.form.items())
+        if (request.mimetype or "").endswith("json") or request.get_data(as_text=True).lstrip().startswith("{"):
+            try:
+                body = json.loads(request.get_data() or b"null")
+            except ValueError:
+                raise ApplicationProblem(400, "The request failed due to validation errors",
+                                         [{"name": "body", "reason": "is not valid JSON"}]) from None
+            if isinstance(body, dict):
+                fields.update(body)
+        return fields
+
+    def run_v1(work: Any) -> Response:
+        try:
+            fields = v1_fields()
+            key, secret = basic_credentials()
+            if key is None:
+                key, secret = fields.get("api_key"), fields.get("api_secret")
+            if not account.check_basic(key, secret):
+                return _problem(401, "You did not provide correct credentials.")
+            return work(fields)
+        except ApplicationProblem as exc:
+            return _problem(exc.status, exc.detail, exc.invalid_parameters)
+
+    @bp.get(v1.PATH)
+    def v1_list() -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            size, index = v1.paging(fields)
+            apps, total = account.list(index + 1, size)
+            return _json(v1.page(apps, total, size, index))
+        return run_v1(work)
+
+    @bp.post(v1.PATH)
+    def v1_create() -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            app, private = account.create(v1.v2_body(fields))
+            return _json(v1.v1_application(app, private_key=private), 201)
+        return run_v1(work)
+
+    @bp.get(v1.PATH + "/<app_id>")
+    def v1_get(app_id: str) -> Response:
+        return run_v1(lambda fields: _json(v1.v1_application(account.require(app_id))))
+
+    @bp.put(v1.PATH + "/<app_id>")
+    def v1_update(app_id: str) -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            current = account.require(app_id).to_wire()
+            return _json(v1.v1_application(account.update(app_id, v1.v2_body(fields, current))))
+        return run_v1(work)
+
+    @bp.delete(v1.PATH + "/<app_id>")
+    def v1_delete(app_id: str) -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            account.delete(app_id)
+            return Response(status=204)
+        return run_v1(work)
 
     # -- Numbers API --------------------------------------------------------------------------
     def numbers_auth(fields: dict[str, str]) -> bool:
