@@ -12,7 +12,6 @@ import time
 import uuid
 
 import jwt
-import requests
 from support.sandbox_process import SandboxProcess
 from support.webhook_app import WebhookApp
 

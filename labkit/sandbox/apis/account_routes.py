@@ -104,14 +104,17 @@ def _form_fields() -> dict[str, str]:
     spec gives it [OAS-NUM], and the SDKs send a form [PY-NUM], [NODE:numbers.ts]. The body is read as a
     form whatever its label: the Python SDK (vonage_http_client 1.5.2) keeps the `Content-Type:
     application/json` of an earlier JSON request on its shared headers, so its form bodies may arrive
-    labelled JSON. A JSON object is not a form and yields no fields (`_JSON_BODY` marks it, for the
-    error's words). What Vonage answers to a JSON body: UNCONFIRMED (400 "missing parameter" here)."""
+    labelled JSON. Query-string fields are read too: the `nexmo` 2.x Node package (2.4.2,
+    `updateNumber`) sends them there, on a POST with no body. A JSON object is not a form and yields
+    no fields (`_JSON_BODY` marks it, for the error's words). What Vonage answers to a JSON body:
+    UNCONFIRMED (400 "missing parameter" here)."""
+    fields = dict(request.args.items())  # the nexmo 2.x Node package posts them in the query string
     if request.form:
-        return {k: v for k, v in request.form.items()}
+        return {**fields, **request.form.to_dict()}
     raw = request.get_data(as_text=True).strip()
     if raw.startswith(("{", "[")):
-        return {_JSON_BODY: "1"}
-    return dict(parse_qsl(raw, keep_blank_values=True))
+        return {**fields, _JSON_BODY: "1"}
+    return {**fields, **dict(parse_qsl(raw, keep_blank_values=True))}
 
 
 def _accepts_json() -> bool:
