@@ -161,7 +161,7 @@ def paths() -> dict:
         "/_labkit/phones/{number}": {"get": _op("One phone", phone_ok, params=[NUMBER], errors=(404,))},
         "/_labkit/phones/{number}/dial": {"post": _op(
             "The phone calls a number (default: the application's): an inbound call to that application",
-            ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 409),
+            ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 404, 409),
             body={"content": {"application/json": {"schema": {"type": "object",
                                                               "properties": {"to": {"type": "string"}}}}}})},
         "/_labkit/phones/{number}/answer": {"post": {**act["post"], "summary": "Answer the ringing call"}},
