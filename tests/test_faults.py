@@ -10,8 +10,10 @@ file), 0 or None when nothing was. At the end pytest prints one line (tests/conf
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from support.sandbox_process import SandboxProcess
+from support.webhook_app import WebhookApp
 
 from labkit import ncco
 from labkit.errors import AudioError, ConfigError, InvalidInput, LabkitError
@@ -490,12 +494,126 @@ def _hangup_during_answer(ctx: Ctx) -> None:
         lab.on_answer(None)
 
 
+# ------------------------------------------------------------------------------------- the standalone sandbox
+# Issue 19: `labkit sandbox` as its own process, hostile input over plain HTTP. The request tables live beside
+# the refusals' own tests (tests/sandbox/test_sandbox_refusals.py); here each case also checks that the
+# sandbox's memory (VmRSS) did not grow, and the say cases that memory comes back after speech is spoken.
+
+class _Standalone:
+    """One `labkit sandbox` process for these cases, started by the first that needs it."""
+
+    proc: Any = None
+    app: Any = None  # the user's app: its /answer puts callers in a conversation that lasts until hang-up
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.proc is None:
+            cls.app = WebhookApp()
+            cls.app.nccos["447700900633"] = [{"action": "conversation", "name": "fault-suite-room"}]
+            home = Path(tempfile.mkdtemp(prefix="labkit-fault-standalone-"))
+            cls.proc = SandboxProcess(home, "--answer-url", f"{cls.app.url}/answer", "--event-url",
+                                      f"{cls.app.url}/event", speed=10)
+            cls.proc.request("POST", "phones", json={"number": "447700900631"})
+        return cls.proc
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _standalone_stopped():
+    yield
+    if _Standalone.proc is not None:
+        _Standalone.proc.stop()
+        _Standalone.app.stop()
+        _Standalone.proc = _Standalone.app = None
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+GROWTH_MB = 15.0  # what one refused request may leave behind (allocator noise; the issue's case grew 2 GB)
+
+
+def _standalone_cases() -> None:
+    from sandbox import test_sandbox_refusals as refusals
+
+    def control_case(method: str, path: str, kw: dict, status: int, words: str) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            sb = _Standalone.get()
+            before = _rss_mb(sb.proc.pid)
+            r = sb.raw(method, f"/_labkit/{path}", **kw)
+            assert r.status_code == status, (r.status_code, r.text[:200])
+            assert words.lower() in r.json()["detail"].lower()
+            assert _rss_mb(sb.proc.pid) - before < GROWTH_MB
+            assert sb.raw("GET", "/_labkit/phones").status_code == 200  # still serving
+        return run
+
+    for name, (method, path, kw, status, words) in refusals.CONTROL_CASES.items():
+        case(f"standalone control API: {name}", "standalone")(control_case(method, path, kw, status, words))
+
+    def voice_case(extra: dict, field: str) -> Callable[[Ctx], None]:
+        def run(ctx: Ctx) -> None:
+            sb = _Standalone.get()
+            before = _rss_mb(sb.proc.pid)
+            r = refusals.voice(sb, refusals.call_body(sb, **extra))
+            assert r.status_code == 400 and any(p["name"].startswith(field) for p in r.json()["invalid_parameters"])
+            assert _rss_mb(sb.proc.pid) - before < GROWTH_MB
+        return run
+
+    for name, (extra, field) in refusals.VOICE_CASES.items():
+        case(f"standalone Voice API: {name}", "standalone")(voice_case(extra, field))
+
+
+_standalone_cases()
+
+
+@case("standalone: a refused 200,000-character say, five times, leaves memory where it was", "standalone")
+def _say_refused_memory(ctx: Ctx) -> None:
+    sb = _Standalone.get()
+    sb.raw("POST", "/_labkit/phones/447700900631/say", json={"text": "warm up"})
+    before = _rss_mb(sb.proc.pid)
+    for _ in range(5):
+        r = sb.raw("POST", "/_labkit/phones/447700900631/say", json={"text": "a" * 200_000})
+        assert r.status_code == 400 and "1500" in r.json()["detail"]
+    after = _rss_mb(sb.proc.pid)
+    assert after - before < GROWTH_MB, f"RSS {before:.0f} -> {after:.0f} MB"
+
+
+@case("standalone: speech queued up to the cap and spoken in a call gives its memory back", "standalone")
+def _say_finished_memory(ctx: Ctx) -> None:
+    sb = _Standalone.get()
+    number = "447700900633"
+    sb.request("POST", "phones", json={"number": number, "answer_after": 0})
+    call = sb.request("POST", f"phones/{number}/dial", json={}).json()
+    _wait(lambda: sb.request("GET", f"calls/{call['uuid']}").json()["status"] == "answered")
+    seconds = 20.0
+    tone = (np.sin(np.arange(int(seconds * 16000)) * 0.05) * 8000).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, tone, 16000, format="WAV", subtype="PCM_16")
+    before = _rss_mb(sb.proc.pid)
+    queued = 0.0
+    while True:  # queue until the sandbox says no: the cap holds
+        r = sb.raw("POST", f"/_labkit/phones/{number}/say", data=buf.getvalue(), headers={"Content-Type": "audio/wav"})
+        if r.status_code != 200:
+            break
+        queued += seconds
+        assert queued <= 400, "queued speech has no cap"
+    assert r.status_code == 400 and "queue" in r.json()["detail"], r.text[:200]
+    peak = _rss_mb(sb.proc.pid)
+    _wait(lambda: not sb.request("GET", f"phones/{number}").json()["speaking"], timeout=120)
+    sb.request("POST", f"phones/{number}/hangup")
+    after = _rss_mb(sb.proc.pid)
+    assert after - before < GROWTH_MB + 10, f"RSS {before:.0f} MB, {peak:.0f} MB queued, {after:.0f} MB spoken"
+
+
 # ------------------------------------------------------------------------------------- the server's cases
 # The public server's limits, files and tokens (issue 11). The scenarios live beside the server's own tests;
 # here each runs once more as a fault case, on a server set up the way its test's fixture sets it up.
 
 def _server_cases() -> None:
     import support.server as support
+
+    # tests/server as a namespace package under pythonpath ["tests"]: importable when this file runs alone
     from server import test_public_surface as surface
     from server import test_server as files
     from server import test_server_limits as limits

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from labkit.errors import SandboxApiError
 from labkit.sandbox.apis import voice_routes
-from labkit.sandbox.apis.account_routes import accounts_blueprint
+from labkit.sandbox.apis.account_routes import accounts_blueprint, application_error, is_application_path
 from labkit.sandbox.apis.auth import AppCredentials, verify_application_jwt
 from labkit.sandbox.control import page as control_page
 from labkit.sandbox.control import routes as control_http
@@ -44,9 +44,9 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
 
     @app.before_request
     def authenticate() -> None:
-        if request.blueprint == "accounts":
-            return  # HTTP Basic, checked by each account route
-        if request.path.startswith(control_http.PREFIX) or request.path in ("/", "/favicon.ico"):  # control API, page
+        if request.blueprint == "accounts" or is_application_path(request.path):
+            return  # HTTP Basic, checked by each account route (a method no route takes: 405, not 401)
+        if request.path.startswith(control_http.PREFIX) or request.path in ("/", "/favicon.ico"):  # control, page
             control_http.authorize(request, creds)
             return
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
@@ -66,6 +66,11 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
         code = err.code or 500
+        if is_application_path(request.path):  # Application API spec: InvalidRequestMethod, NotFoundError
+            if code == 405:
+                return application_error(405, f"Request method '{request.method}' not supported")
+            if code == 404:
+                return application_error(404, f"{request.path} does not exist, or you do not have access")
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(code, err.name)
         mapped = SandboxApiError(f"{request.method} {request.path} is not part of the Voice API: {err.description}")
         mapped.status = code

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox.apis.account_store import AccountStore
 from labkit.sandbox.apis.accounts import DEFAULT_APP_NAME, Account, Application
 from labkit.sandbox.apis.auth import load_or_create_credentials
 from labkit.sandbox.engine.legs import SandboxCall
@@ -89,6 +90,8 @@ class Sandbox(SandboxIdentity):
             default_app=Application(id=self._creds.application_id, name=DEFAULT_APP_NAME,
                                     public_key=self._creds.public_key_pem.decode(), settings=self._settings),
         )
+        # applications made through the API, and number links, outlive the process (account_store.py)
+        AccountStore(self.home).attach(self._account)
         self._platform.account = self._account
         self._platform.webhooks.chaos = WebhookChaos.parse(os.environ.get("LABKIT_SANDBOX_CHAOS"))
         self._tls = None

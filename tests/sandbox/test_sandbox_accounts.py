@@ -73,7 +73,7 @@ def test_bad_credentials_are_refused_as_vonage_does(sandbox):
     with pytest.raises(AuthenticationError):
         account_client(sandbox, secret="wrong").application.list_applications()
     r = wire(sandbox, "GET", "/v2/applications", auth=(sandbox.api_key, "wrong"))
-    assert r.status_code == 401 and r.headers["Content-Type"] == "application/problem+json"
+    assert r.status_code == 401 and r.headers["Content-Type"] == "application/json"
     body = r.json()
     assert body["title"] == "Invalid credentials supplied" and body["type"].endswith("#unauthorized")
     assert body["instance"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from support.sandbox import *  # noqa: F403 - the fixtures: sandbox, receiver, client, test_audio
 from support.sandbox import wait_until
+from vonage_http_client.errors import HttpRequestError
 from vonage_voice import CreateCallRequest, Phone, Stream, Talk, ToPhone
 
 from labkit.errors import SandboxError
@@ -150,7 +151,7 @@ def test_inbound_dial_fetches_the_application_answer_url(sandbox, receiver):
         sandbox.dial("447700900018", to="447700999999")
 
 
-def test_an_invalid_ncco_gets_the_error_event(sandbox, client, receiver):
+def test_an_invalid_ncco_is_refused_inline_and_is_the_error_event_from_an_answer_url(sandbox, client, receiver):
     sandbox.phone("447700900019").set(answer_after=0)
     http = client.voice.http_client
     cases = [
@@ -163,9 +164,17 @@ def test_an_invalid_ncco_gets_the_error_event(sandbox, client, receiver):
         [{"action": "conversation", "name": "x", "mute": True, "canSpeak": []}],
     ]
     for ncco in cases:
+        # inline, the NCCO is refused before a call is made (400); from the answer URL, it is the error event
+        with pytest.raises(HttpRequestError) as refused:
+            http.post(http.api_host, "/v1/calls", {
+                "to": [{"type": "phone", "number": "447700900019"}],
+                "from": {"type": "phone", "number": sandbox.number}, "ncco": ncco})
+        assert refused.value.response.status_code == 400
+        assert refused.value.response.json()["invalid_parameters"][0]["name"].startswith("ncco")
+        receiver.answer_ncco = ncco
         created = http.post(http.api_host, "/v1/calls", {
             "to": [{"type": "phone", "number": "447700900019"}], "from": {"type": "phone", "number": sandbox.number},
-            "ncco": ncco})
+            "answer_url": [receiver.url + "/answer"]})
         error = receiver.wait_for("error", timeout=5, count=cases.index(ncco) + 1)
         assert error.payload["reason"] == "Syntax error in NCCO. Invalid value type or action."
         assert error.payload["conversation_uuid"] == created["conversation_uuid"]

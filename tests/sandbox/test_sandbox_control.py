@@ -30,9 +30,20 @@ class Control:
     def __call__(self, method: str, path: str, expect: int = 200, schema: str | None = None, **kw):
         r = requests.request(method, self.base + path, verify=self.verify, timeout=10, **kw)
         assert r.status_code == expect, r.text
+        documented = self.responses(method, path)
+        assert str(r.status_code) in documented, f"{method} {path} answered {r.status_code}, documented {documented}"
         if schema is not None:
             check(self.spec, schema, r.json())
         return r
+
+
+    def responses(self, method: str, path: str) -> list[str]:
+        """The status codes openapi.json documents for this request (its path matched to a template)."""
+        bare = "/_labkit" + path.split("?", 1)[0]
+        for template, item in self.spec["paths"].items():
+            if re.fullmatch(re.sub(r"\\{\w+\\}", "[^/]+", re.escape(template)), bare) and method.lower() in item:
+                return list(item[method.lower()]["responses"])
+        raise AssertionError(f"{method} {bare} is not in openapi.json")
 
 
 def check(spec: dict, name: str, body) -> None:
@@ -193,13 +204,15 @@ def test_the_webhook_log_counts_what_chaos_delivery_did(sandbox, receiver):
     api = Control(sandbox)
     receiver.answer_ncco = [{"action": "talk", "text": "Hello"}]
     empty = api("GET", "/webhooks", schema="WebhookLog").json()
-    assert empty == {"chaos": None, "sent": 0, "duplicates": 0, "out_of_order": 0, "webhooks": []}
+    assert empty == {"chaos": None, "sent": 0, "failed": 0, "pending": 0, "duplicates": 0, "out_of_order": 0,
+                     "webhooks": []}
     api("POST", "/phones", 201, json={"number": "447700900205", "answer_after": 0})
     first = api("POST", "/phones/447700900205/dial", 201, json={}).json()
     receiver.wait_for("completed", first["uuid"], timeout=20)
     ordered = api("GET", "/webhooks", schema="WebhookLog").json()
     assert ordered["sent"] == len(ordered["webhooks"]) >= 5  # answer + started, ringing, answered, completed
     assert ordered["duplicates"] == 0 and ordered["out_of_order"] == 0  # in order, once: no chaos
+    assert ordered["failed"] == 0  # the receiver answered every one with 200
 
     sandbox.webhook_chaos = WebhookChaos(jitter=0.0, duplicate=1.0, seed=1)  # every status event twice
     second = api("POST", "/phones/447700900205/dial", 201, json={}).json()

@@ -354,6 +354,9 @@ def receiver(test_audio: dict[str, Path]) -> Any:
 def sandbox(sandbox_home: Path, receiver: Receiver) -> Any:
     from labkit.sandbox import Sandbox
 
+    # The home is shared by the session (keys and certificates made once), but applications made through the
+    # API are kept there across restarts (account_store.py): each test starts with the default one only.
+    (sandbox_home / "applications.json").unlink(missing_ok=True)
     sb = Sandbox(speed=SPEED, home=sandbox_home).start()
     sb.configure(answer_url=receiver.url + "/answer", event_url=receiver.url + "/event")
     yield sb

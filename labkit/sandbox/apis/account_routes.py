@@ -7,16 +7,23 @@ Routes (HTTP Basic with the account's API key and secret; the state is in applic
     GET    /v2/applications/{id}               200 the application
     PUT    /v2/applications/{id}               200 the application
     DELETE /v2/applications/{id}               204 no body
+    GET    /v1/applications?page_size=&page_index=  200 {count, page_size, page_index, _embedded, _links}
+    POST   /v1/applications                    201 the v1 application (+ keys.private_key): application_v1.py
+    GET|PUT|DELETE /v1/applications/{id}       200 / 200 / 204, over the same applications as v2
     GET    /account/numbers                    200 {count, numbers: [...]}
     POST   /number/update                      200 {"error-code": "200", "error-code-label": "success"}
 
 Wire details from `/work/shared/reference/vonage-platform.md` sections 1-2 ([OAS-APP], [OAS-NUM],
-[PY-TESTS]): Application API errors are RFC 7807 (`application/problem+json`) with the documented
-`type` URIs and titles; 406 when `Accept` excludes JSON, 415 when a body is not JSON; `page_size`
-1-100 (400 `#list-validation`). Numbers API errors use `{"error-code", "error-code-label"}`: 401
-"authentication failed"; 420 "method failed" for an update that cannot be done (observed
-[CLI-ISS233]). UNCONFIRMED: the 400 body for a missing form field (the sandbox uses the same
-`error-code` shape), and `{"count": 0}` for no numbers (the SDK reads a missing `numbers` as none).
+[PY-TESTS]). Application API errors are the bodies of the Application API spec v2.4.1
+(`components/responses`: InvalidPayloadError, BadCredentialsError, NotFoundError, InvalidRequestMethod,
+InvalidAcceptHeader, UnsupportedContentTypeHeader): `{type, title, detail, instance}` (+
+`invalid_parameters` on 400) served as `application/json`, which is the content type the spec gives
+every one of them (not `application/problem+json` as the Voice API's [DOC-ERR]); the `type` URIs and
+titles are the spec's examples (`APP_ERRORS` below). 406 when `Accept` excludes JSON, 415 when a body
+is not JSON; `page_size` 1-100 (400 `#list-validation`). Numbers API errors use `{"error-code",
+"error-code-label"}`: 401 "authentication failed"; 420 "method failed" for an update that cannot be
+done (observed [CLI-ISS233]). UNCONFIRMED: the 400 body for a missing form field (the sandbox uses the
+same `error-code` shape), and `{"count": 0}` for no numbers (the SDK reads a missing `numbers` as none).
 Numbers also accept `api_key`/`api_secret` as parameters, as the 2021 spec documented [OAS-2021].
 """
 
@@ -32,26 +39,41 @@ from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, request
 
+from labkit.sandbox.apis import application_v1 as v1
 from labkit.sandbox.apis.accounts import Account, ApplicationProblem
 
-ERRORS = "https://developer.nexmo.com/api-errors"
-PROBLEM_JSON = "application/problem+json"
-TITLES = {400: "Bad Request", 401: "Invalid credentials supplied", 404: "Not Found",
-          405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
-TYPES = {400: ERRORS + "/application#payload-validation", 401: ERRORS + "#unauthorized",
-         404: ERRORS + "#not-found", 405: ERRORS + "#method-not-allowed", 406: ERRORS + "#not-acceptable",
-         415: ERRORS + "#unsupported-media-type"}
+# Application API v2.4.1 spec, components/responses: (type, title) of each error, all `application/json`
+ERRORS = "https://developer.vonage.com/api-errors"
+APP_ERRORS: dict[int, tuple[str, str]] = {
+    400: (ERRORS + "/application#payload-validation", "Bad Request"),
+    401: (ERRORS + "#unauthorized", "Invalid credentials supplied"),
+    404: (ERRORS + "#not-found", "Not Found"),
+    405: (ERRORS + "#wrong-verb", "Request method not allowed"),
+    406: (ERRORS + "#accept-header", "Invalid Accept header"),
+    415: (ERRORS + "#content-type-header", "Unsupported Content-Type header"),
+}
+APP_ERROR_TYPE = "application/json"  # the spec's content type for every Application API error
 
 
 def _problem(status: int, detail: str, invalid_parameters: list[dict] | None = None, *,
              list_validation: bool = False) -> Response:
-    body: dict[str, Any] = {"type": TYPES.get(status, ERRORS), "title": TITLES.get(status, "Error"),
-                            "detail": detail, "instance": str(uuid.uuid4())}
+    kind, title = APP_ERRORS.get(status, (ERRORS, "Error"))
+    body: dict[str, Any] = {"type": kind, "title": title, "detail": detail, "instance": str(uuid.uuid4())}
     if list_validation:
         body["type"] = ERRORS + "/application#list-validation"
     if invalid_parameters:
         body["invalid_parameters"] = invalid_parameters
-    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    return Response(json.dumps(body), status=status, mimetype=APP_ERROR_TYPE)
+
+
+def application_error(status: int, detail: str) -> Response:
+    """An Application API error as the spec writes it (for the app's own 404/405 on these paths)."""
+    return _problem(status, detail)
+
+
+def is_application_path(path: str) -> bool:
+    return path.rstrip("/") in ("/v1/applications", "/v2/applications") or path.startswith(
+        ("/v1/applications/", "/v2/applications/"))
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -74,21 +96,25 @@ def basic_credentials() -> tuple[str | None, str | None]:
     return key, secret
 
 
+_JSON_BODY = "\x00json"  # a key no form field has: the body was JSON
+
+
 def _form_fields() -> dict[str, str]:
-    """The form body of /number/update. The Python SDK (vonage_http_client 1.5.2) keeps the
-    `Content-Type: application/json` of an earlier JSON request on its shared headers, so its form
-    bodies may arrive labelled JSON: the body is read as a form whatever the label (and as JSON when it
-    is a JSON object). What Vonage does with such a request: UNCONFIRMED (the SDK's calls work there)."""
+    """The form body of /number/update: `application/x-www-form-urlencoded` is the only body the Numbers
+    spec gives it [OAS-NUM], and the SDKs send a form [PY-NUM], [NODE:numbers.ts]. The body is read as a
+    form whatever its label: the Python SDK (vonage_http_client 1.5.2) keeps the `Content-Type:
+    application/json` of an earlier JSON request on its shared headers, so its form bodies may arrive
+    labelled JSON. Query-string fields are read too: the `nexmo` 2.x Node package (2.4.2,
+    `updateNumber`) sends them there, on a POST with no body. A JSON object is not a form and yields
+    no fields (`_JSON_BODY` marks it, for the error's words). What Vonage answers to a JSON body:
+    UNCONFIRMED (400 "missing parameter" here)."""
+    fields = dict(request.args.items())  # the nexmo 2.x Node package posts them in the query string
     if request.form:
-        return {k: v for k, v in request.form.items()}
+        return {**fields, **request.form.to_dict()}
     raw = request.get_data(as_text=True).strip()
-    if raw.startswith("{"):
-        try:
-            data = json.loads(raw)
-            return {str(k): "" if v is None else str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-        except ValueError:
-            return {}
-    return dict(parse_qsl(raw, keep_blank_values=True))
+    if raw.startswith(("{", "[")):
+        return {**fields, _JSON_BODY: "1"}
+    return {**fields, **dict(parse_qsl(raw, keep_blank_values=True))}
 
 
 def _accepts_json() -> bool:
@@ -105,9 +131,10 @@ def accounts_blueprint(account: Account) -> Blueprint:
         if not account.check_basic(*basic_credentials()):
             return _problem(401, "You did not provide correct credentials.")
         if not _accepts_json():
-            return _problem(406, "The Accept header must be application/json.")
+            return _problem(406, "Invalid Accept header provided. Must be one of the following: 'application/json'")
         if request.method in ("POST", "PUT") and not (request.mimetype or "").endswith("json"):
-            return _problem(415, "The Content-Type header must be application/json.")
+            return _problem(415, "Unsupported Content-Type header provided. Must be one of the following: "
+                                 "'application/json'")
         return None
 
     def app_body() -> Any:
@@ -179,6 +206,67 @@ def accounts_blueprint(account: Account) -> Blueprint:
             return Response(status=204)
         return run(work)
 
+    # -- Application API v1 (application_v1.py): the same applications in v1's shape -----------------
+    def v1_fields() -> dict[str, Any]:
+        """Query string, form and JSON body fields together (the `nexmo` 2.x package posts its fields in
+        the query string; the v1 definition puts them in a JSON body)."""
+        fields: dict[str, Any] = dict(request.args.items())
+        fields.update(request.form.items())
+        if (request.mimetype or "").endswith("json") or request.get_data(as_text=True).lstrip().startswith("{"):
+            try:
+                body = json.loads(request.get_data() or b"null")
+            except ValueError:
+                raise ApplicationProblem(400, "The request failed due to validation errors",
+                                         [{"name": "body", "reason": "is not valid JSON"}]) from None
+            if isinstance(body, dict):
+                fields.update(body)
+        return fields
+
+    def run_v1(work: Any) -> Response:
+        try:
+            fields = v1_fields()
+            key, secret = basic_credentials()
+            if key is None:
+                key, secret = fields.get("api_key"), fields.get("api_secret")
+            if not account.check_basic(key, secret):
+                return _problem(401, "You did not provide correct credentials.")
+            return work(fields)
+        except ApplicationProblem as exc:
+            return _problem(exc.status, exc.detail, exc.invalid_parameters)
+
+    @bp.get(v1.PATH)
+    def v1_list() -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            size, index = v1.paging(fields)
+            apps, total = account.list(index + 1, size)
+            return _json(v1.page(apps, total, size, index))
+        return run_v1(work)
+
+    @bp.post(v1.PATH)
+    def v1_create() -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            app, private = account.create(v1.v2_body(fields))
+            return _json(v1.v1_application(app, private_key=private), 201)
+        return run_v1(work)
+
+    @bp.get(v1.PATH + "/<app_id>")
+    def v1_get(app_id: str) -> Response:
+        return run_v1(lambda fields: _json(v1.v1_application(account.require(app_id))))
+
+    @bp.put(v1.PATH + "/<app_id>")
+    def v1_update(app_id: str) -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            current = account.require(app_id).to_wire()
+            return _json(v1.v1_application(account.update(app_id, v1.v2_body(fields, current))))
+        return run_v1(work)
+
+    @bp.delete(v1.PATH + "/<app_id>")
+    def v1_delete(app_id: str) -> Response:
+        def work(fields: dict[str, Any]) -> Response:
+            account.delete(app_id)
+            return Response(status=204)
+        return run_v1(work)
+
     # -- Numbers API --------------------------------------------------------------------------
     def numbers_auth(fields: dict[str, str]) -> bool:
         key, secret = basic_credentials()
@@ -217,7 +305,9 @@ def accounts_blueprint(account: Account) -> Blueprint:
             return _numbers_error(401, "authentication failed")
         for name in ("country", "msisdn"):
             if not fields.get(name):
-                return _numbers_error(400, f"missing parameter: {name}")
+                hint = " (the body is JSON: send a form, application/x-www-form-urlencoded)" if (
+                    _JSON_BODY in fields) else ""
+                return _numbers_error(400, f"missing parameter: {name}{hint}")
         try:
             account.update_number(fields)
         except ApplicationProblem as exc:

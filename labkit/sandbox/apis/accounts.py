@@ -19,118 +19,32 @@ Sources (`/work/shared/reference/vonage-platform.md`, sections 1-2, and the SDK'
 - create without a public key makes a key pair and returns `keys.private_key` once [DOC-CLI]; with
   one, no private key is returned (UNCONFIRMED).
 - UNCONFIRMED simplification: the sandbox keeps one connect timeout per application (the answer URL's).
-- State lives in memory: applications made through the API are gone when the sandbox stops; the
-  default application (made once per installation, see auth.py) and its number are always there.
+- Applications made through the API and the numbers' links outlive the process: every change calls
+  `on_change` (account_store.py writes them under the sandbox home and reads them back at start), as
+  Vonage keeps an application until it is deleted. The default application (made once per
+  installation, see auth.py) and its number are always there.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from labkit.keys import new_key_pair
+from labkit.sandbox.apis.account_models import (
+    DEFAULT_APP_NAME,
+    VOICE_DEFAULTS,
+    Application,
+    ApplicationProblem,
+    Number,
+    non_web_addresses,
+    validation_problems,
+)
 from labkit.sandbox.wire.webhooks import WebhookSettings
 
-DEFAULT_APP_NAME = "labkit sandbox"
-NUMBER_COUNTRY = "GB"  # the sandbox's numbers are UK mobile test numbers (447700 900xxx, Ofcom's drama range)
-NUMBER_TYPE = "mobile-lvn"
-NUMBER_FEATURES = ["VOICE", "SMS"]
-VOICE_DEFAULTS = {"conversations_ttl": 48, "leg_persistence_time": 2}  # [OAS-APP]
-
-
-class ApplicationProblem(Exception):
-    """A refused Application API request: `status`, and `invalid_parameters` for a 400."""
-
-    def __init__(self, status: int, detail: str, invalid_parameters: list[dict] | None = None,
-                 *, list_validation: bool = False) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.invalid_parameters = invalid_parameters or []
-        self.list_validation = list_validation
-
-
-@dataclass
-class Application:
-    """One application: identity, key, capabilities, and the voice webhooks as the platform uses them."""
-
-    id: str
-    name: str
-    public_key: str
-    settings: WebhookSettings = field(default_factory=WebhookSettings)
-    voice: bool = True  # has the voice capability
-    signed_callbacks: bool = True
-    voice_extra: dict[str, Any] = field(default_factory=lambda: dict(VOICE_DEFAULTS))
-    other_capabilities: dict[str, Any] = field(default_factory=dict)
-    privacy: dict[str, Any] = field(default_factory=lambda: {"improve_ai": True})
-
-    def to_wire(self) -> dict[str, Any]:
-        """The Application object as `GET /v2/applications/{id}` returns it [OAS-APP], [PY-TESTS]."""
-        caps: dict[str, Any] = dict(self.other_capabilities)
-        if self.voice:
-            s = self.settings
-            hooks: dict[str, Any] = {}
-            connect = int(round(s.connect_timeout * 1000))
-            for name, address, method, socket_s in (
-                ("answer_url", s.answer_url, s.answer_method, s.answer_timeout),
-                ("fallback_answer_url", s.fallback_answer_url, s.answer_method, s.answer_timeout),
-                ("event_url", s.event_url, s.event_method, s.event_timeout),
-            ):
-                if address:
-                    hooks[name] = {"address": address, "http_method": method, "connect_timeout": connect,
-                                   "socket_timeout": int(round(socket_s * 1000))}
-            caps["voice"] = {"webhooks": hooks, "signed_callbacks": self.signed_callbacks, **self.voice_extra}
-        return {
-            "id": self.id,
-            "name": self.name,
-            "capabilities": caps,
-            "privacy": dict(self.privacy),
-            "keys": {"public_key": self.public_key},
-            "_links": {"self": {"href": f"/v2/applications/{self.id}"}},
-        }
-
-
-@dataclass
-class Number:
-    """A number the account rents; `app_id` is the application its inbound calls go to."""
-
-    msisdn: str
-    country: str = NUMBER_COUNTRY
-    type: str = NUMBER_TYPE
-    app_id: str | None = None
-    voice_callback_type: str | None = None  # "sip" / "tel" route around the application
-    voice_callback_value: str | None = None
-    mo_http_url: str | None = None  # inbound SMS webhook [OAS-NUM]
-    voice_status_callback: str | None = None  # [OAS-NUM]; not in the documented GET response, so not shown
-
-    def to_wire(self) -> dict[str, Any]:
-        """One entry of `GET /account/numbers` [OAS-NUM], [PY-TESTS:list_owned_numbers_basic.json]."""
-        out: dict[str, Any] = {"country": self.country, "msisdn": self.msisdn, "type": self.type,
-                               "features": list(NUMBER_FEATURES)}
-        if self.mo_http_url:
-            out["moHttpUrl"] = self.mo_http_url
-        if self.app_id:
-            out.update({"app_id": self.app_id, "messagesCallbackType": "app", "messagesCallbackValue": self.app_id,
-                        "voiceCallbackType": "app", "voiceCallbackValue": self.app_id})
-        if self.voice_callback_type:
-            out["voiceCallbackType"] = self.voice_callback_type
-            out["voiceCallbackValue"] = self.voice_callback_value
-        return out
-
-
-def _validation_problems(exc: Any) -> list[dict]:
-    """pydantic errors -> Vonage's `invalid_parameters` ([{name: 'a.b.c', reason}])."""
-    out = []
-    for err in exc.errors():
-        name = ".".join(str(part) for part in err.get("loc", ()))
-        reason = err.get("msg", "is invalid")
-        if err.get("type") == "literal_error" and name.endswith("http_method"):
-            reason = "must be one of: GET, POST"  # the example in [OAS-APP]
-        out.append({"name": name, "reason": reason})
-    return out
-
+__all__ = ["DEFAULT_APP_NAME", "Account", "Application", "ApplicationProblem", "Number"]
 
 class Account:
     """The sandbox's one account: credentials, applications, numbers. Thread-safe."""
@@ -145,7 +59,43 @@ class Account:
         self.applications: dict[str, Application] = {default_app.id: default_app}
         self.numbers: dict[str, Number] = {number: Number(msisdn=number, app_id=default_app.id)}
         self.file_owners: dict[str, str] = {}  # recording file id -> the application that made it
+        self.on_change: Callable[[Account], None] | None = None  # after each API change (account_store.py)
         self._sync(default_app)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    # -- what outlives the process (account_store.py) -------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The applications made through the API (as the API shows them) and every number's link."""
+        with self.lock:
+            apps = [a.to_wire() for a in self.applications.values() if a.id != self.default_id]
+            numbers = [{"msisdn": n.msisdn, "country": n.country, "app_id": n.app_id,
+                        "voice_callback_type": n.voice_callback_type, "voice_callback_value": n.voice_callback_value}
+                       for n in self.numbers.values()]
+        return {"applications": apps, "numbers": numbers}
+
+    def restore(self, wire: dict[str, Any]) -> Application:
+        """An application as `snapshot()` wrote it, back (validated as a PUT body is)."""
+        body = {k: wire[k] for k in ("name", "capabilities", "privacy") if k in wire}
+        config = self._validate(body)
+        app = Application(id=str(wire["id"]), name=config.name, public_key=str(wire["keys"]["public_key"]))
+        self._apply(app, config, body)
+        with self.lock:
+            self.applications[app.id] = app
+            self._sync(app)
+        return app
+
+    def restore_number(self, link: dict[str, Any]) -> None:
+        """A number's link as `snapshot()` wrote it (a link to an application no longer here is dropped)."""
+        with self.lock:
+            num = self.numbers.setdefault(link["msisdn"], Number(msisdn=link["msisdn"]))
+            num.country = str(link.get("country") or num.country)
+            app_id = link.get("app_id")
+            num.app_id = app_id if app_id in self.applications else None
+            num.voice_callback_type = link.get("voice_callback_type")
+            num.voice_callback_value = link.get("voice_callback_value")
 
     # -- credentials -------------------------------------------------------------------------
     def check_basic(self, key: str | None, secret: str | None) -> bool:
@@ -258,6 +208,7 @@ class Account:
         with self.lock:
             self.applications[app.id] = app
             self._sync(app)
+        self._changed()
         return app, private
 
     def update(self, app_id: str, body: Any) -> Application:
@@ -271,6 +222,7 @@ class Account:
             app.name = config.name
             self._apply(app, config, body)
             self._sync(app)
+        self._changed()
         return app
 
     def delete(self, app_id: str) -> None:
@@ -285,6 +237,7 @@ class Account:
             for num in self.numbers.values():
                 if num.app_id == app_id:
                     num.app_id = None
+        self._changed()
 
     # -- the Numbers API's operations ---------------------------------------------------------------
     def owned_numbers(self, *, application_id: str | None = None, has_application: bool | None = None,
@@ -331,6 +284,7 @@ class Account:
             for wire, attr in (("moHttpUrl", "mo_http_url"), ("voiceStatusCallback", "voice_status_callback")):
                 if wire in fields:
                     setattr(num, attr, fields[wire] or None)
+        self._changed()
 
     # -- helpers ------------------------------------------------------------------------------------
     @staticmethod
@@ -341,11 +295,15 @@ class Account:
         if not isinstance(body, dict):
             raise ApplicationProblem(400, "The request failed due to validation errors",
                                      [{"name": "body", "reason": "must be a JSON object"}])
+        bad_urls = non_web_addresses(body.get("capabilities"))
+        if bad_urls:
+            raise ApplicationProblem(400, "The request failed due to validation errors",
+                                     [{"name": name, "reason": "must be an http or https URL"} for name in bad_urls])
         try:
             return ApplicationConfig.model_validate(body)
         except ValidationError as exc:
             raise ApplicationProblem(400, "The request failed due to validation errors",
-                                     _validation_problems(exc)) from None
+                                     validation_problems(exc)) from None
         except Exception as exc:  # the SDK's own validators raise ApplicationError
             raise ApplicationProblem(400, "The request failed due to validation errors",
                                      [{"name": "capabilities", "reason": str(exc)}]) from None

@@ -2,7 +2,7 @@
 
 Each function takes parsed JSON / query values, checks them like the real API (400 with
 `invalid_parameters` naming the field), acts on the platform model and returns the response body.
-responses.py only routes, authenticates and serialises.
+voice_routes.py only routes and serialises; in-call audio (stream, talk, DTMF) is voice_audio.py.
 
 UNCONFIRMED choices, kept here: a REST transfer whose NCCO is invalid is refused with 400 (rather than
 an error event later); a second REST stream (or talk) replaces the one playing; DELETE .../stream or
@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from typing import Any
 from urllib.parse import urlencode
 
-from labkit.errors import AudioError, NccoError, SandboxInvalidParameters, SocketError
+from labkit.errors import NccoError, SandboxInvalidParameters, SocketError
 from labkit.media.frames import content_type, parse_content_type
-from labkit.sandbox.audio.mixer import level_to_gain
-from labkit.sandbox.audio.sources import dtmf_tones, plain_text
 from labkit.sandbox.engine import lifecycle, machine
 from labkit.sandbox.engine.exceptions import invalid
 from labkit.sandbox.engine.legs import FINAL_STATUSES, LIVE_STATUSES, SandboxCall, Transferred
-from labkit.sandbox.engine.ncco import prepare_first_talk, validate
-from labkit.sandbox.engine.ncco_schema import TALK_TEXT_LIMIT
+from labkit.sandbox.engine.ncco import NCCO_ERROR_REASON, prepare_first_talk, validate
+from labkit.sandbox.engine.ncco_schema import web_url
 from labkit.sandbox.engine.phones import HEAR_RATE
 from labkit.sandbox.engine.platform import Platform
 
 # fullmatch with ASCII classes: `$` also matches before a final newline, and `\d` matches any Unicode digit.
 E164 = re.compile(r"[0-9]{7,15}")
-DTMF_PATTERN = re.compile(r"[0-9*#pP]+")
 UPDATE_ACTIONS = ("hangup", "mute", "unmute", "earmuff", "unearmuff", "transfer")
 STATUS_FILTERS = tuple(sorted(LIVE_STATUSES | FINAL_STATUSES | {"machine"}))
 
@@ -80,6 +76,8 @@ def _url_array(body: dict, name: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(u, str) and u for u in value):
         raise invalid(name, "Invalid type parameter provided", f"{name} must be an array of URL strings")
+    if not all(web_url(u) for u in value):  # Vonage requests them over the internet: http(s) only
+        raise invalid(name, "Invalid URL", f"{name} must hold http:// or https:// URLs, not {value[0]!r:.60}")
     return value[0]
 
 
@@ -115,7 +113,9 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     kind = ep.get("type")
     rate = HEAR_RATE
     if kind == "phone":
-        number = str(ep.get("number", "")).lstrip("+")
+        if not isinstance(ep.get("number"), str):  # the spec's EndpointPhoneTo.number is a string
+            raise invalid("to", "Invalid type parameter provided", "to[0].number must be a string of digits")
+        number = ep["number"].lstrip("+")
         if not E164.fullmatch(number):
             raise invalid("to", "Invalid number", "to[0].number must be an E.164 number (7-15 digits)")
         to_obj = {"type": "phone", "number": number}
@@ -145,7 +145,9 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     if random_from:
         from_obj = {"type": "phone", "number": p.number}
     elif isinstance(from_, dict):
-        number = str(from_.get("number", "")).lstrip("+")
+        if not isinstance(from_.get("number"), str):  # EndpointPhoneFrom.number is a string too
+            raise invalid("from", "Invalid type parameter provided", "from.number must be a string of digits")
+        number = from_["number"].lstrip("+")
         if from_.get("type", "phone") != "phone" or not number:
             raise invalid("from", "Invalid parameters", "from must be {type: phone, number: ...}")
         from_obj = {"type": "phone", "number": number}
@@ -158,8 +160,16 @@ def create_call(p: Platform, body: Any, *, application_id: str | None = None) ->
     answer_url = body.get("answer_url")
     if (ncco is None) == (answer_url is None):
         raise invalid("ncco", "Invalid parameters", "send exactly one of ncco and answer_url")
-    if ncco is not None and not isinstance(ncco, list):
-        raise invalid("ncco", "Invalid type parameter provided", "ncco must be an array of actions")
+    if ncco is not None:
+        # An inline NCCO is checked before the call is made: a create call whose NCCO had a string
+        # `eventUrl` was answered 400 Bad Request (vonage-php-sdk-core issue 196). Only an NCCO from an
+        # answer URL is reported as the `error` event (webhook reference, Errors). Body: UNCONFIRMED.
+        try:
+            validate(ncco)
+        except NccoError as err:
+            raise SandboxInvalidParameters(f"the NCCO is not valid: {err.detail}", invalid_parameters=[
+                {"reason": NCCO_ERROR_REASON, "name": "ncco" if err.index is None else f"ncco[{err.index}]"}],
+            ) from None
     answer = _url_array(body, "answer_url", required=False) if answer_url is not None else None
     app_settings = p.account.settings_for(application_id)
     event_url = _url_array(body, "event_url", required=False)
@@ -280,106 +290,6 @@ def update_call(p: Platform, uuid: str, body: Any) -> None:
             leg.muted = action == "mute"
         else:
             leg.earmuffed = action == "earmuff"
-
-
-# ---------------------------------------------------------------------------------------- audio
-
-
-def _next_seq(leg: SandboxCall, slot: str) -> int:
-    """Each REST start/stop on a slot bumps its sequence: late audio from an older request is dropped."""
-    with leg.platform.lock:
-        leg.rest_seq[slot] = leg.rest_seq.get(slot, 0) + 1
-        return leg.rest_seq[slot]
-
-
-def _current_seq(leg: SandboxCall, slot: str) -> int:
-    with leg.platform.lock:
-        return leg.rest_seq.get(slot, 0)
-
-
-def _play_later(p: Platform, leg: SandboxCall, slot: str, make: Any, loop: int, gain: float, what: str,
-                played: dict | None = None) -> None:
-    """Prepare audio off the request thread (fetch/synthesis), then play it unless superseded."""
-    seq = _next_seq(leg, slot)
-
-    def work() -> None:
-        try:
-            audio = make()
-        except AudioError as err:
-            with p.lock:
-                leg.errors.append(f"{what}: {err}")
-            return
-        if _current_seq(leg, slot) == seq and not leg.ended:
-            p.play(leg, slot, audio, loop=loop, gain=gain, what=played)
-
-    threading.Thread(target=work, name=f"sandbox-{slot}", daemon=True).start()
-
-
-def start_stream(p: Platform, uuid: str, body: Any) -> dict:
-    """PUT /v1/calls/{uuid}/stream: play a file over the call (mixed on top of what it hears)."""
-    leg = p.live_leg(uuid)
-    if not isinstance(body, dict):
-        raise invalid("stream_url", "Invalid type parameter provided", "the body must be a JSON object")
-    if "stream_url" not in body:
-        raise invalid("stream_url", "Missing parameter", "stream_url is required (an array with one URL)")
-    url = body.get("stream_url")
-    if not isinstance(url, list) or not url or not all(isinstance(u, str) and u for u in url):
-        raise invalid("stream_url", "Invalid type parameter provided",
-                      "stream_url must be an array of URLs, e.g. [\"https://example.com/music.mp3\"]")
-    loop = _int(body, "loop", 1, 0)
-    gain = level_to_gain(_level(body))
-    _play_later(p, leg, "rest_stream", lambda: p.sources.stream(url[0], leg.rate), loop, gain, f"stream {url[0]}",
-                {"kind": "stream", "url": url[0], "by": "rest"})
-    return {"message": "Stream started", "uuid": leg.uuid}
-
-
-def _stop_rest_audio(p: Platform, uuid: str, slot: str, message: str) -> dict:
-    """DELETE .../stream or .../talk: stop the REST audio in `slot` (200 even when nothing plays)."""
-    leg = p.live_leg(uuid)
-    _next_seq(leg, slot)  # a start still fetching its audio must not begin after this stop
-    p.stop_slot(leg, slot)
-    return {"message": message, "uuid": leg.uuid}
-
-
-def stop_stream(p: Platform, uuid: str) -> dict:
-    return _stop_rest_audio(p, uuid, "rest_stream", "Stream stopped")
-
-
-def start_talk(p: Platform, uuid: str, body: Any) -> dict:
-    """PUT /v1/calls/{uuid}/talk: speak text over the call."""
-    leg = p.live_leg(uuid)
-    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"].strip():
-        raise invalid("text", "Missing parameter", "text is required (the words to speak)")
-    if len(plain_text(body["text"])) > TALK_TEXT_LIMIT:
-        # The limit is documented for the NCCO talk action (1500 characters, SSML not counted); that the REST
-        # talk has the same limit and answers 400 like this is UNCONFIRMED (the OpenAPI gives no maxLength).
-        raise invalid("text", "Value out of range", f"text can be at most {TALK_TEXT_LIMIT} characters (SSML tags "
-                      f"not counted), not {len(plain_text(body['text']))}")
-    loop = _int(body, "loop", 1, 0)
-    gain = level_to_gain(_level(body))
-    style = body.get("style")
-    if style is not None and (isinstance(style, bool) or not isinstance(style, int)):
-        raise invalid("style", "Invalid type parameter provided", "style must be a whole number")
-    text, language = body["text"], body.get("language")
-    _play_later(p, leg, "rest_talk", lambda: p.sources.talk(text, leg.rate, language, style), loop, gain, "talk",
-                {"kind": "talk", "text": text, "by": "rest"})
-    return {"message": "Talk started", "uuid": leg.uuid}
-
-
-def stop_talk(p: Platform, uuid: str) -> dict:
-    return _stop_rest_audio(p, uuid, "rest_talk", "Talk stopped")
-
-
-def send_dtmf(p: Platform, uuid: str, body: Any) -> dict:
-    """PUT /v1/calls/{uuid}/dtmf: play DTMF tones to the leg (its phone hears and notes them)."""
-    leg = p.live_leg(uuid)
-    digits = body.get("digits") if isinstance(body, dict) else None
-    if not isinstance(digits, str) or not DTMF_PATTERN.fullmatch(digits):
-        raise invalid("digits", "Invalid value", "digits must use 0-9, *, # and p (a 500 ms pause)")
-    p.play(leg, "dtmf", dtmf_tones(digits, leg.rate), what={"kind": "dtmf", "digits": digits, "by": "rest"})
-    if leg.phone is not None:
-        leg.phone._dtmf_heard(digits.replace("p", "").replace("P", ""))
-    return {"message": "DTMF sent", "uuid": leg.uuid}
 
 
 def get_file(p: Platform, file_id: str) -> tuple[bytes, str]:

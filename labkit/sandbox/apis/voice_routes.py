@@ -28,8 +28,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from labkit.sandbox.apis import voice as api
+from labkit.sandbox.apis import voice_audio
 from labkit.sandbox.apis import voice_input as api_input
 from labkit.sandbox.engine.exceptions import invalid
+from labkit.sandbox.engine.ncco_schema import NCCO_MAX_BYTES
 from labkit.sandbox.engine.platform import Platform
 
 
@@ -37,7 +39,15 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+# The largest Voice API request body read: an NCCO at its cap (ncco_schema.NCCO_MAX_BYTES) and room for the
+# rest. A bigger body is refused before it is read or parsed, so it costs the sandbox no memory.
+MAX_BODY_BYTES = NCCO_MAX_BYTES + 64 * 1024
+
+
 def _body() -> Any:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise invalid("ncco", "Too large", f"the request body is {request.content_length} bytes; the sandbox "
+                      f"reads at most {MAX_BODY_BYTES} (an NCCO holds at most {NCCO_MAX_BYTES})")
     raw = request.get_data(cache=True)
     if not raw or not raw.strip():
         return None
@@ -69,23 +79,23 @@ def install(app: Flask, p: Platform) -> None:
 
     @app.put("/v1/calls/<uuid>/stream")
     def start_stream(uuid: str) -> Response:
-        return _json(api.start_stream(p, uuid, _body()))
+        return _json(voice_audio.start_stream(p, uuid, _body()))
 
     @app.delete("/v1/calls/<uuid>/stream")
     def stop_stream(uuid: str) -> Response:
-        return _json(api.stop_stream(p, uuid))
+        return _json(voice_audio.stop_stream(p, uuid))
 
     @app.put("/v1/calls/<uuid>/talk")
     def start_talk(uuid: str) -> Response:
-        return _json(api.start_talk(p, uuid, _body()))
+        return _json(voice_audio.start_talk(p, uuid, _body()))
 
     @app.delete("/v1/calls/<uuid>/talk")
     def stop_talk(uuid: str) -> Response:
-        return _json(api.stop_talk(p, uuid))
+        return _json(voice_audio.stop_talk(p, uuid))
 
     @app.put("/v1/calls/<uuid>/dtmf")
     def send_dtmf(uuid: str) -> Response:
-        return _json(api.send_dtmf(p, uuid, _body()))
+        return _json(voice_audio.send_dtmf(p, uuid, _body()))
 
     @app.put("/v1/calls/<uuid>/input/dtmf")
     def add_dtmf_listener(uuid: str) -> Response:

@@ -8,6 +8,7 @@ Views are plain JSON-able dicts; their schemas are in control_openapi.py.
 from __future__ import annotations
 
 import io
+import math
 import time
 from typing import Any
 
@@ -17,12 +18,13 @@ from labkit.errors import InvalidInput, SandboxNotFound
 from labkit.sandbox.control import long_polls
 from labkit.sandbox.control.problems import problem
 from labkit.sandbox.engine.legs import SandboxCall, iso
-from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone
+from labkit.sandbox.engine.phones import HEAR_RATE, KEEP, VirtualPhone, check_settings
 from labkit.sandbox.engine.platform import Platform
 
 PHONE_FIELDS = ("answer_after", "outcome", "hangup_after", "machine")
 LIVE_CHUNK = HEAR_RATE * 40 // 1000  # heard.wav?wait= answers once this much new audio is there (40 ms)
 MAX_WAIT = 10.0  # seconds a heard.wav?wait= request may be held
+MAX_KEY_MS = 10_000  # the longest key press a phone makes (the sandbox's own bound)
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -142,15 +144,18 @@ def put_phone(p: Platform, body: Any) -> tuple[dict, bool]:
     unknown = set(body) - {"number", *PHONE_FIELDS}
     if unknown:
         raise InvalidInput(f"unknown phone fields {sorted(unknown)}: use number, {', '.join(PHONE_FIELDS)}")
+    if not isinstance(body.get("number"), str):
+        raise InvalidInput(f"number must be a string like \"447700900001\" (E.164 without '+'), not "
+                           f"{body.get('number')!r:.40}")
     number = _number(body.get("number"))
+    settings = {"answer_after": body.get("answer_after"), "outcome": body.get("outcome"),
+                "hangup_after": body["hangup_after"] if "hangup_after" in body else KEEP,
+                "machine": body.get("machine")}
+    check_settings(**settings)  # before the phone is made: a refused body creates no phone
     with p.lock:
         created = number not in p.phones
     phone = p.phone(number)
-    machine = body.get("machine")
-    if machine is not None and not isinstance(machine, bool):
-        raise InvalidInput("machine must be true or false")
-    phone.set(answer_after=body.get("answer_after"), outcome=body.get("outcome"),
-              hangup_after=body["hangup_after"] if "hangup_after" in body else KEEP, machine=machine)
+    phone.set(**settings)
     return phone_view(phone), created
 
 
@@ -161,8 +166,13 @@ def dial(p: Platform, number: str, body: Any) -> dict:
     """
     from labkit.sandbox.engine import lifecycle
 
-    to = body.get("to") if isinstance(body, dict) else None
-    leg = lifecycle.dial(p, _number(number), str(to).lstrip("+") if to else None)
+    phone = find_phone(p, number)  # an unknown phone is 404, as GET /_labkit/phones/{number} says
+    if not isinstance(body, dict):
+        raise InvalidInput('the body must be a JSON object like {"to": "447700900000"} (or empty)')
+    to = body.get("to")
+    if to is not None and not isinstance(to, str):
+        raise InvalidInput(f"to must be a string like \"447700900000\", not {to!r:.40}")
+    leg = lifecycle.dial(p, phone.number, _number(to) if to else None)
     return call_view(p, leg)
 
 
@@ -177,15 +187,17 @@ def say(p: Platform, number: str, *, text: str | None, audio: bytes | None) -> d
 
 
 def press(p: Platform, number: str, body: Any) -> dict:
+    phone = find_phone(p, number)
     digits = body.get("digits") if isinstance(body, dict) else None
     if not isinstance(digits, str) or not digits:
-        raise InvalidInput('press needs {"digits": "123#"}')
-    phone = find_phone(p, number)
+        raise InvalidInput(f'press needs {{"digits": "123#"}} (a string), not {digits!r:.40}')
     duration = body.get("duration_ms")
     if duration is None:
         phone.press(digits)
+    elif isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_KEY_MS:
+        raise InvalidInput(f"duration_ms is a whole number of milliseconds, 1-{MAX_KEY_MS}, not {duration!r:.40}")
     else:
-        phone.press(digits, int(duration))
+        phone.press(digits, duration)
     return phone_view(phone)
 
 
@@ -194,9 +206,12 @@ def _wait_for_audio(p: Platform, phone: VirtualPhone, start: int, wait: Any) -> 
     stops: a long poll, so a page hears the call live without asking 50 times a second. A phone whose
     position is behind `start` forgot what it heard (reset): answer at once so the client can catch up."""
     try:
-        seconds = min(MAX_WAIT, max(0.0, float(wait)))
+        seconds = float(wait)
     except (TypeError, ValueError):
-        raise InvalidInput(f"wait is a number of seconds (at most {MAX_WAIT:g}), not {wait!r}") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"wait is a number of seconds (at most {MAX_WAIT:g}), not {wait!r}")
+    seconds = min(MAX_WAIT, max(0.0, seconds))
     deadline = time.monotonic() + seconds
     while start <= phone.position < start + LIVE_CHUNK and not p.stopping and time.monotonic() < deadline:
         time.sleep(0.005)  # the clock adds 20 ms at a time; 5 ms keeps the added delay small
@@ -284,18 +299,23 @@ def application(p: Platform) -> dict:
 def webhooks(p: Platform) -> dict:
     """Every webhook sent (the last 2000, oldest first), the chaos delivery setting, and what it did.
 
-    `duplicates`: webhooks sent again with the same kind, URL and payload (Vonage's retries and chaos
-    duplicates look alike to an app). `out_of_order`: status events sent after an event of the same leg
-    whose `timestamp` is later (chaos jitter lets events overtake one another).
+    `sent`: webhooks sent (each once, whatever its retries); `failed`: those the app never answered with a
+    2xx (after Vonage's one retry and, for answer and instruction webhooks, the fallback URL); `pending`:
+    those still in flight. `duplicates`: webhooks sent again with the same kind, URL and payload (Vonage's
+    retries and chaos duplicates look alike to an app). `out_of_order`: status events sent after an event
+    of the same leg whose `timestamp` is later (chaos jitter lets events overtake one another).
     """
     import json
 
     records = list(p.webhooks.log)
     chaos = p.webhooks.chaos
     seen: set[str] = set()
-    duplicates = out_of_order = 0
+    duplicates = out_of_order = failed = pending = 0
     latest: dict[str, str] = {}
     for record in records:
+        result = record.result
+        pending += result is None
+        failed += result is not None and not result.ok  # no 2xx after the retry (and the fallback URL)
         payload = record.payload or {}
         key = json.dumps([record.kind, record.url, payload], sort_keys=True, default=str)
         duplicates += key in seen
@@ -308,14 +328,27 @@ def webhooks(p: Platform) -> dict:
         "chaos": None if chaos is None else {"jitter": chaos.jitter, "duplicate": chaos.duplicate,
                                              "seed": chaos.seed},
         "sent": len(records),
+        "failed": failed,
+        "pending": pending,
         "duplicates": duplicates,
         "out_of_order": out_of_order,
         "webhooks": [webhook_view(r) for r in records],
     }
 
 
+# What POST /_labkit/reset forgets and what it keeps (its answer says so, and openapi.json).
+RESET_CLEARS = ("calls (live ones end without further webhooks)", "virtual phones and what they heard",
+                "recordings (GET /v1/files/{id} answers 404; the files stay under the sandbox home)",
+                "the webhook log")
+RESET_KEEPS = ("the account (API key and secret, signature secret)",
+               "applications, their keys and webhooks (those made with the Application API are also kept "
+               "on disk, across restarts)", "numbers and the applications they are linked to",
+               "the TLS certificate and CA", "chaos delivery settings")
+
+
 def reset(p: Platform) -> dict:
-    """Forget every call, phone, recording and webhook (live calls end without further webhooks)."""
+    """Forget every call, phone, recording and webhook (live calls end without further webhooks); keep the
+    account, its applications and numbers: what a test needs to start clean against the same app."""
     p.end_all(events=False)
     with p.lock:
         p.legs.clear()
@@ -327,4 +360,4 @@ def reset(p: Platform) -> dict:
         p.live = 0
         p.phone_defaults = {"answer_after": 1.0, "outcome": "answer", "hangup_after": None}
     p.webhooks.log.clear()
-    return {"reset": True}
+    return {"reset": True, "cleared": list(RESET_CLEARS), "kept": list(RESET_KEEPS)}

@@ -93,9 +93,13 @@ class RemoteSandbox:
         return self.request("GET", "phones").json()["phones"]
 
     def dial(self, from_number: str, to: str | None = None) -> dict:
-        """An inbound call from phone `from_number` to `to` (default: the application's number)."""
-        body = {"to": to} if to else {}
-        return self.request("POST", f"phones/{str(from_number).lstrip('+')}/dial", json=body).json()
+        """An inbound call from phone `from_number` to `to` (default: the application's number).
+
+        The phone is made first if new, as the in-process `Sandbox.dial` does (the control API's dial
+        answers 404 for an unknown phone)."""
+        phone = self.phone(from_number)
+        body = {"to": str(to)} if to else {}
+        return self.request("POST", f"phones/{phone.number}/dial", json=body).json()
 
     @property
     def calls(self) -> list[dict]:

@@ -112,14 +112,21 @@ SCHEMAS: dict[str, Any] = {
         "seconds": {"type": "number"},
         "queued_seconds": {"type": "number", "description": "speech queued and not yet spoken, this included "
                                                             "(how far behind live a microphone runs)"}}},
-    "Reset": {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}}},
+    "Reset": {"type": "object", "required": ["reset", "cleared", "kept"], "properties": {
+        "reset": {"const": True},
+        "cleared": {"type": "array", "items": {"type": "string"}, "description": "what was forgotten"},
+        "kept": {"type": "array", "items": {"type": "string"}, "description": "what stays as it was"}}},
     "WebhookLog": {
-        "type": "object", "required": ["chaos", "sent", "duplicates", "out_of_order", "webhooks"],
+        "type": "object",
+        "required": ["chaos", "sent", "failed", "pending", "duplicates", "out_of_order", "webhooks"],
         "properties": {
             "chaos": {"type": ["object", "null"], "description": "chaos delivery (`labkit sandbox --chaos`), or null",
                       "properties": {"jitter": {"type": "number"}, "duplicate": {"type": "number"},
                                      "seed": {"type": ["integer", "null"]}}},
             "sent": {"type": "integer", "description": "webhooks kept (the last 2000)"},
+            "failed": {"type": "integer", "description": "of those, delivered without a 2xx answer after the retry "
+                                                         "(and the fallback URL for answer/instruction webhooks)"},
+            "pending": {"type": "integer", "description": "of those, still in flight"},
             "duplicates": {"type": "integer", "description": "sent again with the same kind, URL and payload"},
             "out_of_order": {"type": "integer", "description": "status events sent after a later one of their leg"},
             "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
@@ -137,9 +144,12 @@ def _json_response(name: str, description: str) -> dict:
 
 
 def _op(summary: str, ok: tuple[str, str, str], *, body: dict | None = None, params: list | None = None,
-        errors: tuple[int, ...] = (400, 404)) -> dict:
+        errors: tuple[int, ...] = (400, 404), also: tuple[str, str, str] | None = None) -> dict:
+    """One operation: its success answer (`also`: a second one, e.g. 200 beside 201) and its errors."""
     code, schema, what = ok
     responses: dict[str, Any] = {code: _json_response(schema, what)}
+    if also is not None:
+        responses[also[0]] = _json_response(also[1], also[2])
     for status in errors:
         responses[str(status)] = {"description": {400: "bad input", 404: "no such phone or call",
                                                   409: "the phone's state does not allow it"}[status],
@@ -173,9 +183,9 @@ def paths() -> dict:
                                             ("200", "Application", "the application"), errors=())},
         "/_labkit/phones": {
             "get": _op("List the virtual phones with their state", ("200", "PhoneList", "phones"), errors=()),
-            "post": _op("Create or update a phone (fields left out keep their value; 201 when created)",
-                        ("200", "Phone", "the phone (201 when new)"), body=_json_body(_ref("PhoneSettings")),
-                        errors=(400,)),
+            "post": _op("Create or update a phone (fields left out keep their value)",
+                        ("201", "Phone", "the phone, created"), also=("200", "Phone", "the phone, updated"),
+                        body=_json_body(_ref("PhoneSettings")), errors=(400,)),
         },
         "/_labkit/phones/{number}": {"get": _op(
             "One phone; with wait, a long poll held until it is in `state` and/or has had more than `calls` calls",
@@ -187,7 +197,7 @@ def paths() -> dict:
                  "description": "answer once the phone has been in more than this many calls (a call arrived)"}])},
         "/_labkit/phones/{number}/dial": {"post": _op(
             "The phone calls a number (default: the application's): an inbound call to that application",
-            ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 409),
+            ("201", "Call", "the new call"), params=[NUMBER], errors=(400, 404, 409),
             body={"content": {"application/json": {"schema": {"type": "object",
                                                               "properties": {"to": {"type": "string"}}}}}})},
         "/_labkit/phones/{number}/answer": {"post": {**act["post"], "summary": "Answer the ringing call"}},
@@ -223,6 +233,8 @@ def paths() -> dict:
                 "headers": {h: {"schema": {"type": "integer"}} for h in
                             ("X-Labkit-Start", "X-Labkit-Position", "X-Labkit-Rate", "X-Labkit-Time")},
                 "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                "400": {"description": "since or wait is not a number",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}},
                 "404": {"description": "no such phone",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
         "/_labkit/calls": {"get": _op("Every call leg: status, NCCO progress, webhooks sent and their answers",
@@ -247,8 +259,10 @@ def paths() -> dict:
                 "text/javascript": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}},
                 "404": {"description": "no such file",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
-        "/_labkit/reset": {"post": _op("Forget every call, phone, recording and webhook",
-                                       ("200", "Reset", "done"), errors=())},
+        "/_labkit/reset": {"post": _op(
+            "Forget every call, phone, recording and the webhook log; keep the account, its applications "
+            "(with their keys and webhooks) and numbers with their links, the certificate and chaos settings",
+            ("200", "Reset", "what was cleared and what was kept"), errors=())},
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from labkit.sandbox.control import actions as control
 from labkit.sandbox.engine.platform import Platform
 
 PREFIX = "/_labkit/"
+MAX_JSON_BYTES = 1024 * 1024  # the control API's JSON bodies are small; the sandbox's own bound
+MAX_AUDIO_BYTES = 32 * 1024 * 1024  # a say body: 300 s of 48 kHz 16-bit stereo WAV fits (MAX_QUEUED_SECONDS)
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg", "audio/mp3", "application/octet-stream")
 
 
@@ -53,13 +56,30 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+def _not_json(const: str) -> Any:
+    raise InvalidInput(f"the request body has {const}: JSON numbers are finite (NaN and Infinity are not JSON)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInput(f"the request body has {text}, which is not a finite number")
+    return value
+
+
 def _body() -> Any:
+    """The JSON body (an empty body is {}): strict JSON, so NaN, Infinity and 1e400 are refused (Python's
+    json module would read them as floats that no other language's client could have meant)."""
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise InvalidInput(f"the request body is over {MAX_JSON_BYTES // 1024} KB")
     raw = request.get_data(cache=True)
     if not raw or not raw.strip():
         return {}
     try:
-        return json.loads(raw)
-    except ValueError:
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except ValueError as exc:
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput("the request body is not valid JSON") from None
 
 
@@ -141,6 +161,9 @@ def install(app: Flask, p: Platform) -> None:
     def say(number: str) -> Response:
         ctype = (request.mimetype or "").lower()
         if ctype in AUDIO_TYPES:
+            control.find_phone(p, number)  # 404 before the body is read
+            if (request.content_length or 0) > MAX_AUDIO_BYTES:
+                raise InvalidInput(f"the audio is over {MAX_AUDIO_BYTES // (1024 * 1024)} MB")
             return _json(control.say(p, number, text=request.args.get("text"), audio=request.get_data()))
         body = _body()
         text = body.get("text") if isinstance(body, dict) else None

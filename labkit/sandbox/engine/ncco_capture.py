@@ -38,6 +38,11 @@ DEFAULT_MAX_DIGITS = 4
 DEFAULT_SPEECH_SILENCE = 2.0
 DEFAULT_SPEECH_START = 10
 SPEECH_CONFIDENCE = 0.9
+# What a speech-only `input` event carries as `dtmf`: Vonage's Speech Recognition guide shows its event
+# payload with `"dtmf": {"digits": null, "timed_out": false}` after `speech` (nexmo-developer
+# _documentation/en/voice/voice-api/guides/asr.md, "Event Payload Example"; the webhook reference lists
+# `dtmf {digits, timed_out}` and `speech` for every input event, vonage-voice-api.md section 5).
+NO_DTMF = {"digits": None, "timed_out": False}
 RECORD_END_CONDITIONS = ("endOnSilence", "timeOut", "endOnKey")
 
 
@@ -146,6 +151,8 @@ class CaptureActions:
                 }
             else:
                 body["speech"] = {"timeout_reason": "start_timeout", "results": []}
+            if "dtmf" not in kinds:  # speech only: the dtmf object is there, empty, after speech (ASR guide)
+                body["dtmf"] = dict(NO_DTMF)
         ordered = {**body, **payload}
         self.instruction(ordered, first_url(a.get("eventUrl")), a.get("eventMethod"))
 

@@ -17,16 +17,26 @@ which other fields accept strings; the list is `STRING_BOOLS`/`STRING_NUMBERS` b
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
+from labkit import validate as validate_input
 from labkit.errors import NccoError, SocketError
 from labkit.media.frames import RATES, content_type, parse_content_type
 from labkit.sandbox.audio.sources import plain_text
 
 NCCO_ERROR_REASON = "Syntax error in NCCO. Invalid value type or action."
 # "text (required, at most 1500 characters excluding SSML)": NCCO reference, talk action
-# (/work/shared/reference/vonage-voice-api.md section 4).
-TALK_TEXT_LIMIT = 1500
+# (/work/shared/reference/vonage-voice-api.md section 4). One limit, held in labkit.validate.
+TALK_TEXT_LIMIT = validate_input.TALK_TEXT_LIMIT
+# The largest NCCO taken, as compact JSON. Vonage documents no size limit (UNCONFIRMED: the number is the
+# sandbox's own, generous for any hand-written script: 170 talks of 1500 characters); a 10 MB NCCO was
+# accepted and held in memory for the call's life (issue 19). Change it here.
+NCCO_MAX_BYTES = 256 * 1024
+# Webhook and audio URLs in an NCCO are fetched by Vonage over the internet: http or https only
+# (the NCCO reference's eventUrl/streamUrl examples; file:// and the like have no meaning there).
+URL_SCHEMES = ("http", "https")
 ACTIONS = ("talk", "stream", "connect", "conversation", "input", "record", "notify", "wait", "transfer")
 ENDPOINT_TYPES = ("phone", "websocket", "sip", "app", "vbc")
 
@@ -99,9 +109,20 @@ def _level_ok(v: Any) -> bool:
     return _is_num(v) and -1.0 <= float(v) <= 1.0
 
 
+def web_url(u: Any) -> bool:
+    """An absolute http(s) URL with a host."""
+    if not isinstance(u, str) or not u.strip():
+        return False
+    try:
+        parts = urlsplit(u.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in URL_SCHEMES and bool(parts.netloc)
+
+
 def _url_list(v: Any, one: bool = True) -> bool:
     return (isinstance(v, list) and len(v) >= 1 and (len(v) == 1 or not one)
-            and all(isinstance(u, str) and u.strip() for u in v))
+            and all(web_url(u) for u in v))
 
 
 class _Checker:
@@ -123,7 +144,7 @@ class _Checker:
             self.fail(f"'{key}' must be {what}, not {self.action[key]!r}")
 
     def common_event(self) -> None:
-        self.opt("eventUrl", _url_list, "an array with one URL")
+        self.opt("eventUrl", _url_list, "an array with one http(s) URL")
         self.opt("eventMethod", lambda v: isinstance(v, str) and v.upper() in ("GET", "POST"), "GET or POST")
 
 
@@ -160,6 +181,12 @@ def validate(ncco: Any) -> list[dict]:
     """The NCCO, normalised (string-typed values read as Vonage reads them), or NccoError saying why."""
     if not isinstance(ncco, list):
         raise NccoError(f"an NCCO must be a JSON array of actions, not {type(ncco).__name__}")
+    try:
+        size = len(json.dumps(ncco, separators=(",", ":")))
+    except (TypeError, ValueError):
+        raise NccoError("an NCCO must be plain JSON (objects, arrays, strings, numbers, booleans)") from None
+    if size > NCCO_MAX_BYTES:
+        raise NccoError(f"the NCCO is {size} bytes of JSON; the sandbox takes at most {NCCO_MAX_BYTES}")
     ncco = copy.deepcopy(ncco)
     barge_pending: int | None = None
     for i, action in enumerate(ncco):
@@ -188,7 +215,7 @@ def validate(ncco: Any) -> list[dict]:
         elif name == "stream":
             url = c.require("streamUrl")
             if not _url_list(url):
-                c.fail("'streamUrl' must be an array containing a single URL")
+                c.fail("'streamUrl' must be an array containing a single http(s) URL")
             c.opt("bargeIn", lambda v: isinstance(v, bool), "true or false")
             c.opt("loop", lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
             c.opt("level", _level_ok, "a number from -1 to 1")
@@ -214,7 +241,7 @@ def validate(ncco: Any) -> list[dict]:
                 sub.opt("behavior", lambda v: v in ("continue", "hangup"), "'continue' or 'hangup'")
                 sub.opt("mode", lambda v: v in ("default", "detect", "detect_beep"), "default, detect or detect_beep")
                 sub.opt("beep_timeout", lambda v: _is_int(v) and 30 <= v <= 120, "30-120 seconds")
-            c.opt("ringbackTone", lambda v: isinstance(v, str) or _url_list(v), "a URL")
+            c.opt("ringbackTone", lambda v: web_url(v) or _url_list(v), "an http(s) URL")
             c.common_event()
         elif name == "conversation":
             cname = c.require("name")

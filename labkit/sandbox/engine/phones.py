@@ -11,6 +11,7 @@ so a WebSocket at the WAV's own rate receives it sample for sample.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labkit.errors import InvalidInput, SandboxError
+from labkit.errors import AudioError, InvalidInput, SandboxError
 from labkit.media.audio import load as load_audio
 from labkit.media.audio import native_rate
 from labkit.media.recording import Recording
 from labkit.sandbox.audio.heard_audio import HeardAudio
 from labkit.sandbox.audio.mixer import BUS_FRAME, BUS_RATE, LEG_RATES, to_int16, upsample
+from labkit.validate import talk_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.sandbox.engine.legs import SandboxCall
@@ -35,6 +37,25 @@ DTMF_DIGITS = set("0123456789*#ABCD")
 DTMF_DURATION_MS = 260  # how long each key is held (reported to WebSockets as `duration`)
 DTMF_SPACING = 0.3  # seconds of call time from one key press to the next
 KEEP: Any = type("Keep", (), {"__repr__": lambda self: "<keep>"})()  # "argument not given" in set()
+# The longest a phone may ring before answering, or stay in a call before hanging up: Vonage's longest call
+# (`length_timer` at most 86400 s, Voice API POST /v1/calls). A phone is the sandbox's own; the bound keeps
+# the clock's timers finite (1e308 s overflowed them). UNCONFIRMED as a Vonage behaviour: there is none.
+MAX_PHONE_SECONDS = 86400.0
+# Speech a phone may have queued and not yet spoken, in call seconds (48 kHz float32 on the bus: 300 s is
+# 58 MB). The sandbox's own limit (UNCONFIRMED, no Vonage counterpart): queued speech is memory held
+# until spoken, and a client that queues without end would grow the sandbox without end.
+MAX_QUEUED_SECONDS = 300.0
+
+
+def seconds(value: Any, name: str, *, low: float = 0.0, allow_zero: bool = True) -> float:
+    """`value` as a finite number of seconds within [low, MAX_PHONE_SECONDS]; InvalidInput otherwise
+    (a string, a boolean, a list, NaN, infinity and 1e308 are all refused, with the field's name)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{name} is a finite number of seconds, not {value!r:.40}")
+    if value < low or (value == low and not allow_zero) or value > MAX_PHONE_SECONDS:
+        bound = f"more than {low:g}" if not allow_zero else f"at least {low:g}"
+        raise InvalidInput(f"{name} must be {bound} and at most {MAX_PHONE_SECONDS:g} seconds, not {value!r}")
+    return float(value)
 
 
 _SILENCE: dict[int, np.ndarray] = {}
@@ -48,6 +69,20 @@ def _silence(n: int) -> np.ndarray:
         frame.flags.writeable = False
         _SILENCE[n] = frame
     return frame
+
+
+def check_settings(answer_after: Any = None, outcome: Any = None, hangup_after: Any = KEEP,
+                   machine: Any = None) -> tuple[float | None, Any]:
+    """Check `set()`'s arguments (None/KEEP = left out); (answer_after, hangup_after) as floats."""
+    if machine is not None and not isinstance(machine, bool):
+        raise InvalidInput(f"machine must be true or false, not {machine!r:.40}")
+    if outcome is not None and (not isinstance(outcome, str) or outcome not in OUTCOMES):
+        raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r:.40}")
+    if answer_after is not None:
+        answer_after = seconds(answer_after, "answer_after")
+    if hangup_after is not KEEP and hangup_after is not None:
+        hangup_after = seconds(hangup_after, "hangup_after", allow_zero=False)
+    return answer_after, hangup_after
 
 
 class VirtualPhone:
@@ -88,6 +123,8 @@ class VirtualPhone:
         `hangup_after=None` turns an earlier hang-up time off. `machine=True` makes it an answering
         machine: it plays a greeting and a beep when it answers, and machine detection reports it.
         """
+        # every value checked before any is applied: a refused set() changes nothing
+        answer_after, hangup_after = check_settings(answer_after, outcome, hangup_after, machine)
         if machine is not None:
             self.machine = bool(machine)
             if self.machine:
@@ -95,17 +132,11 @@ class VirtualPhone:
 
                 prepare(self)
         if outcome is not None:
-            if outcome not in OUTCOMES:
-                raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
             self.outcome = outcome
         if answer_after is not None:
-            if answer_after < 0:
-                raise InvalidInput("answer_after is in seconds and cannot be negative")
-            self.answer_after = float(answer_after)
+            self.answer_after = answer_after
         if hangup_after is not KEEP:
-            if hangup_after is not None and hangup_after <= 0:
-                raise InvalidInput("hangup_after must be a positive number of seconds (or None)")
-            self.hangup_after = None if hangup_after is None else float(hangup_after)
+            self.hangup_after = hangup_after
         return self
 
     def on_ring(self, callback: Callable[[SandboxCall], Any]) -> Callable[[SandboxCall], Any]:
@@ -206,15 +237,30 @@ class VirtualPhone:
         """
         if source is None and text is None:
             raise InvalidInput("say() needs audio (a file, bytes, samples) or text=")
+        if text is not None:
+            # The same limit as Vonage's talk (1500 characters, SSML not counted; labkit.validate holds it
+            # for the lab's call.say() too): checked before synthesis, so a refused say costs no memory.
+            text = talk_text(text, "a phone's say()")
+        if self.queued_seconds >= MAX_QUEUED_SECONDS:
+            raise InvalidInput(f"{self.number} already has {self.queued_seconds:.0f} s of speech queued (at most "
+                               f"{MAX_QUEUED_SECONDS:g} s): wait until it has spoken some of it")
         if source is None:
             samples, src_rate = self._platform.sources.talk(text or "", HEAR_RATE), HEAR_RATE
         else:
             if isinstance(source, np.ndarray):
                 source = (source, int(rate or HEAR_RATE))
-            src_rate = native_rate(source) or BUS_RATE
-            if src_rate not in LEG_RATES:
-                src_rate = BUS_RATE
-            samples = load_audio(source, src_rate)
+            try:
+                src_rate = native_rate(source) or BUS_RATE
+                if src_rate not in LEG_RATES:
+                    src_rate = BUS_RATE
+                samples = load_audio(source, src_rate)
+            except (AudioError, RuntimeError, ValueError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+                if isinstance(exc, InvalidInput):
+                    raise
+                raise InvalidInput(f"the audio for say() could not be decoded as WAV or MP3: {exc}"[:300]) from None
+        if samples.size / src_rate + self.queued_seconds > MAX_QUEUED_SECONDS:
+            raise InvalidInput(f"{samples.size / src_rate:.0f} s of audio would queue more than "
+                               f"{MAX_QUEUED_SECONDS:g} s of speech on {self.number}")
         bus = upsample(np.asarray(samples, dtype=np.float32), BUS_RATE // src_rate)
         with self._lock:
             self._speech.append([bus, 0, text])

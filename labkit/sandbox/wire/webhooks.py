@@ -136,11 +136,15 @@ class WebhookRecord:
 
 
 def _flatten_query(payload: dict) -> dict[str, str]:
+    """A payload as GET query fields. A null field is sent empty (`start_time=&rate=&network=`), not
+    dropped: the webhook reference lists `start_time`, `rate` and `network` on `answered` with the
+    value "*empty*" (nexmo-developer voice/voice-api/webhook-reference.md, Answered), and the POST form
+    carries them as null; an app reading either method finds the same keys."""
     out: dict[str, str] = {}
     for key, value in payload.items():
         if value is None:
-            continue
-        if isinstance(value, (dict, list)):
+            out[key] = ""
+        elif isinstance(value, (dict, list)):
             out[key] = json.dumps(value, separators=(",", ":"))
         elif isinstance(value, bool):
             out[key] = "true" if value else "false"
