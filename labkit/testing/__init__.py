@@ -13,7 +13,7 @@ banner), phones.py and calls.py (virtual phones and calls, with waits that long-
 assertions.py (what the caller heard, webhooks, final status), signals.py (DTMF and loudness checks),
 report.py (failure messages, heard audio saved as WAV).
 
-Layer: above the sandbox. It may import labkit.sandbox, labkit.media and the foundations (labkit.errors,
+Layer: above the sandbox. May import: labkit.sandbox, labkit.media and the foundations (labkit.errors,
 ...); never the lab, live mode, the widgets or the CLI. Names load lazily so the plugin costs nothing to a
 pytest run that does not use its fixtures.
 """
