@@ -297,6 +297,9 @@ def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
             page.get_by_text("| Idle").first.wait_for(timeout=60_000)  # Run All has finished
             client, kernel = _kernel(base, token, tmp_path / "runtime", AUDIO_NOTEBOOK)
 
+            # Before a call, every control that needs one is disabled (issue 22).
+            for name in ("Hang up", "Stream", "Say", "Mute phone", "Earmuff phone"):
+                expect(panel.get_by_role("button", name=button_name(name))).to_be_disabled()
             # Double-click Call: one call, and Call stays disabled while it is up.
             call_button = panel.get_by_role("button", name=button_name("Call"))
             call_button.dblclick()
@@ -312,14 +315,14 @@ def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
             # Every button leaves a trace.
             panel.locator(".widget-gridbox").get_by_role("button", name=button_name("5")).click()
             expect(trace).to_contain_text("sent key 5", timeout=10_000)
-            panel.get_by_role("button", name=button_name("Mute")).click()
-            expect(panel.get_by_role("button", name=button_name("Muted"))).to_be_visible(timeout=10_000)
-            expect(trace).to_contain_text("muted", timeout=10_000)
-            panel.get_by_role("button", name=button_name("Muted")).click()
+            panel.get_by_role("button", name=button_name("Mute phone")).click()
+            expect(panel.get_by_role("button", name=button_name("Phone muted"))).to_be_visible(timeout=10_000)
+            expect(trace).to_contain_text("phone muted: its voice is cut from the call", timeout=10_000)
+            panel.get_by_role("button", name=button_name("Phone muted")).click()
             expect(trace).to_contain_text("unmuted", timeout=10_000)
-            panel.get_by_role("button", name=button_name("Earmuff")).click()
-            expect(panel.get_by_role("button", name=button_name("Earmuffed"))).to_be_visible(timeout=10_000)
-            panel.get_by_role("button", name=button_name("Earmuffed")).click()
+            panel.get_by_role("button", name=button_name("Earmuff phone")).click()
+            expect(panel.get_by_role("button", name=button_name("Phone earmuffed"))).to_be_visible(timeout=10_000)
+            panel.get_by_role("button", name=button_name("Phone earmuffed")).click()
             expect(trace).to_contain_text("earmuff off", timeout=10_000)
             panel.get_by_role("button", name=button_name("Say")).click()
             expect(trace).to_contain_text("saying", timeout=10_000)
