@@ -112,14 +112,16 @@ def test_length_timer_and_hangup_after(sandbox, client, receiver):
 def test_the_call_ends_when_the_ncco_runs_out_even_with_rest_audio(sandbox, client, receiver):
     """Real Vonage behaviour users trip over: a REST stream does not keep a call alive."""
     sandbox.phone("447700900016").set(answer_after=0)
-    created = call(client, sandbox, "447700900016", [Talk(text="This is a short message for you")])
+    # The talk plays three times (about 6 s of call, 0.6 s at speed 10), so the REST stream arrives while
+    # the call is up even on a busy machine (a single 2 s talk had ended before the PUT: 404).
+    created = call(client, sandbox, "447700900016", [Talk(text="This is a short message for you", loop=3)])
     receiver.wait_for("answered", created.uuid)
     from vonage_voice import AudioStreamOptions
 
     client.voice.play_audio_into_call(
-        created.uuid, AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")], loop=0))
+        created.uuid, AudioStreamOptions(stream_url=[receiver.audio_url("music.wav")], loop=0))  # forever
     done = receiver.wait_for("completed", created.uuid)
-    assert int(done.payload["duration"]) <= 4
+    assert int(done.payload["duration"]) <= 10  # the script's length, not the endless stream's
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -257,7 +259,10 @@ def test_unknown_numbers_reach_a_phone_that_answers_after_a_ring(sandbox, client
     phone = sandbox.phone("15550100999")
     assert phone.calls and phone.calls[0].uuid == created.uuid
     leg = sandbox.call(created.uuid)
-    assert 50 <= leg.answered_tick - leg.created_tick <= 55  # one second of ringing: 50 ticks of 20 ms
+    # One second of ringing: at least 50 ticks of 20 ms. The ring timer is a thread on call time and the
+    # ticks are the audio clock's: a busy machine fires the timer a few ticks late (59 seen with burners;
+    # at speed 10 a tick is 2 ms of real time), never early.
+    assert 50 <= leg.answered_tick - leg.created_tick <= 75
     sandbox.set_phone_defaults(outcome="busy")
     created = call(client, sandbox, "15550100998", [Talk(text="who is this")])
     receiver.wait_for("busy", created.uuid)

@@ -204,7 +204,10 @@ def test_hangup_during_a_blocking_record_ends_it_and_reports_the_recording(sandb
     receiver.wait_for("completed", created["uuid"])
     rec = receiver.wait_for(path="/rec")
     data, _rate = recording(sandbox, rec)
-    assert 1.8 <= data.size / RATE <= 2.3
+    # Ended by the hang-up 2 s after answer (not by endOnSilence's 10 s or timeOut's 60 s), and reported. Its
+    # start is the NCCO runner's, a thread that a busy machine can start late: at speed 10 a 66 ms stall is
+    # 0.66 s of call (seen with two CPU burners: 1.34 s), so the lower bound only says it recorded the call.
+    assert 0.5 <= data.size / RATE <= 2.3
 
 
 def test_hangup_during_input_ends_it_without_an_input_event(sandbox, client, receiver):

@@ -259,7 +259,9 @@ def test_the_node_sdk_places_a_call_and_the_phone_hears_the_stream(standalone, c
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     uuid = result["created"]["uuid"]
-    assert result["created"]["status"] == "started" and result["status"] in ("started", "ringing", "answered")
+    # getCall read the call back; at speed 10 a busy machine can let the whole short call run out first
+    assert result["created"]["status"] == "started"
+    assert result["status"] in ("started", "ringing", "answered", "completed")
     wait_call(sb, uuid)
     assert app.statuses(uuid)[-1] == "completed"  # the application's event_url, as no event_url was given
     reference, _ = sf.read(io.BytesIO(app.audio), dtype="int16")
