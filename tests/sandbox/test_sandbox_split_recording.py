@@ -44,21 +44,6 @@ def record_event(app: WebhookApp, conversation_uuid: str) -> dict:
     return app.wait_for(lambda h: h.path == "/rec" and h.fields.get("conversation_uuid") == conversation_uuid).fields
 
 
-@pytest.fixture(scope="module")
-def app():
-    server = WebhookApp()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory, app):
-    proc = SandboxProcess(tmp_path_factory.mktemp("split-home"), "--answer-url", f"{app.url}/answer",
-                          "--event-url", f"{app.url}/event", speed=SPEED)
-    yield proc
-    proc.stop()
-
-
 def download(sb: SandboxProcess, event: dict) -> tuple[np.ndarray, int]:
     got = requests.get(event["recording_url"], headers=sb.bearer(), verify=sb.ca, timeout=10)
     assert got.status_code == 200 and len(got.content) == event["size"]

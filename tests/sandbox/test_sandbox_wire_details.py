@@ -12,28 +12,11 @@
 
 from __future__ import annotations
 
-import pytest
 import requests
 from support.sandbox_process import SandboxProcess
-from support.webhook_app import WebhookApp
 
 SPEED = 10
 SPEC_ERRORS = "https://developer.vonage.com/api-errors"
-
-
-@pytest.fixture(scope="module")
-def app():
-    server = WebhookApp()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory, app):
-    proc = SandboxProcess(tmp_path_factory.mktemp("wire-home"), "--answer-url", f"{app.url}/answer",
-                          "--event-url", f"{app.url}/event", speed=SPEED)
-    yield proc
-    proc.stop()
 
 
 def control(sb: SandboxProcess, method: str, path: str, **kw) -> requests.Response:
