@@ -18,8 +18,7 @@ from labkit.errors import SandboxApiError
 from labkit.sandbox.apis import voice_routes
 from labkit.sandbox.apis.account_routes import accounts_blueprint, application_error, is_application_path
 from labkit.sandbox.apis.auth import AppCredentials, verify_application_jwt
-from labkit.sandbox.control import page as control_page
-from labkit.sandbox.control import routes as control_http
+from labkit.sandbox.control import page, routes
 from labkit.sandbox.engine.exceptions import internal_error_response, problem_response
 from labkit.sandbox.engine.platform import Platform
 
@@ -46,8 +45,8 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
     def authenticate() -> None:
         if request.blueprint == "accounts" or is_application_path(request.path):
             return  # HTTP Basic, checked by each account route (a method no route takes: 405, not 401)
-        if request.path.startswith(control_http.PREFIX) or request.path in ("/", "/favicon.ico"):  # control, page
-            control_http.authorize(request, creds)
+        if request.path.startswith(routes.PREFIX) or request.path in ("/", "/favicon.ico"):  # control, page
+            routes.authorize(request, creds)
             return
         g.claims = verify_application_jwt(request.headers.get("Authorization"), p.account.public_key)
         uuid = (request.view_args or {}).get("uuid")
@@ -85,6 +84,6 @@ def create_app(p: Platform, creds: AppCredentials) -> Flask:
         return Response(body, status=status, headers=headers)
 
     voice_routes.install(app, p)  # /v1/calls, /v1/files: the Voice API
-    control_http.install(app, p)  # /_labkit/: the sandbox's own control API
-    control_page.install(app)  # /: the softphone page (static/sandbox.html)
+    routes.install(app, p)  # /_labkit/: the sandbox's own control API
+    page.install(app)  # /: the softphone page (static/sandbox.html)
     return app

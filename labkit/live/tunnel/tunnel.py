@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from labkit.config import WHERE, Settings
 from labkit.errors import TunnelAuthtokenMissingError, TunnelError
-from labkit.live.tunnel import agent as tunnel_agent
+from labkit.live.tunnel.agent import startup_error, write_config
 from labkit.live.tunnel.errors import translate_error
 from labkit.live.tunnel.processes import agent_registry, forget_agent, kill_agents, protect_secret, remember_agent
 
@@ -132,7 +132,7 @@ class Tunnel:
 
         token = self.settings.ngrok_authtoken or os.environ.get("NGROK_AUTHTOKEN")
         if token and self._agent_config is None:  # the token goes in a 0600 file, never on a command line
-            self._agent_config = str(tunnel_agent.write_config(token, self.config_path))
+            self._agent_config = str(write_config(token, self.config_path))
         config = PyngrokConfig(
             ngrok_path=self.ngrok_path,
             config_path=self._agent_config if token else self.config_path,
@@ -171,7 +171,7 @@ class Tunnel:
                     elapsed = time.monotonic() - started
                     if getattr(exc, "ngrok_error", "") is None and elapsed < 0.9 * self.startup_timeout:
                         # it quit before pyngrok read why (see labkit.live.tunnel.agent): read it now
-                        exc = tunnel_agent.startup_error(self.ngrok_path, config.config_path,
+                        exc = startup_error(self.ngrok_path, config.config_path,
                                                          self.startup_timeout) or exc
                     raise translate_error(exc, startup_timeout=self.startup_timeout, elapsed=elapsed,
                                           secrets=registry.secrets) from None

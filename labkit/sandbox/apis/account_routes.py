@@ -1,6 +1,6 @@
 """HTTP for the account APIs: the Application API v2 and the Numbers API, as Vonage serves them.
 
-Routes (HTTP Basic with the account's API key and secret; the state is in applications.py):
+Routes (HTTP Basic with the account's API key and secret; the state is in accounts.py):
 
     GET    /v2/applications?page_size=&page=   200 {page_size, page, total_items, total_pages, _embedded, _links}
     POST   /v2/applications                    201 the application (+ keys.private_key when made here)

@@ -1,4 +1,4 @@
-"""The sandbox account: its applications and numbers (state only; HTTP is in responses_accounts.py).
+"""The sandbox account: its applications and numbers (state only; HTTP is in account_routes.py).
 
 A Vonage account has an API key and secret (HTTP Basic for the Application and Numbers APIs), one
 signature secret (signs webhooks of applications whose `signed_callbacks` is on), any number of

@@ -11,7 +11,7 @@ Routes (all need `Authorization: Bearer <RS256 JWT>` from the sandbox applicatio
     PUT    /v1/calls/{uuid}/talk       200 {"message": "Talk started", "uuid"}
     DELETE /v1/calls/{uuid}/talk       200 {"message": "Talk stopped", "uuid"}
     PUT    /v1/calls/{uuid}/dtmf       200 {"message": "DTMF sent", "uuid"}
-    PUT    /v1/calls/{uuid}/input/dtmf 200 (asynchronous DTMF listener, api_input.py)
+    PUT    /v1/calls/{uuid}/input/dtmf 200 (asynchronous DTMF listener, voice_input.py)
     DELETE /v1/calls/{uuid}/input/dtmf 200
     GET    /v1/files/{id}              200 the recording (audio/mpeg, audio/wav or audio/ogg)
 
@@ -27,9 +27,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from labkit.sandbox.apis import voice as api
-from labkit.sandbox.apis import voice_audio
-from labkit.sandbox.apis import voice_input as api_input
+from labkit.sandbox.apis import voice, voice_audio, voice_input
 from labkit.sandbox.engine.exceptions import invalid
 from labkit.sandbox.engine.ncco_schema import NCCO_MAX_BYTES
 from labkit.sandbox.engine.platform import Platform
@@ -62,19 +60,19 @@ def install(app: Flask, p: Platform) -> None:
 
     @app.post("/v1/calls")
     def create_call() -> Response:
-        return _json(api.create_call(p, _body(), application_id=g.claims.get("application_id")), 201)
+        return _json(voice.create_call(p, _body(), application_id=g.claims.get("application_id")), 201)
 
     @app.get("/v1/calls")
     def list_calls() -> Response:
-        return _json(api.list_calls(p, request.args.to_dict(), application_id=g.claims.get("application_id")))
+        return _json(voice.list_calls(p, request.args.to_dict(), application_id=g.claims.get("application_id")))
 
     @app.get("/v1/calls/<uuid>")
     def get_call(uuid: str) -> Response:
-        return _json(api.get_call(p, uuid))
+        return _json(voice.get_call(p, uuid))
 
     @app.put("/v1/calls/<uuid>")
     def update_call(uuid: str) -> Response:
-        api.update_call(p, uuid, _body())
+        voice.update_call(p, uuid, _body())
         return Response(status=204)
 
     @app.put("/v1/calls/<uuid>/stream")
@@ -99,16 +97,16 @@ def install(app: Flask, p: Platform) -> None:
 
     @app.put("/v1/calls/<uuid>/input/dtmf")
     def add_dtmf_listener(uuid: str) -> Response:
-        api_input.add_dtmf_listener(p, uuid, _body())
+        voice_input.add_dtmf_listener(p, uuid, _body())
         return Response(status=200)
 
     @app.delete("/v1/calls/<uuid>/input/dtmf")
     def remove_dtmf_listener(uuid: str) -> Response:
-        api_input.remove_dtmf_listener(p, uuid)
+        voice_input.remove_dtmf_listener(p, uuid)
         return Response(status=200)
 
     @app.get("/v1/files/<file_id>")
     def get_file(file_id: str) -> Response:
-        data, ctype = api.get_file(p, file_id)
+        data, ctype = voice.get_file(p, file_id)
         return Response(data, mimetype=ctype)
 

@@ -1,8 +1,8 @@
 """The sandbox's own control surface (like moto's `moto_api`): phones, calls and reset, free of HTTP.
 
 Each function works on the same model the Python `Sandbox`/`VirtualPhone` API uses (the platform, its
-phones and legs), so the control API over HTTP (control_http.py) and Python are two faces of one thing.
-Views are plain JSON-able dicts; their schemas are in control_openapi.py.
+phones and legs), so the control API over HTTP (routes.py) and Python are two faces of one thing.
+Views are plain JSON-able dicts; their schemas are in openapi.py.
 """
 
 from __future__ import annotations

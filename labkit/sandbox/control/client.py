@@ -57,7 +57,7 @@ def _default_verify(url: str) -> Any:
 
 
 class RemoteSandbox:
-    """A sandbox reached over HTTP: phones, dial, calls, reset (see control_openapi.py)."""
+    """A sandbox reached over HTTP: phones, dial, calls, reset (see openapi.py)."""
 
     def __init__(self, url: str, *, verify: Any = None, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")

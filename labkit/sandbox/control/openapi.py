@@ -1,4 +1,4 @@
-"""`GET /_labkit/openapi.json`: the control API described in OpenAPI 3.1 (what control_http.py serves).
+"""`GET /_labkit/openapi.json`: the control API described in OpenAPI 3.1 (what routes.py serves).
 
 Kept next to the routes and checked by a test that every `/_labkit/` route is described and that real
 answers validate against these schemas, so a client in any language (or the softphone page) can rely on it.

@@ -1,5 +1,5 @@
 """The control API over HTTP: routes under `/_labkit/` on the sandbox's own server (JSON in and out,
-audio as WAV bytes). The work is in control.py; the description is control_openapi.py.
+audio as WAV bytes). The work is in actions.py; the description is openapi.py.
 
 Access: from loopback (127.0.0.0/8, ::1) without credentials, like a local test server; from anywhere
 else only with the sandbox application's JWT (`Authorization: Bearer ...`, as the Voice API takes).

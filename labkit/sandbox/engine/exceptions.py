@@ -22,7 +22,7 @@ ERROR_TYPES = {
     401: "https://developer.nexmo.com/api-errors#unauthorized",
     404: "https://developer.nexmo.com/api-errors#not-found",
     405: "https://developer.nexmo.com/api-errors#method-not-allowed",
-    409: "https://developer.nexmo.com/api-errors#conflict",  # the control API only (control_http.py)
+    409: "https://developer.nexmo.com/api-errors#conflict",  # the control API only (control/routes.py)
     500: "https://developer.vonage.com/api-errors",
 }
 
