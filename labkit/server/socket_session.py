@@ -61,7 +61,10 @@ class SocketSession:
         self._send_lock = threading.Lock()
         self._inflight: deque = deque()  # sends handed to the loop, oldest first (concurrent futures)
         self._recorder = None  # created with the first audio frame: an empty connection leaves no file
+        self._pending: deque[bytes] = deque()  # frames for the hub's writer thread (socket_workers)
+        self.frames_shed = 0  # frames the writer had no room for (MAX_BACKLOG_BYTES): counted, said, not written
         self._has_audio = False
+        self._tracked = False  # handed to the hub's writer thread (with the first frame it queues)
         self.recording_error: str | None = None  # why the recording stopped early, if it did
         self._pacer = None
         self._frame_listeners: list = []
@@ -90,11 +93,28 @@ class SocketSession:
             return  # a frame that raced the close: the recording is being finished
         self.frames_received += 1
         self._has_audio = True
-        self.hub.workers.write(self, frame)  # written in order on the writer thread, not on the loop
+        writer = self.hub.workers.writer
+        if writer.admit(self.frame_size):
+            self._pending.append(frame)  # written in order on the writer thread, not on the loop
+            if not self._tracked:
+                self._tracked = True
+                writer.track(self)
+        else:
+            self._shed()
         if self.echoing:
             self.pacer.echo(frame)
         if self._frame_listeners:
             self.hub.workers.dispatch(self, frame)
+
+    def _shed(self) -> None:
+        """The writer is too far behind to queue this frame: count it, and say so with the first one."""
+        self.frames_shed += 1
+        if self.frames_shed == 1:
+            self._event({"status": "recording-frames-shed", "recording": str(self.path), "reason":
+                         f"the recording writer is {self.hub.workers.writer.backlog_bytes / 1e6:.0f} MB behind, "
+                         f"so frames of this call are being left out of {self.path.name} (counted in "
+                         "frames_shed) until it catches up: the disk or the machine is too slow for this "
+                         "many calls."})
 
     def _write_frames(self, frames: list[bytes]) -> None:
         """On the writer thread: append frames in one write (the WAV is created with the first one).
@@ -251,7 +271,7 @@ class SocketSession:
         self.ended_at = datetime.now(timezone.utc)
         if self._pacer is not None:
             threading.Thread(target=self._pacer.close, name="labkit-pacer-close", daemon=True).start()
-        self.hub.workers.write(self, None)
+        self.hub.workers.writer.track(self)  # it closes the recording after the frames queued before this
 
     def _close_recording(self) -> None:
         """On the writer thread, after the last frame: close the WAV, list it, and say so."""
@@ -260,7 +280,7 @@ class SocketSession:
         self.hub.finished(self)  # listed as a recording before anyone can see it closed
         self.closed.set()
         self._event({"status": "socket-closed", "frames_received": self.frames_received,
-                     "frames_malformed": self.frames_malformed,
+                     "frames_malformed": self.frames_malformed, "frames_shed": self.frames_shed,
                      "recording": str(self.path) if self._recorder is not None else None})
 
     @property
