@@ -120,9 +120,11 @@ class RecordingWriter:
         while True:
             while True:
                 try:
-                    sessions[self._new.get_nowait()] = None
+                    session = self._new.get_nowait()
                 except queue.Empty:
                     break
+                if not session.closed.is_set():  # tracked again by its end after this thread closed it
+                    sessions[session] = None
             if not sessions:
                 self._wake.clear()
                 if self._new.empty() and not self._wake.wait(IDLE_EXIT):
