@@ -126,6 +126,7 @@ class RecordingWriter:
                 if not session.closed.is_set():  # tracked again by its end after this thread closed it
                     sessions[session] = None
             if not sessions:
+                self._say_behind(False, 0, 0)  # nothing left to write: caught up, if it had said it was behind
                 self._wake.clear()
                 if self._new.empty() and not self._wake.wait(IDLE_EXIT):
                     with self._lock:
