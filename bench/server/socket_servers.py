@@ -46,6 +46,8 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
             super().on_frame(frame)
             note(frame_latency(frame))
 
+    if os.environ.get("BENCH_LAB_RECORD") == "0":  # diagnosis only: what the lab costs without its recorder
+        BenchSession._write_frames = lambda self, frames: None  # type: ignore[method-assign]
     sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
 
     stop = threading.Event()

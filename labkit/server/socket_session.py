@@ -125,7 +125,7 @@ class SocketSession:
             from labkit.media.recorder import WavRecorder
 
             self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
-        self._recorder.write_frames(frames)
+        self._recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
 
     def _recording_stopped(self, why: str) -> None:
         self.recording_error = why

@@ -153,7 +153,7 @@ class RecordingWriter:
             pending = session._pending
             n = len(pending)
             if n:
-                frames = [pending.popleft() for _ in range(n)]
+                frames = [pending.popleft()] if n == 1 else [pending.popleft() for _ in range(n)]
                 try:
                     session._write_frames(frames)
                 except Exception:  # noqa: BLE001 - one call's failure must not cost the others their frames
