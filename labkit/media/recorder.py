@@ -178,9 +178,7 @@ class WavRecorder:
             if not size:
                 return
             try:
-                written = os.write(self._fd, data)
-                if written != size:  # part of it (a filling disk): write the rest, or fail trying
-                    self._append(memoryview(data)[written:])
+                self._append(data)
                 total = self.samples_written * 2 + size
                 header = self._header
                 if header is not None:
@@ -198,9 +196,11 @@ class WavRecorder:
 
     def _append(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at the end of the file: os.write may write part of it (a filling disk)."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        written = os.write(self._fd, data)
+        if written != len(data):
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._fd, view):]
 
     def _set_sizes(self, data_bytes: int) -> None:
         """Patch the RIFF and data sizes in place: two stores into the mapped header, or one pwrite."""

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from labkit import protocol
@@ -93,7 +94,19 @@ class SocketSession:
             return  # a frame that raced the close: the recording is being finished
         self.frames_received += 1
         self._has_audio = True
-        writer = self.hub.workers.writer
+        workers = self.hub.workers
+        if workers.direct and not self._tracked:
+            # The disk keeps up: append it here, as a bare server would (one os.write, no thread, no GIL
+            # hand-off); a write that blocks moves every call's recording to the writer thread.
+            started = perf_counter()
+            self._write_frames((frame,))
+            workers.wrote(perf_counter() - started)
+            if self.echoing:
+                self.pacer.echo(frame)
+            if self._frame_listeners:
+                workers.dispatch(self, frame)
+            return
+        writer = workers.writer
         if writer.admit(self.frame_size):
             self._pending.append(frame)  # written in order on the writer thread, not on the loop
             if not self._tracked:
@@ -116,8 +129,9 @@ class SocketSession:
                          "frames_shed) until it catches up: the disk or the machine is too slow for this "
                          "many calls."})
 
-    def _write_frames(self, frames: list[bytes]) -> None:
-        """On the writer thread: append frames in one write (the WAV is created with the first one).
+    def _write_frames(self, frames: list[bytes] | tuple[bytes, ...]) -> None:
+        """On the loop (the disk keeps up) or the writer thread: append frames in one write (the WAV is
+        created with the first one).
 
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""
@@ -271,7 +285,10 @@ class SocketSession:
         self.ended_at = datetime.now(timezone.utc)
         if self._pacer is not None:
             threading.Thread(target=self._pacer.close, name="labkit-pacer-close", daemon=True).start()
-        self.hub.workers.writer.track(self)  # it closes the recording after the frames queued before this
+        if self._tracked:
+            self.hub.workers.writer.track(self)  # it closes the recording after the frames queued before this
+        else:
+            self._close_recording()  # every frame is already in the file
 
     def _close_recording(self) -> None:
         """On the writer thread, after the last frame: close the WAV, list it, and say so."""

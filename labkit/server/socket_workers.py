@@ -19,6 +19,7 @@ a call posts ``recording-frames-shed``, and the call's ``socket-closed`` event c
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,6 +32,9 @@ IDLE_EXIT = 2.0  # seconds a worker thread waits for work before it ends (it sta
 WRITE_TICK = 0.02  # seconds between the writer's rounds: one frame period of every call
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024  # frames waiting for the writer (2.6 s of 800 calls at 16 kHz)
 BEHIND_SECONDS = 0.5  # audio per call waiting for the writer before it says it is behind
+DIRECT_WRITES = os.environ.get("LABKIT_RECORD_ON_LOOP", "1") != "0"  # start by writing on the loop
+SLOW_WRITE = 0.002  # seconds: a write on the loop slower than this is the disk, not the page cache
+SLOW_WRITES = 3  # that many slow writes move recording to the writer thread
 
 
 class _Worker:
@@ -186,12 +190,32 @@ class RecordingWriter:
 
 
 class SessionWorkers:
-    """The hub's writer and listener threads."""
+    """Where the hub's recordings are written (on the loop while the disk keeps up, else the writer
+    thread), and the listener thread."""
 
-    def __init__(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, on_event: Callable[[dict[str, Any]], None] | None = None, *,
+                 direct: bool = DIRECT_WRITES) -> None:
         self.listener_frames_dropped = 0
+        self.on_event = on_event
+        self.direct = direct
+        self.slow_writes = 0
         self.writer = RecordingWriter(on_event)
         self._listeners = _Worker("labkit-socket-listeners", self._listen, maxsize=LISTENER_QUEUE)
+
+    def wrote(self, seconds: float) -> None:
+        """On the loop, after a write there: past `SLOW_WRITES` writes slower than `SLOW_WRITE`, move
+        recording to the writer thread for good (the loop must never wait for a disk), and say so."""
+        if seconds <= SLOW_WRITE or not self.direct:
+            return
+        self.slow_writes += 1
+        if self.slow_writes < SLOW_WRITES:
+            return
+        self.direct = False
+        if self.on_event is not None:
+            self.on_event({"status": "recording-on-writer-thread", "reason":
+                           f"{self.slow_writes} recording writes took over {SLOW_WRITE * 1000:g} ms each (the last "
+                           f"{seconds * 1000:.1f} ms): a slow disk. Recordings are now written on a thread, so the "
+                           "server's loop never waits for it."})
 
     def dispatch(self, session: Any, frame: bytes) -> None:
         if not self._listeners.put((session, frame)):

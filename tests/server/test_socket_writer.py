@@ -66,6 +66,7 @@ def test_a_writer_that_falls_behind_says_so_and_counts_what_it_sheds(hub, monkey
     """Bound the backlog at 10 frames and hold the writer back: 10 frames (the one being written counts
     until it is on disk) are queued and written in order, the rest are shed, and that is said (events,
     counts), never silent."""
+    hub.workers.direct = False  # as after a slow disk: recording on the writer thread
     writer = hub.workers.writer
     writer.max_backlog_bytes = 10 * 640
     monkeypatch.setattr(workers, "BEHIND_SECONDS", 0.1)  # 5 frames of one call waiting: behind
@@ -93,3 +94,24 @@ def test_a_writer_that_falls_behind_says_so_and_counts_what_it_sheds(hub, monkey
     closed = next(e for e in hub.events if e.status == "socket-closed")
     assert closed.payload["frames_shed"] == 15 and closed.payload["frames_received"] == 25
     wait_until(lambda: "recording-caught-up" in [e.status for e in hub.events])
+
+
+def test_a_slow_disk_moves_recording_off_the_loop_and_keeps_every_frame_in_order(hub, monkeypatch):
+    """Writes on the loop that take too long move recording to the writer thread, mid-call, with an
+    event; the frames written on the loop and those written by the thread follow each other in order."""
+    monkeypatch.setattr(workers, "SLOW_WRITE", -1.0)  # every write counts as slow
+    assert hub.workers.direct
+    ws = connect(hub.url(hub.base, "D"))
+    ws.send(protocol.connected(content_type(16000)))
+    wait_until(lambda: hub.sessions)
+    session = hub.sessions[0]
+    for i in range(40):
+        ws.send(numbered(i))
+    wait_until(lambda: session.frames_written == 40)
+    assert not hub.workers.direct and session._tracked  # moved after SLOW_WRITES writes
+    assert np.array_equal(read_header_and_frames(session.path), np.arange(40))
+    ws.close()
+    wait_until(lambda: session.closed.is_set())
+    assert np.array_equal(read_header_and_frames(session.path), np.arange(40))
+    moved = [e for e in hub.events if e.status == "recording-on-writer-thread"]
+    assert len(moved) == 1 and "slow disk" in moved[0].payload["reason"]
