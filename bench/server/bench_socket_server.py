@@ -305,6 +305,18 @@ def climb(kinds: list[str], levels: list[int], args, root: Path, nice: int, comp
     return results
 
 
+def cost(kinds: list[str], args, root: Path, nice: int, compression: str | None) -> dict[str, list[Result]]:
+    """`--cost-rounds` runs of every server at `--cost-level` streams, interleaved (lab, bare, aiohttp, lab,
+    ...): on a shared machine one run's CPU and p99 swing by tens of percent, their medians much less."""
+    runs: dict[str, list[Result]] = {k: [] for k in kinds}
+    for _ in range(args.cost_rounds):
+        for kind in kinds:
+            res = run_level(kind, args.cost_level, args.seconds, compression, root, nice)
+            runs[kind].append(res)
+            print(describe(res), flush=True)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="100,200,300,400,600,800", help="concurrent streams, comma-separated")
@@ -312,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", default=",".join(SERVERS), help="which servers to measure (lab, bare, aiohttp)")
     ap.add_argument("--conditions", default="idle,loaded",
                     help="idle, loaded (two CPU-bound processes beside it), or both")
+    ap.add_argument("--cost-level", type=int, default=100, help="streams for the interleaved cost rounds")
+    ap.add_argument("--cost-rounds", type=int, default=5, help="interleaved rounds per server at --cost-level "
+                    "(medians of CPU per frame and p99 come from these; 0: skip)")
     ap.add_argument("--pace-seconds", type=float, default=120.0, help="length of the pacing-drift run (0: skip)")
     ap.add_argument("--tries", type=int, default=2, help="runs of a level before it counts as not passed")
     ap.add_argument("--compression", choices=["none", "deflate"], default="none",
@@ -368,11 +383,14 @@ def main(argv: list[str] | None = None) -> int:
             hogs = start_hogs(2) if condition == "loaded" else []
             try:
                 print(f"== {condition}" + (" (two CPU-bound processes beside it)" if hogs else ""), flush=True)
+                print(f"  -- cost: {args.cost_rounds} interleaved rounds at N={args.cost_level}", flush=True)
+                costs = cost(kinds, args, root, server_nice, compression)
+                print("  -- streams held: climbing the levels", flush=True)
                 results = climb(kinds, levels, args, root, server_nice, compression)
                 drift = pacing(args.pace_seconds) if args.pace_seconds > 0 else {}
             finally:
                 stop_hogs(hogs)
-            runs[condition] = {"results": results, "pacing": drift}
+            runs[condition] = {"results": results, "costs": costs, "pacing": drift}
             print(f"  pacing over {args.pace_seconds:g} s: {json.dumps(drift)}", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping servers and removing temp files", file=sys.stderr)
@@ -387,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {loadavg()} at end")
     from socket_report import table
 
-    print(table(runs, kinds, args.pace_seconds))
+    print(table(runs, kinds, args.pace_seconds, args.cost_level))
     return 0
 
 

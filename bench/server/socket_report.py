@@ -4,6 +4,7 @@ same run; then the pacing drift. Only the ratios are comparable between runs on 
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Any
 
 
@@ -24,27 +25,32 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b and a == a and b == b else "n/a"
 
 
-def table(runs: dict[str, dict], kinds: list[str], pace_seconds: float) -> str:
-    lines = ["", "condition | server   | streams held | us/frame @N | p99 ms @N | vs bare: held, us/frame, p99",
-             "----------|----------|--------------|-------------|-----------|------------------------------"]
+def _median(results: list[Any], attr: str) -> float:
+    values = [getattr(r, attr) for r in results if getattr(r, attr) == getattr(r, attr)]
+    return float(median(values)) if values else float("nan")
+
+
+def table(runs: dict[str, dict], kinds: list[str], pace_seconds: float, cost_level: int) -> str:
+    lines = ["", f"condition | server   | streams held | us/frame (median @{cost_level}) | p99 ms (median) | lost "
+                 "| vs bare: held, us/frame, p99",
+             "----------|----------|--------------|--------------------------|-----------------|------|"
+             "-----------------------------"]
     for condition, run in runs.items():
         results: dict[str, list[Any]] = run["results"]
-        passed = [{r.n for r in results[k] if r.verdict == "PASS"} for k in kinds]
-        common = max(set.intersection(*passed), default=None) if passed else None
-        at = {k: next((r for r in results[k] if r.n == common and r.verdict == "PASS"), None) for k in kinds}
+        costs: dict[str, list[Any]] = run.get("costs") or {k: [] for k in kinds}
         bare_n, _ = held(results.get("bare", []))
-        bare = at.get("bare")
+        bare_us, bare_p99 = _median(costs.get("bare", []), "us_per_frame"), _median(costs.get("bare", []), "p99_ms")
         for k in kinds:
             n, shown = held(results[k])
-            r = at[k]
-            us = f"{r.us_per_frame:.1f} @{common}" if r else "-"
-            p99 = f"{r.p99_ms:.2f} @{common}" if r else "-"
-            vs = "(baseline)" if k == "bare" else (
-                f"{_ratio(n, bare_n)}, {_ratio(r.us_per_frame, bare.us_per_frame) if r and bare else 'n/a'}, "
-                f"{_ratio(r.p99_ms, bare.p99_ms) if r and bare else 'n/a'}")
-            lines.append(f"{condition:<9} | {k:<8} | {shown:>12} | {us:>11} | {p99:>9} | {vs}")
-    lines.append("(>=N: passed the highest level tried; * the client could not keep pace above it; @N: the "
-                 "highest level every server passed, where CPU and latency are compared)")
+            us, p99 = _median(costs[k], "us_per_frame"), _median(costs[k], "p99_ms")
+            spread = (f" [{min(r.us_per_frame for r in costs[k]):.0f}-{max(r.us_per_frame for r in costs[k]):.0f}]"
+                      if costs[k] else "")
+            lost = sum(r.lost for r in costs[k]) + sum(r.lost for r in results[k])
+            vs = "(baseline)" if k == "bare" else f"{_ratio(n, bare_n)}, {_ratio(us, bare_us)}, {_ratio(p99, bare_p99)}"
+            lines.append(f"{condition:<9} | {k:<8} | {shown:>12} | {f'{us:.1f}{spread}':>24} | {p99:>15.2f} | "
+                         f"{lost:>4} | {vs}")
+    lines.append("(>=N: passed the highest level tried; * the client could not keep pace above it; us/frame and "
+                 "p99: medians of the interleaved cost rounds [min-max]; lost: sent, not in the files, all runs)")
     lines += ["", f"pacing over {pace_seconds:g} s | sender              | drift ms | jitter p99 ms | max gap ms | "
                   "stalls | resyncs"]
     names = {"lab": "lab PacedSender", "lab_old_rule": "lab, old rule", "asyncio": "asyncio deadline"}

@@ -158,6 +158,26 @@ class WavRecorder:
         else:
             self._write(b"".join(frames), frames=len(frames))
 
+    def append_frame(self, frame: bytes) -> None:
+        """One whole frame (its size already checked), on the server's loop: the shortest path there is,
+        because it runs for every frame of every call; anything unusual takes the general one."""
+        with self._lock:
+            header = self._header
+            if header is not None and self.failed is None and not self._closed:
+                size = len(frame)
+                try:
+                    self._append(frame)
+                except Exception as exc:  # noqa: BLE001 - disk full, folder removed: report, never raise
+                    self._write_failed(exc, 1)
+                    return
+                total = self.samples_written * 2 + size
+                _SIZE.pack_into(header, _RIFF_SIZE_AT, 36 + total)
+                _SIZE.pack_into(header, _DATA_SIZE_AT, total)
+                self.samples_written += size >> 1
+                self.frames_written += 1
+                return
+        self._write(frame, frames=1)
+
     def write_samples(self, samples: ArrayLike) -> None:
         """Append int16 samples (floats in -1..1 are converted); does not count as a frame."""
         arr = as_int16(samples)
@@ -187,12 +207,16 @@ class WavRecorder:
                 else:
                     self._set_sizes(total)
             except Exception as exc:  # noqa: BLE001 - disk full, folder removed, I/O error: report, never raise
-                self.frames_dropped += frames
-                self._fail(f"writing the recording '{self.path}' failed after {self.duration:.1f} s: "
-                           f"{_why(exc, self.path)}. The call goes on; what was recorded so far is kept")
+                self._write_failed(exc, frames)
                 return
             self.samples_written += size >> 1
             self.frames_written += frames
+
+    def _write_failed(self, exc: BaseException, frames: int) -> None:
+        """A write failed (lock held): the frames are dropped, the file kept valid, the reason reported."""
+        self.frames_dropped += frames
+        self._fail(f"writing the recording '{self.path}' failed after {self.duration:.1f} s: "
+                   f"{_why(exc, self.path)}. The call goes on; what was recorded so far is kept")
 
     def _append(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at the end of the file: os.write may write part of it (a filling disk)."""

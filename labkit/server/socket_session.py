@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit import protocol
 from labkit.errors import SocketError
+from labkit.server.socket_workers import SLOW_WRITE
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.media.recording import Recording
@@ -98,9 +99,15 @@ class SocketSession:
         if workers.direct and not self._tracked:
             # The disk keeps up: append it here, as a bare server would (one os.write, no thread, no GIL
             # hand-off); a write that blocks moves every call's recording to the writer thread.
-            started = perf_counter()
-            self._write_frames((frame,))
-            workers.wrote(perf_counter() - started)
+            recorder = self._recorder
+            if recorder is None:  # the first frame creates the file: not a write to time
+                self._write_frames((frame,))
+            else:
+                started = perf_counter()
+                recorder.append_frame(frame)
+                took = perf_counter() - started
+                if took > SLOW_WRITE:
+                    workers.wrote(took)
             if self.echoing:
                 self.pacer.echo(frame)
             if self._frame_listeners:

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +34,9 @@ WRITE_TICK = 0.02  # seconds between the writer's rounds: one frame period of ev
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024  # frames waiting for the writer (2.6 s of 800 calls at 16 kHz)
 BEHIND_SECONDS = 0.5  # audio per call waiting for the writer before it says it is behind
 DIRECT_WRITES = os.environ.get("LABKIT_RECORD_ON_LOOP", "1") != "0"  # start by writing on the loop
-SLOW_WRITE = 0.002  # seconds: a write on the loop slower than this is the disk, not the page cache
-SLOW_WRITES = 3  # that many slow writes move recording to the writer thread
+SLOW_WRITE = 0.02  # seconds: a write on the loop slower than this waited for the disk (or the CPU)
+SLOW_WRITES = 5  # that many slow writes within SLOW_WINDOW move recording to the writer thread
+SLOW_WINDOW = 10.0
 
 
 class _Worker:
@@ -199,23 +201,28 @@ class SessionWorkers:
         self.on_event = on_event
         self.direct = direct
         self.slow_writes = 0
+        self._slow: deque[float] = deque(maxlen=SLOW_WRITES)  # when the last slow writes on the loop were
         self.writer = RecordingWriter(on_event)
         self._listeners = _Worker("labkit-socket-listeners", self._listen, maxsize=LISTENER_QUEUE)
 
     def wrote(self, seconds: float) -> None:
-        """On the loop, after a write there: past `SLOW_WRITES` writes slower than `SLOW_WRITE`, move
-        recording to the writer thread for good (the loop must never wait for a disk), and say so."""
+        """On the loop, after a write there: `SLOW_WRITES` writes slower than `SLOW_WRITE` within
+        `SLOW_WINDOW` seconds move recording to the writer thread for good (the loop must never wait for a
+        disk), and say so. One slow write is not enough: a busy machine can preempt the loop mid-write."""
         if seconds <= SLOW_WRITE or not self.direct:
             return
+        now = time.monotonic()
+        slow = self._slow
+        slow.append(now)
         self.slow_writes += 1
-        if self.slow_writes < SLOW_WRITES:
+        if len(slow) < SLOW_WRITES or now - slow[0] > SLOW_WINDOW:
             return
         self.direct = False
         if self.on_event is not None:
             self.on_event({"status": "recording-on-writer-thread", "reason":
-                           f"{self.slow_writes} recording writes took over {SLOW_WRITE * 1000:g} ms each (the last "
-                           f"{seconds * 1000:.1f} ms): a slow disk. Recordings are now written on a thread, so the "
-                           "server's loop never waits for it."})
+                           f"{len(slow)} recording writes within {now - slow[0]:.1f} s took over "
+                           f"{SLOW_WRITE * 1000:g} ms each (the last {seconds * 1000:.0f} ms): a slow disk. "
+                           "Recordings are now written on a thread, so the server's loop never waits for it."})
 
     def dispatch(self, session: Any, frame: bytes) -> None:
         if not self._listeners.put((session, frame)):

@@ -10,6 +10,7 @@ import pytest
 from support.server import socket_hub
 from websockets.sync.client import connect
 
+import labkit.server.socket_session as socket_session
 import labkit.server.socket_workers as workers
 from labkit import protocol
 from labkit.media.frames import content_type
@@ -100,6 +101,7 @@ def test_a_slow_disk_moves_recording_off_the_loop_and_keeps_every_frame_in_order
     """Writes on the loop that take too long move recording to the writer thread, mid-call, with an
     event; the frames written on the loop and those written by the thread follow each other in order."""
     monkeypatch.setattr(workers, "SLOW_WRITE", -1.0)  # every write counts as slow
+    monkeypatch.setattr(socket_session, "SLOW_WRITE", -1.0)
     assert hub.workers.direct
     ws = connect(hub.url(hub.base, "D"))
     ws.send(protocol.connected(content_type(16000)))
