@@ -63,8 +63,8 @@ P99_LIMIT_MS = 20.0
 CLIENT_LATE_LIMIT_MS = 20.0  # client lateness p99 above one frame period: the load was not real time
 WHAT = {
     "lab": "lab = labkit SocketHub on create_app/ServerRunner (uvicorn, one {loop} event loop), a crash-safe WAV "
-           "per call (raw PCM appended once per 20 ms tick by the hub's writer thread, header sizes patched in "
-           "place after each write); latency noted on the loop once the frame is queued",
+           "per call (raw PCM appended with one os.write per frame on the loop, the header's sizes patched in a "
+           "shared map after each; the writer thread takes over if the disk is slow); latency noted once written",
     "bare": "bare = websockets.asyncio.server on the {loop} loop: per binary message one unbuffered write() of "
             "the 640 bytes to a raw .pcm file + a latency note; no WAV header, no threads",
     "aiohttp": "aiohttp = aiohttp.web WebSocketResponse on the {loop} loop: the same handler as bare",

@@ -34,8 +34,9 @@ SEND_TIMEOUT = 2.0  # seconds one frame may wait for a peer that stopped reading
 class SocketSession:
     """One live WebSocket: records what arrives, sends what you play, forwards key presses.
 
-    Frames arrive on the server's event loop, which only counts and queues them: the hub's writer
-    thread records them and its listener thread runs frame listeners (labkit.server.socket_workers).
+    Frames arrive on the server's event loop, which appends each to the WAV as it comes while the disk
+    keeps up (else queues it for the hub's writer thread); the listener thread runs frame listeners
+    (labkit.server.socket_workers says why).
     """
 
     def __init__(self, hub: SocketHub, link: str | None, rate: int, headers: dict[str, Any], path: Path, *,

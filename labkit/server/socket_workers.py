@@ -1,19 +1,25 @@
-"""Work that must not run on the server's event loop: writing recordings, and frame listeners.
+"""Where the recordings are written, and the frame listeners' thread.
 
-Every socket shares the one loop, so anything that can wait there waits for all of them. On the loop a
-frame costs one `deque.append` on its session (no lock, no queue object, no wake-up): `RecordingWriter`'s
-thread comes round once per frame period (`WRITE_TICK`), takes every session's frames that have
-arrived, and appends each session's in one write (labkit.media.recorder: one `os.write` of the raw
-PCM, the header's sizes patched in a shared memory map). So a recording on disk is a valid WAV within a
-tick of its call, and the thread drops and re-takes the GIL once per call per tick, not per frame.
-One listener thread runs the frame listeners (the live waveform), where a slow one can only fall
-behind (and lose frames for itself), never hold up a call.
+Every socket shares the one loop, so anything that can wait there waits for all of them; but a thread
+is not free either. While the disk keeps up, a frame is appended on the loop as it arrives, exactly as a
+bare server writes it: one `os.write` of the raw PCM into the page cache and two stores into the header's
+shared map (labkit.media.recorder), so the WAV is valid after every frame. Issue 20 measured the
+alternative, a writer thread woken every tick: it cost 10-20 us a frame more than a bare server, in GIL
+hand-offs between it and the loop (each `os.write` there drops the GIL and must win it back from the
+loop), which is what had put recording on the loop's back.
 
-Memory stays bounded at any stream count: the frames waiting for the writer are counted in bytes, and
-past `MAX_BACKLOG_BYTES` a new frame is not queued but counted as shed on its session. Nothing is
-shed silently: when the writer is more than `BEHIND_SECONDS` of audio behind it posts a
-``recording-behind`` socket event (and ``recording-caught-up`` when it is back), the first shed frame of
-a call posts ``recording-frames-shed``, and the call's ``socket-closed`` event carries ``frames_shed``.
+A disk that blocks must never stall the loop: `SLOW_WRITES` writes slower than `SLOW_WRITE` within
+`SLOW_WINDOW` move every call's recording to `RecordingWriter`'s thread for good (event
+``recording-on-writer-thread``). There a frame costs one `deque.append` on the loop; the thread comes
+round once per frame period (`WRITE_TICK`) and appends each session's frames in one write, so a file is
+a valid WAV within a tick of its call. Memory stays bounded at any stream count: the frames waiting for
+the writer are counted in bytes, and past `MAX_BACKLOG_BYTES` a new frame is not queued but counted as
+shed on its session. Nothing is shed silently: when the writer is more than `BEHIND_SECONDS` of audio
+behind it posts a ``recording-behind`` socket event (``recording-caught-up`` when it is back), the first
+shed frame of a call posts ``recording-frames-shed``, and ``socket-closed`` carries ``frames_shed``.
+
+One listener thread runs the frame listeners (the live waveform), where a slow one can only fall behind
+(and lose frames for itself), never hold up a call. ``LABKIT_RECORD_ON_LOOP=0`` starts on the thread.
 """
 
 from __future__ import annotations
