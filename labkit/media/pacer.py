@@ -7,13 +7,15 @@ message", vonage-node-sdk#124 and the WebSocket tutorial).
 
 After a stall (a GC pause, a busy machine) it catches up on the original schedule: the frames it missed
 go out at once, in bounded bursts (at most ``burst_frames`` per 20 ms), until it is back on time, so over
-a long run the schedule never drifts. Why that is safe: Vonage's WebSocket buffers audio sent faster
-than real time and plays it in order ("buffered by our API platform", 1024 messages in the 2021 guide,
-3072 / about 60 s in the current tutorial: reference/vonage-platform.md section 8); a catch-up is at
-most ``resync_after_frames`` (300 ms), far inside that buffer. What the platform does past its buffer
-is UNCONFIRMED, so a longer stall starts a new schedule instead (counted in ``resyncs``): catching up
-more would leave that much extra delay in the call for the rest of it (the platform ran dry during the
-stall and plays the caught-up audio late). What it reports (`PacingStats`, `PlayHandle`) is in
+a long run the schedule never drifts. Why that is the right rule: Vonage's WebSocket buffers audio sent
+faster than real time and plays it in order ("buffered by our API platform": 1024 messages, about 20 s,
+in the 2021 guide; 3072, about 60 s, in the current tutorial; reference/vonage-platform.md section 8).
+During a stall the platform runs dry and plays silence whatever the sender does next; catching up then
+leaves the platform holding as much audio as the longest stall so far (which absorbs later stalls), while
+starting a new schedule, the pre-issue-20 rule, adds every stall to the call's delay and drifts (+518 ms
+over 120 s beside two CPU-bound processes). What the platform does past its buffer is UNCONFIRMED, so a
+stall longer than ``resync_after_frames`` (5 s, a quarter of the smaller documented buffer) starts a new
+schedule instead (counted in ``resyncs``). What it reports (`PacingStats`, `PlayHandle`) is in
 labkit.media.pacing; both are importable from here too.
 """
 
@@ -73,10 +75,10 @@ class PacedSender:
     buffer never runs dry). ``prebuffer_frames`` go out at once when a stream starts (and again after a
     resync), so the platform holds that much slack and a short stall of this process (a busy machine, a
     GC pause) is never heard as a gap; Vonage buffers what is sent ahead (3072 frames). A stall of up
-    to ``resync_after_frames`` is caught up on the original schedule, at most ``burst_frames`` frames per
-    20 ms; a longer one starts a new schedule. ``max_queued_frames`` bounds echoed frames held in memory (Vonage itself
-    buffers 3072); plays keep a cursor into their samples so even an hour of audio costs no extra
-    memory. If ``send`` raises, the sender stops, keeps the exception in
+    to ``resync_after_frames`` (5 s) is caught up on the original schedule, at most ``burst_frames`` frames
+    per 20 ms; a longer one starts a new schedule. ``max_queued_frames`` bounds echoed frames held in
+    memory (Vonage itself buffers 3072); plays keep a cursor into their samples so even an hour of audio
+    costs no extra memory. If ``send`` raises, the sender stops, keeps the exception in
     ``error`` and finishes pending plays with that error.
     """
 
@@ -88,7 +90,7 @@ class PacedSender:
         lead_ms: float = 2.0,
         prebuffer_frames: int = PREBUFFER_FRAMES,
         max_queued_frames: int = 3000,
-        resync_after_frames: int = 15,
+        resync_after_frames: int = 250,
         burst_frames: int = 5,
         stats_limit: int = 180_000,
         clock: Callable[[], float] = time.monotonic,

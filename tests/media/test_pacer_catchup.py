@@ -66,6 +66,7 @@ def test_a_stall_is_caught_up_on_the_original_schedule_in_bounded_bursts() -> No
 
 
 def test_a_stall_longer_than_the_catch_up_limit_starts_a_new_schedule() -> None:
+    assert PacedSender.__init__.__kwdefaults__["resync_after_frames"] == 250  # 5 s by default
     clock = Clock(stalls={10: 0.5})
     sent, pacer = run(clock, 40, resync_after_frames=15)  # 300 ms at most is caught up
     gaps = np.diff(sent)
@@ -83,9 +84,9 @@ def test_burst_size_is_the_callers_to_choose() -> None:
 
 def test_no_drift_over_two_minutes_on_a_busy_machine() -> None:
     """6000 frames (120 s) with late wake-ups (0-8 ms, like two CPU-bound processes beside it) and a
-    30-250 ms stall about every 4 s: the last frame goes out on its original instant, within one frame."""
+    30-400 ms stall about every 4 s: the last frame goes out on its original instant, within one frame."""
     rng = random.Random(20)
-    stalls = {n: rng.uniform(0.03, 0.25) for n in range(100, 6000, 200)}
+    stalls = {n: rng.uniform(0.03, 0.4) for n in range(100, 6000, 200)}
     clock = Clock(stalls=stalls, overshoot=lambda: rng.uniform(0, 0.008))
     sent, pacer = run(clock, 6000)
     stats = pacer.stats
