@@ -68,6 +68,7 @@ WHAT = {
     "bare": "bare = websockets.asyncio.server on the {loop} loop: per binary message one unbuffered write() of "
             "the 640 bytes to a raw .pcm file + a latency note; no WAV header, no threads",
     "aiohttp": "aiohttp = aiohttp.web WebSocketResponse on the {loop} loop: the same handler as bare",
+    "lab-norec": "lab-norec = the lab with recording off (no file): lab minus lab-norec is what recording costs",
 }
 
 
@@ -217,8 +218,11 @@ def run_level(kind: str, n: int, seconds: float, compression: str | None, root: 
         if lat.size:
             res.p50_ms, res.p99_ms = (float(x) for x in np.percentile(lat, [50, 99]))
             res.max_ms = float(lat.max())
-        res.recorded, res.recorded_in_order, notes = read_recordings(kind, folder)
-        res.notes += notes
+        if server.get("recorded") is not None:  # lab-norec writes no files: what it received is all there is
+            res.recorded = res.recorded_in_order = server["recorded"]
+        else:
+            res.recorded, res.recorded_in_order, notes = read_recordings(kind, folder)
+            res.notes += notes
     finally:
         shutil.rmtree(level_dir, ignore_errors=True)
     client_behind = (res.client_late_p99_ms > CLIENT_LATE_LIMIT_MS
@@ -321,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="100,200,300,400,600,800", help="concurrent streams, comma-separated")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of audio per stream per level")
-    ap.add_argument("--servers", default=",".join(SERVERS), help="which servers to measure (lab, bare, aiohttp)")
+    ap.add_argument("--servers", default="lab,bare,aiohttp",
+                    help="which servers to measure: lab, bare, aiohttp, lab-norec (the lab with recording off)")
     ap.add_argument("--conditions", default="idle,loaded",
                     help="idle, loaded (two CPU-bound processes beside it), or both")
     ap.add_argument("--cost-level", type=int, default=100, help="streams for the interleaved cost rounds")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
 HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
-SERVERS = ("lab", "bare", "aiohttp")
+SERVERS = ("lab", "bare", "aiohttp", "lab-norec")  # lab-norec: the lab with recording off, to see its cost
 
 
 def frame_latency(frame: bytes) -> float:
@@ -33,6 +33,8 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
 
     latencies: list[float] = []
     note = latencies.append
+    record = os.environ.get("BENCH_LAB_RECORD") != "0"
+    received = [0]
 
     ready = folder.parent / "ready"  # the WAV is created with the first frame: say "connected" apart
     ready.mkdir(exist_ok=True)
@@ -44,9 +46,10 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
 
         def on_frame(self, frame: bytes) -> None:
             super().on_frame(frame)
+            received[0] += 1
             note(frame_latency(frame))
 
-    if os.environ.get("BENCH_LAB_RECORD") == "0":  # diagnosis only: what the lab costs without its recorder
+    if not record:  # lab-norec: what the lab costs without its recorder (no file is made)
         BenchSession._write_frames = lambda self, frames: None  # type: ignore[method-assign]
     sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
 
@@ -69,8 +72,9 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     recordings = hub.recordings()  # closed sessions leave memory; their recordings stay listed
     runner.stop()
     out.write_text(json.dumps({
-        "sessions": len(recordings), "open_at_stop": still_open,
-        "received": sum(r.frames_received + r.frames_malformed for r in recordings),
+        "sessions": len(recordings) if record else streams, "open_at_stop": still_open,
+        "received": sum(r.frames_received + r.frames_malformed for r in recordings) if record else received[0],
+        "recorded": None if record else received[0],  # nothing is written: not checked
         "malformed": sum(r.frames_malformed for r in recordings),
         "latency_s": latencies,
     }))
@@ -202,4 +206,6 @@ async def _serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
 
 
 def serve(kind: str, streams: int, folder: Path, out: Path) -> None:
-    {"lab": serve_lab, "bare": serve_bare, "aiohttp": serve_aiohttp}[kind](streams, folder, out)
+    if kind == "lab-norec":
+        os.environ["BENCH_LAB_RECORD"] = "0"
+    {"lab": serve_lab, "lab-norec": serve_lab, "bare": serve_bare, "aiohttp": serve_aiohttp}[kind](streams, folder, out)
