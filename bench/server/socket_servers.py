@@ -59,6 +59,10 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     hub = sockets.SocketHub(events, folder=folder)
     runner = ServerRunner(create_app(ServerContext(events=events, answer=lambda p: [], sockets=hub)),
                           on_stop=hub.close_all).start()
+    if os.environ.get("BENCH_GC_FREEZE") == "1":  # diagnosis: are the lab's p99 spikes full GC passes?
+        import gc
+
+        gc.freeze()
     base = f"ws://127.0.0.1:{runner.port}"
     print(json.dumps({"urls": [hub.url(base, f"s{i}") for i in range(streams)]}), flush=True)
     parent = os.getppid()
