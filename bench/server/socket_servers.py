@@ -49,6 +49,11 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
             received[0] += 1
             note(frame_latency(frame))
 
+    if os.environ.get("BENCH_LAB_MAP") == "0":  # diagnosis: sizes patched with pwrite instead of the shared map
+        import labkit.media.recorder as recorder
+
+        plain = recorder.WavRecorder.__init__
+        recorder.WavRecorder.__init__ = lambda self, *a, **k: plain(self, *a, **{**k, "map_header": False})
     if not record:  # lab-norec: what the lab costs without its recorder (no file is made)
         BenchSession._write_frames = lambda self, frames: None  # type: ignore[method-assign]
     sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
