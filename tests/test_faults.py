@@ -356,7 +356,7 @@ def _write_fault(ctx: Ctx) -> int:
     def broken(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    rec._file.buffer_write = broken
+    rec._append = broken
     for i in range(10):
         rec.write(np.full(320, i, np.int16).tobytes())
     rec.close()

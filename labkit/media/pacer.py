@@ -1,11 +1,22 @@
 """Send audio into a call's WebSocket at real-time pace, one 20 ms frame at a time.
 
-The Voice API plays what it receives immediately and buffers at most ~3072 frames; audio sent in a
-burst is either played too fast or dropped, and audio sent with a ``sleep(0.02)`` loop drifts late
-by the time each iteration itself takes (hundreds of ms per minute). :class:`PacedSender` keeps an
-absolute schedule instead (frame *n* is due at ``start + n * 20 ms``), sends a little early as
-Vonage advises, and resynchronises after a stall rather than bursting to catch up. What it reports
-(`PacingStats`, `PlayHandle`) is in labkit.media.pacing; both are importable from here too.
+Audio sent with a ``sleep(0.02)`` loop drifts late by the time each iteration itself takes (hundreds
+of ms per minute). :class:`PacedSender` keeps an absolute schedule instead (frame *n* is due at
+``start + n * 20 ms``) and sends a little early, as Vonage advises ("a delay of 18-19ms between each
+message", vonage-node-sdk#124 and the WebSocket tutorial).
+
+After a stall (a GC pause, a busy machine) it catches up on the original schedule: the frames it missed
+go out at once, in bounded bursts (at most ``burst_frames`` per 20 ms), until it is back on time, so over
+a long run the schedule never drifts. Why that is the right rule: Vonage's WebSocket buffers audio sent
+faster than real time and plays it in order ("buffered by our API platform": 1024 messages, about 20 s,
+in the 2021 guide; 3072, about 60 s, in the current tutorial; reference/vonage-platform.md section 8).
+During a stall the platform runs dry and plays silence whatever the sender does next; catching up then
+leaves the platform holding as much audio as the longest stall so far (which absorbs later stalls), while
+starting a new schedule, the pre-issue-20 rule, adds every stall to the call's delay and drifts (+518 ms
+over 120 s beside two CPU-bound processes). What the platform does past its buffer is UNCONFIRMED, so a
+stall longer than ``resync_after_frames`` (5 s, a quarter of the smaller documented buffer) starts a new
+schedule instead (counted in ``resyncs``). What it reports (`PacingStats`, `PlayHandle`) is in
+labkit.media.pacing; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -62,12 +73,12 @@ class PacedSender:
     frame per 20 ms of ``clock`` (``clock`` and ``sleep`` can be swapped for a simulated clock).
     ``lead_ms`` sends that much before each deadline (Vonage advises 18-19 ms pacing so its jitter
     buffer never runs dry). ``prebuffer_frames`` go out at once when a stream starts (and again after a
-    stall long enough to have emptied the platform's buffer), so the platform holds that much slack and a
-    short stall of this process (a busy machine, a GC pause) is never heard as a gap; Vonage buffers what
-    is sent ahead (3072 frames). A stall shorter than the slack is caught up by sending the missed frames.
-    ``max_queued_frames`` bounds echoed frames held in memory (Vonage itself
-    buffers 3072); plays keep a cursor into their samples so even an hour of audio costs no extra
-    memory. If ``send`` raises, the sender stops, keeps the exception in
+    resync), so the platform holds that much slack and a short stall of this process (a busy machine, a
+    GC pause) is never heard as a gap; Vonage buffers what is sent ahead (3072 frames). A stall of up
+    to ``resync_after_frames`` (5 s) is caught up on the original schedule, at most ``burst_frames`` frames
+    per 20 ms; a longer one starts a new schedule. ``max_queued_frames`` bounds echoed frames held in
+    memory (Vonage itself buffers 3072); plays keep a cursor into their samples so even an hour of audio
+    costs no extra memory. If ``send`` raises, the sender stops, keeps the exception in
     ``error`` and finishes pending plays with that error.
     """
 
@@ -79,7 +90,8 @@ class PacedSender:
         lead_ms: float = 2.0,
         prebuffer_frames: int = PREBUFFER_FRAMES,
         max_queued_frames: int = 3000,
-        resync_after_frames: int = 3,
+        resync_after_frames: int = 250,
+        burst_frames: int = 5,
         stats_limit: int = 180_000,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -90,8 +102,9 @@ class PacedSender:
             raise InvalidInput(f"lead_ms must be between 0 and {FRAME_MS} ms, not {lead_ms}")
         if isinstance(prebuffer_frames, bool) or not isinstance(prebuffer_frames, int) or prebuffer_frames < 0:
             raise InvalidInput(f"prebuffer_frames must be a whole number >= 0, not {prebuffer_frames!r}")
-        if max_queued_frames < 1 or resync_after_frames < 1 or stats_limit < 2:
-            raise InvalidInput("max_queued_frames and resync_after_frames must be >= 1, stats_limit >= 2")
+        if max_queued_frames < 1 or resync_after_frames < 1 or burst_frames < 1 or stats_limit < 2:
+            raise InvalidInput("max_queued_frames, resync_after_frames and burst_frames must be >= 1, "
+                               "stats_limit >= 2")
         self.rate = int(rate)
         self.frame_samples = frame_samples(self.rate)  # validates the rate
         self.frame_bytes = frame_bytes(self.rate)
@@ -103,6 +116,7 @@ class PacedSender:
         self._clock = clock
         self._sleep = sleep
         self._resync_after = resync_after_frames * _PERIOD
+        self._min_gap = _PERIOD / burst_frames  # catching up: at most `burst_frames` sends per period
         self._stats_limit = int(stats_limit)
         self._cond = threading.Condition(threading.Lock())
         self._items: deque[_Play | bytes] = deque()
@@ -111,9 +125,12 @@ class PacedSender:
         self._in_flight = 0  # a frame taken off the queue and not yet handed to `send`
         self._closed = False
         self._times = array("d")
+        self._late = array("d")  # how late each send was against the schedule, s (same ring as _times)
         self._frames_sent = 0
         self._resyncs = 0
         self._dropped = 0
+        self._stalls = 0  # times a send fell a whole frame behind the schedule (then caught up or resynced)
+        self._caught_up = 0  # frames sent more than one frame late, back towards the schedule
         self._thread = threading.Thread(target=self._run, name=f"labkit-pacer-{self.rate}-{id(self):x}", daemon=True)
         self._thread.start()
 
@@ -227,7 +244,9 @@ class PacedSender:
         """Send instants (the last ``stats_limit`` of them) and pacing figures."""
         with self._cond:
             times = np.array(self._times[-self._stats_limit :], dtype=np.float64)
-            return PacingStats(times, self._frames_sent, self._resyncs, self._dropped)
+            late = np.array(self._late[-self._stats_limit :], dtype=np.float64)
+            return PacingStats(times, self._frames_sent, self._resyncs, self._dropped, stalls=self._stalls,
+                               caught_up=self._caught_up, lateness=late)
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread and cancel unsent audio. Safe to call twice or from ``send`` itself."""
@@ -278,6 +297,9 @@ class PacedSender:
     def _run(self) -> None:
         clock = self._clock
         deadline: float | None = None  # when the next frame is due (it is sent `lead` earlier)
+        last_sent = float("-inf")
+        started = 0.0  # when the current schedule began: the prebuffer's frames are due before it, by design
+        stalled = False
         while True:
             idled = False
             with self._cond:
@@ -290,13 +312,15 @@ class PacedSender:
             # Deadlines are `lead` after the send instant, so a (re)started stream sends at once.
             if deadline is None or (idled and now + self.lead > deadline):
                 deadline = now + self.lead - self.prebuffer  # a fresh stream: the prebuffer goes at once
-            elif now + self.lead - deadline > self._resync_after + self.prebuffer:
-                # Stalled for longer than the platform's slack (GC pause, busy machine): it has run dry, so
-                # start a new schedule (with a new prebuffer) rather than bursting every missed frame,
-                # which would leave the platform that much further ahead for the rest of the stream.
+                started = now
+            elif now + self.lead - deadline > self._resync_after:
+                # Too far behind to catch up without leaving that much delay in the call: a new schedule.
                 deadline = now + self.lead - self.prebuffer
+                started = now
                 self._resyncs += 1
-            wait = deadline - self.lead - clock()
+            # On time: wait for the frame's instant. Behind: send now, but no closer than `_min_gap` to the
+            # last send, so a catch-up is a bounded burst (`burst_frames` per period), never a flood.
+            wait = max(deadline - self.lead, last_sent + self._min_gap) - clock()
             if wait > 0:
                 # time.sleep is clock_nanosleep: the tightest wake-up Python offers (Event.wait has
                 # a longer tail). close() is noticed after at most one frame period.
@@ -315,16 +339,24 @@ class PacedSender:
             except Exception as exc:  # any failure means the socket is unusable
                 self._fail(exc, handle)
                 return
+            late = sent_at - (deadline - self.lead) if deadline - self.lead >= started else 0.0
             with self._cond:
                 self._in_flight = 0
                 self._times.append(sent_at)
+                self._late.append(late)
                 if len(self._times) >= 2 * self._stats_limit:
                     del self._times[: self._stats_limit]
+                    del self._late[: self._stats_limit]
                 self._frames_sent += 1
+                if late > _PERIOD + 1e-9:
+                    self._caught_up += 1
+                    self._stalls += not stalled
+                stalled = late > _PERIOD + 1e-9
                 if handle is not None:
                     handle.frames_sent += 1
                     if last:
                         _finish(handle)
+            last_sent = sent_at
             deadline += _PERIOD
 
     def _fail(self, exc: BaseException, current: PlayHandle | None) -> None:

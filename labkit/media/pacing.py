@@ -26,8 +26,22 @@ class PacingStats:
 
     send_times: np.ndarray = field(repr=False)  #: clock() at each send, seconds (most recent ones)
     frames_sent: int  #: total frames handed to ``send``
-    resyncs: int  #: times the schedule restarted because the sender fell behind
+    resyncs: int  #: times the schedule restarted because the sender fell too far behind to catch up
     dropped: int  #: echo frames refused because the queue was full
+    stalls: int = 0  #: times a send fell more than one frame behind the schedule (caught up, or a resync)
+    caught_up: int = 0  #: frames sent more than one frame late, in catch-up bursts back onto the schedule
+    lateness: np.ndarray | None = field(default=None, repr=False)  #: each send's lateness vs schedule, s
+
+    @property
+    def worst_late_ms(self) -> float:
+        """The longest stall: how far behind its schedule the sender ever was, in ms (recorded sends)."""
+        return float(self.lateness.max()) * 1000.0 if self.lateness is not None and self.lateness.size else 0.0
+
+    @property
+    def schedule_drift_ms(self) -> float:
+        """How late the last send was against the sender's own schedule, in ms: after catching up, about
+        0 however long the run (unlike `drift_ms`, it is not changed by a resync's new schedule)."""
+        return float(self.lateness[-1]) * 1000.0 if self.lateness is not None and self.lateness.size else 0.0
 
     @property
     def intervals_ms(self) -> np.ndarray:
@@ -52,6 +66,7 @@ class PacingStats:
         return (
             f"{self.frames_sent} frames, jitter p50={self.jitter_ms(50):.3f} ms "
             f"p99={self.jitter_ms(99):.3f} ms, drift={self.drift_ms:+.2f} ms, "
+            f"stalls={self.stalls} (worst {self.worst_late_ms:.1f} ms late, {self.caught_up} frames caught up), "
             f"resyncs={self.resyncs}, dropped={self.dropped}"
         )
 

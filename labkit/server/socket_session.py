@@ -14,10 +14,12 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from labkit import protocol
 from labkit.errors import SocketError
+from labkit.server.socket_workers import SLOW_WRITE
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.media.recording import Recording
@@ -32,8 +34,9 @@ SEND_TIMEOUT = 2.0  # seconds one frame may wait for a peer that stopped reading
 class SocketSession:
     """One live WebSocket: records what arrives, sends what you play, forwards key presses.
 
-    Frames arrive on the server's event loop, which only counts and queues them: the hub's writer
-    thread records them and its listener thread runs frame listeners (labkit.server.socket_workers).
+    Frames arrive on the server's event loop, which appends each to the WAV as it comes while the disk
+    keeps up (else queues it for the hub's writer thread); the listener thread runs frame listeners
+    (labkit.server.socket_workers says why).
     """
 
     def __init__(self, hub: SocketHub, link: str | None, rate: int, headers: dict[str, Any], path: Path, *,
@@ -61,7 +64,10 @@ class SocketSession:
         self._send_lock = threading.Lock()
         self._inflight: deque = deque()  # sends handed to the loop, oldest first (concurrent futures)
         self._recorder = None  # created with the first audio frame: an empty connection leaves no file
+        self._pending: deque[bytes] = deque()  # frames for the hub's writer thread (socket_workers)
+        self.frames_shed = 0  # frames the writer had no room for (MAX_BACKLOG_BYTES): counted, said, not written
         self._has_audio = False
+        self._tracked = False  # handed to the hub's writer thread (with the first frame it queues)
         self.recording_error: str | None = None  # why the recording stopped early, if it did
         self._pacer = None
         self._frame_listeners: list = []
@@ -90,14 +96,50 @@ class SocketSession:
             return  # a frame that raced the close: the recording is being finished
         self.frames_received += 1
         self._has_audio = True
-        self.hub.workers.write(self, frame)  # written in order on the writer thread, not on the loop
+        workers = self.hub.workers
+        if workers.direct and not self._tracked:
+            # The disk keeps up: append it here, as a bare server would (one os.write, no thread, no GIL
+            # hand-off); a write that blocks moves every call's recording to the writer thread.
+            recorder = self._recorder
+            if recorder is None:  # the first frame creates the file: not a write to time
+                self._write_frames((frame,))
+            else:
+                started = perf_counter()
+                recorder.append_frame(frame)
+                took = perf_counter() - started
+                if took > SLOW_WRITE:
+                    workers.wrote(took)
+            if self.echoing:
+                self.pacer.echo(frame)
+            if self._frame_listeners:
+                workers.dispatch(self, frame)
+            return
+        writer = workers.writer
+        if writer.admit(self.frame_size):
+            self._pending.append(frame)  # written in order on the writer thread, not on the loop
+            if not self._tracked:
+                self._tracked = True
+                writer.track(self)
+        else:
+            self._shed()
         if self.echoing:
             self.pacer.echo(frame)
         if self._frame_listeners:
             self.hub.workers.dispatch(self, frame)
 
-    def _write_frames(self, frames: list[bytes]) -> None:
-        """On the writer thread: append frames in one write (the WAV is created with the first one).
+    def _shed(self) -> None:
+        """The writer is too far behind to queue this frame: count it, and say so with the first one."""
+        self.frames_shed += 1
+        if self.frames_shed == 1:
+            self._event({"status": "recording-frames-shed", "recording": str(self.path), "reason":
+                         f"the recording writer is {self.hub.workers.writer.backlog_bytes / 1e6:.0f} MB behind, "
+                         f"so frames of this call are being left out of {self.path.name} (counted in "
+                         "frames_shed) until it catches up: the disk or the machine is too slow for this "
+                         "many calls."})
+
+    def _write_frames(self, frames: list[bytes] | tuple[bytes, ...]) -> None:
+        """On the loop (the disk keeps up) or the writer thread: append frames in one write (the WAV is
+        created with the first one).
 
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""
@@ -105,7 +147,7 @@ class SocketSession:
             from labkit.media.recorder import WavRecorder
 
             self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
-        self._recorder.write_frames(frames)
+        self._recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
 
     def _recording_stopped(self, why: str) -> None:
         self.recording_error = why
@@ -251,7 +293,10 @@ class SocketSession:
         self.ended_at = datetime.now(timezone.utc)
         if self._pacer is not None:
             threading.Thread(target=self._pacer.close, name="labkit-pacer-close", daemon=True).start()
-        self.hub.workers.write(self, None)
+        if self._tracked:
+            self.hub.workers.writer.track(self)  # it closes the recording after the frames queued before this
+        else:
+            self._close_recording()  # every frame is already in the file
 
     def _close_recording(self) -> None:
         """On the writer thread, after the last frame: close the WAV, list it, and say so."""
@@ -260,7 +305,7 @@ class SocketSession:
         self.hub.finished(self)  # listed as a recording before anyone can see it closed
         self.closed.set()
         self._event({"status": "socket-closed", "frames_received": self.frames_received,
-                     "frames_malformed": self.frames_malformed,
+                     "frames_malformed": self.frames_malformed, "frames_shed": self.frames_shed,
                      "recording": str(self.path) if self._recorder is not None else None})
 
     @property

@@ -63,14 +63,14 @@ class SocketHub:
         self.speed = speed  # the platform's clock rate: the sandbox may run faster than real time
         self.resolve_audio = resolve_audio
         self.folder = Path(folder) if folder else Path.cwd() / "recordings"
-        # Import the recorder (and soundfile, ~0.1 s) now, not when the first frame of a call arrives.
+        # Import the recorder now, not when the first frame of a call arrives.
         import labkit.media.recorder  # noqa: F401
         self._cond = threading.Condition()
         self.links = SocketLinks(self._cond)
         self._open: list[SocketSession] = []
         self._recent: deque[SocketSession] = deque(maxlen=self.RECENT)
         self._finished: list[tuple] = []  # recordings of closed sessions: (path, rate, call, start, frames, bad)
-        self.workers = SessionWorkers()
+        self.workers = SessionWorkers(lambda payload: events.add("socket", payload))
 
     @property
     def sessions(self) -> list[SocketSession]:
