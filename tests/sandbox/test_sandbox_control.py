@@ -312,3 +312,15 @@ def test_the_softphone_page_files_ship_with_the_package():
     assert {"sandbox.html", "sandbox.js", "httptransport.js", "callaudio.js"} <= {p.name for p in served}
     for path in served:
         assert any(fnmatch.fnmatch(f"static/{path.name}", g) for g in globs), path.name
+
+
+def test_numbers_are_read_as_people_type_them_with_one_rule_and_one_message(sandbox):
+    """The page's "New phone" box and any language's client: the rule and the words of the notebook panel."""
+    api = Control(sandbox)
+    made = api("POST", "/phones", 201, json={"number": "+44 7700 900231"}).json()
+    assert made["number"] == "447700900231"
+    national = "0" + str(sandbox.number)[2:]  # the application's number as dialled in its own country
+    refused = api("POST", "/phones", 400, "Problem", json={"number": national}).json()
+    assert f"looks like a national number: did you mean {sandbox.number}?" in refused["detail"], refused
+    empty = api("POST", "/phones", 400, "Problem", json={"number": ""}).json()
+    assert empty["detail"].startswith("Type the phone number: the country code then the number"), empty

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import validate
 from labkit.errors import InvalidInput, SandboxNotFound
 from labkit.sandbox.control import long_polls
 from labkit.sandbox.control.problems import problem
@@ -115,11 +116,11 @@ def call_view(p: Platform, leg: SandboxCall) -> dict:
 # ---------------------------------------------------------------------------------------- phones
 
 
-def _number(value: Any) -> str:
-    number = str(value or "").strip().lstrip("+")
-    if not number.isdigit() or not 3 <= len(number) <= 15:
-        raise InvalidInput(f"a phone number is 3-15 digits (E.164 without '+'), not {value!r}")
-    return number
+def _number(value: Any, home: str | None = None) -> str:
+    """A number as a person types it on the page or sends it from any language: the one rule for typed
+    numbers (labkit.validate.typed_phone_number, as in the notebook panel): separators, + and 00 understood,
+    a national number met with the number meant in the country of `home` (the application's number)."""
+    return validate.typed_phone_number(str(value or ""), "phone number", home=home)
 
 
 def find_phone(p: Platform, number: str) -> VirtualPhone:
@@ -147,7 +148,7 @@ def put_phone(p: Platform, body: Any) -> tuple[dict, bool]:
     if not isinstance(body.get("number"), str):
         raise InvalidInput(f"number must be a string like \"447700900001\" (E.164 without '+'), not "
                            f"{body.get('number')!r:.40}")
-    number = _number(body.get("number"))
+    number = _number(body.get("number"), p.number)
     settings = {"answer_after": body.get("answer_after"), "outcome": body.get("outcome"),
                 "hangup_after": body["hangup_after"] if "hangup_after" in body else KEEP,
                 "machine": body.get("machine")}
@@ -172,7 +173,7 @@ def dial(p: Platform, number: str, body: Any) -> dict:
     to = body.get("to")
     if to is not None and not isinstance(to, str):
         raise InvalidInput(f"to must be a string like \"447700900000\", not {to!r:.40}")
-    leg = lifecycle.dial(p, phone.number, _number(to) if to else None)
+    leg = lifecycle.dial(p, phone.number, _number(to, p.number) if to else None)
     return call_view(p, leg)
 
 
