@@ -49,7 +49,7 @@ test: install-test system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --nbmake tests notebooks examples
 
-bench: install
+bench: install-test
 	@for b in bench/*/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 doctor: install
