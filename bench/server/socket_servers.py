@@ -89,13 +89,18 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     }))
 
 
-def serve_bare(streams: int, folder: Path, out: Path) -> None:
+def _run_on_baseline_loop(main) -> None:
+    """Run a baseline server's coroutine on the loop the lab uses in this run (BENCH_BASELINE_LOOP)."""
     if os.environ.get("BENCH_BASELINE_LOOP") == "uvloop":
         import uvloop
 
-        uvloop.run(_serve_bare(streams, folder, out))
+        uvloop.run(main)
     else:
-        asyncio.run(_serve_bare(streams, folder, out))
+        asyncio.run(main)
+
+
+def serve_bare(streams: int, folder: Path, out: Path) -> None:
+    _run_on_baseline_loop(_serve_bare(streams, folder, out))
 
 
 async def _serve_bare(streams: int, folder: Path, out: Path) -> None:
@@ -151,12 +156,7 @@ async def _serve_bare(streams: int, folder: Path, out: Path) -> None:
 
 def serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
     """aiohttp's WebSocket server on the same loop as the bare one: the other thing a user might write."""
-    if os.environ.get("BENCH_BASELINE_LOOP") == "uvloop":
-        import uvloop
-
-        uvloop.run(_serve_aiohttp(streams, folder, out))
-    else:
-        asyncio.run(_serve_aiohttp(streams, folder, out))
+    _run_on_baseline_loop(_serve_aiohttp(streams, folder, out))
 
 
 async def _serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
