@@ -752,11 +752,12 @@ def _stop_on_full_disk(ctx: Ctx) -> None:
         try:
             for n in range(3):
                 other.events.add("lab", {"status": "before", "n": n})
-            with open(home / "filler", "wb") as filler:  # fill what the sandbox's keys left
+            # fill what the sandbox's keys left; unbuffered, so closing has nothing left to flush (a buffered
+            # file's close retries the write that failed and raises ENOSPC from the `with`)
+            with open(home / "filler", "wb", buffering=0) as filler:
                 try:
-                    while True:
-                        filler.write(b"\0" * 65536)
-                        filler.flush()
+                    while filler.write(b"\0" * 65536):
+                        pass
                 except OSError:
                     pass
             for n in range(50):
