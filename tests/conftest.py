@@ -28,14 +28,41 @@ def fresh(lab):
     lab.clear_handlers()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The fault suite's one line (tests/test_faults.py keeps the tally)."""
+def _fault_tally() -> dict | None:
+    """This process's fault-suite tally (tests/test_faults.py keeps it), if that module ran here."""
     import sys
 
     for module in list(sys.modules.values()):
         tally = getattr(module, "FAULT_TALLY", None)
         if isinstance(tally, dict) and tally.get("tried"):
-            terminalreporter.write_line(
-                f"fault suite: {tally['tried']} cases tried, {tally['held']} held, {tally['failed']} failed, "
-                f"{tally['frames_lost']} frames lost" + (f" ({tally['skipped']} skipped)" if tally["skipped"] else ""))
-            return
+            return tally
+    return None
+
+
+_WORKER_TALLIES: list[dict] = []  # under pytest-xdist, what each worker sent back when it finished
+
+
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker hands its tally to the controller, which prints the line."""
+    output = getattr(session.config, "workeroutput", None)
+    tally = _fault_tally()
+    if output is not None and tally:
+        output["fault_tally"] = dict(tally)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    tally = getattr(node, "workeroutput", {}).get("fault_tally")
+    if tally:
+        _WORKER_TALLIES.append(tally)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault suite's one line, summed over pytest-xdist's workers when there are any."""
+    tallies = _WORKER_TALLIES or [t for t in [_fault_tally()] if t]
+    if not tallies:
+        return
+    tally = {key: sum(t[key] for t in tallies) for key in tallies[0]}
+    terminalreporter.write_line(
+        f"fault suite: {tally['tried']} cases tried, {tally['held']} held, {tally['failed']} failed, "
+        f"{tally['frames_lost']} frames lost" + (f" ({tally['skipped']} skipped)" if tally["skipped"] else ""))

@@ -17,6 +17,17 @@ LAB = "https://lab.example"
 
 
 @pytest.fixture
+def sandbox(own_sandbox):
+    """This module makes and deletes applications and numbers: a sandbox of its own for each test."""
+    return own_sandbox.sandbox
+
+
+@pytest.fixture
+def client(own_sandbox):
+    return own_sandbox.client()
+
+
+@pytest.fixture
 def live_env(sandbox, monkeypatch, tmp_path):
     """Live settings whose Vonage is the sandbox, with everything right to start with."""
     sandbox.trust()

@@ -23,6 +23,17 @@ from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone
 from labkit.errors import SandboxError
 
 
+@pytest.fixture
+def sandbox(own_sandbox):
+    """This module makes and deletes applications and numbers: a sandbox of its own for each test."""
+    return own_sandbox.sandbox
+
+
+@pytest.fixture
+def client(own_sandbox):
+    return own_sandbox.client()
+
+
 def account_client(sb, secret=None):
     """`vonage.Vonage(Auth(api_key, api_secret))` pointed at the sandbox, as the lab and users build it."""
     from vonage import Vonage

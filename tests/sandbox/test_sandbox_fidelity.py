@@ -231,7 +231,8 @@ def test_machine_detection_reports_what_answered(sandbox, client, receiver, mach
     [NDP:webhook-reference.md]."""
     number = "447700900108" if machine else "447700900109"
     sandbox.phone(number).set(answer_after=0, machine=machine)
-    created = place(client, sandbox, number, [{"action": "wait", "timeout": 8}], machine_detection="continue")
+    # a long wait (the test hangs up): a short one could end the call before a loaded machine gets here
+    created = place(client, sandbox, number, [{"action": "wait", "timeout": 120}], machine_detection="continue")
     hook = receiver.wait_for("machine" if machine else "human")
     assert hook.payload["call_uuid"] == created["uuid"]
     assert {"from", "to", "conversation_uuid", "timestamp"} <= hook.payload.keys()

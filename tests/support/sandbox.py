@@ -7,6 +7,7 @@ serves audio files over http on 127.0.0.1 (like the lab does). Everything stays 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from flask import Flask, Response, request, send_from_directory
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 # what `from support.sandbox import *` gives a test module: the fixtures
-__all__ = ["client", "receiver", "sandbox", "sandbox_home", "test_audio"]
+__all__ = ["client", "own_sandbox", "receiver", "sandbox", "sandbox_home", "test_audio"]
 
 REPO = Path(__file__).resolve().parents[2]
 AUDIO_DIR = REPO / "audio"
@@ -351,18 +352,41 @@ def receiver(test_audio: dict[str, Path]) -> Any:
 
 
 @pytest.fixture
-def sandbox(sandbox_home: Path, receiver: Receiver) -> Any:
-    from labkit.sandbox import Sandbox
+def sandbox(request: pytest.FixtureRequest, receiver: Receiver) -> Any:
+    """The pytest plugin's `vonage_sandbox` (labkit/testing/plugin.py), in this process at speed 10, with its
+    application pointed at `receiver` through the Application API (`vonage_app`), as a user's test does.
 
-    # The home is shared by the session (keys and certificates made once), but applications made through the
-    # API are kept there across restarts (account_store.py): each test starts with the default one only.
-    (sandbox_home / "applications.json").unlink(missing_ok=True)
-    sb = Sandbox(speed=SPEED, home=sandbox_home).start()
-    sb.configure(answer_url=receiver.url + "/answer", event_url=receiver.url + "/event")
+    One sandbox per session (per xdist worker), reset before each test by the plugin, so every test here
+    also checks that reset leaves nothing behind. What a test may change beyond that (the application's
+    timeouts and fallback, the account's signature secret, chaos delivery) is put back after it."""
+    request.applymarker(pytest.mark.vonage_sandbox(in_process=True, speed=SPEED))  # a test's own marker wins
+    shared = request.getfixturevalue("vonage_sandbox")
+    sb = shared.sandbox
+    settings, secret, chaos = dataclasses.replace(sb._settings), sb._account.signature_secret, sb.webhook_chaos
+    request.getfixturevalue("vonage_app")(answer_url=receiver.url + "/answer", event_url=receiver.url + "/event")
     yield sb
-    sb.stop()
+    sb.webhook_chaos = chaos
+    sb._account.signature_secret = secret
+    sb._account.set_signed(sb._account.default, True)
+    for f in dataclasses.fields(settings):
+        setattr(sb._settings, f.name, getattr(settings, f.name))
 
 
 @pytest.fixture
-def client(sandbox: Any) -> Any:
-    return sdk_client(sandbox)
+def own_sandbox(tmp_path: Path, receiver: Receiver) -> Any:
+    """A sandbox of the test's own (the plugin's `VonageSandbox`, in this process), for a module that changes
+    the account (applications, numbers, credentials): nothing it does can reach another test. Such a module
+    overrides `sandbox` with `own_sandbox.sandbox` and `client` with `own_sandbox.client()`."""
+    from labkit.testing.service import VonageSandbox
+
+    shared = VonageSandbox.start(tmp_path / "sandbox-home", speed=SPEED, in_process=True)
+    shared.trust()
+    shared.configure_app(receiver.url + "/answer", receiver.url + "/event")
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def client(request: pytest.FixtureRequest, sandbox: Any) -> Any:
+    """The plugin's `vonage_client`: the vonage SDK pointed at the sandbox (JWT, API key and secret)."""
+    return request.getfixturevalue("vonage_client")
