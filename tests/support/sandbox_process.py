@@ -14,7 +14,7 @@ import requests
 from labkit.testing.process import READY, labkit_command
 from labkit.testing.process import SandboxProcess as _SandboxProcess
 
-__all__ = ["READY", "SandboxProcess", "labkit_command"]
+__all__ = ["READY", "PluginSandbox", "SandboxProcess", "labkit_command"]
 
 
 class SandboxProcess(_SandboxProcess):
@@ -39,3 +39,20 @@ class SandboxProcess(_SandboxProcess):
                   "jti": str(uuid.uuid4())}
         token = jwt.encode(claims, (self.home / "private.key").read_bytes(), algorithm="RS256")
         return {"Authorization": f"Bearer {token}"}
+
+
+class PluginSandbox:
+    """The pytest plugin's `vonage_sandbox` in process mode (one `labkit sandbox` per session and xdist
+    worker, reset before each test), seen as the sandbox's own tests see a `SandboxProcess`: the banner's
+    rows, url, CA and home of the process, and the same raw-wire helpers."""
+
+    raw = SandboxProcess.raw
+    request = SandboxProcess.request
+    bearer = SandboxProcess.bearer
+
+    def __init__(self, vonage_sandbox: Any) -> None:
+        self.vonage = vonage_sandbox
+        self._proc = vonage_sandbox._owner  # labkit.testing.process.SandboxProcess
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._proc, name)
