@@ -832,3 +832,20 @@ def test_a_recordings_plot_title_fits_over_its_figure(tmp_path):
     box = title.get_window_extent(canvas.get_renderer())
     assert box.x1 <= fig.bbox.x1, (title.get_text(), box.x1, fig.bbox.x1)
     assert "call aaaaaaaa," not in title.get_text() and title.get_text().endswith("call aaaaaaaa")
+
+
+def test_coverage_finds_every_piece_across_a_gap_and_refuses_the_wrong_order():
+    """A stall on the live path inserts silence and shifts the rest: one correlation over the whole file then
+    reads ~0.5 though every piece arrived; coverage counts the pieces found, in order."""
+    from labkit.media import Recording
+
+    said = Recording(str(REPO / "audio" / "prompt.wav")).segment(0.2, 1.9)
+    s = said.samples
+    half = s.size // 2
+    gap = np.zeros(int(0.04 * said.rate), dtype=s.dtype)
+    with_gap = Recording(np.concatenate([s[:half], gap, s[half:]]), said.rate)
+    assert with_gap.correlate(said) < 0.8 and with_gap.coverage(said) == 1.0
+    swapped = Recording(np.concatenate([s[half:], s[:half]]), said.rate)
+    assert 0.4 <= swapped.coverage(said) <= 0.6
+    noise = Recording(np.random.default_rng(1).normal(0, 3000, s.size).astype(np.int16), said.rate)
+    assert noise.coverage(said) == 0.0
