@@ -45,9 +45,14 @@ system-deps:
 lab: install
 	$(PY) -m labkit.cli lab $(if $(PORT),--port $(PORT))
 
+# The suite runs on TEST_JOBS pytest-xdist workers (each with its own sandboxes, ports and folders), taking
+# tests one by one as workers free up (worksteal: a few long tests do not hold the end back). Most tests
+# wait on the clock, sockets or a browser, so 4 workers fit 2 cores; `make test TEST_JOBS=0` runs serially.
+TEST_JOBS ?= 4
+
 test: install-test system-deps
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q --nbmake tests notebooks examples
+	$(PY) -m pytest -q --nbmake $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist worksteal) tests notebooks examples
 
 bench: install-test
 	@for b in bench/*/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
