@@ -133,3 +133,25 @@ def test_live_mode_says_what_the_webhooks_said_and_no_more():
     history = CallHistory()
     history.add(fine)
     assert history.entries()[0].duration == 7.0 and history.entries()[0].status == "completed"
+
+
+def test_the_websocket_leg_is_labelled_wherever_events_are_read(fresh):
+    from labkit import ncco
+
+    fresh.phone(PHONE).set(answer_after=0, hangup_after=None)
+    call = fresh.call(PHONE, ncco=[ncco.websocket(fresh, rate=16000)])
+    call.wait_for("answered")
+    fresh.socket(call)
+    call.hangup()
+    call.wait_for("completed")
+    events = [e for e in fresh.events if e.payload.get("conversation_uuid") == call.conversation_uuid]
+    socket_leg = next(e.uuid for e in events if e.kind == "event" and e.uuid != call.uuid)
+    table = fresh.events.filter(socket_leg)._repr_html_()
+    assert f"{socket_leg[:8]} (WebSocket leg)" in table
+    assert "token=" not in table  # the socket's one-use token is not shown in the to column
+    lines = [e.summary() for e in events if e.uuid == socket_leg]
+    assert lines and all(line.endswith("(WebSocket leg)") for line in lines)
+    assert not any("WebSocket leg" in e.summary() for e in events if e.uuid == call.uuid)
+    fig = fresh.timeline()
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert f"{socket_leg[:8]}\nWebSocket leg" in ticks, ticks
