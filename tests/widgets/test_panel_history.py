@@ -111,3 +111,22 @@ def test_opening_a_call_shows_its_exchange_and_what_the_phone_heard(panel, app):
     open_button.click()  # a second click closes it
     assert view.detail.value == "" and open_button.description == "Open"
     assert view.error.value == ""
+
+
+def test_the_labs_own_answer_handler_failing_is_named_with_its_error(fresh):
+    """With no answer_url the app is the lab itself: a handler that raises is the reason, not "HTTP 500"."""
+    fresh.phone(PHONE).set(answer_after=0, hangup_after=None)
+
+    def broken(_fields):
+        raise KeyError("caller")
+
+    fresh.on_answer(broken)
+    p = fresh.panel(to=PHONE, softphone=False)
+    try:
+        p.call_button.click()
+        wait_until(lambda: "your answer handler (lab.on_answer) raised KeyError" in _text(p.problem),
+                   what="the handler's error in the problem line")
+        p.call.wait_for("completed")
+        assert p.history.history.entry(p.call).problem.startswith("your answer handler (lab.on_answer) raised")
+    finally:
+        p.close()
