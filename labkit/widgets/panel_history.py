@@ -50,7 +50,8 @@ def exchange_html(call: Call) -> str:
         body = ""
         if step.body:
             body = ("<pre style='margin:2px 0 4px 16px;padding:3px;background:#f6f6f6;max-height:160px;"
-                    f"overflow:auto;white-space:pre'>{html.escape(step.body)}</pre>")
+                    "overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere'>"
+                    f"{html.escape(step.body)}</pre>")
         when = f"{step.at.astimezone():%H:%M:%S.%f}"[:-3]
         rows.append(f"<li class='labkit-step labkit-step-{step.kind}' style='{colour}'><code>{when}</code> "
                     f"{html.escape(step.title)}{body}</li>")
@@ -73,7 +74,7 @@ class HistoryView(widgets.VBox):
         self.rows = widgets.VBox([])
         self.rows.add_class("labkit-history-rows")
         self.empty = widgets.HTML("<small>no calls yet</small>")
-        self.detail = widgets.HTML("")
+        self.detail = widgets.HTML("", layout=widgets.Layout(width="100%"))  # wraps inside the panel
         self.detail.add_class("labkit-exchange")
         self.heard = widgets.Audio(format="wav", autoplay=False, controls=True, layout=widgets.Layout(display="none"))
         self.heard_label = widgets.HTML("")
@@ -139,7 +140,8 @@ class HistoryView(widgets.VBox):
         head = (f"<b>Call {html.escape(call.uuid)}</b> <small>({html.escape(entry.direction)}, "
                 f"{html.escape(entry.status)})</small>")
         steps = exchange_html(call)
-        self.detail.value = (f"<div class='labkit-exchange-box' style='border:1px solid #ddd;padding:4px'>{head}"
+        self.detail.value = (f"<div class='labkit-exchange-box' style='border:1px solid #ddd;padding:4px;"
+                             f"{WRAP}'>{head}"
                              f"{problem_html(entry.problem)}{steps}</div>")
         if html.escape(PENDING) in steps and tries < PENDING_TRIES:
             # The app's answer to the last webhook lands after the lab's event for it: look again shortly.
