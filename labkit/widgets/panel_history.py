@@ -179,5 +179,17 @@ class HistoryView(widgets.VBox):
         self.heard.layout.display = "none"
         self.heard.value = b""
 
+    def close(self) -> None:
+        """Close the rows and the inspector with the list (a container's close leaves its children open)."""
+        with self._lock:
+            self.opened = None
+            for row, label, button in self._rows.values():
+                for widget in (button, label, row):
+                    widget.close()
+            self._rows.clear()
+        for widget in (self.rows, self.empty, self.detail, self.heard_label, self.heard, self.error):
+            widget.close()
+        super().close()
+
     def __repr__(self) -> str:
         return f"call history: {len(self.history)} call{'s' if len(self.history) != 1 else ''}"
