@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import WaitTimeout
-from labkit.readable import events_table, readable
+from labkit.readable import events_table, is_websocket_leg, readable
 
 # Statuses after which a call can no longer change: waiting for anything else is pointless.
 FINAL_STATUSES = frozenset(
@@ -90,7 +90,8 @@ class Event:
         elif "recording_url" in p:
             extra = f" recording={p['recording_url']}"
         uuid = (self.uuid or "")[:8]
-        return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}"
+        leg = " (WebSocket leg)" if is_websocket_leg(p) else ""
+        return f"{self.received_at:%H:%M:%S.%f}"[:-3] + f" {self.kind:<6} {uuid:<8} {self.status}{extra}{leg}"
 
 
 def _write_all(fd: int, data: bytes) -> int:

@@ -26,6 +26,12 @@ def readable(value: Any) -> str:
     return str(value)
 
 
+def leg_cell(event: Any) -> str:
+    """The call column: the leg's short id, and which leg it is when it is the WebSocket's."""
+    short = (event.uuid or "")[:8]
+    return f"{short} (WebSocket leg)" if short and is_websocket_leg(event.payload) else short
+
+
 def events_table(events: list[Any]) -> str:
     """The events as an HTML table: one row each, every cell in words (`EventLog._repr_html_`)."""
     cells = []
@@ -35,10 +41,31 @@ def events_table(events: list[Any]) -> str:
                            and v not in (None, "", [], {}))  # empty fields say nothing
         cells.append(
             "<tr>" + "".join(f"<td style='white-space:nowrap'>{html.escape(str(c))}</td>" for c in (
-                f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, (e.uuid or "")[:8], e.status,
-                readable(e.payload.get("from", "")), readable(e.payload.get("to", "")),
+                f"{e.received_at:%H:%M:%S.%f}"[:-3], e.kind, leg_cell(e), e.status,
+                party(e.payload.get("from", "")), party(e.payload.get("to", "")),
             )) + f"<td>{html.escape(detail[:200])}</td></tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("time", "kind", "call", "status", "from", "to", "detail"))
     return (f"<table class='labkit-events'><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}"
             f"</tbody></table><small>{len(cells)} events</small>")
+
+
+def is_websocket_leg(payload: dict) -> bool:
+    """Is this webhook about the call's WebSocket leg (the leg a `connect` to a WebSocket adds)? Its events
+    name the socket's URI as `to` (the sandbox does; on Vonage UNCONFIRMED, so a `{"type": "websocket"}`
+    endpoint counts too)."""
+    for key in ("to", "from"):
+        value = payload.get(key)
+        if isinstance(value, dict) and value.get("type") == "websocket":
+            return True
+        if isinstance(value, str) and value.lower().startswith(("ws://", "wss://")):
+            return True
+    return False
+
+
+def party(value: Any) -> str:
+    """A `from`/`to` value in words: a WebSocket URI without its query (the lab's one-use token), else
+    `readable`."""
+    if isinstance(value, str) and value.lower().startswith(("ws://", "wss://")):
+        return "WebSocket " + value.split("?", 1)[0]
+    return readable(value)

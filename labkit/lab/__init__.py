@@ -2,11 +2,13 @@
 `startup` (the server, then the mode's part: sandbox or tunnel and account), `webhooks` (answer and event
 handling), `calls` (`Call`), `regions` (each call controlled at its `region_url`), `downloads` (a record
 action's file), `ncco` (NCCO helpers on the SDK's models), `delivery` (late, duplicate and out-of-order
-webhooks), `timeline` and `ncco_timing` (a call's events and scripts on one time axis).
+webhooks), `timeline` and `ncco_timing` (a call's events and scripts on one time axis), `history` and
+`exchange` (the panel's call history: why a call went wrong, and its exchange with the app).
 
-May import: the sandbox (only `startup`, to start it), live (the account, the tunnel, reach checks), the
-server, media and the foundations. Never the widgets or the cli, except `Lab.panel()`, which loads the
-widgets when asked (the one ignored import in the layers contract, pyproject.toml).
+May import: the sandbox (`startup`, to start it; `history`, to read the sandbox's record of a leg and
+say its problem in the sentences of `labkit.sandbox.control.problems`), live (the account, the tunnel,
+reach checks), the server, media and the foundations. Never the widgets or the cli, except `Lab.panel()`,
+which loads the widgets when asked (the one ignored import in the layers contract, pyproject.toml).
 
     from labkit.lab import Lab, Call, call_timeline     # names load on first use: `import labkit` stays fast
 """

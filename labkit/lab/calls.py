@@ -330,7 +330,9 @@ class Call:
         return call_timeline(self.events, ax=ax, audio_path=self.lab.audio_path)
 
     def __repr__(self) -> str:
-        return f"Call({self.uuid!r}, to={self.to!r}, status={self.status!r})"
+        """A sentence, as a notebook prints it (`lab.calls`, a list of calls)."""
+        way = "to" if self.direction == "outbound" else "from"
+        return f"{self.direction} call {self.uuid[:8]} {way} {self.to or '?'}: {self.status or 'placed'}"
 
     def _repr_html_(self) -> str:
         return (f"<b>Call</b> {html.escape(self.uuid)} to {html.escape(str(self.to))}: "

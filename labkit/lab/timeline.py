@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.events import FINAL_STATUSES, Event
 from labkit.lab.ncco_timing import script_spans
+from labkit.readable import is_websocket_leg
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -204,6 +205,8 @@ def call_timeline(events: Iterable[Event], ax: Axes | None = None, *, title: str
                             textcoords="offset points", fontsize=7, ha="center", color="#1565c0")
             if e.kind == "lab" and "error" in (e.status or ""):
                 ax.plot([at[e.seq]], [y + 0.3], marker="X", color=FAILED_COLOUR, markersize=9, zorder=4)
+        if any(is_websocket_leg(e.payload) for e in leg_events):
+            direction = "WebSocket leg"  # the leg a connect to a WebSocket adds, named as such
         ticks.append((y, f"{uuid[:8]}\n{direction}".strip()))
 
     bars = [(s, "websocket" if s.kind == "websocket" else "rest") for s in all_spans]

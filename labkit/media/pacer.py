@@ -270,7 +270,7 @@ class PacedSender:
 
     def __repr__(self) -> str:
         state = "failed" if self.error is not None else "closed" if self._closed else "running"
-        return f"<PacedSender {self.rate} Hz {state}, {self._pending} frames queued, {self._frames_sent} sent>"
+        return f"paced sender at {self.rate} Hz, {state}: {self._frames_sent} frames sent, {self._pending} queued"
 
     # ------------------------------------------------------------------ sender thread
 

@@ -312,7 +312,7 @@ class WavRecorder:
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else "closed" if self._closed else "recording"
-        return f"<WavRecorder '{self.path}' {self.rate} Hz {state}, {self.duration:.2f} s>"
+        return f"recorder {state}: {self.duration:.2f} s at {self.rate} Hz into {self.path}"
 
 def _why(exc: BaseException, path: Path) -> str:
     """Why a write failed, in words: libsndfile says only "System error" for a full disk, so look."""

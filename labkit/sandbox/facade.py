@@ -200,8 +200,9 @@ class Sandbox(SandboxIdentity):
         self.stop()
 
     def __repr__(self) -> str:
-        state = self.base_url if self.running else "stopped"
-        return f"<Sandbox {state} speed={self.speed} calls={len(self._platform.order)}>"
+        state = f"running at {self.base_url}" if self.running else "stopped"
+        calls = len(self._platform.order)
+        return f"sandbox {state}, clock x{self.speed:g}, {calls} call{'s' if calls != 1 else ''} so far"
 
     # ------------------------------------------------------------------ the application
 

@@ -334,5 +334,6 @@ class SocketSession:
 
     def __repr__(self) -> str:
         state = "open" if self.open else "closed"
-        return (f"<SocketSession {state} call={self.call_uuid} rate={self.rate} frames={self.frames_received} "
-                f"malformed={self.frames_malformed}>")
+        bad = f", {self.frames_malformed} malformed" if self.frames_malformed else ""
+        return (f"WebSocket of call {str(self.call_uuid or '?')[:8]}, {state}: {self.rate} Hz, "
+                f"{self.frames_received} frames received{bad}")

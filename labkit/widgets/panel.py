@@ -34,6 +34,7 @@ from labkit.widgets._common import (
 )
 from labkit.widgets.lines import TOGGLE_LABELS, TOGGLE_TIPS, TOGGLE_WORDS, WaitLine, call_audio, clip, events_html, pick
 from labkit.widgets.panel_controls import PanelControls
+from labkit.widgets.panel_history import HistoryView
 from labkit.widgets.panel_live import LivePanel
 from labkit.widgets.softphone import Softphone
 from labkit.widgets.waveform import LiveWaveform
@@ -104,6 +105,9 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
         # what the lab is waiting for (a notebook cell's wait_for), with the seconds it has waited
         self.waiting = WaitLine()
         self.call_label = widgets.HTML(value="")
+        # why the call went wrong, in the app author's words, with what to do (labkit.lab.history.problem_of)
+        self.problem = widgets.HTML(value="")
+        self.problem.add_class("labkit-problem")
         # -- audio into the call
         files = lab.audio_files()
         self.stream_file = widgets.Dropdown(options=files, value=pick(files), description="File",
@@ -132,6 +136,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
         self.player = widgets.Audio(format="wav", autoplay=False, controls=True,
                                     layout=widgets.Layout(display="none"))
         self.recordings_box = widgets.VBox([])
+        self.history = HistoryView(lab)  # every call this panel steered; open one for its exchange with the app
         self.error = error_line()
 
         self.to.observe(self._on_to_change, names="value")
@@ -152,6 +157,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
             widgets.HBox([self.to, self.call_button, self.hangup_button]),
             self.to_hint,
             widgets.HBox([widgets.HTML("<b>Status:</b>&nbsp;"), self.status, self.call_label]),
+            self.problem,
             widgets.HBox([self.stream_file, self.stream_loop]),
             widgets.HBox([self.stream_level, self.stream_toggle]),
             widgets.HBox([self.say_text, self.say_button]),
@@ -161,6 +167,8 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
             self.error,
             widgets.HTML("<b>Events</b> (newest last)"),
             self.events_html,
+            widgets.HTML("<b>Calls</b> (newest first: open one for its exchange with the app)"),
+            self.history,
             widgets.HTML("<b>Live audio</b>"),
             *([self.audio] if self.audio is not None else []),
             self.waveform,
@@ -201,6 +209,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
             self._keys_sent = ""
             if self.audio is not None:
                 self.audio.follow(call)
+        self.history.add(call)
         if isinstance(self.last_error, (InvalidInput, CallEndedError)):
             show_error(self, None)  # "no call yet" / "the call has ended" are fixed by having a call
         self.call_label.value = (f"&nbsp;<small><code>{html.escape(call.uuid[:8])}</code> "
@@ -341,6 +350,7 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
         self.waiting.close()
         self._stop_phone_feed()
         self.waveform.close()
+        self.history.close()
         if self.audio is not None:
             self.audio.close()
         if self.softphone is not None:
@@ -348,5 +358,5 @@ class ControlPanel(LivePanel, PanelControls, widgets.HBox):
         super().close()
 
     def __repr__(self) -> str:
-        call = self.call.uuid[:8] if self.call else None
-        return f"<ControlPanel {self.lab.mode} call={call} status={self.status.value!r}>"
+        call = f"call {self.call.uuid[:8]}, {self.status.value}" if self.call else "no call"
+        return f"control panel ({self.lab.mode} mode): {call}; {self.history!r}"

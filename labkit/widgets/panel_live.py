@@ -14,8 +14,10 @@ import ipywidgets as widgets
 
 from labkit.errors import LabkitError
 from labkit.events import FINAL_STATUSES, Event
+from labkit.lab.history import problem_of
 from labkit.widgets._common import guarded, recording_wav, show_error
 from labkit.widgets.lines import events_html, follow_phone
+from labkit.widgets.panel_history import problem_html
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab.calls import Call
@@ -40,10 +42,11 @@ class LivePanel:
             if call is None or call.ended:
                 self._maybe_follow(event)
                 call = self.call
-            if call is not None and event.uuid == call.uuid:
-                self._refresh_status()
+            if call is not None and event.belongs_to(call.uuid, call.conversation_uuid):
+                self._refresh_status()  # (an error event names only the conversation)
                 if event.kind == "socket" and event.payload.get("event") == "websocket:connected":
                     self._follow_audio()
+            self._refresh_history(event)
             if event.kind == "socket" and event.status == "socket-closed":
                 self._refresh_recordings()
             self._render_events()
@@ -69,16 +72,26 @@ class LivePanel:
         call = self.call
         if call is None:
             self.status.value = "no call"
+            self.problem.value = ""
             self._sync_controls()
             return
         status = call.status or "placed"
         self.status.value = status
+        self.problem.value = problem_html(problem_of(call))  # at once, beside the status
         if status in FINAL_STATUSES:
             self._reset_toggles()
             self._stop_phone_feed()
             if self.audio is not None and self.audio.call is call:
                 self.audio.follow(None)
         self._sync_controls()
+
+    def _refresh_history(self, event: Event) -> None:
+        """The history row of the call `event` is about (its conversation's, for an event naming no leg)."""
+        for call in self.history.history.calls:
+            if event.uuid == call.uuid or (event.uuid is None and event.conversation_uuid
+                                           and event.conversation_uuid == call.conversation_uuid):
+                self.history.refresh(call.uuid)
+                return
 
     def _follow_audio(self) -> None:
         """The waveform shows the call's WebSocket audio when it has one, else (sandbox) what the

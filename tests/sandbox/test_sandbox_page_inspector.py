@@ -9,13 +9,11 @@ control API must serve the same sentence (`problem`), and the card's history lis
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+from support.flaky_app import FlakyApp
 from support.sandbox_process import SandboxProcess
 
 pytestmark = pytest.mark.browser
@@ -26,46 +24,6 @@ CHROMIUM = "/usr/bin/chromium"
 PHONE = "447700900451"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-class FlakyApp:
-    """An app whose answer_url answers as `mode` says: "500", "bad" (an NCCO with a wrong field) or "ok"."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, code: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if outer.mode == "500":
-                    self._reply(500, {"error": "boom"})
-                elif outer.mode == "bad":
-                    self._reply(200, [{"action": "stream", "streamUrl": "http://127.0.0.1:9/a.mp3"}])  # not a list
-                else:
-                    self._reply(200, [{"action": "talk", "text": "Hello"}])
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._reply(200, {})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_the_page_shows_why_the_app_failed_and_lists_every_call(tmp_path):
