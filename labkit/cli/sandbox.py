@@ -35,8 +35,9 @@ def _configure(sandbox: Any, args: argparse.Namespace) -> None:
         sandbox.configure(**given)
 
 
-def banner(sandbox: Any, speed: float) -> str:
-    """What `labkit sandbox` prints: where it is, and set-up lines per language."""
+def banner(sandbox: Any, speed: float, proxy: Any = None) -> str:
+    """What `labkit sandbox` prints: where it is, and set-up lines per language (and, with `proxy`, the
+    environment for clients with hard-coded hosts)."""
     base, ca, bundle = sandbox.base_url, sandbox.ca_path, sandbox.ca_bundle
     app_id, key, number = sandbox.application_id, sandbox.private_key_path, sandbox.number
     settings = getattr(sandbox, "settings", None)
@@ -71,7 +72,7 @@ def banner(sandbox: Any, speed: float) -> str:
     host = base.split("://", 1)[1]
     plain = base.startswith("http://")
     cacert = "" if plain else f"--cacert {ca} "
-    if getattr(sandbox, "vonage_hostnames", False):
+    if getattr(sandbox, "vonage_hostnames", False) and proxy is None:
         from labkit.sandbox.wire.tls import VONAGE_HOSTNAMES
 
         names = " ".join(n for n in VONAGE_HOSTNAMES if not n.startswith("*"))
@@ -80,6 +81,16 @@ def banner(sandbox: Any, speed: float) -> str:
             f"Vonage host names: the certificate covers them and recording URLs use {sandbox.vonage_base_url}.",
             "Map them to this machine for clients with hard-coded hosts (see the README), e.g. in /etc/hosts:",
             f"  127.0.0.1 {names}",
+        ]
+    if proxy is not None:
+        from labkit.cli.sandbox_env import client_env, env_lines
+
+        lines += [
+            "",
+            f"Without root (--vonage-proxy): a CONNECT proxy at {proxy.url} tunnels Vonage's API hosts on 443",
+            "(api.nexmo.com, rest.nexmo.com, api.vonage.com, api-*.vonage.com) to this sandbox and refuses every",
+            "other host; Node, which ignores HTTPS_PROXY, gets a --require preload. Paste into the client's shell:",
+            *[f"  {line}" for line in env_lines(client_env(sandbox, proxy.url))],
         ]
     if plain:
         lines += ["", "Plain HTTP (--http): the Python SDK always uses https; use this for clients that need http."]
@@ -123,8 +134,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         kwargs["home"] = args.home
     if args.http:
         kwargs["http"] = True
-    if args.vonage_hostnames:
+    if args.vonage_hostnames or args.vonage_proxy:
         kwargs["vonage_hostnames"] = True
+    if args.vonage_proxy:
+        if args.http:
+            from labkit.errors import ConfigError
+
+            raise ConfigError("--vonage-proxy tunnels TLS to the sandbox: it cannot be used with --http")
+        kwargs["vonage_port"] = 443  # clients reach the names on 443, through the proxy or the Node preload
     sandbox = Sandbox(**kwargs)
     _configure(sandbox, args)  # before start: the first call already sees the application's settings
     if args.chaos is not None:  # the flag wins over LABKIT_SANDBOX_CHAOS
@@ -137,14 +154,31 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"--chaos: {exc}") from None
     sandbox.start()
+    proxy = None
+    if args.vonage_proxy:
+        from labkit.sandbox.wire.vonage_proxy import VonageProxy
+
+        try:
+            proxy = VonageProxy(("127.0.0.1", sandbox.port), port=args.proxy_port).start()
+        except OSError as exc:
+            sandbox.stop()
+            from labkit.errors import PortInUseError
+
+            raise PortInUseError(f"--proxy-port {args.proxy_port}: {exc}") from None
+        if args.env_file:
+            from labkit.cli.sandbox_env import client_env, write_env_file
+
+            write_env_file(args.env_file, client_env(sandbox, proxy.url))
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        print(banner(sandbox, args.speed), flush=True)
+        print(banner(sandbox, args.speed, proxy), flush=True)
         _wait_until_interrupted()
     except KeyboardInterrupt:
         print("\nStopping the sandbox...", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if proxy is not None:
+            proxy.stop()
         sandbox.stop()
     print("Sandbox stopped.", flush=True)
     return 0
@@ -162,6 +196,13 @@ def add_parser(commands: Any) -> None:
     sb.add_argument("--vonage-hostnames", action="store_true",
                     help="a certificate that also covers api.nexmo.com, rest.nexmo.com, api.vonage.com and "
                          "api-*.vonage.com, and recording URLs on api.nexmo.com (map those names to this machine)")
+    sb.add_argument("--vonage-proxy", action="store_true",
+                    help="for clients with hard-coded hosts, without root: implies --vonage-hostnames, serves a "
+                         "CONNECT proxy that tunnels only Vonage's API hosts to the sandbox (HTTPS_PROXY) and "
+                         "prints the environment to paste (Node: a --require preload)")
+    sb.add_argument("--proxy-port", type=int, default=0, help="the proxy's port (default: a free one)")
+    sb.add_argument("--env-file", metavar="PATH",
+                    help="with --vonage-proxy: also write that environment as `export` lines to PATH")
     sb.add_argument("--chaos", metavar="SPEC",
                     help="deliver webhooks as a network may: late, out of order, twice ('on', 'off', or "
                          "'jitter=0.2,duplicate=0.2,seed=7'; default: LABKIT_SANDBOX_CHAOS, else off)")

@@ -67,7 +67,7 @@ class Sandbox(SandboxIdentity):
     """
 
     def __init__(self, port: int = 0, speed: float = 1.0, home: str | os.PathLike | None = None, *,
-                 http: bool = False, vonage_hostnames: bool = False) -> None:
+                 http: bool = False, vonage_hostnames: bool = False, vonage_port: int | None = None) -> None:
         if home is None:
             from labkit.config import state_dir
 
@@ -78,6 +78,9 @@ class Sandbox(SandboxIdentity):
         self.speed = float(speed)
         self.http = bool(http)  # plain HTTP, for clients that cannot do https on another port (Node SDK 2.x)
         self.vonage_hostnames = bool(vonage_hostnames)  # certificate and recording URLs use Vonage's names
+        # the port clients reach Vonage's names on, when it is not this sandbox's own: 443 through the CONNECT
+        # proxy or the Node preload (wire/vonage_proxy.py), so URLs are exactly Vonage's (api.nexmo.com/...)
+        self.vonage_port = int(vonage_port) if vonage_port else None
         self._creds = load_or_create_credentials(self.home)
         self._settings = WebhookSettings()
         self._platform = Platform(
@@ -126,7 +129,7 @@ class Sandbox(SandboxIdentity):
             self._port = runner.port
             self._platform.base_url = self.base_url
             if self.vonage_hostnames:  # region_url: the real regional host name, on this port (engine/regions.py)
-                self._platform.vonage_port = self._port
+                self._platform.vonage_port = self.vonage_port or self._port
             else:  # region_url: a second address of the sandbox's own, so a client ignoring it is seen
                 region = ServerRunner(app, "127.0.0.1", 0, ssl_context=context, name="labkit-sandbox-region",
                                       request_handler=QuietHandler, on_stop=self._shut_connections)

@@ -48,7 +48,8 @@ class SandboxIdentity:
         reach this sandbox once api.nexmo.com maps to 127.0.0.1 (vonage_hostnames=True)."""
         scheme = "http" if self.http else "https"
         default = 80 if self.http else 443
-        return f"{scheme}://api.nexmo.com" + ("" if self.port == default else f":{self.port}")
+        port = getattr(self, "vonage_port", None) or self.port  # 443 behind the proxy or the Node preload
+        return f"{scheme}://api.nexmo.com" + ("" if port == default else f":{port}")
 
     @property
     def region_url(self) -> str:

@@ -44,10 +44,12 @@ class SandboxProcess:
     """
 
     def __init__(self, home: Path, *flags: str, speed: float = 10.0, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, wrapper: list[str] | tuple[str, ...] = ()) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
-        cmd = [*labkit_command(), "sandbox", "--port", "0", "--speed", str(speed), "--home", str(self.home), *flags]
+        # `wrapper`: a command that execs the sandbox (e.g. setpriv to run it as another user), same pid
+        cmd = [*wrapper, *labkit_command(), "sandbox", "--port", "0", "--speed", str(speed), "--home", str(self.home),
+               *flags]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.stderr_path = self.home / "sandbox-stderr.log"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()

@@ -1,0 +1,313 @@
+"""Clients with hard-coded Vonage hosts against `labkit sandbox --vonage-proxy`, all as a user without root.
+
+The sandbox (its own process) and every client run as `nobody` (setpriv) when the tests run as root, else
+as the current user: no port 443, no hosts entry, no namespace. Each client gets only the environment the
+sandbox wrote with `--env-file` (the lines its banner prints):
+- curl and Vonage's Python SDK with its default hosts (api.nexmo.com), through the CONNECT proxy
+  (`HTTPS_PROXY`);
+- the `nexmo` 2.x Node package and Node-RED with node-red-contrib-nexmo 3.1.1 (which pins nexmo 2.4.0,
+  hosts fixed), through the Node preload (`NODE_OPTIONS=--require vonage_hosts.cjs`): Node's https module
+  ignores `HTTPS_PROXY`;
+- the proxy refuses every other host and port, including a service on this machine.
+Node tests skip without node/npm or when npm cannot install the packages (offline); the installs are kept
+in .pytest_cache as the other Node tests keep theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from support.sandbox_process import SandboxProcess
+from support.webhook_app import WebhookApp
+from test_sandbox_legacy_node import _install as install_nexmo
+from test_sandbox_standalone import node_sdk  # noqa: F401 - the fixture (npm-installed @vonage/server-sdk)
+
+REPO = Path(__file__).resolve().parents[2]
+SPEED = 10
+NODE_RED = ("node-red@4.1.15", "node-red-contrib-nexmo@3.1.1")
+
+
+def as_user() -> list[str]:
+    """The prefix that runs a command as a user without root: `nobody` when the tests run as root."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to run the clients as a user without root")
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def give(*paths: Path) -> None:
+    """Hand `paths` to the user the clients run as (nobody when the tests run as root)."""
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for path in paths:
+            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """A folder the unprivileged user owns (pytest's tmp_path is root's only): the sandbox's home, the env
+    file, Node-RED's user folder."""
+    folder = Path(tempfile.mkdtemp(prefix="labkit-noroot-"))
+    folder.chmod(0o755)
+    (folder / "home").mkdir()
+    give(folder, folder / "home")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app():
+    server = WebhookApp()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sb(shared, app):
+    home_env = {"HOME": str(shared), "LABKIT_HOME": str(shared / "state")}
+    proc = SandboxProcess(shared / "home", "--vonage-proxy", "--env-file", str(shared / "vonage.env"),
+                          "--event-url", f"{app.url}/event", "--answer-url", f"{app.url}/answer",
+                          speed=SPEED, env=home_env, wrapper=as_user())
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client_env(sb, shared) -> dict[str, str]:
+    """What a user's shell has after `. vonage.env`: the file the sandbox wrote, on a bare environment."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(shared), "LANG": "C.UTF-8"}
+    for line in (shared / "vonage.env").read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`cmd` as the unprivileged user, with only `env`."""
+    return subprocess.run([*as_user(), *cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def phone(sb: SandboxProcess, number: str) -> None:
+    sb.request("POST", "phones", json={"number": number, "answer_after": 0})
+
+
+def answered(app: WebhookApp, uuid: str) -> dict:
+    """The `answered` event the sandbox posted to the application's event_url for that call."""
+    return app.wait_for(lambda h: h.fields.get("uuid") == uuid and h.fields.get("status") == "answered").fields
+
+
+def proxy_says(env: dict[str, str], request: bytes) -> bytes:
+    """What the proxy (`HTTPS_PROXY` of `env`) answers to `request`: its reply's head, as a raw socket sees it."""
+    proxy = env["HTTPS_PROXY"].rsplit(":", 1)
+    with socket.create_connection(("127.0.0.1", int(proxy[1])), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_the_env_file_is_what_the_banner_prints(sb, client_env):
+    printed = "".join(sb.output)
+    for name in ("HTTPS_PROXY", "NODE_OPTIONS", "LABKIT_VONAGE_HOSTS_TO", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"):
+        assert f"export {name}=" in printed
+    assert client_env["LABKIT_VONAGE_HOSTS_TO"] == sb.host
+    assert client_env["NODE_OPTIONS"].endswith("labkit/sandbox/wire/vonage_hosts.cjs")
+    assert sb.request("GET", "application").json()["number"] == sb.rows["number"]
+
+
+def test_curl_and_the_python_sdk_with_default_hosts_through_the_proxy(sb, app, client_env):
+    phone(sb, "447700900501")
+    phone(sb, "447700900502")
+    body = json.dumps({"to": [{"type": "phone", "number": "447700900501"}],
+                       "from": {"type": "phone", "number": sb.rows["number"]},
+                       "ncco": [{"action": "talk", "text": "Hello from curl"}]})
+    curl = run(["curl", "-sS", "-X", "POST", "https://api.nexmo.com/v1/calls", "-H", "Content-Type: application/json",
+                "-H", f"Authorization: {sb.bearer()['Authorization']}", "-d", body], client_env)
+    assert curl.returncode == 0, curl.stderr
+    assert answered(app, json.loads(curl.stdout)["uuid"])["to"] == "447700900501"
+
+    script = (
+        "import sys\n"
+        "from vonage import Auth, Vonage\n"
+        "from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone\n"
+        "client = Vonage(Auth(application_id=sys.argv[1], private_key=sys.argv[2]))  # default hosts\n"
+        "made = client.voice.create_call(CreateCallRequest(to=[ToPhone(number='447700900502')],\n"
+        "    from_=Phone(number=sys.argv[3]), ncco=[Talk(text='Hello from Python')]))\n"
+        "print(made.uuid)\n"
+    )
+    py = run([sys.executable, "-c", script, sb.rows["application id"], sb.rows["private key"], sb.rows["number"]],
+             client_env)
+    assert py.returncode == 0, py.stderr[-2000:]
+    assert answered(app, py.stdout.split()[-1])["to"] == "447700900502"
+
+
+def test_the_proxy_refuses_every_other_host_and_port(sb, app, client_env):
+    """Never an open proxy: another host, another port, this machine's own services, plain proxying."""
+    for target in ("example.com:443", "api.nexmo.com:22", "api.nexmo.com.evil.example:443", "nexmo.com:443",
+                   f"127.0.0.1:{app.url.rsplit(':', 1)[1]}"):
+        hits = len(app.hits)
+        smuggled = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+        reply = proxy_says(client_env, smuggled.encode())
+        assert reply.startswith(b"HTTP/1.1 403 "), (target, reply)
+        assert b"NO_PROXY" in reply
+        assert len(app.hits) == hits  # the local web app never saw the request smuggled after the CONNECT
+    for request in (b"GET http://api.nexmo.com/v1/calls HTTP/1.1\r\nHost: api.nexmo.com\r\n\r\n", b"garbage\r\n\r\n"):
+        assert proxy_says(client_env, request).startswith(b"HTTP/1.1 403 ")
+    assert proxy_says(client_env, b"CONNECT API.Nexmo.com.:443 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    # what a user sees: curl names the refusal
+    curl = run(["curl", "-sS", "https://example.com/"], client_env)
+    assert curl.returncode != 0 and "403" in curl.stderr
+
+
+NEXMO_SCRIPT = r"""
+const Nexmo = require('nexmo');
+const [apiKey, apiSecret, applicationId, privateKey, to, from] = process.argv.slice(2);
+const nexmo = new Nexmo({ apiKey, apiSecret, applicationId, privateKey });  // hosts fixed: api.nexmo.com:443
+const step = (name, fn) => new Promise((resolve, reject) =>
+  fn((err, res) => err ? reject(new Error(name + ': ' + JSON.stringify(err))) : resolve(res)));
+(async () => {
+  const app = await step('applications.create', cb => nexmo.applications.create(
+    'made by nexmo 2.x', 'voice', 'https://example.com/answer', 'https://example.com/event', {}, cb));
+  const call = await step('calls.create', cb => nexmo.calls.create({
+    to: [{ type: 'phone', number: to }], from: { type: 'phone', number: from },
+    ncco: [{ action: 'talk', text: 'Hello from nexmo 2' }] }, cb));
+  console.log(JSON.stringify({ app: app.id, call: call.uuid }));
+})().catch((err) => { console.error(String(err)); process.exit(1); });
+"""
+
+
+def test_the_nexmo_2_package_with_its_fixed_hosts_through_the_node_preload(sb, app, client_env):
+    folder = install_nexmo("2.4.2")
+    (folder / "noroot.js").write_text(NEXMO_SCRIPT)
+    phone(sb, "447700900503")
+    proc = run(["node", "noroot.js", sb.rows["API key"], sb.rows["API secret"], sb.rows["application id"],
+                sb.rows["private key"], "447700900503", sb.rows["number"]], client_env, cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    made = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answered(app, made["call"])["to"] == "447700900503"
+    got = sb.raw("GET", f"/v2/applications/{made['app']}", auth=(sb.rows["API key"], sb.rows["API secret"]))
+    assert got.status_code == 200 and got.json()["name"] == "made by nexmo 2.x"
+
+
+NODE_SDK_SCRIPT = r"""
+const { Vonage } = require('@vonage/server-sdk');
+const [applicationId, privateKey, to, from] = process.argv.slice(2);
+const vonage = new Vonage({ applicationId, privateKey });  // no apiHost: https://api.nexmo.com
+vonage.voice.createOutboundCall({ to: [{ type: 'phone', number: to }], from: { type: 'phone', number: from },
+                                  ncco: [{ action: 'talk', text: 'Hello from the Node SDK' }] })
+  .then((made) => console.log(made.uuid))
+  .catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def test_vonage_node_sdk_with_its_default_hosts_through_the_node_preload(sb, app, client_env, node_sdk):  # noqa: F811
+    (node_sdk / "noroot.js").write_text(NODE_SDK_SCRIPT)
+    phone(sb, "447700900505")
+    proc = run(["node", "noroot.js", sb.rows["application id"], sb.rows["private key"], "447700900505",
+                sb.rows["number"]], client_env, cwd=node_sdk)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert answered(app, proc.stdout.split()[-1])["to"] == "447700900505"
+
+
+def install_node_red() -> Path:
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node/npm are not installed (make system-deps installs them)")
+    folder = REPO / ".pytest_cache" / "node-red"
+    if not (folder / "node_modules" / "node-red-contrib-nexmo").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_text('{"name": "labkit-node-red-test", "private": true}\n')
+        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", *NODE_RED], cwd=folder,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.skip(f"npm could not install Node-RED (offline?): {proc.stderr[-300:]}")
+    return folder
+
+
+def node_red_flow(sb: SandboxProcess, app: WebhookApp, to: str) -> tuple[list, dict]:
+    """An inject node wired to node-red-contrib-nexmo's "Create Call" node, and its credentials (the
+    application made on the sandbox), as the editor saves them with credentialSecret off."""
+    flow = [
+        {"id": "tab", "type": "tab", "label": "calls"},
+        {"id": "creds", "type": "nexmovoiceapp", "name": "sandbox"},
+        {"id": "go", "type": "inject", "z": "tab", "props": [{"p": "payload"}], "payload": "", "payloadType": "date",
+         "repeat": "", "once": False, "wires": [["call"]]},
+        {"id": "call", "type": "createcall", "z": "tab", "creds": "creds", "endpoint": "phone", "to": to,
+         "from": sb.rows["number"], "answertype": "json",
+         "answer": json.dumps([{"action": "talk", "text": "Hello from Node-RED"}]),
+         "eventurl": f"{app.url}/event", "eventmethod": "POST", "machinedetection": "", "contenttype": "",
+         "headers": "{}", "wsuri": "", "sipuri": "", "extension": "", "ringingtimer": "", "lengthtimer": "",
+         "dtmfanswer": "", "wires": [[]]},
+    ]
+    creds = {"creds": {"apikey": sb.rows["API key"], "apisecret": sb.rows["API secret"],
+                       "appid": sb.rows["application id"], "privatekey": Path(sb.rows["private key"]).read_text()}}
+    return flow, creds
+
+
+def test_node_red_flow_and_create_application_button_through_the_node_preload(sb, app, client_env, shared):
+    folder = install_node_red()
+    user_dir = shared / "node-red"
+    user_dir.mkdir()
+    flow, creds = node_red_flow(sb, app, "447700900504")
+    (user_dir / "flows.json").write_text(json.dumps(flow))
+    (user_dir / "flows_cred.json").write_text(json.dumps(creds))
+    (user_dir / "settings.js").write_text('module.exports = { uiHost: "127.0.0.1", uiPort: 0, flowFile: '
+                                          '"flows.json", credentialSecret: false };\n')
+    (user_dir / "node_modules").symlink_to(folder / "node_modules")  # as `npm install` in ~/.node-red
+    give(user_dir, *user_dir.iterdir())
+    phone(sb, "447700900504")
+    red = subprocess.Popen([*as_user(), "node", str(folder / "node_modules" / "node-red" / "red.js"),
+                            "--userDir", str(user_dir), "--settings", str(user_dir / "settings.js")],
+                           env=client_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:  # all of Node-RED's log, so its pipe never fills
+        assert red.stdout is not None
+        for line in red.stdout:
+            seen.append(line)
+            if "Started flows" in line:
+                started.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert started.wait(60), "".join(seen)
+        url = next(line.split("Server now running at ", 1)[1].strip().rstrip("/") for line in seen
+                   if "Server now running at " in line)
+
+        # the flow: the inject button, then Create Call (nexmo 2.4.0 -> api.nexmo.com:443 -> the sandbox)
+        assert requests.post(f"{url}/inject/go", timeout=10).status_code == 200, "".join(seen)
+        assert answered(app, app.wait_for(lambda h: h.fields.get("to") == "447700900504").fields["uuid"])
+        # the "create application" button of the credentials dialog: a form POST to Node-RED's admin API
+        form = {"api_key": sb.rows["API key"], "api_secret": sb.rows["API secret"], "name": "from node-red",
+                "answer_url": f"{app.url}/answer", "event_url": f"{app.url}/event"}
+        made = requests.post(f"{url}/nexmo-auth/new-voice-app", data=form, timeout=30)
+        assert made.status_code == 200, made.text + "".join(seen)
+        made_app = made.json()
+        assert made_app["id"] and "PRIVATE KEY" in made_app["keys"]["private_key"]
+        got = sb.raw("GET", f"/v2/applications/{made_app['id']}", auth=(sb.rows["API key"], sb.rows["API secret"]))
+        assert got.status_code == 200 and got.json()["name"] == "from node-red"
+    finally:
+        red.terminate()
+        try:
+            red.wait(10)
+        except subprocess.TimeoutExpired:
+            red.kill()
+            red.wait(5)
