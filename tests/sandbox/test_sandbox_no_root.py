@@ -15,6 +15,7 @@ in .pytest_cache as the other Node tests keep theirs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -39,13 +40,26 @@ SPEED = 10
 NODE_RED = ("node-red@4.1.15", "node-red-contrib-nexmo@3.1.1")
 
 
+@functools.cache
+def _unprivileged() -> tuple[list[str], str | None]:
+    if os.geteuid() != 0:
+        return [], None
+    if not shutil.which("setpriv"):
+        return [], "setpriv (util-linux) is needed to run the clients as a user without root"
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import labkit.sandbox, vonage"], cwd="/",
+                           capture_output=True, text=True)
+    if probe.returncode != 0:  # e.g. a checkout in a folder only root may enter
+        return [], f"the user nobody cannot run this checkout's Python ({REPO}): {probe.stderr.strip()[-300:]}"
+    return prefix, None
+
+
 def as_user() -> list[str]:
     """The prefix that runs a command as a user without root: `nobody` when the tests run as root."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("setpriv (util-linux) is needed to run the clients as a user without root")
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    prefix, reason = _unprivileged()
+    if reason:
+        pytest.skip(reason)
+    return prefix
 
 
 def give(*paths: Path) -> None:
@@ -133,6 +147,23 @@ def test_the_env_file_is_what_the_banner_prints(sb, client_env):
     assert sb.request("GET", "application").json()["number"] == sb.rows["number"]
 
 
+PYTHON_SCRIPT = """
+import sys
+from vonage import Auth, Vonage
+from vonage_voice import CreateCallRequest, Phone, Record, Talk, ToPhone
+step, application_id, key, *rest = sys.argv[1:]
+client = Vonage(Auth(application_id=application_id, private_key=key))  # default hosts: api.nexmo.com
+if step == "call":
+    number, recorded = rest
+    made = client.voice.create_call(CreateCallRequest(to=[ToPhone(number="447700900502")], from_=Phone(number=number),
+        ncco=[Talk(text="Hello from Python"), Record(timeOut=3, format="wav", eventUrl=[recorded])]))
+    print(made.uuid)
+else:
+    url, target = rest
+    client.voice.download_recording(url, target)  # the SDK's own check: a Vonage host name
+"""
+
+
 def test_curl_and_the_python_sdk_with_default_hosts_through_the_proxy(sb, app, client_env):
     phone(sb, "447700900501")
     phone(sb, "447700900502")
@@ -144,19 +175,19 @@ def test_curl_and_the_python_sdk_with_default_hosts_through_the_proxy(sb, app, c
     assert curl.returncode == 0, curl.stderr
     assert answered(app, json.loads(curl.stdout)["uuid"])["to"] == "447700900501"
 
-    script = (
-        "import sys\n"
-        "from vonage import Auth, Vonage\n"
-        "from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone\n"
-        "client = Vonage(Auth(application_id=sys.argv[1], private_key=sys.argv[2]))  # default hosts\n"
-        "made = client.voice.create_call(CreateCallRequest(to=[ToPhone(number='447700900502')],\n"
-        "    from_=Phone(number=sys.argv[3]), ncco=[Talk(text='Hello from Python')]))\n"
-        "print(made.uuid)\n"
-    )
-    py = run([sys.executable, "-c", script, sb.rows["application id"], sb.rows["private key"], sb.rows["number"]],
-             client_env)
+    py = run([sys.executable, "-c", PYTHON_SCRIPT, "call", sb.rows["application id"], sb.rows["private key"],
+              sb.rows["number"], f"{app.url}/recorded"], client_env)
     assert py.returncode == 0, py.stderr[-2000:]
     assert answered(app, py.stdout.split()[-1])["to"] == "447700900502"
+    # the recording URL is Vonage's own (no port); the SDK's download_recording fetches it through the proxy
+    url = app.wait_for(lambda h: h.path == "/recorded" and "recording_url" in h.fields).fields["recording_url"]
+    assert url.startswith("https://api.nexmo.com/v1/files/")
+    target = Path(client_env["HOME"]) / "recording.wav"
+    py = run([sys.executable, "-c", PYTHON_SCRIPT, "download", sb.rows["application id"], sb.rows["private key"],
+              url, str(target)], client_env)
+    assert py.returncode == 0, py.stderr[-2000:]
+    direct = sb.raw("GET", url.removeprefix("https://api.nexmo.com"), headers=sb.bearer())
+    assert direct.status_code == 200 and target.read_bytes() == direct.content and direct.content[:4] == b"RIFF"
 
 
 def test_the_proxy_refuses_every_other_host_and_port(sb, app, client_env):
@@ -311,3 +342,77 @@ def test_node_red_flow_and_create_application_button_through_the_node_preload(sb
         except subprocess.TimeoutExpired:
             red.kill()
             red.wait(5)
+
+
+NAMESPACE_DRIVER = """
+import json, os, subprocess, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from labkit.sandbox import Sandbox
+
+class Hook(BaseHTTPRequestHandler):  # the app's event_url, inside the namespace with everything else
+    def log_message(self, *a):
+        pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+
+hooks = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+threading.Thread(target=hooks.serve_forever, daemon=True).start()
+home, nexmo_dir = Path(sys.argv[1]), sys.argv[2]
+sb = Sandbox(port=443, speed=10, home=home, vonage_hostnames=True).start()  # 443: the namespace's own
+sb.configure(event_url=f"http://127.0.0.1:{hooks.server_address[1]}/event")
+sb.phone("447700900506").set(answer_after=0)
+env = {"PATH": os.environ["PATH"], "HOME": str(home.parent), "NODE_EXTRA_CA_CERTS": str(sb.ca_path)}  # no proxy
+run = subprocess.run(["node", "noroot.js", sb.api_key, sb.api_secret, sb.application_id, str(sb.private_key_path),
+                      "447700900506", sb.number], cwd=nexmo_dir, env=env, capture_output=True, text=True, timeout=60)
+made = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {}
+result = {"rc": run.returncode, "err": run.stderr[-1500:], "uid": os.getuid(),
+          "to": sb.call(made["call"]).to_address if made else None,
+          "app": sb.account.get(made["app"]).name if made else None}
+sb.stop(); hooks.shutdown()
+print(json.dumps(result))
+"""
+
+
+def namespace_python(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """An interpreter with labkit that the user can run inside its own user namespace, else skip.
+
+    This environment's own first; here its interpreter can sit under /root, which a process in a user
+    namespace cannot reach, so then the system's python3 of the same version with this environment's
+    packages on PYTHONPATH."""
+    probe = run(["unshare", "-rmn", "true"], env)
+    if probe.returncode != 0:
+        pytest.skip(f"the kernel refuses unprivileged user namespaces here: {probe.stderr.strip()}")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    check = f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"
+    same = system and subprocess.run([system, "-c", check], capture_output=True).returncode == 0
+    candidates = [(sys.executable, env)]
+    if same:
+        candidates.append((system, {**env, "PYTHONPATH": f"{REPO}{os.pathsep}{site}"}))
+    for exe, exe_env in candidates:
+        if run(["unshare", "-rmn", exe, "-c", "import labkit.sandbox"], exe_env).returncode == 0:
+            return exe, exe_env
+    pytest.skip("no Python with labkit can be run inside a user namespace by this user")
+
+
+def test_unchanged_nexmo_2_in_a_user_namespace_without_root(shared):
+    """The namespace way, no root: `unshare -rmn`, loopback up, a hosts file bind-mounted, the sandbox on
+    443. The `nexmo` 2.x package runs with no proxy and no preload: the names resolve to the sandbox."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(shared), "LANG": "C.UTF-8"}
+    python, env = namespace_python(base)
+    folder = install_nexmo("2.4.2")
+    (folder / "noroot.js").write_text(NEXMO_SCRIPT)
+    hosts = shared / "hosts"
+    hosts.write_text("127.0.0.1 localhost api.nexmo.com rest.nexmo.com api.vonage.com api-us-3.vonage.com\n")
+    (shared / "ns-home").mkdir()
+    give(hosts, shared / "ns-home")
+    inner = (f"ip link set lo up && mount --bind {hosts} /etc/hosts && "
+             f"exec {python} -c {shlex.quote(NAMESPACE_DRIVER)} {shared / 'ns-home'} {folder}")
+    proc = run(["unshare", "-rmn", "sh", "-c", inner], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rc"] == 0, result["err"]
+    assert result["to"] == "447700900506" and result["app"] == "made by nexmo 2.x"
+    assert result["uid"] == 0  # root only inside its own namespace: outside, the unprivileged user
