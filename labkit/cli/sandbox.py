@@ -136,6 +136,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         kwargs["http"] = True
     if args.vonage_hostnames or args.vonage_proxy:
         kwargs["vonage_hostnames"] = True
+    if (args.env_file or args.proxy_port) and not args.vonage_proxy:
+        from labkit.errors import ConfigError
+
+        raise ConfigError("--proxy-port and --env-file go with --vonage-proxy")
     if args.vonage_proxy:
         if args.http:
             from labkit.errors import ConfigError

@@ -373,3 +373,11 @@ def test_sandbox_command_chaos_flag(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 1 and "--chaos" in err and "unknown setting 'often'" in err
     assert not hasattr(FakeSandbox.instances[-1], "base_url")  # never started
+
+
+def test_sandbox_command_vonage_proxy_flags_that_do_not_go_together(capsys):
+    """--vonage-proxy tunnels TLS (not with --http); --proxy-port and --env-file only mean something with it."""
+    for argv in (["--vonage-proxy", "--http"], ["--env-file", "/tmp/x.env"], ["--proxy-port", "3128"]):
+        code = cli.main(["sandbox", *argv])
+        err = capsys.readouterr().err
+        assert code == 1 and "--vonage-proxy" in err, (argv, err)
