@@ -88,8 +88,9 @@ def banner(sandbox: Any, speed: float, proxy: Any = None) -> str:
         lines += [
             "",
             f"Without root (--vonage-proxy): a CONNECT proxy at {proxy.url} tunnels Vonage's API hosts on 443",
-            "(api.nexmo.com, rest.nexmo.com, api.vonage.com, api-*.vonage.com) to this sandbox and refuses every",
-            "other host; Node, which ignores HTTPS_PROXY, gets a --require preload. Paste into the client's shell:",
+            "(api.nexmo.com, rest.nexmo.com, api.vonage.com, api-*.vonage.com, api-*.nexmo.com) to this sandbox",
+            "and refuses every other host; Node, which ignores HTTPS_PROXY, gets a --require preload. Recording",
+            f"URLs use {sandbox.vonage_base_url}. Paste into the client's shell (clients with hard-coded hosts):",
             *[f"  {line}" for line in env_lines(client_env(sandbox, proxy.url))],
         ]
     if plain:
