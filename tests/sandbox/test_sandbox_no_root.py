@@ -209,6 +209,52 @@ def test_the_proxy_refuses_every_other_host_and_port(sb, app, client_env):
     assert curl.returncode != 0 and "403" in curl.stderr
 
 
+JAVA_SOURCE = """
+import java.net.*;
+import java.net.http.*;
+
+public class Call {
+    public static void main(String[] args) throws Exception {
+        String auth = args[0], body = args[1];
+        HttpClient client = HttpClient.newHttpClient();  // its default proxy selector reads https.proxyHost
+        HttpResponse<String> made = client.send(HttpRequest.newBuilder(URI.create("https://api.nexmo.com/v1/calls"))
+            .header("Authorization", auth).header("Content-Type", "application/json")
+            .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+        String uuid = made.body().replaceAll(".*\\"uuid\\": *\\"([^\\"]+)\\".*", "$1");
+        HttpURLConnection get = (HttpURLConnection) new URL("https://api.nexmo.com/v1/calls/" + uuid).openConnection();
+        get.setRequestProperty("Authorization", auth);
+        System.out.println(made.statusCode() + " " + get.getResponseCode() + " " + uuid);
+    }
+}
+"""
+
+
+def test_java_with_its_proxy_properties(sb, app, client_env, shared):
+    """Java ignores HTTPS_PROXY; JAVA_TOOL_OPTIONS from the env file carries its own proxy properties, and
+    the CA goes into a truststore with keytool (README). java.net.http and HttpURLConnection, unchanged."""
+    if not shutil.which("java") or not shutil.which("keytool"):
+        pytest.skip("java and keytool are not installed (a JDK 11 or newer)")
+    store = shared / "trust.p12"
+    keytool = run(["keytool", "-importcert", "-noprompt", "-alias", "labkit-sandbox", "-file",
+                   client_env["NODE_EXTRA_CA_CERTS"], "-keystore", str(store), "-storetype", "PKCS12",
+                   "-storepass", "changeit"], client_env)
+    assert keytool.returncode == 0, keytool.stderr
+    source = shared / "Call.java"
+    source.write_text(JAVA_SOURCE)
+    give(source)
+    env = {**client_env, "JAVA_TOOL_OPTIONS": client_env["JAVA_TOOL_OPTIONS"]
+           + f" -Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStorePassword=changeit"}
+    phone(sb, "447700900507")
+    body = json.dumps({"to": [{"type": "phone", "number": "447700900507"}],
+                       "from": {"type": "phone", "number": sb.rows["number"]},
+                       "ncco": [{"action": "talk", "text": "Hello from Java"}]})
+    java = run(["java", str(source), sb.bearer()["Authorization"], body], env)
+    assert java.returncode == 0, java.stderr[-2000:]
+    created, got, uuid = java.stdout.split()[-3:]
+    assert (created, got) == ("201", "200")
+    assert answered(app, uuid)["to"] == "447700900507"
+
+
 NEXMO_SCRIPT = r"""
 const Nexmo = require('nexmo');
 const [apiKey, apiSecret, applicationId, privateKey, to, from] = process.argv.slice(2);
