@@ -32,12 +32,19 @@ class _Anything(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a suite started in the background (`nohup`, `cmd &` in a script)
+    hands its children SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_lab(tmp_path: Path, port: int) -> tuple[subprocess.Popen, re.Match, list[str]]:
     """`labkit lab --port PORT` as its own process group (as a terminal runs it), up to the URL it prints."""
     env = {**os.environ, "LABKIT_MODE": "sandbox", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "lab", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
     lines: list[str] = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
