@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 
 import jwt
@@ -218,12 +219,24 @@ def test_answer_url_falls_back_then_errors(sandbox, client, receiver):
     assert len(receiver.find(path="/answer")) == 2
     receiver.wait_for("completed", created.uuid)
 
+    # A 500 is the app's own answer, not an unreachable app: tried once, no fallback, the call fails
+    # ([WH] falls back on a dropped connection, a timeout or 429/503/504; [SUP-NCCO]: not on 500)
     receiver.status_codes["/answer"] = [500, 500]
-    receiver.status_codes["/fallback"] = [500, 500]
     broken = call(client, sandbox, "447700900023", answer_url=[receiver.url + "/answer"])
     error = receiver.wait_for("error", path="/event", timeout=5)
-    assert "answer_url" in error.payload["reason"]
+    assert "answer_url" in error.payload["reason"] and "HTTP 500" in error.payload["reason"]
     receiver.wait_for("completed", broken.uuid)
+    assert len(receiver.find(path="/answer")) == 3 and len(receiver.find(path="/fallback")) == 1
+
+    # an app that cannot be reached at all (nothing listens there) falls back too
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/answer"
+    gone = call(client, sandbox, "447700900023", answer_url=[dead])
+    receiver.wait_for("completed", gone.uuid)
+    late = receiver.find(path="/fallback")[-1].payload
+    assert len(receiver.find(path="/fallback")) == 2 and late["original_request"]["url"] == dead
+    assert late["reason"].startswith("connection failed")
 
 
 def test_signed_webhooks_verify_with_hs256_and_payload_hash(sandbox, client, receiver):

@@ -3,8 +3,8 @@
 A notebook written for the test (into test-artifacts/, never into notebooks/) starts a sandbox lab, an app
 whose answer URL the test turns bad in each way a person's app goes wrong (an answer of HTTP 500, an NCCO
 the sandbox refuses, the app not running), and a panel whose calls use that answer URL. After each click on
-Call the panel must show the reason in the page's sentence within a second, then the history must list the
-three calls, and opening the newest must show its exchange with the app. Screenshots:
+Call the panel must show the reason in the page's sentence at once (0.1-0.7 s quiet; bound 3 s), then the
+history must list the three calls, and opening the newest must show its exchange with the app. Screenshots:
 test-artifacts/panel-inspector-*.png. Fixtures and helpers are test_browser.py's.
 """
 
@@ -66,12 +66,15 @@ def test_the_panel_shows_why_each_call_failed_and_lists_every_call(jupyter, tmp_
                 expect(call_button).to_be_enabled(timeout=10_000)
                 start = time.monotonic()
                 call_button.click()
-                # within a second of the click, looked for on every frame (expect() polls at 0.1, 0.35, 0.85 s)
+                # looked for on every frame (expect() polls at 0.1, 0.35, 0.85 s). Quiet, it shows in 0.1-0.7 s
+                # (the figures go to panel-inspector-seconds.json); the bound is 3 s because a busy 2-core
+                # machine (4 test workers, two CPU burners) took 0.999 s once, and what it guards against is a
+                # reason that waits for the call to end or for a poll, not a slow browser
                 page.wait_for_function("([el, text]) => el.innerText.replace(/\\s+/g, ' ').includes(text)",
-                                       arg=[problem.element_handle(), expected[mode]], polling="raf", timeout=1000)
+                                       arg=[problem.element_handle(), expected[mode]], polling="raf", timeout=3000)
                 took[mode] = round(time.monotonic() - start, 3)
                 shot(page, f"{n}-{mode}")
-                if mode != "bad":  # the call went on with the fallback answer URL's script: end it
+                if mode == "down":  # the call went on with the fallback answer URL's script: end it
                     expect(problem).to_contain_text("fallback answer URL")
                     panel.get_by_role("button", name=button_name("Hang up")).click()
                 expect(status).to_have_text("completed", timeout=30_000)

@@ -4,10 +4,13 @@ Behaviour copied from the reference (section 3):
 - timeouts per webhook: connect 1 s, socket 5 s for answer/fallback and 10 s for events (the application
   defaults; configurable like the Application API's `connection_timeout`/`socket_timeout`). They are real
   seconds, not scaled by the sandbox speed: they are about the lab's server, not the call.
-- on a timeout Vonage "makes one additional attempt"; the sandbox also retries once on a refused
-  connection and on HTTP 429/5xx (Vonage retries on 5xx for signed callbacks and 429/503/504 for answer).
-- answer URLs and instruction events then go to the application's `fallback_answer_url` (twice), with
-  the original payload plus `reason` and `original_request {url, type}`.
+- answer URLs and instruction events are tried twice, then sent to the application's `fallback_answer_url`
+  (twice) with the original payload plus `reason` and `original_request {url, type}`, only when the app
+  could not be reached or was overloaded: a refused or reset connection, a timeout, HTTP 429, 503 or 504
+  (reference section 3, "Fallback" [WH]; the support article [SUP-NCCO] adds: not on 401, 404 or 500). Any
+  other answer (a 500 included) is the app's own answer: no retry, no fallback, the call fails.
+- status events are retried once on those and on the other 5xx (UNCONFIRMED for Voice: Vonage's Messages
+  guide says a 5xx triggers a retry; the troubleshooting guide says "twice" without naming statuses).
 - POST sends JSON, GET sends the fields as a query string (nested objects JSON-encoded: UNCONFIRMED).
 - with a signature secret, each request carries `Authorization: Bearer <HS256 JWT>` whose
   `payload_hash` is the SHA-256 of the exact body bytes (the empty body for GET: UNCONFIRMED).
@@ -40,7 +43,10 @@ from labkit.signing import compact_json, sign_webhook
 
 log = logging.getLogger("labkit.sandbox.wire.webhooks")
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The statuses on which an answer or instruction webhook is tried again and then falls back ([WH], [SUP-NCCO]),
+# and those on which a status event is tried again (UNCONFIRMED: see the module docstring).
+FALLBACK_STATUSES = frozenset({429, 503, 504})
+EVENT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -212,7 +218,8 @@ class WebhookClient:
         )
 
     def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float,
-                   cfg: WebhookSettings | None = None) -> WebhookResult:
+                   cfg: WebhookSettings | None = None,
+                   retry_statuses: frozenset[int] = FALLBACK_STATUSES) -> WebhookResult:
         result = WebhookResult(url=url, method=method.upper(), ok=False)
         start = time.monotonic()
         for attempt in (1, 2):
@@ -238,7 +245,7 @@ class WebhookClient:
                 result.error = None
                 break
             result.error = f"HTTP {response.status_code}"
-            if response.status_code not in RETRY_STATUSES:
+            if response.status_code not in retry_statuses:
                 break
         result.elapsed = time.monotonic() - start
         return result
@@ -253,8 +260,10 @@ class WebhookClient:
         read_timeout = cfg.answer_timeout if kind == "answer" else cfg.event_timeout
         record = WebhookRecord(kind=kind, url=url, method=method.upper(), payload=payload)
         self.log.append(record)
-        result = self._try_twice(url, method, payload, read_timeout, cfg)
-        if not result.ok and fallback and cfg.fallback_answer_url:
+        retry = EVENT_RETRY_STATUSES if kind == "event" else FALLBACK_STATUSES
+        result = self._try_twice(url, method, payload, read_timeout, cfg, retry)
+        unreachable = result.status is None or result.status in FALLBACK_STATUSES  # no answer, or overloaded
+        if not result.ok and fallback and unreachable and cfg.fallback_answer_url:
             reason = "timeout" if (result.error or "").startswith("timeout") else (result.error or "error")
             fb_payload = dict(payload)
             fb_payload["reason"] = reason
