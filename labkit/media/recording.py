@@ -185,12 +185,18 @@ class Recording:
         leaves a gap of silence and shifts the rest, which drops one correlation over the whole reference
         to ~0.5 although every piece arrived. Silent pieces of the reference are not counted.
         """
+        return self.find_pieces(reference, rate, piece_s=piece_s, min_score=min_score)[0]
+
+    def find_pieces(self, reference: AudioSource | np.ndarray, rate: int | None = None, *, piece_s: float = 0.1,
+                    min_score: float = 0.8) -> tuple[float, float | None]:
+        """(`coverage`, offset in seconds of the first piece found, or None when none was)."""
         if isinstance(reference, (np.ndarray, list)):
             reference = (np.asarray(reference), rate or self.rate)
         ref = load(reference, self.rate)
         n = max(1, int(round(piece_s * self.rate)))
         found = total = 0
         last = -1
+        first: float | None = None
         for start in range(0, ref.size - n + 1, n):
             piece = ref[start:start + n]
             if not np.any(piece):
@@ -200,7 +206,9 @@ class Recording:
             if score >= min_score and lag >= last:
                 found += 1
                 last = lag
-        return found / total if total else 0.0
+                if first is None:
+                    first = (lag - start) / self.rate
+        return (found / total if total else 0.0), first
 
     # ------------------------------------------------------------------ output
 

@@ -43,3 +43,36 @@ def test_the_package_imports_only_the_layers_below_it():
                 if name.startswith("labkit"):
                     assert name.startswith(allowed), f"{path.name} imports {name}"
         assert len(path.read_text().splitlines()) <= 400, f"{path.name} is over 400 lines"
+
+
+class _HeardOnly:
+    """What assert_heard_audio reads of a call: what the phone heard, and its story for a failure."""
+
+    phone = None
+
+    def __init__(self, heard):
+        self.heard = heard
+
+    def view(self):
+        return {"uuid": "0" * 8, "status": "completed", "direction": "inbound", "from": "1", "to": "2"}
+
+
+def test_audio_heard_with_gaps_counts_as_heard_and_audio_cut_short_does_not():
+    """An app's sender that stalls leaves silence and shifts the rest: the whole file then correlates ~0.5,
+    but every 0.1 s piece arrived in order. A file missing its second half was not heard."""
+    import pytest
+
+    from labkit.media import Recording
+    from labkit.testing.assertions import assert_heard_audio
+
+    said = Recording(str(PACKAGE.parents[1] / "audio" / "prompt.wav")).segment(0.2, 1.9)
+    s, rate = said.samples, said.rate
+    third = s.size // 3
+    gap = np.zeros(int(0.05 * rate), np.int16)
+    lead = np.zeros(rate // 2, np.int16)
+    gappy = Recording(np.concatenate([lead, s[:third], gap, s[third:2 * third], gap, s[2 * third:]]), rate)
+    assert gappy.correlate(said) < 0.6
+    assert abs(assert_heard_audio(_HeardOnly(gappy), said) - 0.5) < 0.02  # where it started
+    cut = Recording(np.concatenate([lead, s[: s.size // 2], np.zeros(s.size // 2, np.int16)]), rate)
+    with pytest.raises(AssertionError, match=r"did not hear Recording: .*of its 0\.1 s pieces in order"):
+        assert_heard_audio(_HeardOnly(cut), said, min_score=0.9)
