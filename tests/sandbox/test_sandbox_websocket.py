@@ -86,7 +86,9 @@ def test_audio_from_the_app_is_heard_with_clear_and_notify(sandbox, receiver, ws
     reply = ws_app.wait_text(lambda t: t.get("event") == "websocket:notify", timeout=5)
     assert reply == {"event": "websocket:notify", "payload": {"step": "greeting done"}}
     played = phone.position - mark
-    assert 2.0 * 16000 <= played < 2.6 * 16000  # answered only once the queued audio had played
+    # answered only once the queued audio had played (the notify goes out in the tick that takes the last
+    # frame, which the phone's count may show a tick or two later: seen 1.98 s under load)
+    assert 2.0 * 16000 - 2 * 320 <= played < 2.6 * 16000
     heard = phone.heard_since(mark).samples
     assert band_power(heard[: 2 * 16000], 600) > 0.9
 
