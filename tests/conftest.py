@@ -22,8 +22,9 @@ def lab(tmp_path_factory):
 
 @pytest.fixture
 def fresh(lab):
-    """The shared lab with default handlers, for a test that installs its own."""
+    """The shared lab with default handlers (and no panel call history), for a test that installs its own."""
     lab.clear_handlers()
+    lab.__dict__.pop("_panel_history", None)  # the calls earlier tests' panels steered (panel_history.py)
     yield lab
     lab.clear_handlers()
 

@@ -81,6 +81,12 @@ class HistoryView(widgets.VBox):
         self.error = widgets.HTML("")
         super().__init__([self.empty, self.rows, self.error, self.detail, self.heard_label, self.heard])
         self.add_class("labkit-history")
+        # The history outlives the panel: a re-run cell (which adopts the call in progress) lists the calls
+        # the panels of this lab steered before it, as a person expects of a phone's call log.
+        before = getattr(lab, "_panel_history", None)
+        for call in reversed(before.calls if isinstance(before, CallHistory) else []):
+            self.add(call)
+        lab._panel_history = self.history  # type: ignore[attr-defined]
 
     def add(self, call: Call) -> None:
         """A call the panel steers joins the top of the list (once)."""

@@ -130,3 +130,19 @@ def test_the_labs_own_answer_handler_failing_is_named_with_its_error(fresh):
         assert p.history.history.entry(p.call).problem.startswith("your answer handler (lab.on_answer) raised")
     finally:
         p.close()
+
+
+def test_a_re_run_panel_lists_the_calls_the_last_one_steered(panel, app, fresh):
+    """Re-running the panel's cell makes a new panel: its history still lists the earlier calls, newest
+    first, as a phone's call log would."""
+    app.mode = "ok"
+    for _ in range(2):
+        _place_and_end(panel)
+    again = fresh.panel(to=PHONE, answer_url=f"{app.url}/answer", softphone=False)
+    try:
+        assert [c.uuid for c in again.history.history.calls] == [c.uuid for c in panel.history.history.calls]
+        assert len(again.history.rows.children) == 2
+        _place_and_end(again)
+        assert len(again.history.rows.children) == 3 and again.history.history.calls[0] is again.call
+    finally:
+        again.close()
