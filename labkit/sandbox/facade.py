@@ -33,18 +33,18 @@ log = logging.getLogger("labkit.sandbox")
 
 
 def _warm_up() -> None:
-    """Start the speech engine and import scipy/soundfile once, in the background; the audio clock
-    starts after it, so a first `talk` never stalls for it inside a call (a second of imports is ten
-    seconds of call at speed=10), and `start()` still returns at once."""
+    """Start the speech engine and import soundfile once, in the background; the audio clock starts
+    after it, so a first `talk` or `stream` never stalls for it inside a call (a second of imports is
+    ten seconds of call at speed=10), and `start()` still returns at once. No scipy: resampling is
+    numpy's (media/polyphase.py), and scipy.signal alone was 69 MB of a 139 MB process."""
     try:
         from labkit.sandbox.audio import tts
         from labkit.sandbox.audio.sources import babble
 
         babble("warm up", 16000)
-        import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
-        import soundfile  # noqa: F401
+        import soundfile  # noqa: F401 - decoding fetched files (1 MB)
 
-        tts.warm_up()  # no-op (babble) where no engine loads
+        tts.warm_up()  # no-op (babble) where no engine loads; resamples once, so the filter is made
     except Exception:
         log.exception("sandbox warm-up failed")
 
