@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox import heap
 from labkit.sandbox.apis.account_store import AccountStore
 from labkit.sandbox.apis.accounts import DEFAULT_APP_NAME, Account, Application
 from labkit.sandbox.apis.auth import load_or_create_credentials
@@ -100,6 +101,7 @@ class Sandbox(SandboxIdentity):
         self._lock = threading.RLock()
         self._port: int | None = None
         self._warm: threading.Thread | None = None
+        self._holds_heap = False  # heap.hold() done at the end of the warm-up, released at stop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,6 +148,9 @@ class Sandbox(SandboxIdentity):
         _warm_up()
         with self._lock:
             if self._runner is runner and runner.running and not self._platform.stopping:
+                if not self._holds_heap:  # start-up's objects out of full collections (heap.py)
+                    heap.hold()
+                    self._holds_heap = True
                 self._platform.clock.start()
 
     @property
@@ -167,6 +172,7 @@ class Sandbox(SandboxIdentity):
                 leg.hooks.close(wait=max(0.0, drain_until - time.monotonic()))
             p.stopping = True
             p.webhooks.closed = True  # anything still queued is dropped: stop never hangs on a slow app
+            p.webhooks.sessions.close()
             p.clock.stop()
             for endpoint in endpoints:
                 endpoint.close()
@@ -182,6 +188,9 @@ class Sandbox(SandboxIdentity):
                 if leg.thread is not None and leg.thread is not threading.current_thread():
                     leg.thread.join(max(0.0, deadline - time.monotonic()))
                 leg.hooks.close()
+            if self._holds_heap:
+                self._holds_heap = False
+                heap.release()
 
     def _shut_connections(self) -> None:
         """End the SDK's keep-alive connections, which `shutdown()` alone would leave open."""
