@@ -5,7 +5,9 @@ bench/sandbox/bench_start_memory.py: a `labkit sandbox` went from 70 to 139 MB f
 which every `talk` needs to bring espeak-ng's 22.05 kHz to the call's rate). The filter is the one
 scipy designs (``firwin`` with a Kaiser window, beta 5, half length ``10 * max(up, down)`` taps, gain
 ``up``) and the output is aligned the same way, so results agree with scipy's to float rounding
-(tests/media/test_media.py compares them).
+(tests/media/test_media.py compares them). Each output is a row of input times a column of a
+(down + taps, up) filter matrix, in blocks, as fast as scipy's C for the rates calls and audio files
+use; a ratio whose matrix would pass 32 MB (odd rates such as 44056 Hz) is left to scipy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import numpy as np
 
 BLOCK_VALUES = 1 << 18  # input window samples copied per matrix product (2 MB of float64)
+MAX_MATRIX = 1 << 22  # filter matrix entries (32 MB): past it (odd rates, e.g. 44056 -> 16000 Hz) scipy does it
 
 _FILTERS: dict[tuple[int, int], tuple[np.ndarray, int, int]] = {}
 
@@ -59,6 +62,10 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
         flat = x.reshape(x.shape[0], -1)
         cols = [resample_poly(flat[:, c], up, down) for c in range(flat.shape[1])]
         return np.stack(cols, axis=1).reshape((len(cols[0]),) + x.shape[1:])
+    if (down + (20 * max(up, down) + 1 + down) // up + 1) * up > MAX_MATRIX:
+        from scipy.signal import resample_poly as scipy_poly  # a ratio no call or common file has
+
+        return scipy_poly(x, up, down)
     n_in = x.shape[0]
     n_out = -(-n_in * up // down)
     g, taps, pre_remove = _design(up, down)
