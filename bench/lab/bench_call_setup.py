@@ -6,12 +6,19 @@ request), the state machine, and three webhooks (started, ringing, answered) del
 local receiver. Two clients take turns: the SDK's stock `Auth` (which re-parses the PEM key for every
 request) and the lab's `ParsedKeyAuth` (the key parsed once; `labkit/sdk_auth.py`).
 
+It also times every garbage-collector pass (`gc.callbacks`) while the calls run: a full collection
+holds the GIL for as long as it scans, and before the sandbox froze its start-up objects
+(labkit/sandbox/heap.py) one came about every 50 calls and took 34-101 ms, the p99.
+
     python bench/lab/bench_call_setup.py [CALLS]
+    BENCH_LABKIT_TREE=/path/to/another/checkout python bench/lab/bench_call_setup.py   # its labkit
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -19,14 +26,30 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, os.environ.get("BENCH_LABKIT_TREE") or str(Path(__file__).resolve().parents[2]))
 
 from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from labkit.sandbox import Sandbox  # noqa: E402
 
-CALLS = 20
+CALLS = 100  # per client: enough for a p99 that is not the maximum
+
+
+class GcPasses:
+    """Every collector pass while measuring: (generation, milliseconds)."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, float]] = []
+        self._began = 0.0
+        self.on = False
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self.on:
+            self.passes.append((info["generation"], 1000 * (time.perf_counter() - self._began)))
 
 
 class _Quiet(WSGIRequestHandler):
@@ -70,11 +93,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def measure(client, sb, rx, first_number: int, calls: int) -> tuple[list[float], list[float], list[float]]:
-    """(set-up ms, SDK request ms, JWT signing ms) for `calls` calls, after two warm-up calls."""
+def measure(client, sb, rx, first_number: int, calls: int) -> tuple[list[float], ...]:
+    """(set-up ms, SDK request ms, JWT signing ms, answered after the 201 ms) for `calls` calls, after two
+    warm-up calls."""
     from vonage_voice import CreateCallRequest, Phone, Talk, ToPhone
 
-    request_ms, setup_ms, jwt_ms = [], [], []
+    request_ms, setup_ms, jwt_ms, after_ms = [], [], [], []
     for i in range(calls + 2):
         number = f"4477009{first_number + i:05d}"
         sb.phone(number).set(answer_after=0)
@@ -86,13 +110,18 @@ def measure(client, sb, rx, first_number: int, calls: int) -> tuple[list[float],
         if i >= 2:  # the first two warm up connections and imports
             request_ms.append(1000 * (t1 - t0))
             setup_ms.append(1000 * (answered - t0))
+            after_ms.append(1000 * (answered - t1))
         if sb.call(created.uuid).status == "answered":
-            client.voice.hangup(created.uuid)
+            try:
+                client.voice.hangup(created.uuid)
+            except Exception:  # its talk ran out first (a slow spell on a busy machine): it ended by itself
+                if not sb.call(created.uuid).ended:
+                    raise
     for _ in range(calls):
         t0 = time.perf_counter()
         client.http_client.auth.create_jwt_auth_string()
         jwt_ms.append(1000 * (time.perf_counter() - t0))
-    return setup_ms, request_ms, jwt_ms
+    return setup_ms, request_ms, jwt_ms, after_ms
 
 
 def main() -> None:
@@ -102,6 +131,7 @@ def main() -> None:
     from labkit.sdk_auth import ParsedKeyAuth
 
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else CALLS
+    passes = GcPasses()
     rx = Receiver()
     results = {}
     with tempfile.TemporaryDirectory() as home:
@@ -114,11 +144,14 @@ def main() -> None:
             # The two clients take turns, so a busy spell on a shared machine hits both alike.
             stock = Vonage(Auth(application_id=sb.application_id, private_key=key), options)
             parsed = Vonage(ParsedKeyAuth(sb.application_id, key), options)
+            passes.on = True
             for rnd in range(2):
                 for name, client in (("stock", stock), ("parsed", parsed)):
                     got = measure(client, sb, rx, 1000 * (2 * rnd + (name == "parsed")), calls // 2)
-                    for into, values in zip(results.setdefault(name, ([], [], [])), got, strict=True):
+                    for into, values in zip(results.setdefault(name, ([], [], [], [])), got, strict=True):
                         into.extend(values)
+            passes.on = False
+            frozen = gc.get_freeze_count()
             raw_ms = []
             session = requests.Session()
             token = parsed.http_client.auth.create_jwt_auth_string()
@@ -129,17 +162,26 @@ def main() -> None:
         finally:
             sb.stop()
             rx.stop()
-    print(f"call set-up, create_call -> answered webhook, {calls} calls per client at speed 1 (phone answers at once):")
+    load = os.getloadavg()
+    print(f"call set-up, create_call -> answered webhook, {calls} calls per client at speed 1 (phone answers at once), "
+          f"labkit from {sys.path[0]}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}:")
     labels = {"stock": "SDK's stock Auth (PEM re-parsed per request)",
               "parsed": "labkit ParsedKeyAuth (key parsed once)     "}
     for name in ("stock", "parsed"):
-        setup_ms, request_ms, jwt_ms = results[name]
+        setup_ms, request_ms, jwt_ms, after_ms = results[name]
         print(f"  {labels[name]}: set-up p50 {statistics.median(setup_ms):6.1f} ms  "
-              f"p95 {pct(setup_ms, 0.95):6.1f} ms  | SDK request p50 {statistics.median(request_ms):6.1f} ms "
+              f"p95 {pct(setup_ms, 0.95):6.1f}  p99 {pct(setup_ms, 0.99):6.1f}  max {max(setup_ms):6.1f} ms "
+              f"| SDK request p50 {statistics.median(request_ms):6.1f} ms "
+              f"| answered after the 201 p50 {statistics.median(after_ms):5.2f} ms "
               f"| JWT p50 {statistics.median(jwt_ms):6.2f} ms")
     ratio = statistics.median(results["stock"][0]) / statistics.median(results["parsed"][0])
     jwt_ratio = statistics.median(results["stock"][2]) / statistics.median(results["parsed"][2])
     print(f"  ratio stock/parsed: set-up p50 {ratio:.1f}x, JWT signing {jwt_ratio:.0f}x")
+    full = [ms for gen, ms in passes.passes if gen == 2]
+    longest = max((ms for _, ms in passes.passes), default=0.0)
+    print(f"  garbage collector while the calls ran: {len(passes.passes)} passes, {len(full)} full "
+          f"(longest {max(full, default=0.0):.1f} ms), longest of any {longest:.1f} ms; "
+          f"objects frozen out of collections by the end: {frozen}")
     print(f"  a sandbox REST round trip (GET /v1/calls, HTTPS keep-alive, token made beforehand): "
           f"p50 {statistics.median(raw_ms):5.1f} ms")
 

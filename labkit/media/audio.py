@@ -4,7 +4,8 @@ Everything in labkit handles audio as a 1-D ``numpy.int16`` array plus a sample 
 is what the Voice API's WebSocket carries (``audio/l16``). This module is the one place that turns
 files, bytes and other people's arrays into that shape.
 
-soundfile and scipy are imported inside the functions that need them so ``import labkit`` stays fast.
+soundfile is imported inside the functions that need it so ``import labkit`` stays fast; resampling is
+numpy's (polyphase.py: scipy's filter without scipy's 69 MB).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def _check_rate(rate: Any, what: str = "rate") -> int:
 
 
 def resample(samples: ArrayLike, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample with a polyphase filter (``scipy.signal.resample_poly``) at the reduced ratio.
+    """Resample with a polyphase filter (``scipy.signal.resample_poly``'s, in numpy) at the reduced ratio.
 
     Polyphase is exact for the ratios telephony uses (8k/16k/24k/44.1k/48k) and fast enough for
     whole files. int16 in gives int16 out (rounded, clipped); floats stay floats of the same dtype.
@@ -159,9 +160,9 @@ def resample(samples: ArrayLike, from_rate: int, to_rate: int) -> np.ndarray:
     if arr.shape[0] == 0:
         out_shape = (0,) + arr.shape[1:]
         return np.zeros(out_shape, dtype=arr.dtype)
-    from scipy.signal import resample_poly
+    from labkit.media.polyphase import resample_poly
 
-    out = resample_poly(arr.astype(np.float64), up, down, axis=0)
+    out = resample_poly(arr.astype(np.float64), up, down)
     if is_float:
         return out.astype(arr.dtype, copy=False)
     return np.clip(np.rint(out), _INT16_MIN, _INT16_MAX).astype(np.int16)

@@ -15,6 +15,7 @@
 Layout, in layers (moto's split of state from HTTP, and its `moto_api` control surface apart):
 
     facade.py, identity.py  the `Sandbox` object that starts the parts, and where it is and who it is
+    heap.py                 start-up objects frozen out of full garbage collections while it runs
     app.py                  the HTTPS app: the emulated APIs plus the control surface on one port
     control/                the emulator's own surface: /_labkit/ API, its OpenAPI, the page, connect()
     apis/                   the Voice, Application and Numbers APIs as Vonage serves them (auth, errors)

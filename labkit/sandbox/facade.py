@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import SandboxError
+from labkit.sandbox import heap
 from labkit.sandbox.apis.account_store import AccountStore
 from labkit.sandbox.apis.accounts import DEFAULT_APP_NAME, Account, Application
 from labkit.sandbox.apis.auth import load_or_create_credentials
@@ -33,18 +34,18 @@ log = logging.getLogger("labkit.sandbox")
 
 
 def _warm_up() -> None:
-    """Start the speech engine and import scipy/soundfile once, in the background; the audio clock
-    starts after it, so a first `talk` never stalls for it inside a call (a second of imports is ten
-    seconds of call at speed=10), and `start()` still returns at once."""
+    """Start the speech engine and import soundfile once, in the background; the audio clock starts
+    after it, so a first `talk` or `stream` never stalls for it inside a call (a second of imports is
+    ten seconds of call at speed=10), and `start()` still returns at once. No scipy: resampling is
+    numpy's (media/polyphase.py), and scipy.signal alone was 69 MB of a 139 MB process."""
     try:
         from labkit.sandbox.audio import tts
         from labkit.sandbox.audio.sources import babble
 
         babble("warm up", 16000)
-        import scipy.signal  # noqa: F401 - resampling of fetched files and of espeak-ng's 22.05 kHz
-        import soundfile  # noqa: F401
+        import soundfile  # noqa: F401 - decoding fetched files (1 MB)
 
-        tts.warm_up()  # no-op (babble) where no engine loads
+        tts.warm_up()  # no-op (babble) where no engine loads; resamples once, so the filter is made
     except Exception:
         log.exception("sandbox warm-up failed")
 
@@ -103,6 +104,7 @@ class Sandbox(SandboxIdentity):
         self._lock = threading.RLock()
         self._port: int | None = None
         self._warm: threading.Thread | None = None
+        self._holds_heap = False  # heap.hold() done at the end of the warm-up, released at stop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,6 +151,9 @@ class Sandbox(SandboxIdentity):
         _warm_up()
         with self._lock:
             if self._runner is runner and runner.running and not self._platform.stopping:
+                if not self._holds_heap:  # start-up's objects out of full collections (heap.py)
+                    heap.hold()
+                    self._holds_heap = True
                 self._platform.clock.start()
 
     @property
@@ -170,6 +175,7 @@ class Sandbox(SandboxIdentity):
                 leg.hooks.close(wait=max(0.0, drain_until - time.monotonic()))
             p.stopping = True
             p.webhooks.closed = True  # anything still queued is dropped: stop never hangs on a slow app
+            p.webhooks.sessions.close()
             p.clock.stop()
             for endpoint in endpoints:
                 endpoint.close()
@@ -185,6 +191,9 @@ class Sandbox(SandboxIdentity):
                 if leg.thread is not None and leg.thread is not threading.current_thread():
                     leg.thread.join(max(0.0, deadline - time.monotonic()))
                 leg.hooks.close()
+            if self._holds_heap:
+                self._holds_heap = False
+                heap.release()
 
     def _shut_connections(self) -> None:
         """End the SDK's keep-alive connections, which `shutdown()` alone would leave open."""

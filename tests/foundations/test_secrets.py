@@ -46,7 +46,13 @@ def all_logs():
 def labkit_reprs() -> list[tuple[str, str]]:
     """repr() of every live object of a labkit class (the lab, its parts, settings, tunnels, events...)."""
     out = []
-    for obj in gc.get_objects():
+    frozen = gc.get_freeze_count() > 0  # a running sandbox froze start-up objects (sandbox/heap.py):
+    if frozen:  # gc.get_objects() lists only the others, so see them all for the while
+        gc.unfreeze()
+    objects = gc.get_objects()
+    if frozen:
+        gc.freeze()
+    for obj in objects:
         cls = type(obj)
         module = cls.__dict__.get("__module__") if isinstance(cls.__dict__.get("__module__"), str) else ""
         name = f"{module}.{cls.__qualname__}"

@@ -237,7 +237,15 @@ class AudioSources:
         return audio if audio is not None else babble(text, rate, style or 0)
 
     def prefetch_talk(self, text: str, rate: int, language: str | None = None, style: int | None = None) -> None:
-        """Synthesize `text` in the background, so the talk starts without a gap when its turn comes."""
+        """Synthesize `text` in the background, so the talk starts without a gap when its turn comes.
+
+        Nothing when it is cached or being made: a call's opening talk was made while its
+        `POST /v1/calls` was answered, and a thread started for nothing there took the GIL from the
+        call's set-up."""
+        key = (text, rate, language, style, tts.wanted())
+        with self._lock:
+            if key in self._talk or ("talk", key) in self._inflight:
+                return
         threading.Thread(target=self.talk, args=(text, rate, language, style), name="sandbox-prefetch-talk",
                          daemon=True).start()
 

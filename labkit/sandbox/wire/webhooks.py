@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from labkit.sandbox.wire.sessions import SessionPool
 from labkit.signing import compact_json, sign_webhook
 
 log = logging.getLogger("labkit.sandbox.wire.webhooks")
@@ -173,22 +174,10 @@ class WebhookClient:
         self._settings = settings
         self._api_key = api_key
         self._application_id = application_id
-        self._local = threading.local()
+        self.sessions = SessionPool()  # keep-alive connections to the apps, lent per request (sessions.py)
         self.log: deque[WebhookRecord] = deque(maxlen=history)
         self.closed = False  # set when the sandbox stops: queued webhooks are dropped, not sent
         self.chaos: WebhookChaos | None = None
-
-    # sessions are per thread: requests.Session is not documented as thread-safe
-    def _session(self, loopback: bool) -> requests.Session:
-        name = "loop" if loopback else "net"
-        sess = getattr(self._local, name, None)
-        if sess is None:
-            sess = requests.Session()
-            if loopback:
-                # the lab's own server: never through a proxy the environment may name
-                sess.trust_env = False
-            setattr(self._local, name, sess)
-        return sess
 
     def _attempt(self, url: str, method: str, payload: dict, read_timeout: float,
                  cfg: WebhookSettings | None = None) -> requests.Response:
@@ -212,10 +201,17 @@ class WebhookClient:
                 application_id=cfg.application_id or self._application_id,
             )
             headers["Authorization"] = f"Bearer {token}"
-        return self._session(loopback).request(
-            method.upper(), url, params=params, data=data, headers=headers,
-            timeout=(cfg.connect_timeout, read_timeout), allow_redirects=True,
-        )
+        sess = self.sessions.borrow(loopback)
+        usable = False
+        try:
+            response = sess.request(
+                method.upper(), url, params=params, data=data, headers=headers,
+                timeout=(cfg.connect_timeout, read_timeout), allow_redirects=True,
+            )
+            usable = True
+            return response
+        finally:  # a session whose request failed midway is never lent again
+            self.sessions.give_back(loopback, sess, usable=usable)
 
     def _try_twice(self, url: str, method: str, payload: dict, read_timeout: float,
                    cfg: WebhookSettings | None = None,
