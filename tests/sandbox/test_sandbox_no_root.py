@@ -91,8 +91,15 @@ def app():
 
 
 @pytest.fixture(scope="module")
-def sb(shared, app):
-    home_env = {"HOME": str(shared), "LABKIT_HOME": str(shared / "state")}
+def sb(shared, app, tmp_path_factory):
+    # The environment a user's shell may carry from elsewhere: a CA bundle they cannot read (here root's,
+    # under a folder only root may enter, as pytest-xdist workers that ran other sandboxes have it). The
+    # sandbox passes over it instead of failing to start.
+    private = tmp_path_factory.mktemp("root-only")
+    (private / "bundle.pem").write_text("not for nobody\n")
+    private.chmod(0o700)
+    home_env = {"HOME": str(shared), "LABKIT_HOME": str(shared / "state"),
+                "REQUESTS_CA_BUNDLE": str(private / "bundle.pem")}
     proc = SandboxProcess(shared / "home", "--vonage-proxy", "--env-file", str(shared / "vonage.env"),
                           "--event-url", f"{app.url}/event", "--answer-url", f"{app.url}/answer",
                           speed=SPEED, env=home_env, wrapper=as_user())

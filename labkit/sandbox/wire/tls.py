@@ -179,10 +179,13 @@ def ensure_tls(home: Path, *, vonage_hostnames: bool = False) -> TlsFiles:
 
 
 def system_ca_source() -> Path | None:
-    """The CA file the environment already trusts: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, else certifi's."""
+    """The CA file the environment already trusts: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, else certifi's.
+
+    One this user cannot read is passed over (an environment inherited from another user, e.g. a bundle
+    under root's temporary folder when the sandbox runs as `nobody`): the sandbox must still start."""
     for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
         value = os.environ.get(var)
-        if value and Path(value).is_file():
+        if value and os.access(value, os.R_OK) and Path(value).is_file():  # access() first: stat may raise
             return Path(value)
     try:
         import certifi
