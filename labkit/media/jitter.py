@@ -78,6 +78,7 @@ class LiveVoice:
         self.sink = sink
         self.queued = queued
         self.granule = granule
+        self.max_queue: float | None = None  # seconds: a fixed drop limit instead of the measured one (tests)
         self.jitter = ArrivalJitter()
         self.frames = 0  # 20 ms frames handed to the call
         self.dropped = 0  # 20 ms frames dropped to stay live
@@ -99,7 +100,8 @@ class LiveVoice:
         cushion = self.cushion()
         ahead = self.queued()
         frame = max(1, int(rate * FRAME_SECONDS))
-        if ahead > cushion + FRAME_SECONDS + 0.005:  # more than the jitter needs is waiting: drop, stay live
+        limit = cushion + FRAME_SECONDS + 0.005 if self.max_queue is None else self.max_queue
+        if ahead > limit:  # more than the jitter needs is waiting: drop, stay live
             self.dropped += -(-samples.size // frame)
             return
         if ahead < 0.001 and cushion > 0:

@@ -472,7 +472,7 @@ def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_p
                 root.locator(".labkit-talk").click()
                 page.wait_for_function("labkitTest.sent.length >= 10", timeout=15_000)
                 sent = page.evaluate("labkitTest.sent")
-                assert all(n == 640 and rate == 16000 for n, rate in sent)  # whole 20 ms frames, at the call's rate
+                assert all(n == 320 and rate == 16000 for n, rate in sent)  # one 20 ms frame each, at the call's rate
                 root.locator(".labkit-mic-mute").click()
                 expect(root.locator(".labkit-audio-status")).to_contain_text("mic muted")
                 count = page.evaluate("labkitTest.sent.length")

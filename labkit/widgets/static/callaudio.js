@@ -16,9 +16,37 @@
 // resampler converts the microphone (and the speaker output) with no JavaScript filter and no
 // per-chunk edge effects, and the wire carries 16-bit audio at the call's rate (a third of 48 kHz).
 
-const JITTER_S = 0.06; // scheduled this far ahead of "now": absorbs network and kernel-thread jitter
+// The playback queue is sized from how the call's audio arrives (the rule of labkit/media/jitter.py, as a
+// softphone's jitter buffer sizes itself): each piece's lateness against the earliest of the last 150
+// (3 s of 20 ms frames), and the queue kept at its 95th percentile plus a margin for the audio thread's
+// render quantum. A fixed queue had to be sized for the worst host; this one is as short as the path allows.
+const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the render quantum, a little more)
+const MAX_QUEUE_S = 0.12; // the measured target never goes past this: a gap costs less than a late call
 const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
-const MIC_CHUNK_MS = 40; // microphone audio is sent in 40 ms pieces (two call frames)
+const JITTER_WINDOW = 150;
+const MIC_CHUNK_MS = 20; // microphone audio is sent in 20 ms pieces (one call frame)
+
+export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
+  // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
+  const offsets = [];
+  let position = 0, last = null;
+  return {
+    arrive(seconds, now) {
+      const offset = now - position;
+      if (last !== null && offset - last > 0.5) offsets.length = 0; // a pause, not jitter
+      offsets.push(offset);
+      if (offsets.length > window) offsets.shift();
+      last = offset;
+      position += seconds;
+    },
+    target() {
+      if (offsets.length < 2) return 0;
+      const base = Math.min(...offsets);
+      const late = offsets.map((o) => o - base).sort((a, b) => a - b);
+      return late[Math.min(late.length - 1, Math.floor(quantile * late.length))];
+    },
+  };
+}
 
 const WORKLET = `
 class LabkitMic extends AudioWorkletProcessor {
@@ -87,6 +115,7 @@ export function createCallAudio(root, transport) {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
     micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
+    jitter: arrivalJitter(), lowest: Infinity, seen: 0, trim: false, restarts: 0,
   };
 
   function setStatus() {
@@ -122,7 +151,9 @@ export function createCallAudio(root, transport) {
     if (s.ctx && s.ctx.sampleRate === rate) return s.ctx;
     if (s.ctx) await s.ctx.close();
     const Ctx = window.AudioContext || window.webkitAudioContext;
-    s.ctx = new Ctx({ sampleRate: rate, latencyHint: "interactive" });
+    // latencyHint 0: the smallest output buffer the device allows (a softphone's; "interactive" measured
+    // 42 ms of base + output latency in chromium against 32 ms at 16 kHz, 2026-12-07)
+    s.ctx = new Ctx({ sampleRate: rate, latencyHint: 0 });
     s.gain = s.ctx.createGain();
     s.gain.gain.value = Number(volume.value);
     s.analyser = s.ctx.createAnalyser();
@@ -133,12 +164,26 @@ export function createCallAudio(root, transport) {
     return s.ctx;
   }
 
+  function queueTarget() {
+    // what the measured jitter needs, plus one render quantum of the context (128 samples)
+    const quantum = s.ctx ? 128 / s.ctx.sampleRate : 0.008;
+    return Math.min(MAX_QUEUE_S, Math.max(MIN_QUEUE_S, s.jitter.target() + quantum));
+  }
+
   function play(pcm, rate, meta) {
     if (!s.listening || !s.ctx || s.closed) return;
     const ctx = s.ctx;
     const now = ctx.currentTime;
-    if (s.nextTime < now + 0.005) s.nextTime = now + JITTER_S; // start (or restart after a gap)
-    if (s.nextTime - now > MAX_AHEAD_S) { s.framesDropped += pcm.length / (rate * 0.02); return; }
+    const seconds = pcm.length / rate;
+    s.jitter.arrive(seconds, performance.now() / 1000);
+    const target = queueTarget();
+    let ahead = s.nextTime - now;
+    if (ahead < 0.003) { s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.restarts++; } // ran dry
+    // The least queued over the last second stayed above the target by a frame: the queue grew (a burst, an
+    // audio clock slower than the call's): leave this piece out, once, so the call plays that much sooner.
+    s.lowest = Math.min(s.lowest, ahead);
+    if (++s.seen % 50 === 0) { s.trim = s.lowest > target + seconds; s.lowest = Infinity; }
+    if (s.trim || ahead > MAX_AHEAD_S) { s.trim = false; s.framesDropped += seconds / 0.02; return; }
     const buf = ctx.createBuffer(1, pcm.length, rate);
     const data = buf.getChannelData(0);
     for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
@@ -146,11 +191,10 @@ export function createCallAudio(root, transport) {
     src.buffer = buf;
     src.connect(s.gain);
     src.start(s.nextTime);
-    const ahead = s.nextTime - now;
     s.nextTime += buf.duration;
-    s.framesPlayed += pcm.length / (rate * 0.02);
+    s.framesPlayed += seconds / 0.02;
     if (meta && meta.t) {
-      // kernel age of the audio + wire + scheduled ahead + the device's own output latency
+      // the call's age of the audio + wire + scheduled ahead + the device's own output latency
       const out = (ctx.outputLatency || 0) + (ctx.baseLatency || 0);
       const parts = [meta.age_ms || 0, Math.max(0, Date.now() - meta.t), ahead * 1000, out * 1000];
       s.speakerDelays.push(parts);
@@ -281,7 +325,8 @@ export function createCallAudio(root, transport) {
     transport.report({
       frames_played: Math.round(s.framesPlayed), frames_dropped: Math.round(s.framesDropped),
       mic_frames_sent: Math.round(s.micFrames), peak: Number(s.peak.toFixed(4)),
-      speaker_delay_ms: Math.round(total),
+      speaker_delay_ms: Math.round(total), speaker_queue_target_ms: Math.round(queueTarget() * 1000),
+      speaker_restarts: s.restarts,
       speaker_delay_parts: d.length ? `kernel ${median(d.map((p) => p[0])).toFixed(0)} ms + wire ${median(d.map((p) => p[1])).toFixed(0)} ms + queued ${median(d.map((p) => p[2])).toFixed(0)} ms + device ${median(d.map((p) => p[3])).toFixed(0)} ms` : "",
     });
   }, 250);
