@@ -25,7 +25,7 @@ import numpy as np
 __all__ = ["ArrivalJitter", "LiveVoice"]
 
 FRAME_SECONDS = 0.02
-MAX_TARGET_SECONDS = 0.1  # never hold more than this for jitter: past it, a gap costs less than the delay
+MAX_TARGET_SECONDS = 0.16  # never hold more than this for jitter: past it, a gap costs less than the delay
 GAP_SECONDS = 0.5  # a pause longer than this (muted, a stall) starts the measure afresh
 
 

@@ -152,10 +152,13 @@ class CallAudio(anywidget.AnyWidget):
             self._wake.wait(1.0)
             self._wake.clear()
             while self._frames and not self._closed:
-                data, t = self._frames.popleft()
-                try:  # t: when the call had the frame; its mean sample is half a frame older
-                    self.send({"type": "audio", "rate": int(self.rate), "t": t, "age_ms": FRAME_SECONDS * 500},
-                              buffers=[data])
+                # what waits goes as one message (a busy kernel or page then gets fewer, not later, ones)
+                frames = [self._frames.popleft() for _ in range(len(self._frames))]
+                now = time.time() * 1000
+                try:  # age: the mean sample is half the audio older than the call's having the last frame, + hand-off
+                    self.send({"type": "audio", "rate": int(self.rate), "t": now,
+                               "age_ms": len(frames) * FRAME_SECONDS * 500 + (now - frames[-1][1])},
+                              buffers=[b"".join(f[0] for f in frames)])
                 except Exception:  # noqa: BLE001 - the widget was closed under us: stop quietly
                     return
 

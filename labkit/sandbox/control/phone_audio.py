@@ -3,13 +3,13 @@ on one connection (the softphone page's Listen and Talk; any language's client).
 
 Out: each 20 ms the phone hears, as one binary message of 16-bit little-endian PCM at 16 kHz (640 bytes),
 sent the moment the sandbox's clock mixes it (the phone's listener), and now and then a text message
-`{"t": epoch_ms, "age_ms": ms, "position": n}` describing the binary message after it (when it was mixed,
-and its first sample's position in the phone's heard.wav): a page measures the wire with it, and a client
-too slow for 0.5 s, which loses the oldest frames, sees where the next one starts. In: binary messages of
-the same format are the phone's voice, put into the call live (labkit.media.jitter.LiveVoice: a cushion
-as long as the measured jitter, pieces dropped to stay live); `{"listen": false}` pauses the audio out,
-`{"t": epoch_ms}` dates the next piece of voice. Back to the client every 25 pieces: `{"mic": {...}}`,
-the voice's delay by stage.
+`{"t": epoch_ms, "age_ms": ms, "position": n}` describing the binary message after it (when it was sent,
+how old its mean sample was then, its first sample's position in the phone's heard.wav): a page measures
+the wire with it, and a client too slow for 0.5 s, which loses the oldest frames, sees where the next one
+starts. In: binary messages of the same format are the phone's voice, put into the call live
+(labkit.media.jitter.LiveVoice: a cushion as long as the measured jitter, pieces dropped to stay live);
+`{"listen": false}` pauses the audio out, `{"t": epoch_ms}` dates the next piece of voice. Back to the
+client every 25 pieces: `{"mic": {...}}`, the voice's delay by stage.
 
 Why a WebSocket and not long polls: a listening page held one of the browser's ~6 connections per origin
 per phone, and waited for 40 ms pieces; this pushes each frame as it is mixed. The sandbox's server is
@@ -108,7 +108,7 @@ class _Socket:
         now = time.monotonic()
         self.tokens = min(1.0, self.tokens + (now - self.refilled) * RATE_FACTOR)
         self.refilled = now
-        cost = max(0.02, len(data) / 2 / HEAR_RATE if opcode == Opcode.BINARY else 0.0)
+        cost = max(0.01, len(data) / 2 / HEAR_RATE) if opcode == Opcode.BINARY else 0.002  # 500 small texts a second
         self.tokens -= cost
         if self.tokens < 0:
             self.proto.send_close(1008, "more voice than real time: send 20 ms of audio every 20 ms")
@@ -163,8 +163,10 @@ class _Socket:
         while self.frames:
             frame, t, position = self.frames.popleft()
             if self.sent % META_EVERY == 0 or position != self.position:  # and after a gap (frames dropped)
-                # age: half a 20 ms frame (its mean sample's); position: its first sample in heard.wav
-                self.send_text({"t": round(t, 1), "age_ms": 10, "position": position})
+                # age: half a 20 ms frame (its mean sample's) + the hand-off from the clock; position: its
+                # first sample in heard.wav
+                now = time.time() * 1000
+                self.send_text({"t": round(now, 1), "age_ms": round(10 + now - t, 1), "position": position})
             self.position = position + frame.size
             self.proto.send_binary(frame.astype("<i2", copy=False).tobytes())
             self.sent += 1

@@ -21,10 +21,11 @@
 // (3 s of 20 ms frames), and the queue kept at its 95th percentile plus a margin for the audio thread's
 // render quantum. A fixed queue had to be sized for the worst host; this one is as short as the path allows.
 const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the render quantum, a little more)
-const MAX_QUEUE_S = 0.12; // the measured target never goes past this: a gap costs less than a late call
+const MAX_QUEUE_S = 0.16; // the measured target never goes past this: a gap costs less than a late call
 const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
 const JITTER_WINDOW = 150;
-const MIC_CHUNK_MS = 20; // microphone audio is sent in 20 ms pieces (one call frame)
+const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
+                         // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
 
 export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
   // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
@@ -239,7 +240,7 @@ export function createCallAudio(root, transport) {
       s.workletCtx = ctx;
     }
     s.micNode = new AudioWorkletNode(ctx, "labkit-mic");
-    const chunk = Math.round((ctx.sampleRate * MIC_CHUNK_MS) / 1000);
+    const chunk = Math.round((ctx.sampleRate * (transport.micChunkMs || MIC_CHUNK_MS)) / 1000);
     s.micNode.port.onmessage = (ev) => {
       const block = ev.data;
       let peak = 0;
@@ -346,6 +347,9 @@ export function modelTransport(model) {
   // The notebook host: the kernel side is labkit.widgets.call_audio.CallAudio.
   let last = {};
   return {
+    // 40 ms: each message from the page is a shell message to the kernel (and two status messages back
+    // to every page), so the microphone goes in two-frame pieces here
+    micChunkMs: 40,
     rate: () => model.get("rate"),
     source: () => model.get("source"),
     onAudio(fn) {
