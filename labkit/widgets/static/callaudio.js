@@ -12,9 +12,12 @@
 //   transport.source()               what is being heard, in words
 // `modelTransport(model)` is the anywidget one; a page builds its own with the same methods.
 //
-// Resampling happens in the browser: the AudioContext runs at the call's rate, so the browser's own
-// resampler converts the microphone (and the speaker output) with no JavaScript filter and no
-// per-chunk edge effects, and the wire carries 16-bit audio at the call's rate (a third of 48 kHz).
+// The wire carries 16-bit audio at the call's rate (a third of 48 kHz). The AudioContext runs at 48 kHz with
+// the smallest output buffer (latencyHint 0): in chromium a context at 16 kHz cannot go below 128 frames of
+// 16 kHz (8 ms) plus 24 ms of output latency, where one at 48 kHz measured 2.7 + 8 ms (2026-12-07, headless,
+// a 44.1 kHz device: the browser converts). The call's audio is resampled here by a whole factor (16 -> 48 kHz
+// and back) with a windowed-sinc filter that keeps its history from piece to piece, so no piece has an edge
+// (a 1 kHz tone in 20 ms pieces: 74 dB SNR up, 68 dB there and back; flat to 3.4 kHz, -1 dB at 6 kHz).
 
 // The playback queue is sized from how the call's audio arrives (the rule of labkit/media/jitter.py, as a
 // softphone's jitter buffer sizes itself): each piece's lateness against the earliest of the last 150
@@ -24,6 +27,52 @@ const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the
 const MAX_QUEUE_S = 0.16; // the measured target never goes past this: a gap costs less than a late call
 const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
 const JITTER_WINDOW = 150;
+const CONTEXT_RATE = 48000; // a whole multiple of every call rate (8, 16, 24 kHz); the browser converts to the device's
+const TAPS_PER_PHASE = 16; // the resampler's filter: 16 taps per input sample (0.5 ms of delay each way)
+
+export function resampler(from, to) {
+  // fn(Float32Array at `from`) -> Float32Array at `to`, for a whole ratio either way (null otherwise): a
+  // Blackman-windowed sinc low-pass at 0.45 of the lower rate, with the history carried between pieces.
+  if (from === to) return (x) => x;
+  const up = to > from, L = up ? to / from : from / to;
+  if (!Number.isInteger(L)) return null;
+  const taps = TAPS_PER_PHASE * L, h = new Float32Array(taps), fc = 0.45 / L;
+  let sum = 0;
+  for (let i = 0; i < taps; i++) {
+    const m = i - (taps - 1) / 2, w = (2 * Math.PI * i) / (taps - 1);
+    h[i] = (m === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * m) / (Math.PI * m)) * (0.42 - 0.5 * Math.cos(w) + 0.08 * Math.cos(2 * w));
+    sum += h[i];
+  }
+  for (let i = 0; i < taps; i++) h[i] /= sum; // unity gain at 0 Hz
+  let hist = new Float32Array(up ? TAPS_PER_PHASE : taps - 1); // the input just before this piece
+  return (input) => {
+    const buf = new Float32Array(hist.length + input.length);
+    buf.set(hist);
+    buf.set(input, hist.length);
+    let out;
+    if (up) { // output n*L+p = L * sum_k h[k*L+p] * x[n-k] (zeros stuffed between input samples)
+      out = new Float32Array(input.length * L);
+      for (let n = 0; n < input.length; n++) {
+        const at = hist.length + n;
+        for (let p = 0; p < L; p++) {
+          let acc = 0;
+          for (let k = 0; k < TAPS_PER_PHASE; k++) acc += h[k * L + p] * buf[at - k];
+          out[n * L + p] = acc * L;
+        }
+      }
+    } else { // output m = sum_i h[i] * x[m*L + L-1 - i] (input pieces are whole multiples of L)
+      out = new Float32Array(Math.floor(input.length / L));
+      for (let m = 0; m < out.length; m++) {
+        const at = hist.length + m * L + L - 1;
+        let acc = 0;
+        for (let i = 0; i < taps; i++) acc += h[i] * buf[at - i];
+        out[m] = acc;
+      }
+    }
+    hist = buf.slice(buf.length - hist.length);
+    return out;
+  };
+}
 const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
                          // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
 
@@ -116,7 +165,7 @@ export function createCallAudio(root, transport) {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
     micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
-    jitter: arrivalJitter(), lowest: Infinity, seen: 0, trim: false, restarts: 0,
+    jitter: arrivalJitter(), lowest: Infinity, seen: 0, excess: 0, restarts: 0,
   };
 
   function setStatus() {
@@ -147,14 +196,15 @@ export function createCallAudio(root, transport) {
   }
 
   async function context() {
-    // Created on a click (browsers start audio only after a gesture), at the call's rate.
+    // Created on a click (browsers start audio only after a gesture), at 48 kHz (see the header).
     const rate = transport.rate();
-    if (s.ctx && s.ctx.sampleRate === rate) return s.ctx;
+    if (s.ctx && s.callRate === rate) return s.ctx;
     if (s.ctx) await s.ctx.close();
     const Ctx = window.AudioContext || window.webkitAudioContext;
-    // latencyHint 0: the smallest output buffer the device allows (a softphone's; "interactive" measured
-    // 42 ms of base + output latency in chromium against 32 ms at 16 kHz, 2026-12-07)
-    s.ctx = new Ctx({ sampleRate: rate, latencyHint: 0 });
+    const high = CONTEXT_RATE % rate === 0 ? CONTEXT_RATE : rate;
+    s.ctx = new Ctx({ sampleRate: high, latencyHint: 0 });
+    s.callRate = rate;
+    s.up = resampler(rate, s.ctx.sampleRate);
     s.gain = s.ctx.createGain();
     s.gain.gain.value = Number(volume.value);
     s.analyser = s.ctx.createAnalyser();
@@ -180,14 +230,25 @@ export function createCallAudio(root, transport) {
     const target = queueTarget();
     let ahead = s.nextTime - now;
     if (ahead < 0.003) { s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.restarts++; } // ran dry
-    // The least queued over the last second stayed above the target by a frame: the queue grew (a burst, an
-    // audio clock slower than the call's): leave this piece out, once, so the call plays that much sooner.
+    // The least queued over the last second stayed above the target (a burst, an audio clock slower than the
+    // call's): cut that much from the start of the next piece, so the call plays that much sooner (one splice,
+    // as small as the excess, where a fixed queue would keep the delay for good).
     s.lowest = Math.min(s.lowest, ahead);
-    if (++s.seen % 50 === 0) { s.trim = s.lowest > target + seconds; s.lowest = Infinity; }
-    if (s.trim || ahead > MAX_AHEAD_S) { s.trim = false; s.framesDropped += seconds / 0.02; return; }
-    const buf = ctx.createBuffer(1, pcm.length, rate);
-    const data = buf.getChannelData(0);
-    for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
+    if (++s.seen % 50 === 0) { s.excess = s.lowest > target + 0.005 ? s.lowest - target : 0; s.lowest = Infinity; }
+    if (ahead > MAX_AHEAD_S) { s.framesDropped += seconds / 0.02; return; }
+    const float = new Float32Array(pcm.length);
+    for (let i = 0; i < pcm.length; i++) float[i] = pcm[i] / 32768;
+    let up = rate === s.callRate ? s.up(float) : float; // (a piece at another rate: the browser resamples it)
+    const upRate = up === float ? rate : ctx.sampleRate;
+    if (s.excess > 0) {
+      const cut = Math.min(up.length, Math.round(s.excess * upRate));
+      up = up.subarray(cut);
+      s.excess -= cut / upRate;
+      s.framesDropped += cut / upRate / 0.02;
+      if (!up.length) return;
+    }
+    const buf = ctx.createBuffer(1, up.length, upRate);
+    buf.copyToChannel(up, 0);
     const src = ctx.createBufferSource();
     src.buffer = buf;
     src.connect(s.gain);
@@ -240,6 +301,7 @@ export function createCallAudio(root, transport) {
       s.workletCtx = ctx;
     }
     s.micNode = new AudioWorkletNode(ctx, "labkit-mic");
+    const callRate = s.callRate, down = resampler(ctx.sampleRate, callRate);
     const chunk = Math.round((ctx.sampleRate * (transport.micChunkMs || MIC_CHUNK_MS)) / 1000);
     s.micNode.port.onmessage = (ev) => {
       const block = ev.data;
@@ -254,13 +316,14 @@ export function createCallAudio(root, transport) {
         const all = new Float32Array(s.micLen);
         let o = 0;
         for (const b of s.micBuf) { all.set(b, o); o += b.length; }
-        const pcm = new Int16Array(chunk);
-        for (let i = 0; i < chunk; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(all[i] * 32767)));
+        const at = down(all.subarray(0, chunk)); // at the call's rate
+        const pcm = new Int16Array(at.length);
+        for (let i = 0; i < at.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(at[i] * 32767)));
         const rest = all.slice(chunk);
         s.micBuf = rest.length ? [rest] : [];
         s.micLen = rest.length;
-        s.micFrames += chunk / (ctx.sampleRate * 0.02);
-        transport.sendMic(pcm, ctx.sampleRate, Date.now());
+        s.micFrames += pcm.length / (callRate * 0.02);
+        transport.sendMic(pcm, callRate, Date.now());
       }
     };
     s.micSource.connect(s.micNode);
