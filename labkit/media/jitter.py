@@ -27,6 +27,7 @@ __all__ = ["ArrivalJitter", "LiveVoice"]
 
 FRAME_SECONDS = 0.02
 MAX_TARGET_SECONDS = 0.16  # never hold more than this for jitter: past it, a gap costs less than the delay
+FLOOR_SECONDS = 0.005  # what the latest piece should find waiting ahead of it (see push)
 GAP_SECONDS = 0.5  # a pause longer than this (muted, a stall) starts the measure afresh
 
 
@@ -109,13 +110,14 @@ class LiveVoice:
         if ahead > limit:  # more than the jitter needs is waiting: drop, stay live
             self.dropped += -(-samples.size // frame)
             return
-        # Less than a frame too much, but for good (the page's capture and the call's tick out of phase):
-        # when the least waiting over 50 pieces stayed above the cushion, cut that much from the next piece.
+        # Less than a frame too much, but for good (a burst, the page's capture and the call's tick out of
+        # phase): the latest piece of the last 100 should find only FLOOR_SECONDS waiting ahead of it (the
+        # cushion is for the pieces on time); when even it found more, cut the excess from the next piece.
         self._lowest = min(self._lowest, ahead)
         self._seen += 1
-        if self._seen % 50 == 0:
-            self._excess = self._lowest - cushion if self._lowest > cushion + 0.005 and self.max_queue is None else 0.0
-            self._lowest = math.inf
+        if self._seen % 100 == 0:
+            over = self._lowest > FLOOR_SECONDS + 0.005 and self.max_queue is None
+            self._excess, self._lowest = (self._lowest - FLOOR_SECONDS if over else 0.0), math.inf
         if self._excess > 0:
             step = max(1, int(round(self.granule * rate)))
             cut = min(samples.size, int(self._excess * rate) // step * step)

@@ -215,10 +215,11 @@ export function createCallAudio(root, transport) {
     return s.ctx;
   }
 
+  const quantum = () => (s.ctx ? 128 / s.ctx.sampleRate : 0.008); // the audio thread renders 128 samples at a time
+
   function queueTarget() {
-    // what the measured jitter needs, plus one render quantum of the context (128 samples)
-    const quantum = s.ctx ? 128 / s.ctx.sampleRate : 0.008;
-    return Math.min(MAX_QUEUE_S, Math.max(MIN_QUEUE_S, s.jitter.target() + quantum));
+    // what the measured jitter needs, plus one render quantum: what a piece on time finds queued
+    return Math.min(MAX_QUEUE_S, Math.max(MIN_QUEUE_S, s.jitter.target() + quantum()));
   }
 
   function play(pcm, rate, meta) {
@@ -230,11 +231,13 @@ export function createCallAudio(root, transport) {
     const target = queueTarget();
     let ahead = s.nextTime - now;
     if (ahead < 0.003) { s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.restarts++; } // ran dry
-    // The least queued over the last second stayed above the target (a burst, an audio clock slower than the
-    // call's): cut that much from the start of the next piece, so the call plays that much sooner (one splice,
-    // as small as the excess, where a fixed queue would keep the delay for good).
+    // The target is what a piece finds queued when it comes on time; the latest piece of the last 2 s should
+    // find only the floor (a render quantum and a little). When even that one found more (a burst, an audio
+    // clock slower than the call's), cut the excess from the start of the next piece, so the call plays that
+    // much sooner: one splice, as small as the excess, where a fixed queue would keep the delay for good.
+    const floor = quantum() + 0.003;
     s.lowest = Math.min(s.lowest, ahead);
-    if (++s.seen % 50 === 0) { s.excess = s.lowest > target + 0.005 ? s.lowest - target : 0; s.lowest = Infinity; }
+    if (++s.seen % 100 === 0) { s.excess = s.lowest > floor + 0.005 ? s.lowest - floor : 0; s.lowest = Infinity; }
     if (ahead > MAX_AHEAD_S) { s.framesDropped += seconds / 0.02; return; }
     const float = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) float[i] = pcm[i] / 32768;
