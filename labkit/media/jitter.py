@@ -5,9 +5,10 @@ thread, the wire, a busy kernel). The call plays 20 ms per tick; a piece that mi
 in the voice, and a fixed queue big enough for the worst case keeps the voice that late all call long.
 So the queue is sized from the arrivals themselves, as a softphone's jitter buffer is (WebRTC's NetEq sets
 its target delay from a histogram of arrival delays): `ArrivalJitter` measures how late each piece comes
-against the best of the recent ones, and `LiveVoice` puts that much silence (the 95th percentile) ahead of
-the voice whenever the call has run dry, and drops a piece when more than that plus one frame is already
-waiting (after a stall, a burst would otherwise keep the voice late for the rest of the call).
+against the best of the recent ones, and `LiveVoice` puts that much silence (the 99th percentile over the
+last 3 s) ahead of the voice whenever the call has run dry. Then it keeps the queue down: a piece is dropped
+when more than that plus a frame is waiting (a burst after a stall), and when even the latest piece of the
+last 100 found more than a few ms waiting ahead of it, that excess is cut from the next piece.
 
 The same rule sizes the browser's playback queue (static/callaudio.js), for the other direction.
 """
@@ -39,7 +40,7 @@ class ArrivalJitter:
     lateness: the queue that rides out all but the rarest late piece.
     """
 
-    def __init__(self, window: int = 150, quantile: float = 0.95) -> None:
+    def __init__(self, window: int = 150, quantile: float = 0.99) -> None:
         self.window = window
         self.quantile = quantile
         self._offsets: deque[float] = deque(maxlen=window)

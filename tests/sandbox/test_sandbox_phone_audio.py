@@ -75,13 +75,14 @@ def test_the_socket_sends_what_the_phone_hears_and_speaks_what_it_receives(live,
         assert gaps == 0 and np.array_equal(sent, a.heard.samples[start:start + sent.size])
         assert best_correlation(sent, music[RATE // 2: RATE])[0] > 0.95
 
-        # Talk: 1.5 s of music in 20 ms pieces, paced as a microphone sends them; B hears it.
+        # Talk: 0.75 s of music three times over, in 20 ms pieces paced as a microphone sends them; B hears it.
         mark = b.position
         ws.send(json.dumps({"listen": False}))
+        said = np.tile(music[RATE // 4: RATE], 3)
         begin = time.monotonic()
-        for i in range(75):
+        for i in range(said.size // 320):
             ws.send(json.dumps({"t": time.time() * 1000}))
-            ws.send(music[i * 320:(i + 1) * 320].astype("<i2").tobytes())
+            ws.send(said[i * 320:(i + 1) * 320].astype("<i2").tobytes())
             time.sleep(max(0.0, begin + (i + 1) * 0.02 - time.monotonic()))
         figures = None
         while figures is None:  # the sandbox's account of the voice, every 25 pieces (audio out is paused)
@@ -89,11 +90,26 @@ def test_the_socket_sends_what_the_phone_hears_and_speaks_what_it_receives(live,
             assert isinstance(msg, str), "audio came after {'listen': false}"
             figures = json.loads(msg).get("mic")
     time.sleep(0.3)
-    heard = b.heard_since(mark).samples
-    score, lag = best_correlation(heard, music[RATE // 4: RATE])
-    assert score > 0.95, f"B did not hear A's voice (correlation {score:.2f})"
-    print("voice over the phone socket:", figures, f"lag {lag / RATE * 1000:.0f} ms")
+    # A live voice may have gaps and cuts: a piece later than the measured jitter leaves the call dry until
+    # it comes (then a cushion of silence goes first), and a burst after a stall is dropped to stay live;
+    # where they fall depends on the machine's load. So, as the browser tests do: the silences taken out,
+    # each quarter second of what was said must be heard whole at least once of the three times.
+    heard = without_zero_runs(np.asarray(b.heard_since(mark).samples))
+    scores = [best_correlation(heard, music[a:a + RATE // 4])[0] for a in (RATE // 4, RATE // 2, 3 * RATE // 4)]
+    print("voice over the phone socket:", figures, "correlations", scores)
+    assert min(scores) > 0.95, f"B did not hear A's voice (correlations {scores})"
     assert figures["mic_frames"] >= 25 and figures["mic_delay_parts"].startswith("capture 10 ms")
+
+
+def without_zero_runs(samples: np.ndarray, shortest: int = 8) -> np.ndarray:
+    """The samples with every run of `shortest` or more exact zeros taken out (music has none)."""
+    zero = samples == 0
+    keep = np.ones(samples.size, dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], zero.astype(np.int8), [0]])))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - start >= shortest:
+            keep[start:end] = False
+    return samples[keep]
 
 
 def test_the_socket_keeps_the_control_apis_rules(live, receiver):

@@ -21,8 +21,9 @@
 
 // The playback queue is sized from how the call's audio arrives (the rule of labkit/media/jitter.py, as a
 // softphone's jitter buffer sizes itself): each piece's lateness against the earliest of the last 150
-// (3 s of 20 ms frames), and the queue kept at its 95th percentile plus a margin for the audio thread's
-// render quantum. A fixed queue had to be sized for the worst host; this one is as short as the path allows.
+// (3 s of 20 ms frames); playback (re)starts that far ahead (the 99th percentile plus a render quantum), and
+// a lasting excess is cut (see play). A fixed queue had to be sized for the worst host; this one is as short
+// as the path allows.
 const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the render quantum, a little more)
 const MAX_QUEUE_S = 0.16; // the measured target never goes past this: a gap costs less than a late call
 const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
@@ -76,7 +77,7 @@ export function resampler(from, to) {
 const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
                          // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
 
-export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
+export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.99) {
   // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
   const offsets = [];
   let position = 0, last = null;
