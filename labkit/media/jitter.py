@@ -8,7 +8,7 @@ its target delay from a histogram of arrival delays): `ArrivalJitter` measures h
 against the best of the recent ones, and `LiveVoice` puts that much silence (the 99th percentile over the
 last 3 s) ahead of the voice whenever the call has run dry. Then it keeps the queue down: a piece is dropped
 when more than that plus a frame is waiting (a burst after a stall), and when even the latest piece of the
-last 100 found more than a few ms waiting ahead of it, that excess is cut from the next piece.
+last second found more than a few ms waiting ahead of it, that excess is cut from the next piece.
 
 The same rule sizes the browser's playback queue (static/callaudio.js), for the other direction.
 """
@@ -29,6 +29,7 @@ __all__ = ["ArrivalJitter", "LiveVoice"]
 FRAME_SECONDS = 0.02
 MAX_TARGET_SECONDS = 0.16  # never hold more than this for jitter: past it, a gap costs less than the delay
 FLOOR_SECONDS = 0.005  # what the latest piece should find waiting ahead of it (see push)
+TRIM_WINDOW_SECONDS = 1.0  # ...over this long
 GAP_SECONDS = 0.5  # a pause longer than this (muted, a stall) starts the measure afresh
 
 
@@ -87,8 +88,8 @@ class LiveVoice:
         self.dropped = 0  # 20 ms frames dropped to stay live
         self.cushions = 0  # times the call ran dry and a cushion went first
         self.trimmed = 0.0  # seconds cut from pieces while more than the cushion stayed waiting
-        self._lowest = math.inf  # the least waiting ahead of a piece over the last 50 pieces
-        self._seen = 0
+        self._lowest = math.inf  # the least waiting ahead of a piece in the current window
+        self._since = time.monotonic()  # when the current window for _lowest began
         self._excess = 0.0
         # per piece handed on: capture (half the piece), wire, queued ahead of it, the call's tick (half)
         self._parts: deque[tuple[float, float, float, float]] = deque(maxlen=200)
@@ -112,13 +113,13 @@ class LiveVoice:
             self.dropped += -(-samples.size // frame)
             return
         # Less than a frame too much, but for good (a burst, the page's capture and the call's tick out of
-        # phase): the latest piece of the last 100 should find only FLOOR_SECONDS waiting ahead of it (the
-        # cushion is for the pieces on time); when even it found more, cut the excess from the next piece.
+        # phase): the latest piece of the last second should find only FLOOR_SECONDS waiting ahead of it
+        # (the cushion is for the pieces on time); when even it found more, cut the excess from the next piece.
         self._lowest = min(self._lowest, ahead)
-        self._seen += 1
-        if self._seen % 100 == 0:
+        now = time.monotonic()
+        if now - self._since >= TRIM_WINDOW_SECONDS:
             over = self._lowest > FLOOR_SECONDS + 0.005 and self.max_queue is None
-            self._excess, self._lowest = (self._lowest - FLOOR_SECONDS if over else 0.0), math.inf
+            self._excess, self._lowest, self._since = (self._lowest - FLOOR_SECONDS if over else 0.0), math.inf, now
         if self._excess > 0:
             step = max(1, int(round(self.granule * rate)))
             cut = min(samples.size, int(self._excess * rate) // step * step)

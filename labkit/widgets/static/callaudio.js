@@ -166,7 +166,7 @@ export function createCallAudio(root, transport) {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
     micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
-    jitter: arrivalJitter(), lowest: Infinity, seen: 0, excess: 0, restarts: 0,
+    jitter: arrivalJitter(), lowest: Infinity, since: 0, excess: 0, restarts: 0,
   };
 
   function setStatus() {
@@ -231,14 +231,16 @@ export function createCallAudio(root, transport) {
     s.jitter.arrive(seconds, performance.now() / 1000);
     const target = queueTarget();
     let ahead = s.nextTime - now;
-    if (ahead < 0.003) { s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.restarts++; } // ran dry
-    // The target is what a piece finds queued when it comes on time; the latest piece of the last 2 s should
-    // find only the floor (a render quantum and a little). When even that one found more (a burst, an audio
-    // clock slower than the call's), cut the excess from the start of the next piece, so the call plays that
-    // much sooner: one splice, as small as the excess, where a fixed queue would keep the delay for good.
-    const floor = quantum() + 0.003;
+    if (ahead < 0.003) { // ran dry (or starts): a new window too
+      s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.since = performance.now(); s.restarts++;
+    }
+    // The target is what a piece finds queued when it comes on time; the latest piece of the last second
+    // should find only the floor (a render quantum and a little). When even that one found more (a burst, an
+    // audio clock slower than the call's), cut the excess from the start of the next piece, so the call plays
+    // that much sooner: one splice, as small as the excess, where a fixed queue would keep the delay for good.
+    const floor = quantum() + 0.003, wall = performance.now();
     s.lowest = Math.min(s.lowest, ahead);
-    if (++s.seen % 100 === 0) { s.excess = s.lowest > floor + 0.005 ? s.lowest - floor : 0; s.lowest = Infinity; }
+    if (wall - s.since >= 1000) { s.excess = s.lowest > floor + 0.005 ? s.lowest - floor : 0; s.lowest = Infinity; s.since = wall; }
     if (ahead > MAX_AHEAD_S) { s.framesDropped += seconds / 0.02; return; }
     const float = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) float[i] = pcm[i] / 32768;
