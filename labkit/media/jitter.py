@@ -5,10 +5,12 @@ thread, the wire, a busy kernel). The call plays 20 ms per tick; a piece that mi
 in the voice, and a fixed queue big enough for the worst case keeps the voice that late all call long.
 So the queue is sized from the arrivals themselves, as a softphone's jitter buffer is (WebRTC's NetEq sets
 its target delay from a histogram of arrival delays): `ArrivalJitter` measures how late each piece comes
-against the best of the recent ones, and `LiveVoice` puts that much silence (the 99th percentile over the
-last 3 s) ahead of the voice whenever the call has run dry. Then it keeps the queue down: a piece is dropped
-when more than that plus a frame is waiting (a burst after a stall), and when even the latest piece of the
-last second found more than a few ms waiting ahead of it, that excess is cut from the next piece.
+against the best of the recent ones, and `LiveVoice` puts that much silence ahead of the voice whenever the
+call has run dry (the 95th percentile over the last 3 s: a stall makes a run of late pieces, and a higher
+percentile would keep its whole delay for 3 s). Then it keeps the queue down: a piece is dropped when more
+than that plus a frame is waiting (a burst after a stall), and when over the last second the pieces on time
+found more than the cushion waiting and the latest more than a few ms, the smaller excess is cut from the
+next piece.
 
 The same rule sizes the browser's playback queue (static/callaudio.js), for the other direction.
 """
@@ -41,7 +43,7 @@ class ArrivalJitter:
     lateness: the queue that rides out all but the rarest late piece.
     """
 
-    def __init__(self, window: int = 150, quantile: float = 0.99) -> None:
+    def __init__(self, window: int = 150, quantile: float = 0.95) -> None:
         self.window = window
         self.quantile = quantile
         self._offsets: deque[float] = deque(maxlen=window)
@@ -88,7 +90,8 @@ class LiveVoice:
         self.dropped = 0  # 20 ms frames dropped to stay live
         self.cushions = 0  # times the call ran dry and a cushion went first
         self.trimmed = 0.0  # seconds cut from pieces while more than the cushion stayed waiting
-        self._lowest = math.inf  # the least waiting ahead of a piece in the current window
+        self._lowest = math.inf  # the least and most waiting ahead of a piece in the current window
+        self._highest = 0.0
         self._since = time.monotonic()  # when the current window for _lowest began
         self._excess = 0.0
         # per piece handed on: capture (half the piece), wire, queued ahead of it, the call's tick (half)
@@ -113,13 +116,15 @@ class LiveVoice:
             self.dropped += -(-samples.size // frame)
             return
         # Less than a frame too much, but for good (a burst, the page's capture and the call's tick out of
-        # phase): the latest piece of the last second should find only FLOOR_SECONDS waiting ahead of it
-        # (the cushion is for the pieces on time); when even it found more, cut the excess from the next piece.
-        self._lowest = min(self._lowest, ahead)
+        # phase): a piece on time should find the cushion waiting (the most any piece found) and the latest a
+        # floor (FLOOR_SECONDS). When, over the last second, the most stayed above the cushion and the least
+        # above the floor, cut the smaller excess from the next piece.
+        self._lowest, self._highest = min(self._lowest, ahead), max(self._highest, ahead)
         now = time.monotonic()
         if now - self._since >= TRIM_WINDOW_SECONDS:
-            over = self._lowest > FLOOR_SECONDS + 0.005 and self.max_queue is None
-            self._excess, self._lowest, self._since = (self._lowest - FLOOR_SECONDS if over else 0.0), math.inf, now
+            excess = min(self._highest - cushion, self._lowest - FLOOR_SECONDS)
+            self._excess = excess if excess > 0.005 and self.max_queue is None else 0.0
+            self._lowest, self._highest, self._since = math.inf, 0.0, now
         if self._excess > 0:
             step = max(1, int(round(self.granule * rate)))
             cut = min(samples.size, int(self._excess * rate) // step * step)

@@ -21,7 +21,7 @@
 
 // The playback queue is sized from how the call's audio arrives (the rule of labkit/media/jitter.py, as a
 // softphone's jitter buffer sizes itself): each piece's lateness against the earliest of the last 150
-// (3 s of 20 ms frames); playback (re)starts that far ahead (the 99th percentile plus a render quantum), and
+// (3 s of 20 ms frames); playback (re)starts that far ahead (the 95th percentile plus a render quantum), and
 // a lasting excess is cut (see play). A fixed queue had to be sized for the worst host; this one is as short
 // as the path allows.
 const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the render quantum, a little more)
@@ -77,7 +77,7 @@ export function resampler(from, to) {
 const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
                          // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
 
-export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.99) {
+export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
   // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
   const offsets = [];
   let position = 0, last = null;
@@ -166,7 +166,7 @@ export function createCallAudio(root, transport) {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
     micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
-    jitter: arrivalJitter(), lowest: Infinity, since: 0, excess: 0, restarts: 0,
+    jitter: arrivalJitter(), lowest: Infinity, highest: 0, since: 0, excess: 0, restarts: 0,
   };
 
   function setStatus() {
@@ -232,15 +232,22 @@ export function createCallAudio(root, transport) {
     const target = queueTarget();
     let ahead = s.nextTime - now;
     if (ahead < 0.003) { // ran dry (or starts): a new window too
-      s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.since = performance.now(); s.restarts++;
+      s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.highest = 0; s.since = performance.now();
+      s.restarts++;
     }
-    // The target is what a piece finds queued when it comes on time; the latest piece of the last second
-    // should find only the floor (a render quantum and a little). When even that one found more (a burst, an
-    // audio clock slower than the call's), cut the excess from the start of the next piece, so the call plays
-    // that much sooner: one splice, as small as the excess, where a fixed queue would keep the delay for good.
+    // The target is what a piece on time finds queued (the most any piece found), and the latest piece should
+    // still find a floor (a render quantum and a little). When, over the last second, the most found stayed
+    // above the target and the least above the floor (a burst, an audio clock slower than the call's), cut the
+    // smaller excess from the start of the next piece, so the call plays that much sooner: one splice, as
+    // small as the excess, where a fixed queue would keep the delay for good.
     const floor = quantum() + 0.003, wall = performance.now();
     s.lowest = Math.min(s.lowest, ahead);
-    if (wall - s.since >= 1000) { s.excess = s.lowest > floor + 0.005 ? s.lowest - floor : 0; s.lowest = Infinity; s.since = wall; }
+    s.highest = Math.max(s.highest, ahead);
+    if (wall - s.since >= 1000) {
+      const excess = Math.min(s.highest - target, s.lowest - floor);
+      s.excess = excess > 0.005 ? excess : 0;
+      s.lowest = Infinity; s.highest = 0; s.since = wall;
+    }
     if (ahead > MAX_AHEAD_S) { s.framesDropped += seconds / 0.02; return; }
     const float = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) float[i] = pcm[i] / 32768;
