@@ -100,10 +100,28 @@ export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
 }
 
 const WORKLET = `
+// Gathers exactly one piece (processorOptions.chunk samples) on the audio thread and posts it the moment it
+// is whole: one message per piece, where a message per 128-sample block was 375 a second at 48 kHz on the
+// page's main thread (a notebook's is busy).
 class LabkitMic extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.size = options.processorOptions.chunk;
+    this.buf = new Float32Array(this.size);
+    this.n = 0;
+  }
   process(inputs) {
     const ch = inputs[0] && inputs[0][0];
-    if (ch) this.port.postMessage(ch.slice(0));
+    if (ch) {
+      for (let i = 0; i < ch.length; i++) {
+        this.buf[this.n++] = ch[i];
+        if (this.n === this.size) {
+          this.port.postMessage(this.buf, [this.buf.buffer]);
+          this.buf = new Float32Array(this.size);
+          this.n = 0;
+        }
+      }
+    }
     return true;
   }
 }
@@ -165,7 +183,7 @@ export function createCallAudio(root, transport) {
   const s = {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
-    micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
+    peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
     jitter: arrivalJitter(), lowest: Infinity, highest: 0, since: 0, excess: 0, restarts: 0,
   };
 
@@ -313,31 +331,20 @@ export function createCallAudio(root, transport) {
       }
       s.workletCtx = ctx;
     }
-    s.micNode = new AudioWorkletNode(ctx, "labkit-mic");
     const callRate = s.callRate, down = resampler(ctx.sampleRate, callRate);
     const chunk = Math.round((ctx.sampleRate * (transport.micChunkMs || MIC_CHUNK_MS)) / 1000);
+    s.micNode = new AudioWorkletNode(ctx, "labkit-mic", { processorOptions: { chunk } });
     s.micNode.port.onmessage = (ev) => {
-      const block = ev.data;
+      const block = ev.data; // exactly one piece (whole 20 ms frames), at the context's rate
       let peak = 0;
       for (let i = 0; i < block.length; i++) peak = Math.max(peak, Math.abs(block[i]));
       s.micPeak = Math.max(peak, s.micPeak * 0.9);
-      if (s.muted) { s.micBuf = []; s.micLen = 0; return; }
-      s.micBuf.push(block);
-      s.micLen += block.length;
-      if (s.micLen >= chunk) {
-        // Exactly `chunk` samples (whole 20 ms frames); the rest starts the next piece.
-        const all = new Float32Array(s.micLen);
-        let o = 0;
-        for (const b of s.micBuf) { all.set(b, o); o += b.length; }
-        const at = down(all.subarray(0, chunk)); // at the call's rate
-        const pcm = new Int16Array(at.length);
-        for (let i = 0; i < at.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(at[i] * 32767)));
-        const rest = all.slice(chunk);
-        s.micBuf = rest.length ? [rest] : [];
-        s.micLen = rest.length;
-        s.micFrames += pcm.length / (callRate * 0.02);
-        transport.sendMic(pcm, callRate, Date.now());
-      }
+      const at = down(block); // at the call's rate (the filter runs while muted too: no edge on unmute)
+      if (s.muted) return;
+      const pcm = new Int16Array(at.length);
+      for (let i = 0; i < at.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(at[i] * 32767)));
+      s.micFrames += pcm.length / (callRate * 0.02);
+      transport.sendMic(pcm, callRate, Date.now());
     };
     s.micSource.connect(s.micNode);
     s.talking = true;
