@@ -252,8 +252,8 @@ def paths() -> dict:
                 "out; {\"t\": Unix ms} dates the next piece of voice. Limits: a message is at most 16 KB "
                 "(else close 1009), voice at most 1.5x real time over a second (else close 1008), 32 sockets "
                 "in the sandbox. Measured in headless chromium on the softphone page "
-                "(tests/sandbox/test_sandbox_page.py, a loaded 2-core machine): call to speaker 34-86 ms with the "
-                "browser's own output latency, microphone to call 24-60 ms."),
+                "(tests/sandbox/test_sandbox_page.py, a loaded 2-core machine): call to speaker 33-73 ms with the "
+                "browser's own output latency, microphone to call 25-46 ms."),
             "parameters": [NUMBER],
             "responses": {
                 "101": {"description": "Switching Protocols: the WebSocket is open"},
