@@ -7,14 +7,16 @@
 * a sandbox call without one: you are the virtual phone that was called: you hear what it hears,
   and the microphone is its voice (`phone.say`, queued in call time).
 
-Audio goes to the browser as 16-bit PCM at the call's rate in 40 ms binary messages, only while the
-page listens. The browser's AudioContext runs at that same rate, so the microphone arrives already
-resampled (see the JS module's header for why the browser resamples).
+Audio goes to the browser as 16-bit PCM at the call's rate, one 20 ms frame per binary message the moment
+the call has it (the phone's listener, the socket's frame listener; a sender thread, so neither the
+sandbox's clock nor the socket's thread waits on the comm), only while the page listens. The browser's
+AudioContext runs at that same rate, so the microphone arrives already resampled (see the JS module's
+header for why the browser resamples), in 20 ms pieces; `labkit.media.jitter.LiveVoice` puts them into
+the call with a cushion sized from how they arrive, dropping pieces only to stay live.
 """
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import deque
@@ -25,6 +27,8 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from labkit.media.jitter import LiveVoice
+
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab.calls import Call
     from labkit.lab.facade import Lab
@@ -32,23 +36,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CallAudio"]
 
 ESM = Path(__file__).with_name("static") / "callaudio.js"
-CHUNK_SECONDS = 0.04  # audio to the browser in 40 ms pieces (two call frames)
-POLL_SECONDS = 0.02  # how often a sandbox phone's ears are read
-# Microphone audio is held until this much is waiting whenever the call has run out of it (at the
-# start, and after a hiccup): the page sends 40 ms pieces with jitter, and a paced sender that runs
-# dry between two pieces would put a gap into the voice each time.
-MIC_PREBUFFER_SECONDS = 0.08
-# ...and dropped while more than this is already waiting: after a stall (a busy kernel delivers a
-# burst of pieces at once) the voice would otherwise stay that much late for the rest of the call.
-MIC_MAX_QUEUE_SECONDS = 0.16
+FRAME_SECONDS = 0.02  # audio to the browser one call frame at a time
+BACKLOG_FRAMES = 25  # frames waiting for the comm (0.5 s); a stalled page loses the oldest, not the newest
 
 
 class CallAudio(anywidget.AnyWidget):
     """Listen / Talk / mute / volume / level meters for one call (see the module docstring).
 
-    Kernel-side figures: `mic_frames` (20 ms frames of microphone audio received), `mic_delay_ms`
-    (median, capture in the page to speech in the call: wire + queue), `last_error`; from the page:
-    `frames_played`, `peak` (the AnalyserNode's level), `speaker_delay_ms`, `error`.
+    Kernel-side figures: `mic_frames` (20 ms frames of microphone audio put into the call), `mic_delay_ms`
+    and `mic_delay_parts` (median, capture in the page to speech in the call, by stage), `last_error`;
+    from the page: `frames_played`, `peak` (the AnalyserNode's level), `speaker_delay_ms` and
+    `speaker_delay_parts`, `speaker_queue_target_ms` (its jitter buffer), `error`.
     """
 
     _esm = ESM
@@ -62,23 +60,23 @@ class CallAudio(anywidget.AnyWidget):
     peak = t.Float(0.0).tag(sync=True)
     speaker_delay_ms = t.Int(0).tag(sync=True)
     speaker_delay_parts = t.Unicode("").tag(sync=True)  # the median of each stage, in words
+    speaker_queue_target_ms = t.Int(0).tag(sync=True)  # the page's playback queue, sized from arrival jitter
+    speaker_restarts = t.Int(0).tag(sync=True)  # times the page's queue ran dry
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, lab: Lab, **kwargs: Any):
         super().__init__(**kwargs)
         self.lab = lab
         self.call: Call | None = None
-        self.mic_frames = 0
-        self.mic_frames_dropped = 0  # 20 ms frames dropped to keep the voice live (see MIC_MAX_QUEUE_SECONDS)
-        self.max_mic_queue = MIC_MAX_QUEUE_SECONDS  # seconds; larger keeps every word but lets delay grow
+        self.voice: LiveVoice | None = None  # the microphone into the followed call
+        self.max_mic_queue: float | None = None  # seconds: a fixed drop limit instead of the measured one
         self.last_error: BaseException | None = None
-        self._mic_delays: deque[float] = deque(maxlen=200)
         self._lock = threading.Lock()
         self._stop_feed: Any = None
-        self._sink: Any = None  # fn(samples int16, rate) -> seconds already queued before them
-        self._pending = bytearray()
-        self._mic_hold: list[np.ndarray] = []  # microphone audio waiting for the prebuffer to fill
-        self._sink_queued: Any = lambda: 0.0  # seconds of microphone audio the call has yet to play
+        self._frames: deque[tuple[bytes, float]] = deque(maxlen=BACKLOG_FRAMES)
+        self._wake = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._sender, name="labkit-call-audio", daemon=True).start()
         self.on_msg(self._on_page_message)
         self.add_class("labkit-call-audio-widget")
 
@@ -95,14 +93,11 @@ class CallAudio(anywidget.AnyWidget):
             if session is not None:
                 self.rate = int(session.rate)
                 self.source = f"the call's WebSocket ({session.rate // 1000} kHz)" + self._speed_note()
-                self._stop_feed = session.add_frame_listener(self._on_socket_frame)
-
-                def to_socket(samples: np.ndarray, rate: int) -> float:
-                    queued = session.pacer.queued_seconds
-                    session.play(samples, rate)
-                    return queued
-
-                self._sink, self._sink_queued = to_socket, lambda: session.pacer.queued_seconds
+                self._stop_feed = session.add_frame_listener(self._on_frame)
+                # a paced sender pads a partial frame: the cushion is whole frames
+                self.voice = LiveVoice(lambda x, rate: session.play(x, rate), lambda: session.pacer.queued_seconds,
+                                       granule=FRAME_SECONDS)
+                self.voice.max_queue = self.max_mic_queue
                 return
             phone = self._phone(call)
             if phone is not None:
@@ -110,14 +105,9 @@ class CallAudio(anywidget.AnyWidget):
 
                 self.rate = HEAR_RATE
                 self.source = f"what {phone.number} hears (you are that phone)" + self._speed_note()
-                self._stop_feed = self._poll_phone(phone)
-
-                def as_phone(samples: np.ndarray, rate: int) -> float:
-                    queued = phone.queued_seconds
-                    phone.say(samples, rate)
-                    return queued
-
-                self._sink, self._sink_queued = as_phone, lambda: phone.queued_seconds
+                self._stop_feed = phone.add_listener(self._on_frame)
+                self.voice = LiveVoice(lambda x, rate: phone.say(x, rate), lambda: phone.queued_seconds)
+                self.voice.max_queue = self.max_mic_queue
                 return
             self.source = "nothing: this call has no WebSocket to hear (add ncco.websocket(lab))"
 
@@ -129,11 +119,10 @@ class CallAudio(anywidget.AnyWidget):
                 "Lab.start(speed=1) to talk")
 
     def _unfollow(self) -> None:
-        stop, self._stop_feed, self._sink = self._stop_feed, None, None
-        self._pending.clear()
-        self._mic_hold = []
+        stop, self._stop_feed = self._stop_feed, None
         if stop is not None:
             stop()
+        self._frames.clear()
 
     def _open_session(self, call: Call) -> Any:
         sockets = self.lab.sockets
@@ -151,87 +140,70 @@ class CallAudio(anywidget.AnyWidget):
             return None
 
     # -- call audio to the page -----------------------------------------------------------------
-    def _on_socket_frame(self, frame: bytes) -> None:
-        if not self.listening:
-            return
-        self._pending.extend(frame)
-        if len(self._pending) >= int(self.rate * CHUNK_SECONDS) * 2:
-            data, self._pending = bytes(self._pending), bytearray()
-            self._send_audio(data, age_ms=CHUNK_SECONDS * 1000 / 2)
+    def _on_frame(self, frame: Any) -> None:
+        """A listener (the sandbox's clock, the socket's listener thread): hand the frame on, never wait."""
+        if self.listening:
+            data = frame if isinstance(frame, bytes) else np.asarray(frame, dtype="<i2").tobytes()
+            self._frames.append((data, time.time() * 1000))
+            self._wake.set()
 
-    def _poll_phone(self, phone: Any) -> Any:
-        stop = threading.Event()
-        position = int(phone.position)
-
-        def run() -> None:
-            nonlocal position
-            while not stop.wait(POLL_SECONDS):
-                now = int(phone.position)
-                if now < position:  # the phone forgot what it heard (clear_heard)
-                    position = now
-                if now - position < int(self.rate * CHUNK_SECONDS):
-                    continue
-                if not self.listening:
-                    position = now
-                    continue
-                samples = np.asarray(phone.heard_since(position).samples, dtype="<i2")
-                position += samples.size
-                try:
-                    self._send_audio(samples.tobytes(), age_ms=POLL_SECONDS * 1000 / 2)
-                except Exception:  # noqa: BLE001 - the widget was closed: stop quietly
+    def _sender(self) -> None:
+        while not self._closed:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while self._frames and not self._closed:
+                # what waits goes as one message (a busy kernel or page then gets fewer, not later, ones)
+                frames = [self._frames.popleft() for _ in range(len(self._frames))]
+                now = time.time() * 1000
+                try:  # age: the mean sample is half the audio older than the call's having the last frame, + hand-off
+                    self.send({"type": "audio", "rate": int(self.rate), "t": now,
+                               "age_ms": len(frames) * FRAME_SECONDS * 500 + (now - frames[-1][1])},
+                              buffers=[b"".join(f[0] for f in frames)])
+                except Exception:  # noqa: BLE001 - the widget was closed under us: stop quietly
                     return
-
-        threading.Thread(target=run, name="labkit-call-audio", daemon=True).start()
-        return stop.set
-
-    def _send_audio(self, data: bytes, *, age_ms: float) -> None:
-        self.send({"type": "audio", "rate": int(self.rate), "t": time.time() * 1000, "age_ms": age_ms},
-                  buffers=[data])
 
     # -- microphone from the page ----------------------------------------------------------------
     def _on_page_message(self, _widget: Any, content: dict, buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "mic" or not buffers:
             return
-        sink = self._sink
-        if sink is None:
+        voice = self.voice
+        if voice is None or self.call is None:
             return
-        samples = np.frombuffer(bytes(buffers[0]), dtype="<i2")
-        rate = int(content.get("rate") or self.rate)
-        if self._sink_queued() > self.max_mic_queue:
-            self.mic_frames_dropped += samples.size // max(1, rate // 50)
-            return
-        self._mic_hold.append(samples)
-        held = sum(x.size for x in self._mic_hold)
-        if held < rate * MIC_PREBUFFER_SECONDS and self._sink_queued() < 0.02:
-            return  # the call has nothing left to say: gather a little first, then send together
-        frame = max(1, rate // 50)
-        whole = held - held % frame  # whole 20 ms frames only: a paced sender pads a partial one
-        joined = np.concatenate(self._mic_hold)
-        samples, rest = joined[:whole], joined[whole:]
-        self._mic_hold = [rest] if rest.size else []
-        if not samples.size:
-            return
+        samples = np.frombuffer(bytes(buffers[0]), dtype="<i2").astype(np.int16)
+        sent = content.get("t")
+        voice.max_queue = self.max_mic_queue
         try:
-            queued = sink(samples, rate)
+            voice.push(samples, int(content.get("rate") or self.rate), sent if isinstance(sent, (int, float)) else None)
         except Exception as exc:  # noqa: BLE001 - the call ended under us: say so in the page
             self.last_error = exc
             from labkit.errors import plain
 
             self.error = plain(exc)
-            return
-        self.mic_frames += samples.size // max(1, rate // 50)
-        sent = content.get("t")
-        if isinstance(sent, (int, float)):
-            # capture to send (half a piece on average) + wire + queued ahead + half a 20 ms clock tick
-            self._mic_delays.append(CHUNK_SECONDS * 500 + max(0.0, time.time() * 1000 - sent) + queued * 1000 + 10)
+
+    @property
+    def mic_frames(self) -> int:
+        """20 ms frames of microphone audio put into the call."""
+        return self.voice.frames if self.voice is not None else 0
+
+    @property
+    def mic_frames_dropped(self) -> int:
+        """20 ms frames dropped to keep the voice live (more was waiting than the jitter needs)."""
+        return self.voice.dropped if self.voice is not None else 0
 
     @property
     def mic_delay_ms(self) -> float | None:
-        """Median delay from the page capturing microphone audio to the call playing it (ms): gathering
-        a 40 ms piece, the wire to the kernel, the audio queued ahead of it, the call's 20 ms tick."""
-        return statistics.median(self._mic_delays) if self._mic_delays else None
+        """Median delay from the page capturing microphone audio to the call playing it (ms)."""
+        return self.voice.figures()["mic_delay_ms"] if self.voice is not None else None
+
+    @property
+    def mic_delay_parts(self) -> str:
+        """The median of each stage of `mic_delay_ms`, in words: capture (half a 20 ms piece), the wire to
+        the kernel, the audio queued ahead of it in the call, and half the call's 20 ms tick."""
+        return self.voice.figures()["mic_delay_parts"] if self.voice is not None else ""
 
     def close(self) -> None:
         with self._lock:
             self._unfollow()
+            self._closed = True
+            self._wake.set()
         super().close()

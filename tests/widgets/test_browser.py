@@ -362,6 +362,9 @@ pieces = [heard.correlate(said.segment(a, a + 0.5)) for a in (0.2, 0.7, 1.2)]
 print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(said.segment(0.2, 1.9)),
                   "heard_s": heard.duration,
                   "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
+                  "mic_delay_parts": panel.audio.mic_delay_parts,
+                  "speaker_queue_target_ms": panel.audio.speaker_queue_target_ms,
+                  "speaker_restarts": panel.audio.speaker_restarts,
                   "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
                   "speaker_delay_parts": panel.audio.speaker_delay_parts,
                   "mic_frames_dropped": panel.audio.mic_frames_dropped,
@@ -472,7 +475,7 @@ def test_call_audio_module_runs_on_a_plain_page_through_its_transport_seam(tmp_p
                 root.locator(".labkit-talk").click()
                 page.wait_for_function("labkitTest.sent.length >= 10", timeout=15_000)
                 sent = page.evaluate("labkitTest.sent")
-                assert all(n == 640 and rate == 16000 for n, rate in sent)  # whole 20 ms frames, at the call's rate
+                assert all(n == 320 and rate == 16000 for n, rate in sent)  # one 20 ms frame each, at the call's rate
                 root.locator(".labkit-mic-mute").click()
                 expect(root.locator(".labkit-audio-status")).to_contain_text("mic muted")
                 count = page.evaluate("labkitTest.sent.length")

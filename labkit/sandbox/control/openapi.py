@@ -225,8 +225,8 @@ def paths() -> dict:
                            {"name": "wait", "in": "query", "required": False,
                             "schema": {"type": "number", "minimum": 0, "maximum": 10},
                             "description": "with since: a long poll. Hold the answer up to this many seconds "
-                                           "until 40 ms were heard after `since` (how the softphone page "
-                                           "listens live)"}],
+                                           "until 40 ms were heard after `since` (listening live without a "
+                                           "WebSocket; the softphone page uses /audio)"}],
             "responses": {"200": {
                 "description": "WAV; X-Labkit-Position is the end position (pass it as ?since= next time); "
                                "X-Labkit-Time is when the answer was made (Unix ms)",
@@ -235,6 +235,31 @@ def paths() -> dict:
                 "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
                 "400": {"description": "since or wait is not a number",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}},
+                "404": {"description": "no such phone",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
+        "/_labkit/phones/{number}/audio": {"get": {
+            "summary": "The phone's ears and voice, live, as one WebSocket (how the softphone page listens and talks)",
+            "description": (
+                "Upgrade to a WebSocket (ws:// or wss://, the control API's rule: loopback, or the application's "
+                "JWT; a browser's Origin must be the sandbox's own). Out: each 20 ms the phone hears, the moment "
+                "the sandbox mixes it, as a binary message of 16-bit little-endian PCM at 16 kHz (640 bytes); "
+                "now and then a text message {\"t\": Unix ms sent, \"age_ms\": age of its mean sample then, "
+                "\"position\": its first sample in heard.wav} describes the binary message after it; every 25 "
+                "pieces of voice, {\"mic\": {...}} gives the voice's delay by stage. In: binary messages of the "
+                "same format are the phone's voice in its call (a cushion as long as the measured arrival jitter "
+                "goes first when it has run dry, and pieces are dropped when more than that waits, to stay "
+                "live; nothing is kept while the phone is not in a call); {\"listen\": false} pauses the audio "
+                "out; {\"t\": Unix ms} dates the next piece of voice. Limits: a message is at most 16 KB "
+                "(else close 1009), voice at most 1.5x real time over a second (else close 1008), 32 sockets "
+                "in the sandbox. Measured in headless chromium on the softphone page "
+                "(tests/sandbox/test_sandbox_page.py, a loaded 2-core machine): call to speaker 33-73 ms with the "
+                "browser's own output latency, microphone to call 25-46 ms."),
+            "parameters": [NUMBER],
+            "responses": {
+                "101": {"description": "Switching Protocols: the WebSocket is open"},
+                "400": {"description": "not a WebSocket request, or 32 sockets are open already",
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}}},
+                "403": {"description": "a browser page from another origin"},
                 "404": {"description": "no such phone",
                         "content": {"application/problem+json": {"schema": _ref("Problem")}}}}}},
         "/_labkit/calls": {"get": _op("Every call leg: status, NCCO progress, webhooks sent and their answers",

@@ -1,9 +1,10 @@
 """The softphone page at the sandbox's `/`: its virtual phones in a browser, for apps in any language.
 
 The page and its scripts are files in `labkit/widgets/static/` (the one front end the notebook widgets
-also use: `callaudio.js` plays the call and sends the microphone; `httptransport.js` connects it to the
-control API; `sandbox.js` draws the phones). They are served here, on the control API's origin and under
-its rule (loopback, or the application's JWT), so the page's requests to `/_labkit/` are same-origin.
+also use: `callaudio.js` plays the call and sends the microphone; `wstransport.js` connects it to the
+phone's audio WebSocket, phone_audio.py; `sandbox.js` draws the phones). They are served here, on the
+control API's origin and under its rule (loopback, or the application's JWT), so the page's requests to
+`/_labkit/` are same-origin.
 """
 
 from __future__ import annotations

@@ -179,6 +179,19 @@ def install(app: Flask, p: Platform) -> None:
             "X-Labkit-Start": str(start), "X-Labkit-Position": str(end), "X-Labkit-Rate": "16000",
             "X-Labkit-Time": str(int(time.time() * 1000)), "Cache-Control": "no-store"})
 
+    def audio(number: str) -> Response:
+        from labkit.sandbox.control import phone_audio
+
+        phone = control.find_phone(p, number)  # 404 before the upgrade
+        phone_audio.serve(p, phone, request.environ, request.headers)
+        return Response(status=204)  # never written: the socket was the WebSocket's (see phone_audio.TAKEN)
+
+    # werkzeug routes a WebSocket request only to a rule marked websocket=True (else 400); the plain rule
+    # answers a plain GET with a problem that says what the URL is
+    for ws in (True, False):
+        app.add_url_rule(f"{PREFIX}phones/<number>/audio", f"labkit_audio{'_ws' * ws}", _errors(audio),
+                         methods=["GET"], websocket=ws)
+
     @route("/calls", ["GET"])
     def list_calls() -> Response:
         return _json(control.list_calls(p))

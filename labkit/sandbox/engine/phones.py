@@ -110,6 +110,7 @@ class VirtualPhone:
         self._heard = HeardAudio()
         self._segments: dict[str, list[int]] = {}  # call uuid -> [start, end] sample positions in heard
         self._ring_callbacks: list[Callable[[SandboxCall], Any]] = []
+        self._listeners: tuple[Callable[[np.ndarray], Any], ...] = ()  # see add_listener
         self._state_cv = threading.Condition(self._lock)
         self.calls: list[SandboxCall] = []
         self.received_dtmf = ""
@@ -317,6 +318,13 @@ class VirtualPhone:
             data = self._heard.range(seg[0], seg[1]) if seg is not None else np.zeros(0, dtype=np.int16)
         return Recording(data, HEAR_RATE, call_uuid=uid, label=f"heard by {self.number}")
 
+    def add_listener(self, fn: Callable[[np.ndarray], Any]) -> Callable[[], None]:
+        """Call `fn(frame)` with each 20 ms the phone hears (int16, 16 kHz) the moment the clock mixes it (a
+        live page or panel: no polling delay). It runs on the clock's thread: hand the frame on, never block.
+        Returns the function that removes it."""
+        self._listeners = (*self._listeners, fn)
+        return lambda: setattr(self, "_listeners", tuple(f for f in self._listeners if f is not fn))
+
     def clear_heard(self) -> None:
         """Forget what was heard so far (positions restart at 0)."""
         with self._lock:
@@ -371,6 +379,8 @@ class VirtualPhone:
                 seg = self._segments.get(call.uuid)
                 if seg is not None:
                     seg[1] = self._heard.length
+        for fn in self._listeners:
+            fn(frame)
 
     def _dtmf_heard(self, digits: str) -> None:
         self.received_dtmf += digits

@@ -89,6 +89,10 @@ class QuietHandler(WSGIRequestHandler):
             return lambda data: state.setdefault("early", []).append(data)
 
         result = self.server.app(environ, start_response)
+        if environ.get("labkit.socket_taken"):  # a WebSocket (control/phone_audio.py) had the socket: it is over
+            getattr(result, "close", lambda: None)()
+            self.close_connection = True
+            return
         try:
             payload = b"".join([*state.get("early", []), *result])
         finally:

@@ -12,19 +12,116 @@
 //   transport.source()               what is being heard, in words
 // `modelTransport(model)` is the anywidget one; a page builds its own with the same methods.
 //
-// Resampling happens in the browser: the AudioContext runs at the call's rate, so the browser's own
-// resampler converts the microphone (and the speaker output) with no JavaScript filter and no
-// per-chunk edge effects, and the wire carries 16-bit audio at the call's rate (a third of 48 kHz).
+// The wire carries 16-bit audio at the call's rate (a third of 48 kHz). The AudioContext runs at 48 kHz with
+// the smallest output buffer (latencyHint 0): in chromium a context at 16 kHz cannot go below 128 frames of
+// 16 kHz (8 ms) plus 24 ms of output latency, where one at 48 kHz measured 2.7 + 8 ms (2026-12-07, headless,
+// a 44.1 kHz device: the browser converts). The call's audio is resampled here by a whole factor (16 -> 48 kHz
+// and back) with a windowed-sinc filter that keeps its history from piece to piece, so no piece has an edge
+// (a 1 kHz tone in 20 ms pieces: 74 dB SNR up, 68 dB there and back; flat to 3.4 kHz, -1 dB at 6 kHz).
 
-const JITTER_S = 0.06; // scheduled this far ahead of "now": absorbs network and kernel-thread jitter
+// The playback queue is sized from how the call's audio arrives (the rule of labkit/media/jitter.py, as a
+// softphone's jitter buffer sizes itself): each piece's lateness against the earliest of the last 150
+// (3 s of 20 ms frames); playback (re)starts that far ahead (the 95th percentile plus a render quantum), and
+// a lasting excess is cut (see play). A fixed queue had to be sized for the worst host; this one is as short
+// as the path allows.
+const MIN_QUEUE_S = 0.01; // at least this much is scheduled ahead of "now" (the render quantum, a little more)
+const MAX_QUEUE_S = 0.16; // the measured target never goes past this: a gap costs less than a late call
 const MAX_AHEAD_S = 0.2; // never queue more than this: drop audio rather than fall behind (a burst after a stall)
-const MIC_CHUNK_MS = 40; // microphone audio is sent in 40 ms pieces (two call frames)
+const JITTER_WINDOW = 150;
+const CONTEXT_RATE = 48000; // a whole multiple of every call rate (8, 16, 24 kHz); the browser converts to the device's
+const TAPS_PER_PHASE = 16; // the resampler's filter: 16 taps per input sample (0.5 ms of delay each way)
+
+export function resampler(from, to) {
+  // fn(Float32Array at `from`) -> Float32Array at `to`, for a whole ratio either way (null otherwise): a
+  // Blackman-windowed sinc low-pass at 0.45 of the lower rate, with the history carried between pieces.
+  if (from === to) return (x) => x;
+  const up = to > from, L = up ? to / from : from / to;
+  if (!Number.isInteger(L)) return null;
+  const taps = TAPS_PER_PHASE * L, h = new Float32Array(taps), fc = 0.45 / L;
+  let sum = 0;
+  for (let i = 0; i < taps; i++) {
+    const m = i - (taps - 1) / 2, w = (2 * Math.PI * i) / (taps - 1);
+    h[i] = (m === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * m) / (Math.PI * m)) * (0.42 - 0.5 * Math.cos(w) + 0.08 * Math.cos(2 * w));
+    sum += h[i];
+  }
+  for (let i = 0; i < taps; i++) h[i] /= sum; // unity gain at 0 Hz
+  let hist = new Float32Array(up ? TAPS_PER_PHASE : taps - 1); // the input just before this piece
+  return (input) => {
+    const buf = new Float32Array(hist.length + input.length);
+    buf.set(hist);
+    buf.set(input, hist.length);
+    let out;
+    if (up) { // output n*L+p = L * sum_k h[k*L+p] * x[n-k] (zeros stuffed between input samples)
+      out = new Float32Array(input.length * L);
+      for (let n = 0; n < input.length; n++) {
+        const at = hist.length + n;
+        for (let p = 0; p < L; p++) {
+          let acc = 0;
+          for (let k = 0; k < TAPS_PER_PHASE; k++) acc += h[k * L + p] * buf[at - k];
+          out[n * L + p] = acc * L;
+        }
+      }
+    } else { // output m = sum_i h[i] * x[m*L + L-1 - i] (input pieces are whole multiples of L)
+      out = new Float32Array(Math.floor(input.length / L));
+      for (let m = 0; m < out.length; m++) {
+        const at = hist.length + m * L + L - 1;
+        let acc = 0;
+        for (let i = 0; i < taps; i++) acc += h[i] * buf[at - i];
+        out[m] = acc;
+      }
+    }
+    hist = buf.slice(buf.length - hist.length);
+    return out;
+  };
+}
+const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
+                         // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
+
+export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
+  // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
+  const offsets = [];
+  let position = 0, last = null;
+  return {
+    arrive(seconds, now) {
+      const offset = now - position;
+      if (last !== null && offset - last > 0.5) offsets.length = 0; // a pause, not jitter
+      offsets.push(offset);
+      if (offsets.length > window) offsets.shift();
+      last = offset;
+      position += seconds;
+    },
+    target() {
+      if (offsets.length < 2) return 0;
+      const base = Math.min(...offsets);
+      const late = offsets.map((o) => o - base).sort((a, b) => a - b);
+      return late[Math.min(late.length - 1, Math.floor(quantile * late.length))];
+    },
+  };
+}
 
 const WORKLET = `
+// Gathers exactly one piece (processorOptions.chunk samples) on the audio thread and posts it the moment it
+// is whole: one message per piece, where a message per 128-sample block was 375 a second at 48 kHz on the
+// page's main thread (a notebook's is busy).
 class LabkitMic extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.size = options.processorOptions.chunk;
+    this.buf = new Float32Array(this.size);
+    this.n = 0;
+  }
   process(inputs) {
     const ch = inputs[0] && inputs[0][0];
-    if (ch) this.port.postMessage(ch.slice(0));
+    if (ch) {
+      for (let i = 0; i < ch.length; i++) {
+        this.buf[this.n++] = ch[i];
+        if (this.n === this.size) {
+          this.port.postMessage(this.buf, [this.buf.buffer]);
+          this.buf = new Float32Array(this.size);
+          this.n = 0;
+        }
+      }
+    }
     return true;
   }
 }
@@ -86,7 +183,8 @@ export function createCallAudio(root, transport) {
   const s = {
     ctx: null, gain: null, analyser: null, nextTime: 0, listening: false, talking: false, muted: false,
     framesPlayed: 0, framesDropped: 0, micFrames: 0, stream: null, micNode: null, micSource: null,
-    micBuf: [], micLen: 0, peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
+    peak: 0, micPeak: 0, speakerDelays: [], closed: false, workletCtx: null,
+    jitter: arrivalJitter(), lowest: Infinity, highest: 0, since: 0, excess: 0, restarts: 0,
   };
 
   function setStatus() {
@@ -117,12 +215,15 @@ export function createCallAudio(root, transport) {
   }
 
   async function context() {
-    // Created on a click (browsers start audio only after a gesture), at the call's rate.
+    // Created on a click (browsers start audio only after a gesture), at 48 kHz (see the header).
     const rate = transport.rate();
-    if (s.ctx && s.ctx.sampleRate === rate) return s.ctx;
+    if (s.ctx && s.callRate === rate) return s.ctx;
     if (s.ctx) await s.ctx.close();
     const Ctx = window.AudioContext || window.webkitAudioContext;
-    s.ctx = new Ctx({ sampleRate: rate, latencyHint: "interactive" });
+    const high = CONTEXT_RATE % rate === 0 ? CONTEXT_RATE : rate;
+    s.ctx = new Ctx({ sampleRate: high, latencyHint: 0 });
+    s.callRate = rate;
+    s.up = resampler(rate, s.ctx.sampleRate);
     s.gain = s.ctx.createGain();
     s.gain.gain.value = Number(volume.value);
     s.analyser = s.ctx.createAnalyser();
@@ -133,24 +234,60 @@ export function createCallAudio(root, transport) {
     return s.ctx;
   }
 
+  const quantum = () => (s.ctx ? 128 / s.ctx.sampleRate : 0.008); // the audio thread renders 128 samples at a time
+
+  function queueTarget() {
+    // what the measured jitter needs, plus one render quantum: what a piece on time finds queued
+    return Math.min(MAX_QUEUE_S, Math.max(MIN_QUEUE_S, s.jitter.target() + quantum()));
+  }
+
   function play(pcm, rate, meta) {
     if (!s.listening || !s.ctx || s.closed) return;
     const ctx = s.ctx;
     const now = ctx.currentTime;
-    if (s.nextTime < now + 0.005) s.nextTime = now + JITTER_S; // start (or restart after a gap)
-    if (s.nextTime - now > MAX_AHEAD_S) { s.framesDropped += pcm.length / (rate * 0.02); return; }
-    const buf = ctx.createBuffer(1, pcm.length, rate);
-    const data = buf.getChannelData(0);
-    for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
+    const seconds = pcm.length / rate;
+    s.jitter.arrive(seconds, performance.now() / 1000);
+    const target = queueTarget();
+    let ahead = s.nextTime - now;
+    if (ahead < 0.003) { // ran dry (or starts): a new window too
+      s.nextTime = now + target; ahead = target; s.lowest = Infinity; s.highest = 0; s.since = performance.now();
+      s.restarts++;
+    }
+    // The target is what a piece on time finds queued (the most any piece found), and the latest piece should
+    // still find a floor (a render quantum and a little). When, over the last second, the most found stayed
+    // above the target and the least above the floor (a burst, an audio clock slower than the call's), cut the
+    // smaller excess from the start of the next piece, so the call plays that much sooner: one splice, as
+    // small as the excess, where a fixed queue would keep the delay for good.
+    const floor = quantum() + 0.003, wall = performance.now();
+    s.lowest = Math.min(s.lowest, ahead);
+    s.highest = Math.max(s.highest, ahead);
+    if (wall - s.since >= 1000) {
+      const excess = Math.min(s.highest - target, s.lowest - floor);
+      s.excess = excess > 0.005 ? excess : 0;
+      s.lowest = Infinity; s.highest = 0; s.since = wall;
+    }
+    if (ahead > MAX_AHEAD_S) { s.framesDropped += seconds / 0.02; return; }
+    const float = new Float32Array(pcm.length);
+    for (let i = 0; i < pcm.length; i++) float[i] = pcm[i] / 32768;
+    let up = rate === s.callRate ? s.up(float) : float; // (a piece at another rate: the browser resamples it)
+    const upRate = up === float ? rate : ctx.sampleRate;
+    if (s.excess > 0) {
+      const cut = Math.min(up.length, Math.round(s.excess * upRate));
+      up = up.subarray(cut);
+      s.excess -= cut / upRate;
+      s.framesDropped += cut / upRate / 0.02;
+      if (!up.length) return;
+    }
+    const buf = ctx.createBuffer(1, up.length, upRate);
+    buf.copyToChannel(up, 0);
     const src = ctx.createBufferSource();
     src.buffer = buf;
     src.connect(s.gain);
     src.start(s.nextTime);
-    const ahead = s.nextTime - now;
     s.nextTime += buf.duration;
-    s.framesPlayed += pcm.length / (rate * 0.02);
+    s.framesPlayed += seconds / 0.02;
     if (meta && meta.t) {
-      // kernel age of the audio + wire + scheduled ahead + the device's own output latency
+      // the call's age of the audio + wire + scheduled ahead + the device's own output latency
       const out = (ctx.outputLatency || 0) + (ctx.baseLatency || 0);
       const parts = [meta.age_ms || 0, Math.max(0, Date.now() - meta.t), ahead * 1000, out * 1000];
       s.speakerDelays.push(parts);
@@ -194,29 +331,20 @@ export function createCallAudio(root, transport) {
       }
       s.workletCtx = ctx;
     }
-    s.micNode = new AudioWorkletNode(ctx, "labkit-mic");
-    const chunk = Math.round((ctx.sampleRate * MIC_CHUNK_MS) / 1000);
+    const callRate = s.callRate, down = resampler(ctx.sampleRate, callRate);
+    const chunk = Math.round((ctx.sampleRate * (transport.micChunkMs || MIC_CHUNK_MS)) / 1000);
+    s.micNode = new AudioWorkletNode(ctx, "labkit-mic", { processorOptions: { chunk } });
     s.micNode.port.onmessage = (ev) => {
-      const block = ev.data;
+      const block = ev.data; // exactly one piece (whole 20 ms frames), at the context's rate
       let peak = 0;
       for (let i = 0; i < block.length; i++) peak = Math.max(peak, Math.abs(block[i]));
       s.micPeak = Math.max(peak, s.micPeak * 0.9);
-      if (s.muted) { s.micBuf = []; s.micLen = 0; return; }
-      s.micBuf.push(block);
-      s.micLen += block.length;
-      if (s.micLen >= chunk) {
-        // Exactly `chunk` samples (whole 20 ms frames); the rest starts the next piece.
-        const all = new Float32Array(s.micLen);
-        let o = 0;
-        for (const b of s.micBuf) { all.set(b, o); o += b.length; }
-        const pcm = new Int16Array(chunk);
-        for (let i = 0; i < chunk; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(all[i] * 32767)));
-        const rest = all.slice(chunk);
-        s.micBuf = rest.length ? [rest] : [];
-        s.micLen = rest.length;
-        s.micFrames += chunk / (ctx.sampleRate * 0.02);
-        transport.sendMic(pcm, ctx.sampleRate, Date.now());
-      }
+      const at = down(block); // at the call's rate (the filter runs while muted too: no edge on unmute)
+      if (s.muted) return;
+      const pcm = new Int16Array(at.length);
+      for (let i = 0; i < at.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(at[i] * 32767)));
+      s.micFrames += pcm.length / (callRate * 0.02);
+      transport.sendMic(pcm, callRate, Date.now());
     };
     s.micSource.connect(s.micNode);
     s.talking = true;
@@ -281,7 +409,8 @@ export function createCallAudio(root, transport) {
     transport.report({
       frames_played: Math.round(s.framesPlayed), frames_dropped: Math.round(s.framesDropped),
       mic_frames_sent: Math.round(s.micFrames), peak: Number(s.peak.toFixed(4)),
-      speaker_delay_ms: Math.round(total),
+      speaker_delay_ms: Math.round(total), speaker_queue_target_ms: Math.round(queueTarget() * 1000),
+      speaker_restarts: s.restarts,
       speaker_delay_parts: d.length ? `kernel ${median(d.map((p) => p[0])).toFixed(0)} ms + wire ${median(d.map((p) => p[1])).toFixed(0)} ms + queued ${median(d.map((p) => p[2])).toFixed(0)} ms + device ${median(d.map((p) => p[3])).toFixed(0)} ms` : "",
     });
   }, 250);
@@ -301,6 +430,9 @@ export function modelTransport(model) {
   // The notebook host: the kernel side is labkit.widgets.call_audio.CallAudio.
   let last = {};
   return {
+    // 40 ms: each message from the page is a shell message to the kernel (and two status messages back
+    // to every page), so the microphone goes in two-frame pieces here
+    micChunkMs: 40,
     rate: () => model.get("rate"),
     source: () => model.get("source"),
     onAudio(fn) {

@@ -1,9 +1,9 @@
 // The softphone page at a standalone sandbox's `/`: every virtual phone, ringing when an app calls it,
 // with Answer / Reject / Hang up, a keypad, what it heard, and Listen / Talk (callaudio.js, the same
-// module the notebook panel uses, through the control-API transport in httptransport.js).
+// module the notebook panel uses, through the phone's audio WebSocket in wstransport.js).
 
 import { createCallAudio } from "/_labkit/page/callaudio.js";
-import { httpTransport } from "/_labkit/page/httptransport.js";
+import { wsTransport } from "/_labkit/page/wstransport.js";
 
 const API = "/_labkit";
 const POLL_MS = 250; // how often the phone list is read: a call rings here within about this long
@@ -68,7 +68,7 @@ function makeCard(number) {
   const history = el("div", "labkit-history");
   card.append(title, who, actions, keypad, trace, error, audioBox, heard, figures, history);
 
-  const transport = httpTransport(API, number);
+  const transport = wsTransport(API, number);
   const closeAudio = createCallAudio(audioBox, transport);
   const c = { card, state, who, answer, reject, hangup, dial, dialTo, keys, trace, player, figures, error, transport,
               closeAudio, history, timer, view: null, lastCall: null, pressed: "", dialled: null, shown: "",
@@ -214,7 +214,7 @@ async function poll() {
       await show(cards.get(view.number), view);
     }
     for (const [number, c] of cards) {
-      if (!seen.has(number)) { c.closeAudio(); c.card.remove(); cards.delete(number); } // after a reset
+      if (!seen.has(number)) { c.closeAudio(); c.transport.close(); c.card.remove(); cards.delete(number); } // after a reset
     }
     document.querySelector(".labkit-empty").hidden = cards.size > 0;
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
