@@ -85,10 +85,19 @@ def test_the_socket_sends_what_the_phone_hears_and_speaks_what_it_receives(live,
             ws.send(said[i * 320:(i + 1) * 320].astype("<i2").tobytes())
             time.sleep(max(0.0, begin + (i + 1) * 0.02 - time.monotonic()))
         figures = None
-        while figures is None:  # the sandbox's account of the voice, every 25 pieces (audio out is paused)
+        while figures is None:  # the sandbox's account of the voice, every 25 pieces
             msg = ws.recv(timeout=5)
-            assert isinstance(msg, str), "audio came after {'listen': false}"
+            if isinstance(msg, bytes):
+                continue  # sent before the sandbox read {"listen": false}: still on the wire (seen under load)
             figures = json.loads(msg).get("mic")
+        # audio out is paused: the account of the voice came after the pause was read, and no audio follows it
+        quiet_until = time.monotonic() + 0.5
+        while (left := quiet_until - time.monotonic()) > 0:
+            try:
+                msg = ws.recv(timeout=left)
+            except TimeoutError:
+                break
+            assert isinstance(msg, str), "audio came after {'listen': false}"
     time.sleep(0.3)
     # A live voice may have gaps and cuts: a piece later than the measured jitter leaves the call dry until
     # it comes (then a cushion of silence goes first), and a burst after a stall is dropped to stay live;
@@ -98,7 +107,9 @@ def test_the_socket_sends_what_the_phone_hears_and_speaks_what_it_receives(live,
     scores = [best_correlation(heard, music[a:a + RATE // 4])[0] for a in (RATE // 4, RATE // 2, 3 * RATE // 4)]
     print("voice over the phone socket:", figures, "correlations", scores)
     assert min(scores) > 0.95, f"B did not hear A's voice (correlations {scores})"
-    assert figures["mic_frames"] >= 25 and figures["mic_delay_parts"].startswith("capture 10 ms")
+    # sent at the 25th piece: frames handed to the call so far (some still queued, a burst maybe dropped)
+    assert 0 < figures["mic_frames"] + figures["mic_frames_dropped"] <= 25
+    assert figures["mic_delay_parts"].startswith("capture 10 ms")
 
 
 def without_zero_runs(samples: np.ndarray, shortest: int = 8) -> np.ndarray:
