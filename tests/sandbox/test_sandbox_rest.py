@@ -315,3 +315,20 @@ def test_rest_talk_longer_than_vonages_limit_is_refused_before_any_audio(sandbox
     ssml = "<speak>" + '<break time="10ms"/>' * 200 + "a" * 1400 + "</speak>"  # long, but 1400 spoken
     client.voice.play_tts_into_call(created.uuid, TtsStreamOptions(text=ssml))
     client.voice.hangup(created.uuid)
+
+
+def test_a_client_that_connects_and_sends_nothing_holds_no_one_else_off(sandbox):
+    """A port probe or a client speaking the wrong scheme used to hold the sandbox's one accepting thread in
+    its TLS handshake: every other client waited (5 s and a timeout, measured). Handshakes now run in each
+    connection's own thread."""
+    import socket
+
+    silent = socket.create_connection(("127.0.0.1", sandbox.port))
+    garbage = socket.create_connection(("127.0.0.1", sandbox.port))
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP to the HTTPS port
+    try:
+        r = requests.get(f"{sandbox.base_url}/_labkit/phones", verify=str(sandbox.ca_path), timeout=3)
+        assert r.status_code == 200
+    finally:
+        silent.close()
+        garbage.close()

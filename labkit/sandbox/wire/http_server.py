@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -161,8 +162,16 @@ class ServerRunner:
     def _bind(self, port: int) -> BaseWSGIServer:
         # werkzeug prints the error to stderr and exits; keep the notebook output clean.
         with contextlib.redirect_stderr(io.StringIO()):
-            return make_server(self.host, port, self.app, threaded=True, ssl_context=self.ssl_context,
-                               request_handler=self.request_handler)
+            server = make_server(self.host, port, self.app, threaded=True, ssl_context=self.ssl_context,
+                                 request_handler=self.request_handler)
+        if isinstance(server.socket, ssl.SSLSocket):
+            # werkzeug wraps the listening socket, so each TLS handshake ran inside accept(), on the one
+            # thread that accepts: a client that connected and sent nothing (a port probe, a client with the
+            # wrong scheme) held every other client off (measured: a plain TCP connect left an HTTPS
+            # request unanswered for 5 s, until it timed out). Now the handshake happens on the first read,
+            # in the connection's own thread, under its timeout.
+            server.socket.do_handshake_on_connect = False
+        return server
 
     def start(self) -> ServerRunner:
         if self.running:
