@@ -261,13 +261,15 @@ def test_input_collects_digits_and_its_reply_replaces_the_ncco(sandbox, client, 
 
 
 def test_input_submit_on_hash_and_timeouts(sandbox, client, receiver):
+    # timeOut 10 s of call time (1 s real at speed 10): the keys must come before the input times out, and a
+    # busy machine has delivered 'answered' here after a shorter input had already ended
     phone, created, leg = input_call(sandbox, client, receiver, "447700900302",
-                                     {"maxDigits": 10, "submitOnHash": True, "timeOut": 5})
+                                     {"maxDigits": 10, "submitOnHash": True, "timeOut": 10})
     assert wait_until(lambda: leg.input is not None)
     phone.press("42#")
     assert receiver.wait_for("input", created.uuid).payload["dtmf"] == {"digits": "42", "timed_out": False}
 
-    phone, created, leg = input_call(sandbox, client, receiver, "447700900303", {"maxDigits": 4, "timeOut": 1})
+    phone, created, leg = input_call(sandbox, client, receiver, "447700900303", {"maxDigits": 4, "timeOut": 10})
     assert wait_until(lambda: leg.input is not None)
     phone.press("7")
     assert receiver.wait_for("input", created.uuid).payload["dtmf"] == {"digits": "7", "timed_out": True}
