@@ -76,7 +76,6 @@ class LivePanel:
             self._sync_controls()
             return
         status = call.status or "placed"
-        self.status.value = status
         self.problem.value = problem_html(problem_of(call))  # at once, beside the status
         if status in FINAL_STATUSES:
             self._reset_toggles()
@@ -84,6 +83,7 @@ class LivePanel:
             if self.audio is not None and self.audio.call is call:
                 self.audio.follow(None)
         self._sync_controls()
+        self.status.value = status  # last: when it reads "completed", the buttons already say so too
 
     def _refresh_history(self, event: Event) -> None:
         """The history row of the call `event` is about (its conversation's, for an event naming no leg)."""
