@@ -23,7 +23,7 @@ import pytest
 from support.sandbox_process import SandboxProcess
 
 from labkit import Lab, ncco
-from labkit.config import Settings, state_dir
+from labkit.config import Settings
 from labkit.media import Recording
 
 SPEED = 2.0
@@ -38,8 +38,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def sandbox_proc():
-    sp = SandboxProcess(state_dir() / "live-path-sandbox", "--chaos", "jitter=0.15,duplicate=0.3", speed=SPEED)
+def sandbox_proc(tmp_path_factory):
+    # A home of its own: under pytest-xdist each worker that runs tests of this module starts this sandbox,
+    # and two on one home share the account's applications.json (the last write wins), so one worker's
+    # `labkit setup` could route the number to another worker's lab (a call that never arrived, once in 10)
+    sp = SandboxProcess(tmp_path_factory.mktemp("live-path-sandbox"), "--chaos", "jitter=0.15,duplicate=0.3",
+                        speed=SPEED)
     assert set(LABELS) <= set(sp.rows), f"labkit sandbox printed {sp.rows}"
     yield sp
     sp.stop()
