@@ -20,6 +20,18 @@ def lab(tmp_path_factory):
     lab.stop()
 
 
+@pytest.fixture(autouse=True)
+def _lab_trusts_its_sandbox(request):
+    """Before each test on the shared lab: REQUESTS_CA_BUNDLE trusts its sandbox again. The SDK reads that
+    one process-wide variable, and under pytest-xdist any test may have run before this one in the worker
+    (another sandbox's `trust()`, a fixture restoring what it found): once, the panel's calls failed with
+    SSLError after one."""
+    if "lab" in request.fixturenames:
+        lab = request.getfixturevalue("lab")
+        if lab.sandbox is not None:
+            lab.sandbox.trust()
+
+
 @pytest.fixture
 def fresh(lab):
     """The shared lab with default handlers (and no panel call history), for a test that installs its own."""
