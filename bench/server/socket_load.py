@@ -61,12 +61,22 @@ async def wait_for_files(folder: Path, n: int, timeout: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
+def _audio_bytes(path: Path) -> int:
+    """Bytes of audio in a server's file: a WAV's data size from its header (the lab reserves space ahead
+    of its data, so the file's size says nothing), a raw file's size."""
+    if path.suffix != ".wav":
+        return path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(44)
+    return int.from_bytes(head[40:44], "little") if len(head) == 44 and head[36:40] == b"data" else 0
+
+
 async def wait_for_writes(folder: Path, expected_bytes: int, timeout: float = 30) -> None:
     """Until the files hold every frame, or stop growing for a second (the server is done either way)."""
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        size = sum(p.stat().st_size for p in folder.iterdir())
+        size = sum(_audio_bytes(p) for p in folder.iterdir())
         if size >= expected_bytes:
             return
         if size != last:

@@ -8,10 +8,12 @@ the header's two size fields in place, so a recording is always readable up to i
 Why not libsndfile: its per-write header rewrite (``SFC_SET_UPDATE_HEADER_AUTO``) seeks, rewrites the
 whole header and seeks back, about 0.1 ms and several syscalls per write, each one dropping and
 re-taking the GIL the server's event loop needs (issue 20 measured the recorder thread at 35 % of the
-samples at 300 streams). Here a write is one ``os.write`` of the raw s16le bytes (it releases the GIL
-while the kernel copies) and the size fields are two stores into a shared memory map of the header
-(the page cache holds them: a killed process leaves them on disk; no syscall, no GIL hand-off). Where a
-file cannot be mapped the fields are patched with one ``os.pwrite`` instead.
+samples at 300 streams). Here the size fields are two stores into a shared memory map of the header
+(the page cache holds them: a killed process leaves them on disk; no syscall, no GIL hand-off), and the
+server loop's frames (`append_frame`) are copied through a map of the file's end as well
+(labkit.media.wav_tail, which keeps the file a valid WAV with a padding chunk ahead of the data); other
+writes are one ``os.write`` of the raw s16le bytes. Where a file cannot be mapped the fields are
+patched with one ``os.pwrite`` instead.
 
 A recorder that cannot write (disk full, folder unwritable or gone) never raises into the caller's loop:
 it stops, keeps what it wrote as a valid WAV (sizes in the header match the samples really on disk),
@@ -34,6 +36,7 @@ import numpy as np
 
 from labkit.errors import AudioError, InvalidInput
 from labkit.media.audio import _check_rate, as_int16
+from labkit.media.wav_tail import MappedTail
 
 if TYPE_CHECKING:  # pragma: no cover
     from numpy.typing import ArrayLike
@@ -105,7 +108,8 @@ class WavRecorder:
     """
 
     def __init__(self, path: str | os.PathLike, rate: int, *,
-                 on_error: Callable[[str], None] | None = None, map_header: bool = True) -> None:
+                 on_error: Callable[[str], None] | None = None, map_header: bool = True,
+                 map_data: bool = True) -> None:
         self.rate = _check_rate(rate)
         self.path = Path(os.fspath(path)).expanduser()
         self.frames_written = 0
@@ -118,6 +122,7 @@ class WavRecorder:
         self._fd = -1
         self._header: mmap.mmap | None = None  # the header's page, shared with the file (None: pwrite)
         self._sizes: memoryview | None = None  # that page as native 32-bit words (little-endian hosts)
+        self._tail: MappedTail | None = None  # append_frame's samples through a map (None: os.write)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -129,6 +134,11 @@ class WavRecorder:
                     self._header = None
                 if self._header is not None and sys.byteorder == "little":  # a WAV's sizes are little-endian
                     self._sizes = memoryview(self._header).cast("I")
+                if self._sizes is not None and map_data:
+                    try:
+                        self._tail = MappedTail(self._fd, self._sizes)
+                    except OSError:  # no room to reserve, or no map: every write is an os.write
+                        self._tail = None
         except Exception as exc:  # noqa: BLE001 - OSError of any kind: report, never raise
             self._fail(f"cannot create the recording '{self.path}': {_words(exc)}. Check that the folder "
                        "exists, is writable and has free space")
@@ -165,7 +175,20 @@ class WavRecorder:
     def append_frame(self, frame: bytes) -> None:
         """One whole frame (its size already checked) from the server's loop: the shortest path there is,
         because it runs for every frame of every call. Unlike the other writes it takes no lock (a lock
-        costs about as much as the rest of it): call it from one thread, never beside the other writes."""
+        costs about as much as the rest of it): call it from one thread, never beside the other writes.
+
+        The samples go through a map of the file's end (labkit.media.wav_tail: no system call) while
+        there is room on the disk to reserve, else by one `os.write`."""
+        tail = self._tail
+        if tail is not None:
+            if tail.put(frame):
+                self.samples_written += len(frame) >> 1
+                self.frames_written += 1
+                return
+            with self._lock:
+                if not self._leave_tail():
+                    self.frames_dropped += 1
+                    return
         sizes = self._sizes
         if sizes is None or self.failed is not None or self._closed:
             self._write(frame, frames=1)  # no map, or failed or closed: the general path says what to do
@@ -197,7 +220,7 @@ class WavRecorder:
         with self._lock:
             if self._closed:
                 self._check_open()
-            if self.failed is not None:
+            if self.failed is not None or (self._tail is not None and not self._leave_tail()):
                 self.frames_dropped += frames
                 return
             size = len(data)
@@ -217,6 +240,20 @@ class WavRecorder:
                 return
             self.samples_written += size >> 1
             self.frames_written += frames
+
+    def _leave_tail(self) -> bool:
+        """Go on with plain `os.write` (lock held): the padding ahead of the data is dropped, so the file
+        ends with its last sample. False if that failed (the recorder has failed, and says why)."""
+        tail, self._tail = self._tail, None
+        if tail is None:
+            return True
+        try:
+            tail.finish()
+        except Exception as exc:  # noqa: BLE001 - an I/O error: report, never raise
+            self._fail(f"finishing the recording '{self.path}' failed after {self.duration:.1f} s: "
+                       f"{_why(exc, self.path)}. The call goes on; what was recorded so far is kept")
+            return False
+        return True
 
     def _write_failed(self, exc: BaseException, frames: int) -> None:
         """A write failed (lock held): the frames are dropped, the file kept valid, the reason reported."""
@@ -242,6 +279,12 @@ class WavRecorder:
 
     def _release(self) -> None:
         """Unmap and close the file (errors ignored: the caller decides what they mean)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            try:
+                tail.finish()  # the padding goes: the file ends with its last sample
+            except Exception:  # noqa: BLE001 - `_fail` repairs the sizes from what is on disk
+                pass
         header, self._header = self._header, None
         sizes, self._sizes = self._sizes, None
         fd, self._fd = self._fd, -1

@@ -60,7 +60,7 @@ class Recording:
         self.label = label
         self.path: Path | None = None
         self._samples: np.ndarray | None = None
-        self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file we read
+        self._stamp: tuple[int, int, bytes] | None = None  # (size, mtime_ns, header) of the file we read
         self._rate: int | None = None
         if source is None:
             raise InvalidInput("Recording needs a path or samples (with a rate)")
@@ -112,13 +112,17 @@ class Recording:
     def __len__(self) -> int:
         return int(self.samples.size)
 
-    def _file_stamp(self) -> tuple[int, int]:
+    def _file_stamp(self) -> tuple[int, int, bytes]:
+        """What says the file changed: its size and time, and its header, because a recording written
+        through a map (labkit.media.wav_tail) grows inside space reserved ahead, changing neither."""
         assert self.path is not None
         try:
             st = self.path.stat()
+            with open(self.path, "rb") as fh:
+                head = fh.read(64)
         except OSError as exc:
             raise AudioError(f"recording '{self.path}' cannot be read any more: {exc}") from exc
-        return st.st_size, st.st_mtime_ns
+        return st.st_size, st.st_mtime_ns, head
 
     def _info(self) -> Any:
         import soundfile as sf

@@ -22,6 +22,7 @@ from labkit.errors import SocketError
 from labkit.server.socket_workers import SLOW_WRITE
 
 if TYPE_CHECKING:  # pragma: no cover
+    from labkit.media.recorder import WavRecorder
     from labkit.media.recording import Recording
     from labkit.server.sockets import SocketHub
 
@@ -102,7 +103,7 @@ class SocketSession:
             # hand-off); a write that blocks moves every call's recording to the writer thread.
             recorder = self._recorder
             if recorder is None:  # the first frame creates the file: not a write to time
-                self._write_frames((frame,))
+                self._open_recorder().append_frame(frame)
             else:
                 started = perf_counter()
                 recorder.append_frame(frame)
@@ -143,11 +144,15 @@ class SocketSession:
 
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""
-        if self._recorder is None:
-            from labkit.media.recorder import WavRecorder
+        recorder = self._recorder or self._open_recorder()
+        recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
 
-            self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
-        self._recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
+    def _open_recorder(self) -> WavRecorder:
+        """Create the call's WAV (with its first frame: an empty connection leaves no file)."""
+        from labkit.media.recorder import WavRecorder
+
+        self._recorder = WavRecorder(self.path, self.rate, on_error=self._recording_stopped)
+        return self._recorder
 
     def _recording_stopped(self, why: str) -> None:
         self.recording_error = why
