@@ -25,6 +25,13 @@ def frame_latency(frame: bytes) -> float:
     return time.monotonic() - HEAD.unpack_from(frame)[0]
 
 
+def say_connected(folder: Path, name: str) -> None:
+    """Tell the load generator a stream is connected. Every server makes its recording with the first frame
+    (the lab's rule: an empty connection leaves no file), so that cost falls inside the measured window
+    for all of them alike; "connected" is said apart, with a file in a sibling folder."""
+    (folder.parent / "ready" / name).touch()
+
+
 def serve_lab(streams: int, folder: Path, out: Path) -> None:
     """The real SocketHub; a SocketSession subclass (patched in this process only) adds the listener."""
     import labkit.server.sockets as sockets
@@ -36,13 +43,10 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
     record = os.environ.get("BENCH_LAB_RECORD") != "0"
     received = [0]
 
-    ready = folder.parent / "ready"  # the WAV is created with the first frame: say "connected" apart
-    ready.mkdir(exist_ok=True)
-
     class BenchSession(sockets.SocketSession):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            (ready / str(self.link)).touch()
+            say_connected(folder, str(self.link))
 
         def on_frame(self, frame: bytes) -> None:
             super().on_frame(frame)
@@ -55,7 +59,15 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
         plain = recorder.WavRecorder.__init__
         recorder.WavRecorder.__init__ = lambda self, *a, **k: plain(self, *a, **{**k, "map_header": False})
     if not record:  # lab-norec: what the lab costs without its recorder (no file is made)
-        BenchSession._write_frames = lambda self, frames: None  # type: ignore[method-assign]
+        class NoRecorder:
+            def append_frame(self, frame: bytes) -> None:
+                pass
+
+            def append_frames(self, frames) -> None:
+                pass
+
+        nothing = NoRecorder()
+        BenchSession._open_recorder = lambda self: nothing  # type: ignore[method-assign,assignment]
     sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
 
     stop = threading.Event()
@@ -123,18 +135,24 @@ async def _serve_bare(streams: int, folder: Path, out: Path) -> None:
                 return
             totals["sessions"] += 1
             name = ws.request.path.strip("/") or "call"
-            with open(folder / f"{name}.pcm", "wb", buffering=0) as f:
-                try:
-                    async for message in ws:
-                        if isinstance(message, bytes):
-                            totals["received"] += 1
-                            if len(message) != FRAME_BYTES:
-                                totals["malformed"] += 1
-                                continue
-                            f.write(message)
-                            latencies.append(frame_latency(message))
-                except ConnectionClosed:
-                    pass
+            say_connected(folder, name)
+            f = None
+            try:
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        totals["received"] += 1
+                        if len(message) != FRAME_BYTES:
+                            totals["malformed"] += 1
+                            continue
+                        if f is None:  # with the first frame, as the lab makes its WAV
+                            f = open(folder / f"{name}.pcm", "wb", buffering=0)  # noqa: SIM115
+                        f.write(message)
+                        latencies.append(frame_latency(message))
+            except ConnectionClosed:
+                pass
+            finally:
+                if f is not None:
+                    f.close()
         finally:
             active.discard(ws)
 
@@ -179,15 +197,23 @@ async def _serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
                 await ws.close(code=1008, message=b"expected websocket:connected")
                 return ws
             totals["sessions"] += 1
-            with open(folder / f"{request.match_info['name']}.pcm", "wb", buffering=0) as f:
+            name = request.match_info["name"]
+            say_connected(folder, name)
+            f = None
+            try:
                 async for message in ws:
                     if message.type == WSMsgType.BINARY:
                         totals["received"] += 1
                         if len(message.data) != FRAME_BYTES:
                             totals["malformed"] += 1
                             continue
+                        if f is None:  # with the first frame, as the lab makes its WAV
+                            f = open(folder / f"{name}.pcm", "wb", buffering=0)  # noqa: SIM115
                         f.write(message.data)
                         latencies.append(frame_latency(message.data))
+            finally:
+                if f is not None:
+                    f.close()
         finally:
             active.discard(ws)
         return ws
@@ -217,4 +243,5 @@ async def _serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
 def serve(kind: str, streams: int, folder: Path, out: Path) -> None:
     if kind == "lab-norec":
         os.environ["BENCH_LAB_RECORD"] = "0"
+    (folder.parent / "ready").mkdir(exist_ok=True)  # before any URL is printed: the load generator waits there
     {"lab": serve_lab, "lab-norec": serve_lab, "bare": serve_bare, "aiohttp": serve_aiohttp}[kind](streams, folder, out)

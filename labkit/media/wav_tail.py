@@ -15,10 +15,15 @@ ahead of the data:
 
 A frame is written in an order that never leaves a chunk header a reader would misread: the next
 ``JUNK`` header first (inside the old padding), then the data size (which now covers the old padding's
-header and zeros), then the samples over them. Space is reserved with `posix_fallocate` (so a full disk
-is an error here, up front, never a SIGBUS on a store into a sparse page) in `GROW` steps, and only a
-`WINDOW` of the file is mapped at a time, so memory stays bounded per call. `finish()` drops the
-padding: a finished recording is the canonical 44-byte-header WAV.
+header and zeros), then the samples over them. Space is reserved a `WINDOW` at a time by writing zeros
+(`reserve`: a full disk is then an error from write(2), up front, never a SIGBUS on a store into a
+sparse page), and only that window of the file is mapped, so memory stays bounded per call. `finish()`
+drops the padding: a finished recording is the canonical 44-byte-header WAV.
+
+Why zeros and not `posix_fallocate`: measured on this project's ext4 (600 files, interleaved), reserving
+64 KiB took p50/p99 30/169 us with zeros and 18/77 us with fallocate, but giving the unused part back at
+the end took 14/83 us against 67/3877 us: fallocated extents cost a journal transaction to free, and the
+server's loop waits for it (glibc's own fallocate fallback writes zeros too).
 
 The one thing a map cannot survive is another program truncating the file under it (a store past the
 new end is a SIGBUS): recordings are the lab's own files; `close` and any fault leave the map first.
@@ -32,11 +37,29 @@ import struct
 from typing import Any
 
 HEADER_BYTES = 44
-WINDOW = 64 * 1024  # bytes of the file mapped at once (a multiple of mmap.ALLOCATIONGRANULARITY)
-GROW = 256 * 1024  # bytes reserved on disk at a time (about 8 s of 16 kHz audio)
+WINDOW = 64 * 1024  # bytes mapped and reserved at once (2 s of 16 kHz audio; a multiple of the map granule)
+GROW = WINDOW
 _GRANULE = mmap.ALLOCATIONGRANULARITY
 _PAD = struct.Struct("<4sI")  # a chunk header: id, size
 _RIFF_WORD, _DATA_WORD = 1, 10  # the header's RIFF and data sizes as 32-bit words (offsets 4 and 40)
+
+
+_ZEROS = bytes(WINDOW)
+
+
+def reserve(fd: int, at: int, size: int) -> None:
+    """Make the file `size` bytes longer from `at` (its end) with zeros, so that the disk blocks are
+    accounted now; raises OSError (ENOSPC...) if they cannot be, leaving the file as it was."""
+    written = 0
+    try:
+        while written < size:
+            step = os.pwrite(fd, memoryview(_ZEROS)[:min(size - written, len(_ZEROS))], at + written)
+            if step <= 0:
+                raise OSError(28, "No space left on device")
+            written += step
+    except OSError:
+        os.ftruncate(fd, at)  # what part of it landed goes again: the padding never covers a hole
+        raise
 
 
 class MappedTail:
@@ -86,7 +109,7 @@ class MappedTail:
         if want > self.file_bytes:
             grow = max(GROW, want - self.file_bytes)
             try:
-                os.posix_fallocate(self.fd, self.file_bytes, grow)
+                reserve(self.fd, self.file_bytes, grow)
             except OSError:
                 return False  # the disk is (nearly) full, or the file system refuses: os.write says which
             self.file_bytes += grow  # the RIFF size still ends before the new space: readers stop there

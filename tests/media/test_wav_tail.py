@@ -79,18 +79,18 @@ def test_a_disk_that_cannot_reserve_more_goes_on_with_plain_writes(tmp_path: Pat
     and the next frames are written with os.write, which reports a really full disk as before."""
     path = tmp_path / "filling.wav"
     rec = WavRecorder(path, 16000)
-    real = os.posix_fallocate
+    real = wav_tail.reserve
     refused: list[int] = []
 
     def full(fd: int, offset: int, length: int) -> None:
         refused.append(length)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(wav_tail, "reserve", full)
     frames = wav_tail.GROW // 640 + 50  # past the first reservation
     for i in range(frames):
         rec.append_frame(_frame(i, 320))
-    monkeypatch.setattr(os, "posix_fallocate", real)
+    monkeypatch.setattr(wav_tail, "reserve", real)
     assert refused and rec._tail is None and rec.failed is None
     assert path.stat().st_size == 44 + frames * 640  # plain writes since: no padding left behind
     rec.close()
@@ -98,7 +98,7 @@ def test_a_disk_that_cannot_reserve_more_goes_on_with_plain_writes(tmp_path: Pat
 
 
 def test_no_room_at_all_records_with_plain_writes_from_the_start(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(os, "posix_fallocate", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(wav_tail, "reserve", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     path = tmp_path / "tight.wav"
     with WavRecorder(path, 16000) as rec:
         assert rec._tail is None
@@ -148,3 +148,30 @@ def test_a_killed_process_leaves_every_mapped_frame_it_wrote(tmp_path: Path) -> 
     firsts = _firsts(path, 320)
     assert firsts.size >= last + 1
     assert np.array_equal(firsts, np.arange(firsts.size) % 30000)
+
+
+def test_a_really_full_disk_keeps_every_frame_that_fit(tmp_path: Path) -> None:
+    """A 96 KiB tmpfs: the first window is reserved and mapped, the next cannot be, plain writes fill the
+    rest, and the recorder stops with the reason; the file holds every frame that fit, in order."""
+    if os.geteuid() != 0:
+        pytest.skip("filling a disk needs a tiny tmpfs, and mounting one needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
+    try:
+        reasons: list[str] = []
+        rec = WavRecorder(mount / "call.wav", 16000, on_error=reasons.append)
+        mapped = 0
+        for i in range(400):
+            rec.append_frame(_frame(i, 320))
+            mapped += rec._tail is not None
+        rec.close()
+        assert mapped >= wav_tail.WINDOW // 640 - 1  # the first window went through the map
+        assert len(reasons) == 1 and "No space left" in reasons[0]
+        assert rec.frames_written + rec.frames_dropped == 400 and rec.frames_written > mapped
+        assert np.array_equal(_firsts(mount / "call.wav", 320), np.arange(rec.frames_written))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
