@@ -69,6 +69,7 @@ WHAT = {
             "the 640 bytes to a raw .pcm file + a latency note; no WAV header, no threads",
     "aiohttp": "aiohttp = aiohttp.web WebSocketResponse on the {loop} loop: the same handler as bare",
     "lab-norec": "lab-norec = the lab with recording off (no file): lab minus lab-norec is what recording costs",
+    "lab-write": "lab-write = the lab writing each frame with os.write instead of through the map of the WAV's end",
 }
 
 
@@ -115,6 +116,7 @@ class Result:
     max_ms: float = float("nan")
     server_cores: float = float("nan")
     server_cpu_s: float = float("nan")
+    server_kernel_s: float = float("nan")  # of server_cpu_s, what the kernel ran for it (stime)
     window_s: float = float("nan")
     seconds: float = float("nan")
     cpu_ms_per_stream_s: float = float("nan")
@@ -132,6 +134,11 @@ class Result:
     def us_per_frame(self) -> float:
         """Server CPU per frame received, in microseconds (all its threads)."""
         return self.server_cpu_s * 1e6 / self.received if self.received else float("nan")
+
+    @property
+    def kernel_us_per_frame(self) -> float:
+        """Of `us_per_frame`, what the kernel ran for the server (system calls, page faults)."""
+        return self.server_kernel_s * 1e6 / self.received if self.received else float("nan")
 
     @property
     def lost(self) -> int:
@@ -255,7 +262,8 @@ def describe(r: Result) -> str:
         recorded += f" ({r.recorded} frames in files)"
     tag = f" (try {r.attempt})" if r.attempt > 1 or r.verdict != "PASS" else ""
     line = (f"  {r.kind:<8} N={r.n:<4}{tag}: {r.lost} lost, {recorded}, latency p50 {r.p50_ms:.1f} p99 "
-            f"{r.p99_ms:.1f} max {r.max_ms:.0f} ms, server {r.server_cores:.2f} core = {r.us_per_frame:.1f} us/frame; "
+            f"{r.p99_ms:.1f} max {r.max_ms:.0f} ms, server {r.server_cores:.2f} core = {r.us_per_frame:.1f} us/frame "
+            f"({r.kernel_us_per_frame:.1f} in the kernel); "
             f"client late p99 {r.client_late_p99_ms:.1f} ms; others {r.other_cores:.2f} core -> {r.verdict}")
     notes = list(r.notes)
     if r.window_s > r.seconds + 1.0:

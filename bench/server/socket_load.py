@@ -27,9 +27,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def proc_cpu(pid: int | str) -> float:
     """utime + stime of a process, in seconds (all its threads)."""
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid: int | str) -> tuple[float, float]:
+    """(utime, stime) of a process, in seconds: what it ran itself, and what the kernel ran for it
+    (system calls, page faults: where writing a file's pages shows)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def system_busy() -> float:
@@ -148,13 +154,13 @@ async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, 
         await wait_for_files(folder.parent / "ready" if (folder.parent / "ready").is_dir() else folder, n)
         await asyncio.sleep(0.2)
         stats = ClientStats()
-        w0, cpu0, me0, sys0 = time.monotonic(), proc_cpu(server_pid), proc_cpu("self"), system_busy()
+        w0, (user0, kern0), me0, sys0 = time.monotonic(), proc_cpu_split(server_pid), proc_cpu("self"), system_busy()
         t0 = time.monotonic() + 0.05
         await pace(sockets, t0, frames, stats)
         wc, me1 = time.monotonic(), proc_cpu("self")
         await asyncio.gather(*(ws.close() for ws in sockets))
         await wait_for_writes(folder, n * frames * FRAME_BYTES)
-        w1, cpu1, sys1 = time.monotonic(), proc_cpu(server_pid), system_busy()
+        w1, (user1, kern1), sys1 = time.monotonic(), proc_cpu_split(server_pid), system_busy()
     finally:
         for ws in conns:
             if ws.state.name != "CLOSED":
@@ -164,7 +170,9 @@ async def drive(urls: list[str], folder: Path, server_pid: int, seconds: float, 
     res.sent = stats.sent
     res.window_s = w1 - w0
     res.seconds = seconds
+    cpu0, cpu1 = user0 + kern0, user1 + kern1
     res.server_cpu_s = cpu1 - cpu0
+    res.server_kernel_s = kern1 - kern0
     res.server_cores = (cpu1 - cpu0) / (w1 - w0)
     res.client_cores = (me1 - me0) / (wc - w0)
     res.other_cores = max(0.0, ((sys1 - sys0) - (cpu1 - cpu0) - (me1 - me0)) / (w1 - w0))

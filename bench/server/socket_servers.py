@@ -18,7 +18,9 @@ from pathlib import Path
 
 FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
 HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
-SERVERS = ("lab", "bare", "aiohttp", "lab-norec")  # lab-norec: the lab with recording off, to see its cost
+SERVERS = ("lab", "bare", "aiohttp", "lab-norec", "lab-write")
+# lab-norec: the lab with recording off, to see its cost; lab-write: the lab writing each frame with os.write
+# instead of through the map of the WAV's end (labkit.media.wav_tail), to see what the map saves
 
 
 def frame_latency(frame: bytes) -> float:
@@ -53,6 +55,11 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
             received[0] += 1
             note(frame_latency(frame))
 
+    if os.environ.get("BENCH_LAB_MAP_DATA") == "0":  # lab-write
+        import labkit.media.recorder as recorder
+
+        plain = recorder.WavRecorder.__init__
+        recorder.WavRecorder.__init__ = lambda self, *a, **k: plain(self, *a, **{**k, "map_data": False})
     if os.environ.get("BENCH_LAB_MAP") == "0":  # diagnosis: sizes patched with pwrite instead of the shared map
         import labkit.media.recorder as recorder
 
@@ -243,5 +250,9 @@ async def _serve_aiohttp(streams: int, folder: Path, out: Path) -> None:
 def serve(kind: str, streams: int, folder: Path, out: Path) -> None:
     if kind == "lab-norec":
         os.environ["BENCH_LAB_RECORD"] = "0"
+    if kind == "lab-write":
+        os.environ["BENCH_LAB_MAP_DATA"] = "0"
     (folder.parent / "ready").mkdir(exist_ok=True)  # before any URL is printed: the load generator waits there
-    {"lab": serve_lab, "lab-norec": serve_lab, "bare": serve_bare, "aiohttp": serve_aiohttp}[kind](streams, folder, out)
+    run = {"lab": serve_lab, "lab-norec": serve_lab, "lab-write": serve_lab, "bare": serve_bare,
+           "aiohttp": serve_aiohttp}[kind]
+    run(streams, folder, out)
