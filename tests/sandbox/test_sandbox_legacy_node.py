@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.npm import npm_folder, write_script
 from support.sandbox_process import SandboxProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,19 +59,9 @@ const step = (name, fn) => new Promise((resolve, reject) =>
 
 
 def _install(version: str) -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node/npm are not installed (make system-deps installs them)")
-    folder = REPO / ".pytest_cache" / f"nexmo-{version}"
-    if not (folder / "node_modules" / "nexmo").is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "package.json").write_text('{"name": "labkit-legacy-nexmo-test", "private": true}\n')
-        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", f"nexmo@{version}"], cwd=folder,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install nexmo@{version} (offline?): {proc.stderr[-300:]}")
-    (folder / "hosts.js").write_text(HOSTS_PRELOAD)
-    (folder / "apps.js").write_text(SCRIPT)
+    folder = npm_folder(f"nexmo-{version}", [f"nexmo@{version}"])
+    write_script(folder, "hosts.js", HOSTS_PRELOAD)
+    write_script(folder, "apps.js", SCRIPT)
     return folder
 
 

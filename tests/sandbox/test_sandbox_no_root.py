@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.npm import npm_folder
 from support.sandbox_process import SandboxProcess
 from support.webhook_app import WebhookApp
 from test_sandbox_legacy_node import _install as install_nexmo
@@ -313,17 +314,7 @@ def test_vonage_node_sdk_with_its_default_hosts_through_the_node_preload(sb, app
 
 
 def install_node_red() -> Path:
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node/npm are not installed (make system-deps installs them)")
-    folder = REPO / ".pytest_cache" / "node-red"
-    if not (folder / "node_modules" / "node-red-contrib-nexmo").is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "package.json").write_text('{"name": "labkit-node-red-test", "private": true}\n')
-        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", *NODE_RED], cwd=folder,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install Node-RED (offline?): {proc.stderr[-300:]}")
-    return folder
+    return npm_folder("node-red", NODE_RED)
 
 
 def node_red_flow(sb: SandboxProcess, app: WebhookApp, to: str) -> tuple[list, dict]:

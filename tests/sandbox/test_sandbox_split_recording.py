@@ -91,7 +91,11 @@ def test_a_phone_call_recorded_split_at_16_khz(sb, app, fmt):
 def test_a_websocket_call_recorded_split_at_8_khz(sb, app, fmt):
     """An outbound call to a WebSocket at 8 kHz runs the NCCO on that leg: the recording is at its rate."""
     rate = 8000
-    said, heard = melody(3, rate), melody(4, rate, 3.0)
+    # The call ends with the stream. This test sends its 2 s of speech in real time while the call runs at
+    # speed 10, so the stream must outlast 0.5 s (waited for) + 2 s by more than a loaded machine delays
+    # the sends: 3 s left 50 ms of real time, and once the call ended first (left channel 0.04); 8 s
+    # leaves 0.55 s.
+    said, heard = melody(3, rate), melody(4, rate, 8.0)
     app.files[f"heard8-{fmt}.wav"] = wav_bytes(heard, rate)
     ws = WsApp().start()
     try:

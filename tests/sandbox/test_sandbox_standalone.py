@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
+from support.npm import npm_folder, write_script
 from support.sandbox import best_correlation
 from support.sandbox_process import SandboxProcess
 
@@ -233,18 +233,8 @@ const vonage = new Vonage({ applicationId, privateKey: fs.readFileSync(keyPath) 
 
 @pytest.fixture(scope="module")
 def node_sdk(tmp_path_factory) -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node/npm are not installed (make system-deps installs them)")
-    folder = REPO / ".pytest_cache" / "node-sdk"
-    if not (folder / "node_modules" / "@vonage" / "server-sdk").is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "package.json").write_text('{"name": "labkit-node-sdk-test", "private": true}\n')
-        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "@vonage/server-sdk@3"], cwd=folder,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install @vonage/server-sdk (offline?): {proc.stderr[-300:]}")
-    (folder / "call.js").write_text(NODE_SCRIPT)
+    folder = npm_folder("node-sdk", ["@vonage/server-sdk@3"])
+    write_script(folder, "call.js", NODE_SCRIPT)
     return folder
 
 
