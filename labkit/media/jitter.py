@@ -142,6 +142,10 @@ class LiveVoice:
         wire = max(0.0, arrived - sent_ms) if isinstance(sent_ms, (int, float)) else 0.0
         self._parts.append((samples.size / rate * 500, wire, ahead * 1000, FRAME_SECONDS * 500))
 
+    def restart_figures(self) -> None:
+        """The delay figures start afresh (the audio's way in changed: its figures are of one way)."""
+        self._parts.clear()
+
     def figures(self) -> dict:
         """Medians of the delay from capture in the page to the call playing it, by stage (ms)."""
         out: dict[str, Any] = {"mic_frames": self.frames, "mic_frames_dropped": self.dropped,

@@ -198,7 +198,11 @@ export function createCallAudio(root, transport) {
     parts.push(s.talking ? (s.muted ? "talking (mic muted)"
       : (source ? "talking: the call hears your microphone" : "talking: nothing is sent until there is a call"))
       : "not talking");
-    if (transport.path) parts.push(transport.path());
+    if (transport.path) {
+      const path = transport.path();
+      if (path !== s.path) { s.path = path; s.speakerDelays = []; } // the figures are of one way at a time
+      parts.push(path);
+    }
     status.textContent = parts.join(" \u00b7 ");
     listen.textContent = s.listening ? "Stop listening" : "Listen";
     talk.textContent = s.talking ? "Stop talking" : "Talk";
