@@ -406,6 +406,14 @@ def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
                 assert f["correlation"] > 0.8, (
                     f"{name}: expected each piece of the microphone's WAV in what the phone heard (correlation > 0.8), "
                     f"measured {f['correlation']:.2f}")
+            # A page that cannot reach the lab (Jupyter on another machine, a firewall): it says so, in words,
+            # and the call still plays through the comm.
+            kernel("panel.audio.direct_url = 'ws://127.0.0.1:9/browser-audio?token=none'; print(0)")
+            expect(status_line).to_contain_text("audio: through Jupyter (this page cannot reach the lab at "
+                                                "127.0.0.1:9)", timeout=15_000)
+            played = int(root.get_attribute("data-frames-played") or 0)
+            page.wait_for_function(f"el => Number(el.dataset.framesPlayed) > {played + 25}", arg=root, timeout=10_000)
+            assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
 
             # Many events: the newest is in view without scrolling.
             panel.get_by_role("button", name=button_name("Hang up")).click()
