@@ -242,7 +242,13 @@ class BrowserAudioHub:
         try:
             await send({"type": "websocket.accept"})
             with self._lock:
-                old, self._open[token] = self._open.get(token), conn
+                voided = token not in self._peers  # unregistered (or the lab stopping) since the check
+                old = None if voided else self._open.get(token)
+                if not voided:
+                    self._open[token] = conn
+            if voided:
+                await send({"type": "websocket.close", "code": 1001, "reason": "the widget closed"})
+                return
             if old is not None:
                 old.close(REPLACED, "a newer connection from a page took its place")
             await conn._text({"event": "audio", "rate": int(peer.rate or 16000)})
@@ -254,7 +260,7 @@ class BrowserAudioHub:
                 conn._close_now(1000, "")
                 try:
                     await asyncio.wait_for(writer, 1.0)
-                except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the peer is gone: nothing to tell it
+                except Exception:  # noqa: BLE001 - a timeout, or the peer is gone: nothing to tell it
                     writer.cancel()
                 peer.direct_closed(conn)
         except OSError:
