@@ -142,8 +142,10 @@ class LiveVoice:
         wire = max(0.0, arrived - sent_ms) if isinstance(sent_ms, (int, float)) else 0.0
         self._parts.append((samples.size / rate * 500, wire, ahead * 1000, FRAME_SECONDS * 500))
 
-    def restart_figures(self) -> None:
-        """The delay figures start afresh (the audio's way in changed: its figures are of one way)."""
+    def restart(self) -> None:
+        """The audio's way in changed (a page's socket opened or closed): its jitter, which sizes the cushion,
+        and the delay figures are measured afresh, of the new way alone."""
+        self.jitter = ArrivalJitter(self.jitter.window, self.jitter.quantile)
         self._parts.clear()
 
     def figures(self) -> dict:

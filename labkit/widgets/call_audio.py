@@ -120,23 +120,23 @@ class CallAudio(anywidget.AnyWidget):
                 self._hub, self._token = hub, hub.register(self)
                 url = hub.url(runner.host, runner.port, self._token)
             self.direct_url = url
-            self._restart_figures()
+            self._restart_voice()
 
     # the socket's side (labkit.server.browser_audio.AudioPeer), on the server's loop
     def direct_opened(self, conn: BrowserAudioSocket) -> None:
         self._direct = conn
-        self._restart_figures()
+        self._restart_voice()
 
     def direct_closed(self, conn: BrowserAudioSocket) -> None:
         if self._direct is conn:
             self._direct = None
-            self._restart_figures()
+            self._restart_voice()
 
-    def _restart_figures(self) -> None:
-        """The microphone's way changed: its delay figures are of one way at a time."""
+    def _restart_voice(self) -> None:
+        """The microphone's way changed: its jitter and delay figures are of one way at a time."""
         voice = self.voice
         if voice is not None:
-            voice.restart_figures()
+            voice.restart()
 
     def direct_voice(self, samples: bytes, sent_ms: float | None) -> None:
         self._push_voice(np.frombuffer(samples, dtype="<i2").astype(np.int16), int(self.rate), sent_ms)

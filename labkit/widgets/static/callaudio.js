@@ -200,7 +200,8 @@ export function createCallAudio(root, transport) {
       : "not talking");
     if (transport.path) {
       const path = transport.path();
-      if (path !== s.path) { s.path = path; s.speakerDelays = []; } // the figures are of one way at a time
+      // another way: its figures, and its arrivals' jitter (the queue's size), are measured afresh
+      if (path !== s.path) { s.path = path; s.speakerDelays = []; s.jitter = arrivalJitter(); }
       parts.push(path);
     }
     status.textContent = parts.join(" \u00b7 ");

@@ -35,6 +35,10 @@ export function notebookTransport(model) {
   let last = {};
   const comm = (msg, buffers) => {
     if (!msg || msg.type !== "audio" || !buffers || !buffers.length) return;
+    // The kernel sends down the comm only while the socket does not listen: what still arrives once it does
+    // was on its way before (Jupyter's queues), and played after the socket's newer audio it would be late
+    // and stay so. Dropped: a gap of that in-flight audio, once, at the switch.
+    if (socket.isOpen() && socket.state.listening) return;
     const view = buffers[0];
     const bytes = view.buffer ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view);
     const pcm = new Int16Array(bytes.slice().buffer);
