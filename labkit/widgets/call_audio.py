@@ -8,11 +8,12 @@
   and the microphone is its voice (`phone.say`, queued in call time).
 
 Audio goes to the browser as 16-bit PCM at the call's rate, one 20 ms frame per binary message the moment
-the call has it (the phone's listener, the socket's frame listener; a sender thread, so neither the
-sandbox's clock nor the socket's thread waits on the comm), only while the page listens. The browser's
-AudioContext runs at that same rate, so the microphone arrives already resampled (see the JS module's
-header for why the browser resamples), in 20 ms pieces; `labkit.media.jitter.LiveVoice` puts them into
-the call with a cushion sized from how they arrive, dropping pieces only to stay live.
+the call has it (the phone's listener, the socket's frame listener), only while the page listens; neither
+the sandbox's clock nor the socket's thread waits on the way out (a sender thread for the comm, the server's
+loop for the direct socket). The page resamples to and from the call's rate (see callaudio.js's header), so
+the microphone arrives at the call's rate, in 20 ms pieces (40 ms through the comm);
+`labkit.media.jitter.LiveVoice` puts them into the call with a cushion sized from how they arrive, dropping
+pieces only to stay live.
 
 Two ways between kernel and page (static/widgetaudio.js): *direct*, a WebSocket from the page to the lab's
 own server (`/browser-audio`, labkit.server.browser_audio), opened with a token this widget alone is given
@@ -136,7 +137,8 @@ class CallAudio(anywidget.AnyWidget):
         """The microphone's way changed: its jitter and delay figures are of one way at a time."""
         voice = self.voice
         if voice is not None:
-            voice.restart()
+            with self._voice_lock:
+                voice.restart()
 
     def direct_voice(self, samples: bytes, sent_ms: float | None) -> None:
         self._push_voice(np.frombuffer(samples, dtype="<i2").astype(np.int16), int(self.rate), sent_ms)
