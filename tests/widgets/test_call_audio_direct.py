@@ -167,3 +167,29 @@ def test_the_comm_only_way_and_a_closed_widget_open_no_socket(fresh):
     assert audio.direct_url == ""
     with pytest.raises(InvalidStatus):
         connect(again, origin=ORIGIN, open_timeout=5)
+
+
+def test_lab_stop_closes_the_pages_socket(tmp_path, monkeypatch):
+    """lab.stop() leaves nothing of the direct way open or running: the page's socket is closed (the page then
+    falls back to the comm and says so), and no thread is left that was not there before."""
+    import labkit.config
+    from labkit.lab.facade import Lab
+    from labkit.widgets.call_audio import CallAudio
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    other = Lab(labkit.config.Settings.load(environ={"LABKIT_MODE": "sandbox"}), quiet=True)
+    other._start()
+    try:
+        audio = CallAudio(other)
+        page = DirectPage(audio.direct_url)
+        wait_until(lambda: other.browser_audio.open_count == 1, what="the socket")
+        threads = {t.name for t in threading.enumerate()}
+        other.stop()
+        page._reader.join(5)
+        assert not page._reader.is_alive(), "lab.stop() left the page's socket open"
+        assert other.browser_audio.open_count == 0
+        assert not any(t.name.startswith(f"labkit-server:{other.port}") for t in threading.enumerate())
+        assert {t.name for t in threading.enumerate()} - threads == set()
+        audio.close()
+    finally:
+        other.stop()
