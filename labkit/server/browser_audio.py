@@ -43,6 +43,7 @@ REPLACED = 4000  # the close code that tells a page not to reconnect (static/wst
 RATE_FACTOR = 1.5  # voice may arrive this much faster than real time, with a one-second burst
 BACKLOG_FRAMES = 25  # call audio kept for a slow page (0.5 s); older frames are dropped
 META_EVERY = 5  # a {"t"} message before every 5th frame: the page's delay figures, ten a second
+SEND_TIMEOUT = 2.0  # seconds a send may wait for a page that stopped reading (the lab's LABKIT_SEND_TIMEOUT default)
 MIC_EVERY = 25  # {"mic": figures} back after every 25 pieces of voice
 LOOPBACK_PEERS = ("127.", "::1", "::ffff:127.")
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
@@ -105,11 +106,21 @@ class BrowserAudioSocket:
         self._closing = self._closing or (code, reason)
         self._wake.set()
 
+    async def _out(self, message: dict) -> None:
+        """Send within SEND_TIMEOUT: a page that stops reading is closed (TimeoutError), not waited for."""
+        await asyncio.wait_for(self._send(message), SEND_TIMEOUT)
+
     async def _text(self, obj: dict) -> None:
-        await self._send({"type": "websocket.send", "text": json.dumps(obj)})
+        await self._out({"type": "websocket.send", "text": json.dumps(obj)})
 
     async def write(self) -> None:
         """The writer task: frames out as they come, then the close when asked for."""
+        try:
+            await self._write()
+        except asyncio.TimeoutError:
+            log.debug("browser audio: a page stopped reading for %g s; closing its socket", SEND_TIMEOUT)
+
+    async def _write(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -122,11 +133,11 @@ class BrowserAudioSocket:
                     now = time.time() * 1000
                     await self._text({"t": round(now, 1), "age_ms": round(10 + now - made, 1), "rate": rate})
                     self._rate = rate
-                await self._send({"type": "websocket.send", "bytes": data})
+                await self._out({"type": "websocket.send", "bytes": data})
                 self.frames_sent += 1
             if self._closing is not None:
                 code, reason = self._closing
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+                await self._out({"type": "websocket.close", "code": code, "reason": reason})
                 return
 
     # -- in (the loop) ----------------------------------------------------------------------------
@@ -263,7 +274,7 @@ class BrowserAudioHub:
                 except Exception:  # noqa: BLE001 - a timeout, or the peer is gone: nothing to tell it
                     writer.cancel()
                 peer.direct_closed(conn)
-        except OSError:
+        except (OSError, asyncio.TimeoutError):  # the page went away, or stopped reading
             pass
         finally:
             with self._lock:
