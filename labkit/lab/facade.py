@@ -79,6 +79,7 @@ class Lab(LabStartup, LabWebhooks, LabRegions, LabDownloads, LabDisplay):
         self.tunnel = None
         self.runner = None
         self.sockets = None
+        self.browser_audio = None  # labkit.server.browser_audio.BrowserAudioHub: the panel's direct audio
         self._voice = None
         self.number: str | None = None
         self.public_url: str = ""

@@ -23,6 +23,7 @@ class LabStartup:
 
     def _start(self) -> None:
         from labkit.server import ServerContext, ServerRunner, create_app
+        from labkit.server.browser_audio import BrowserAudioHub
         from labkit.server.limits import limits_for
         from labkit.server.sockets import SocketHub
 
@@ -34,10 +35,12 @@ class LabStartup:
                                  speed=self._speed if self.mode == "sandbox" else 1.0)
         ctx = ServerContext(events=self.events, answer=self._on_answer_webhook,
                             instruction=self._on_event_webhook, audio_dirs=self.audio_dirs,
-                            signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode)
+                            signature_secret=self._signature_secret, sockets=self.sockets, mode=self.mode,
+                            browser_audio=BrowserAudioHub())
         self._ctx = ctx
+        self.browser_audio = ctx.browser_audio
         self.runner = ServerRunner(create_app(ctx), "127.0.0.1", self._requested_port,
-                                   on_stop=self.sockets.close_all, limits=limits_for(self.settings.env_file)).start()
+                                   on_stop=self._close_connections, limits=limits_for(self.settings.env_file)).start()
         if self.mode == "sandbox":
             self._start_sandbox()
         else:
@@ -49,6 +52,11 @@ class LabStartup:
             print(self.describe())
             if self._account_note:
                 print(self._account_note)
+
+    def _close_connections(self) -> str | None:
+        """The server is stopping: the pages' audio sockets, then the calls' (what had to be cut, if any)."""
+        self.browser_audio.close_all()
+        return self.sockets.close_all()
 
     def _start_sandbox(self) -> None:
         from vonage_http_client import HttpClientOptions

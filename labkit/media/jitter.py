@@ -142,6 +142,12 @@ class LiveVoice:
         wire = max(0.0, arrived - sent_ms) if isinstance(sent_ms, (int, float)) else 0.0
         self._parts.append((samples.size / rate * 500, wire, ahead * 1000, FRAME_SECONDS * 500))
 
+    def restart(self) -> None:
+        """The audio's way in changed (a page's socket opened or closed): its jitter, which sizes the cushion,
+        and the delay figures are measured afresh, of the new way alone."""
+        self.jitter = ArrivalJitter(self.jitter.window, self.jitter.quantile)
+        self._parts.clear()
+
     def figures(self) -> dict:
         """Medians of the delay from capture in the page to the call playing it, by stage (ms)."""
         out: dict[str, Any] = {"mic_frames": self.frames, "mic_frames_dropped": self.dropped,

@@ -36,6 +36,7 @@ class ServerContext:
     allowed_hosts: set[str] = field(default_factory=lambda: set(LOOPBACK_HOSTS))
     signature_secret: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     sockets: Any = None  # labkit.server.sockets.SocketHub, when WebSockets are wired in
+    browser_audio: Any = None  # labkit.server.browser_audio.BrowserAudioHub: a notebook page's live audio
     mode: str = "sandbox"
     refusals: Any = field(default=None, repr=False)  # labkit.server.limits.Refusals (create_app makes one)
     application_id: str | None = None  # a signed token naming another application is refused

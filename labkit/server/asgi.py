@@ -1,4 +1,5 @@
-"""One ASGI app on one port: `/socket` as a native ASGI WebSocket, everything else the Flask app.
+"""One ASGI app on one port: `/socket` (the calls') and `/browser-audio` (a notebook page's live audio) as
+native ASGI WebSockets, everything else the Flask app.
 
 Flask runs on a2wsgi's thread pool. Before a request reaches it, the body is read here within the
 body cap and read timeout (a 100 MB body is refused with 413 from its Content-Length, before any of it
@@ -12,6 +13,7 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 
+from labkit.server.browser_audio import PATH as BROWSER_AUDIO_PATH
 from labkit.server.limits import BodyRefused, Limits, Refusals, SendTimeout, read_body, send_within
 
 
@@ -19,18 +21,21 @@ class LabAsgi:
     """The ASGI callable uvicorn serves. `close()` shuts a2wsgi's executor (it leaks threads otherwise)."""
 
     def __init__(self, wsgi_app, limits: Limits, refusals: Refusals, sockets: Any = None, workers: int = 16,
-                 allowed_hosts: set[str] | None = None):
+                 allowed_hosts: set[str] | None = None, browser_audio: Any = None):
         self.wsgi = WSGIMiddleware(wsgi_app, workers=workers)
         self.limits = limits
         self.refusals = refusals
         self.sockets = sockets  # labkit.server.sockets.SocketHub or None
         self.allowed_hosts = allowed_hosts  # the lab's live set: the tunnel's host is added after start
+        self.browser_audio = browser_audio  # labkit.server.browser_audio.BrowserAudioHub or None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         kind = scope["type"]
         if kind == "websocket":
             if self.sockets is not None and scope["path"] == "/socket":
                 await self.sockets.serve_asgi(scope, receive, send, self.limits, self.refusals, self.allowed_hosts)
+            elif self.browser_audio is not None and scope["path"] == BROWSER_AUDIO_PATH:
+                await self.browser_audio.serve(scope, receive, send)
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return

@@ -130,8 +130,11 @@ class ServerRunner:
         if ctx is not None:
             ctx.refusals = self.refusals
         if hasattr(self.app, "wsgi_app"):  # a Flask app: wrap it, with its lab's WebSocket endpoint
+            browser_audio = getattr(ctx, "browser_audio", None)
+            if browser_audio is not None and browser_audio.refusals is None:
+                browser_audio.refusals = self.refusals
             self._asgi = LabAsgi(self.app, self.limits, self.refusals, getattr(ctx, "sockets", None),
-                                 allowed_hosts=getattr(ctx, "allowed_hosts", None))
+                                 allowed_hosts=getattr(ctx, "allowed_hosts", None), browser_audio=browser_audio)
         else:
             self._asgi = self.app
         limits = self.limits

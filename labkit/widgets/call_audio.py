@@ -8,15 +8,24 @@
   and the microphone is its voice (`phone.say`, queued in call time).
 
 Audio goes to the browser as 16-bit PCM at the call's rate, one 20 ms frame per binary message the moment
-the call has it (the phone's listener, the socket's frame listener; a sender thread, so neither the
-sandbox's clock nor the socket's thread waits on the comm), only while the page listens. The browser's
-AudioContext runs at that same rate, so the microphone arrives already resampled (see the JS module's
-header for why the browser resamples), in 20 ms pieces; `labkit.media.jitter.LiveVoice` puts them into
-the call with a cushion sized from how they arrive, dropping pieces only to stay live.
+the call has it (the phone's listener, the socket's frame listener), only while the page listens; neither
+the sandbox's clock nor the socket's thread waits on the way out (a sender thread for the comm, the server's
+loop for the direct socket). The page resamples to and from the call's rate (see callaudio.js's header), so
+the microphone arrives at the call's rate, in 20 ms pieces (40 ms through the comm);
+`labkit.media.jitter.LiveVoice` puts them into the call with a cushion sized from how they arrive, dropping
+pieces only to stay live.
+
+Two ways between kernel and page (static/widgetaudio.js): *direct*, a WebSocket from the page to the lab's
+own server (`/browser-audio`, labkit.server.browser_audio), opened with a token this widget alone is given
+(the `direct_url` trait); and *through Jupyter*, the widget's comm (kernel -> Jupyter server -> page), used
+while the socket is not open (the page cannot reach the lab, or `use_direct(False)`). The direct way skips
+two hops and their queues: see the README's live-audio figures. The page reports which it uses
+(`audio_path`: "direct" or "jupyter") and says so under the buttons.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -32,10 +41,21 @@ from labkit.media.jitter import LiveVoice
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab.calls import Call
     from labkit.lab.facade import Lab
+    from labkit.server.browser_audio import BrowserAudioSocket
 
 __all__ = ["CallAudio"]
 
-ESM = Path(__file__).with_name("static") / "callaudio.js"
+STATIC = Path(__file__).with_name("static")
+ESM_PARTS = ("wstransport.js", "callaudio.js", "widgetaudio.js")  # the page's modules, in the order they need
+_LOCAL_IMPORT = re.compile(r'^import \{[^}]*\} from "\./[a-z]+\.js";$', re.M)
+
+
+def esm_bundle() -> str:
+    """The widget's module: its three files joined as one (anywidget loads one module, which cannot import
+    its neighbours), without their imports of each other (the names are then in the same module)."""
+    return "\n".join(_LOCAL_IMPORT.sub("", (STATIC / name).read_text()) for name in ESM_PARTS)
+
+
 FRAME_SECONDS = 0.02  # audio to the browser one call frame at a time
 BACKLOG_FRAMES = 25  # frames waiting for the comm (0.5 s); a stalled page loses the oldest, not the newest
 
@@ -49,8 +69,10 @@ class CallAudio(anywidget.AnyWidget):
     `speaker_delay_parts`, `speaker_queue_target_ms` (its jitter buffer), `error`.
     """
 
-    _esm = ESM
+    _esm = esm_bundle()
     rate = t.Int(16000).tag(sync=True)
+    direct_url = t.Unicode("").tag(sync=True)  # the page's socket to the lab, with this widget's token
+    audio_path = t.Unicode("").tag(sync=True)  # set by the page: "direct" or "jupyter"
     source = t.Unicode("").tag(sync=True)  # what you hear, in words
     listening = t.Bool(False).tag(sync=True)  # set by the page
     talking = t.Bool(False).tag(sync=True)  # set by the page
@@ -76,9 +98,54 @@ class CallAudio(anywidget.AnyWidget):
         self._frames: deque[tuple[bytes, float]] = deque(maxlen=BACKLOG_FRAMES)
         self._wake = threading.Event()
         self._closed = False
+        self._voice_lock = threading.Lock()  # the microphone may come by the comm and the socket at once
+        self._direct: BrowserAudioSocket | None = None  # the page's open socket, if any
+        self._token: str | None = None
+        self._hub: Any = None
         threading.Thread(target=self._sender, name="labkit-call-audio", daemon=True).start()
         self.on_msg(self._on_page_message)
         self.add_class("labkit-call-audio-widget")
+        self.use_direct(True)
+
+    # -- which way -------------------------------------------------------------------------------
+    def use_direct(self, on: bool = True) -> None:
+        """Carry the audio on the page's own socket to the lab (True, the default), or only through
+        Jupyter's comm (False: what a page that cannot reach the lab falls back to by itself)."""
+        with self._lock:
+            token, hub, self._token, self._direct = self._token, self._hub, None, None
+            if token is not None and hub is not None:
+                hub.unregister(token)
+            url = ""
+            hub, runner = getattr(self.lab, "browser_audio", None), getattr(self.lab, "runner", None)
+            if on and not self._closed and hub is not None and runner is not None and runner.port:
+                self._hub, self._token = hub, hub.register(self)
+                url = hub.url(runner.host, runner.port, self._token)
+            self.direct_url = url
+            self._restart_voice()
+
+    # the socket's side (labkit.server.browser_audio.AudioPeer), on the server's loop
+    def direct_opened(self, conn: BrowserAudioSocket) -> None:
+        self._direct = conn
+        self._restart_voice()
+
+    def direct_closed(self, conn: BrowserAudioSocket) -> None:
+        if self._direct is conn:
+            self._direct = None
+            self._restart_voice()
+
+    def _restart_voice(self) -> None:
+        """The microphone's way changed: its jitter and delay figures are of one way at a time."""
+        voice = self.voice
+        if voice is not None:
+            with self._voice_lock:
+                voice.restart()
+
+    def direct_voice(self, samples: bytes, sent_ms: float | None) -> None:
+        self._push_voice(np.frombuffer(samples, dtype="<i2").astype(np.int16), int(self.rate), sent_ms)
+
+    def direct_figures(self) -> dict:
+        voice = self.voice
+        return voice.figures() if voice is not None else {}
 
     # -- which call -------------------------------------------------------------------------------
     def follow(self, call: Call | None) -> None:
@@ -142,8 +209,13 @@ class CallAudio(anywidget.AnyWidget):
     # -- call audio to the page -----------------------------------------------------------------
     def _on_frame(self, frame: Any) -> None:
         """A listener (the sandbox's clock, the socket's listener thread): hand the frame on, never wait."""
-        if self.listening:
+        conn = self._direct
+        direct = conn is not None and conn.listening
+        if direct or self.listening:
             data = frame if isinstance(frame, bytes) else np.asarray(frame, dtype="<i2").tobytes()
+            if direct:
+                conn.send_audio(data, time.time() * 1000, int(self.rate))
+                return
             self._frames.append((data, time.time() * 1000))
             self._wake.set()
 
@@ -166,14 +238,19 @@ class CallAudio(anywidget.AnyWidget):
     def _on_page_message(self, _widget: Any, content: dict, buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "mic" or not buffers:
             return
+        samples = np.frombuffer(bytes(buffers[0]), dtype="<i2").astype(np.int16)
+        sent = content.get("t")
+        self._push_voice(samples, int(content.get("rate") or self.rate),
+                         sent if isinstance(sent, (int, float)) else None)
+
+    def _push_voice(self, samples: np.ndarray, rate: int, sent_ms: float | None) -> None:
         voice = self.voice
         if voice is None or self.call is None:
             return
-        samples = np.frombuffer(bytes(buffers[0]), dtype="<i2").astype(np.int16)
-        sent = content.get("t")
-        voice.max_queue = self.max_mic_queue
         try:
-            voice.push(samples, int(content.get("rate") or self.rate), sent if isinstance(sent, (int, float)) else None)
+            with self._voice_lock:
+                voice.max_queue = self.max_mic_queue
+                voice.push(samples, rate, sent_ms)
         except Exception as exc:  # noqa: BLE001 - the call ended under us: say so in the page
             self.last_error = exc
             from labkit.errors import plain
@@ -206,4 +283,5 @@ class CallAudio(anywidget.AnyWidget):
             self._unfollow()
             self._closed = True
             self._wake.set()
+        self.use_direct(False)
         super().close()

@@ -273,6 +273,55 @@ def _kernel(base: str, token: str, runtime: Path, notebook: str):
     return client, run
 
 
+def talk_and_measure(page, kernel, audio, root, name: str) -> dict:
+    """Talk for 5 s (chromium's fake microphone says MIC_WAV over and over), then what the phone heard of it,
+    and the delays of both directions by stage, as the page and the kernel measured them on this way."""
+    from playwright.sync_api import expect
+
+    # The phone's own speech over first: the page plays it, and the browser's echo canceller (asked for by
+    # the page) would take the same WAV on the microphone for its echo
+    kernel("""import time
+t = time.monotonic()
+while panel.softphone.phone.speaking and time.monotonic() - t < 10:
+    time.sleep(0.05)
+print(0)""")
+    mark = kernel("import json; print(json.dumps(panel.softphone.phone.position))")
+    sent = int(root.get_attribute("data-mic-frames") or 0)
+    audio.locator(".labkit-talk").click()
+    expect(audio.locator(".labkit-audio-status")).to_contain_text("the call hears your microphone", timeout=15_000)
+    page.wait_for_function(f"el => Number(el.dataset.micFrames) > {sent + 250}", arg=root, timeout=30_000)
+    audio.locator(".labkit-talk").click()
+    assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
+    figures = kernel(f"""
+import json, time
+from labkit.media import Recording
+time.sleep(0.5)  # the last paced frames
+heard = panel.softphone.phone.heard_since({mark})
+said = Recording({str(MIC_WAV)!r})
+# the best copy of each quarter second: the microphone loops the file, and a live path may drop or cut a
+# frame after a stall; one clean copy of each piece is what "the phone heard the WAV" means (silent
+# quarters of the file are not scored)
+import numpy as np
+starts = [a for a in np.arange(0.2, 1.66, 0.25) if said.rms(a, a + 0.25) > 0.01]
+pieces = [heard.correlate(said.segment(a, a + 0.25)) for a in starts]
+print(json.dumps({{"correlation": min(pieces), "pieces": [round(p, 3) for p in pieces],
+                  "whole_file": heard.correlate(said.segment(0.2, 1.9)),
+                  "heard_s": heard.duration, "audio_path": panel.audio.audio_path,
+                  "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
+                  "mic_delay_parts": panel.audio.mic_delay_parts,
+                  "speaker_queue_target_ms": panel.audio.speaker_queue_target_ms,
+                  "speaker_restarts": panel.audio.speaker_restarts,
+                  "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
+                  "speaker_delay_parts": panel.audio.speaker_delay_parts,
+                  "mic_frames_dropped": panel.audio.mic_frames_dropped,
+                  "frames_dropped": panel.audio.frames_dropped}}))
+""")
+    figures["page_audio_clock_ratio"] = float(root.get_attribute("data-clock-ratio") or "nan")
+    heard_wav = str(ARTIFACTS / f"audio-heard-{name}.wav")  # what the phone heard while we talked
+    kernel(f"import json; panel.softphone.phone.heard_since({mark}).save({heard_wav!r}); print(0)")
+    return figures
+
+
 def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -341,46 +390,52 @@ def test_hear_and_talk_in_jupyterlab(jupyter, tmp_path):
             page.wait_for_function("el => Number(el.dataset.analyserPeak) > 0.01", arg=root, timeout=20_000)
             shot(page, "3-listening")
 
-            # Talk: chromium's fake microphone says prompt.wav; the phone must hear it.
-            mark = kernel("import json; print(json.dumps(panel.softphone.phone.position))")
-            audio.locator(".labkit-talk").click()
-            expect(audio.locator(".labkit-audio-status")).to_contain_text("the call hears your microphone",
-                                                                          timeout=15_000)
-            page.wait_for_function("el => Number(el.dataset.micFrames) > 250", arg=root, timeout=30_000)
+            # Talk: chromium's fake microphone says prompt.wav; the phone must hear it. First on the page's
+            # direct socket to the lab, then through Jupyter's comm (the way a page that cannot reach the lab
+            # takes), in the same run: both must carry the audio, and their delays are printed side by side.
+            status_line = audio.locator(".labkit-audio-status")
+            expect(status_line).to_contain_text("audio: direct to the lab", timeout=15_000)
+            direct = talk_and_measure(page, kernel, audio, root, "direct")
             shot(page, "4-talking")
-            audio.locator(".labkit-talk").click()
-            assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
-            figures = kernel(f"""
-import json, time
-from labkit.media import Recording
-time.sleep(0.5)  # the last paced frames
-heard = panel.softphone.phone.heard_since({mark})
-said = Recording({str(MIC_WAV)!r})
-# the best copy of each quarter second: the microphone loops the file, and a live path may drop or cut a
-# frame after a stall; one clean copy of each piece is what "the phone heard the WAV" means (silent
-# quarters of the file are not scored)
-import numpy as np
-starts = [a for a in np.arange(0.2, 1.66, 0.25) if said.rms(a, a + 0.25) > 0.01]
-pieces = [heard.correlate(said.segment(a, a + 0.25)) for a in starts]
-print(json.dumps({{"correlation": min(pieces), "whole_file": heard.correlate(said.segment(0.2, 1.9)),
-                  "heard_s": heard.duration,
-                  "mic_frames": panel.audio.mic_frames, "mic_delay_ms": panel.audio.mic_delay_ms,
-                  "mic_delay_parts": panel.audio.mic_delay_parts,
-                  "speaker_queue_target_ms": panel.audio.speaker_queue_target_ms,
-                  "speaker_restarts": panel.audio.speaker_restarts,
-                  "speaker_delay_ms": panel.audio.speaker_delay_ms, "frames_played": panel.audio.frames_played,
-                  "speaker_delay_parts": panel.audio.speaker_delay_parts,
-                  "mic_frames_dropped": panel.audio.mic_frames_dropped,
-                  "frames_dropped": panel.audio.frames_dropped}}))
-""")
-            figures["page_audio_clock_ratio"] = float(root.get_attribute("data-clock-ratio") or "nan")
-            heard_wav = str(ARTIFACTS / "audio-heard.wav")  # what the phone heard while we talked
-            kernel(f"import json; panel.softphone.phone.heard_since({mark}).save({heard_wav!r}); print(0)")
+            kernel("import json; panel.audio.use_direct(False); print(0)")
+            expect(status_line).to_contain_text("audio: through Jupyter", timeout=15_000)
+            phone.get_by_role("button", name=button_name("Speak")).click()  # heard through the comm now
+            page.wait_for_function("el => Number(el.dataset.analyserPeak) > 0.01", arg=root, timeout=20_000)
+            jupyter = talk_and_measure(page, kernel, audio, root, "jupyter")
+            figures = {"direct": direct, "jupyter": jupyter}
             (ARTIFACTS / "audio-delays.json").write_text(json.dumps(figures, indent=1))
+            for name, f in figures.items():
+                print(f"browser audio, {name}: call -> speaker {f['speaker_delay_ms']} ms "
+                      f"({f['speaker_delay_parts']}); mic -> call {f['mic_delay_ms']} ms ({f['mic_delay_parts']}); "
+                      f"audio clock {f['page_audio_clock_ratio']}")
             print("browser audio:", figures)
-            assert figures["correlation"] > 0.8, (
-                f"expected each piece of the microphone's WAV in what the phone heard (correlation > 0.8), measured "
-                f"{figures['correlation']:.2f}")
+            for name, f in figures.items():
+                assert f["audio_path"] == name, f"the page said it used {f['audio_path']!r}, expected {name!r}"
+            # The direct way: all but one quarter clean, and something of every quarter there, as the sandbox
+            # page's test scores it on its own socket (test_sandbox_page.py: the browser's own voice processing,
+            # which the page asks for, left one quarter low in every copy in 2 of 10 runs). Seen here too, in 3
+            # of 22 talks (11 runs, 2026-12-07), twice through the comm and once direct: always the same quarter
+            # of the WAV (0.95-1.2 s) at 0.60-0.69, in both copies where saved, the other five at 0.91-0.98. A
+            # transport fault leaves a piece out
+            pieces = direct["pieces"]
+            assert sum(p > 0.8 for p in pieces) >= len(pieces) - 1 and min(pieces) > 0.5, (
+                f"direct: expected each quarter second of the microphone's WAV in what the phone heard (all but "
+                f"one with correlation > 0.8, none under 0.5), measured {pieces}")
+            # Through Jupyter, the way a page that cannot reach the lab falls back to: the microphone reaches the
+            # call. Not every quarter: starved, that way drops pieces to stay live, by design (at load 11.5 from
+            # other work it dropped 116 frames, three quarters under 0.8, while the direct way in the same run
+            # lost none and scored 0.91-0.98); its exact audio is held by test_widgets.py's kernel-side tests
+            assert max(jupyter["pieces"]) > 0.8, (
+                f"jupyter: expected the microphone's WAV in what the phone heard (a quarter second with correlation "
+                f"> 0.8), measured {jupyter['pieces']} ({jupyter['mic_frames_dropped']} frames dropped to stay live)")
+            # A page that cannot reach the lab (Jupyter on another machine, a firewall): it says so, in words,
+            # and the call still plays through the comm.
+            kernel("panel.audio.direct_url = 'ws://127.0.0.1:9/browser-audio?token=none'; print(0)")
+            expect(status_line).to_contain_text("audio: through Jupyter (this page cannot reach the lab at "
+                                                "127.0.0.1:9)", timeout=15_000)
+            played = int(root.get_attribute("data-frames-played") or 0)
+            page.wait_for_function(f"el => Number(el.dataset.framesPlayed) > {played + 25}", arg=root, timeout=10_000)
+            assert audio.locator(".labkit-audio-error").inner_text().strip() == ""
 
             # Many events: the newest is in view without scrolling.
             panel.get_by_role("button", name=button_name("Hang up")).click()

@@ -10,7 +10,10 @@
 //   transport.rate()                 the call audio's sample rate (8000, 16000 or 24000)
 //   transport.onChange(fn)           fn() when the other end's state (source, rate) changed
 //   transport.source()               what is being heard, in words
-// `modelTransport(model)` is the anywidget one; a page builds its own with the same methods.
+//   transport.path()                 (optional) which way the audio goes, in words, shown in the status line
+//   transport.micChunkMs             (optional) the microphone's piece, ms (20 unless it says)
+// The notebook's transport is in widgetaudio.js (the lab's own socket, or Jupyter's comm); the sandbox
+// page's in wstransport.js.
 //
 // The wire carries 16-bit audio at the call's rate (a third of 48 kHz). The AudioContext runs at 48 kHz with
 // the smallest output buffer (latencyHint 0): in chromium a context at 16 kHz cannot go below 128 frames of
@@ -75,7 +78,7 @@ export function resampler(from, to) {
   };
 }
 const MIC_CHUNK_MS = 20; // microphone audio in 20 ms pieces (one call frame), unless the transport says
-                         // otherwise (transport.micChunkMs: the notebook's, whose every message costs the kernel)
+                         // otherwise (transport.micChunkMs: Jupyter's comm, whose every message costs the kernel)
 
 export function arrivalJitter(window = JITTER_WINDOW, quantile = 0.95) {
   // Seconds of lateness to ride out: see labkit/media/jitter.py (ArrivalJitter), the same rule.
@@ -195,6 +198,12 @@ export function createCallAudio(root, transport) {
     parts.push(s.talking ? (s.muted ? "talking (mic muted)"
       : (source ? "talking: the call hears your microphone" : "talking: nothing is sent until there is a call"))
       : "not talking");
+    if (transport.path) {
+      const path = transport.path();
+      // another way: its figures, and its arrivals' jitter (the queue's size), are measured afresh
+      if (path !== s.path) { s.path = path; s.speakerDelays = []; s.jitter = arrivalJitter(); }
+      parts.push(path);
+    }
     status.textContent = parts.join(" \u00b7 ");
     listen.textContent = s.listening ? "Stop listening" : "Listen";
     talk.textContent = s.talking ? "Stop talking" : "Talk";
@@ -425,51 +434,3 @@ export function createCallAudio(root, transport) {
     if (s.ctx) s.ctx.close();
   };
 }
-
-export function modelTransport(model) {
-  // The notebook host: the kernel side is labkit.widgets.call_audio.CallAudio.
-  let last = {};
-  return {
-    // 40 ms: each message from the page is a shell message to the kernel (and two status messages back
-    // to every page), so the microphone goes in two-frame pieces here
-    micChunkMs: 40,
-    rate: () => model.get("rate"),
-    source: () => model.get("source"),
-    onAudio(fn) {
-      const handler = (msg, buffers) => {
-        if (!msg || msg.type !== "audio" || !buffers || !buffers.length) return;
-        const view = buffers[0];
-        const bytes = view.buffer ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view);
-        const pcm = new Int16Array(bytes.slice().buffer);
-        fn(pcm, msg.rate, msg);
-      };
-      model.on("msg:custom", handler);
-      return () => model.off("msg:custom", handler);
-    },
-    sendMic(pcm, rate, t) {
-      model.send({ type: "mic", rate, t }, undefined, [pcm.buffer]);
-    },
-    setState(name, value) {
-      model.set(name, value);
-      model.save_changes();
-    },
-    report(stats) {
-      let changed = false;
-      for (const [k, v] of Object.entries(stats)) {
-        if (last[k] !== v) { model.set(k, v); changed = true; }
-      }
-      if (changed) { last = { ...last, ...stats }; model.save_changes(); }
-    },
-    onChange(fn) {
-      model.on("change:source", fn);
-      model.on("change:rate", fn);
-      return () => { model.off("change:source", fn); model.off("change:rate", fn); };
-    },
-  };
-}
-
-export default {
-  render({ model, el }) {
-    return createCallAudio(el, modelTransport(model));
-  },
-};
