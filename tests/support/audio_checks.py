@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from labkit.media.frames import frame_samples
+from labkit.media.recording import Recording
 
 
 def without_silent_ticks(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -16,3 +17,15 @@ def without_silent_ticks(samples: np.ndarray, rate: int) -> np.ndarray:
     n = frame_samples(rate)
     blocks = samples[: samples.size // n * n].reshape(-1, n)
     return blocks[np.abs(blocks.astype(np.int32)).max(axis=1) > 0].ravel()
+
+
+def assert_heard_in_order(heard: Recording, said: Recording, what: str, *, at_least: float = 0.9) -> None:
+    """`said` is in `heard`, its 0.1 s pieces found in order (`Recording.coverage`), all but a tenth.
+
+    Why not one correlation over the whole: a live path on a loaded machine (a stalled sender, a page's
+    backlog dropping its oldest frames to stay live) leaves a gap and shifts the rest, which takes a
+    whole-file correlation to 0.6 although every piece that arrived is right; what was wrong or missing
+    still fails here."""
+    share = heard.coverage(said)
+    assert share >= at_least, (f"expected {what}: {share:.0%} of its 0.1 s pieces found in order (at least "
+                               f"{at_least:.0%}); one correlation over the whole: {heard.correlate(said):.2f}")
