@@ -99,8 +99,9 @@ class SocketSession:
         self._has_audio = True
         workers = self.hub.workers
         if workers.direct and not self._tracked:
-            # The disk keeps up: append it here, as a bare server would (one os.write, no thread, no GIL
-            # hand-off); a write that blocks moves every call's recording to the writer thread.
+            # The disk keeps up: append it here, as a bare server would (a copy through a map of the file's
+            # end: no thread, no GIL hand-off); writes that block move every call's recording to the writer
+            # thread.
             recorder = self._recorder
             if recorder is None:  # the first frame creates the file: not a write to time
                 self._open_recorder().append_frame(frame)

@@ -1,9 +1,10 @@
 """Where the recordings are written, and the frame listeners' thread.
 
 Every socket shares the one loop, so anything that can wait there waits for all of them; but a thread
-is not free either. While the disk keeps up, a frame is appended on the loop as it arrives, exactly as a
-bare server writes it: one `os.write` of the raw PCM into the page cache and two stores into the header's
-shared map (labkit.media.recorder), so the WAV is valid after every frame. Issue 20 measured the
+is not free either. While the disk keeps up, a frame is appended on the loop as it arrives, as a bare
+server writes it, but without even its system call: a copy into the page cache through a map of the
+file's end and a store into the header's (labkit.media.recorder, media.wav_tail), so the WAV is valid
+after every frame. Issue 20 measured the
 alternative, a writer thread woken every tick: it cost 10-20 us a frame more than a bare server, in GIL
 hand-offs between it and the loop (each `os.write` there drops the GIL and must win it back from the
 loop), which is what had put recording on the loop's back.
