@@ -187,7 +187,7 @@ def read_recordings(kind: str, folder: Path) -> tuple[int, int, list[str]]:
     total = in_order = 0
     notes: list[str] = []
     for path in sorted(folder.iterdir()):
-        if kind == "lab":
+        if kind.startswith("lab"):  # the lab's WAVs, whichever way they were written
             with wave.open(str(path)) as w:
                 if w.getframerate() != RATE or w.getnchannels() != 1:
                     notes.append(f"{path.name}: {w.getframerate()} Hz x {w.getnchannels()}")
