@@ -189,26 +189,43 @@ class Recording:
 
     def find_pieces(self, reference: AudioSource | np.ndarray, rate: int | None = None, *, piece_s: float = 0.1,
                     min_score: float = 0.8) -> tuple[float, float | None]:
-        """(`coverage`, offset in seconds of the first piece found, or None when none was)."""
+        """(`coverage`, where the reference started: the first piece found minus its place in the reference).
+
+        The pieces counted are the longest chain of matches in order, each heard no sooner after the one
+        before than it follows it in the reference (gaps may come between, never overlaps). Why a chain and
+        not the first match of each piece in turn: a piece that never arrived can still match elsewhere
+        (a voice repeats itself), and taking it moved the start 0.6 s late and dropped the true pieces after
+        it (first 0.3 s of a 2 s voice missing: start read 1.60 s instead of 1.00 s, coverage 72% of 100%).
+        None for the start when no piece was found.
+        """
         if isinstance(reference, (np.ndarray, list)):
             reference = (np.asarray(reference), rate or self.rate)
         ref = load(reference, self.rate)
         n = max(1, int(round(piece_s * self.rate)))
-        found = total = 0
-        last = -1
-        first: float | None = None
+        slack = n // 4  # a resampled copy may land a few samples off its spacing
+        total = 0
+        found: list[tuple[int, int]] = []  # (place in the reference, lag) of each piece that matched
         for start in range(0, ref.size - n + 1, n):
             piece = ref[start:start + n]
             if not np.any(piece):
                 continue
             total += 1
             score, lag = _best_match(self.samples, piece)
-            if score >= min_score and lag >= last:
-                found += 1
-                last = lag
-                if first is None:
-                    first = (lag - start) / self.rate
-        return (found / total if total else 0.0), first
+            if score >= min_score:
+                found.append((start, lag))
+        if not found:
+            return 0.0, None
+        length = [1] * len(found)  # longest chain ending at each match, and the match before it there
+        before = [-1] * len(found)
+        for i, (start, lag) in enumerate(found):
+            for j in range(i):
+                if lag - found[j][1] >= start - found[j][0] - slack and length[j] + 1 > length[i]:
+                    length[i], before[i] = length[j] + 1, j
+        i = int(np.argmax(length))
+        count = length[i]
+        while before[i] >= 0:
+            i = before[i]
+        return count / total, (found[i][1] - found[i][0]) / self.rate
 
     # ------------------------------------------------------------------ output
 
