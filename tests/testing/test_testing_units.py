@@ -102,3 +102,20 @@ def test_where_audio_heard_with_a_gap_or_missing_its_start_began():
     missing_start = _voice_at([lead, np.zeros(late, np.int16), voice[late:], lead])
     share, start = missing_start.find_pieces(voice)
     assert start is not None and abs(start - 1.0) < 0.01 and share > 0.85  # only the 0.1 and 0.2 s pieces lost
+
+
+def test_a_piece_a_stall_cut_in_two_was_heard_and_a_piece_dropped_was_not():
+    """Each stall on the live path splits the 0.1 s piece it falls in; a 2 s echo with two stalls read 89% of
+    its pieces (under the 90% rule) though nothing was lost. Audio dropped without a gap is still missing."""
+    from labkit.media import Recording
+
+    voice = Recording(str(PACKAGE.parents[1] / "examples" / "fastapi_echo_bot" / "hello.wav")).samples
+    rate, n = 16000, 1600
+    stall = np.zeros(int(0.15 * rate), np.int16)
+    a, b = int(0.43 * rate), int(1.27 * rate)  # inside pieces 4 and 12
+    stalled = _voice_at([np.zeros(rate, np.int16), voice[:a], stall, voice[a:b], stall, voice[b:], stall])
+    assert stalled.correlate(voice) < 0.6  # one correlation over the file cannot tell
+    assert stalled.find_pieces(voice) == (1.0, 1.0)
+    dropped = _voice_at([np.zeros(rate, np.int16), voice[:4 * n], voice[5 * n:12 * n], voice[13 * n:]])
+    share, start = dropped.find_pieces(voice)
+    assert start == 1.0 and share < 0.9  # pieces 4 and 12 never arrived: 17 of 19
