@@ -129,6 +129,9 @@ def banner(sandbox: Any, speed: float, proxy: Any = None) -> str:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from labkit.sandbox import Sandbox
+    from labkit.sandbox.heap import return_big_buffers
+
+    return_big_buffers()  # this process is the sandbox's alone: freed audio goes back to the system
 
     kwargs: dict[str, Any] = {"port": args.port, "speed": args.speed}
     if args.home:

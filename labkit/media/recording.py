@@ -193,26 +193,51 @@ class Recording:
 
     def find_pieces(self, reference: AudioSource | np.ndarray, rate: int | None = None, *, piece_s: float = 0.1,
                     min_score: float = 0.8) -> tuple[float, float | None]:
-        """(`coverage`, offset in seconds of the first piece found, or None when none was)."""
+        """(`coverage`, where the reference started: the first piece found minus its place in the reference).
+
+        The pieces counted are the longest chain of matches in order, each heard after the one before it
+        ended (gaps and dropped audio may come between, never overlaps). Why a chain and not the first match
+        of each piece in turn: a piece that never arrived can still match elsewhere (a voice repeats itself),
+        and taking it moved the start 0.6 s late and dropped the true pieces after it (first 0.3 s of a 2 s
+        voice missing: start read 1.60 s instead of 1.00 s, coverage 72% instead of 89%).
+        None for the start when no piece was found.
+        """
         if isinstance(reference, (np.ndarray, list)):
             reference = (np.asarray(reference), rate or self.rate)
         ref = load(reference, self.rate)
         n = max(1, int(round(piece_s * self.rate)))
-        found = total = 0
-        last = -1
-        first: float | None = None
+        slack = n // 4  # a resampled copy may land a few samples off
+        total = 0
+        found: list[tuple[int, int]] = []  # (place in the reference, lag) of each piece that matched
+        scores: list[float] = []
         for start in range(0, ref.size - n + 1, n):
             piece = ref[start:start + n]
             if not np.any(piece):
                 continue
             total += 1
             score, lag = _best_match(self.samples, piece)
-            if score >= min_score and lag >= last:
-                found += 1
-                last = lag
-                if first is None:
-                    first = (lag - start) / self.rate
-        return (found / total if total else 0.0), first
+            if score >= min_score:
+                found.append((start, lag))
+                scores.append(score)
+        if not found:
+            return 0.0, None
+        # the longest chain ending at each match (the better matches among equally long ones: a piece cut by a
+        # gap may still match whole a little off, where it would push out its neighbour) and the match before
+        best = [(1, s) for s in scores]
+        before = [-1] * len(found)
+        for i, (_, lag) in enumerate(found):
+            for j in range(i):
+                longer = (best[j][0] + 1, best[j][1] + scores[i])
+                if lag - found[j][1] >= n - slack and longer > best[i]:
+                    best[i], before[i] = longer, j
+        i = max(range(len(found)), key=best.__getitem__)
+        chain = [i]
+        while before[chain[-1]] >= 0:
+            chain.append(before[chain[-1]])
+        chain.reverse()
+        pairs = zip(chain, chain[1:], strict=False)  # a piece a gap cut in two was heard too, either side of it
+        count = len(chain) + sum(_cut_by_gap(self.samples, ref, found[a], found[b], n, min_score) for a, b in pairs)
+        return count / total, (found[chain[0]][1] - found[chain[0]][0]) / self.rate
 
     # ------------------------------------------------------------------ output
 
@@ -341,6 +366,29 @@ def _best_match(signal: np.ndarray, reference: np.ndarray, block: int = 1 << 20)
         if score[i] > best:
             best, best_lag = float(score[i]), start + i - pad
     return min(best, 1.0), (-best_lag if swapped else best_lag)
+
+
+def _cut_by_gap(heard: np.ndarray, ref: np.ndarray, left: tuple[int, int], right: tuple[int, int], n: int,
+                min_score: float) -> bool:
+    """Whether the one piece between two found pieces `left` and `right` ((place in ref, lag) each, 2n apart
+    in `ref`) was heard cut by a gap: its first k samples right after `left`, the rest right before `right`.
+
+    Why: under load each stall of the live path splits the piece it falls in, which then matches nowhere
+    whole; a 2 s echo with two stalls read 89% of its pieces and failed the 90% rule although nothing was lost.
+    """
+    (a_at, a_lag), (b_at, b_lag) = left, right
+    if b_at - a_at != 2 * n or b_lag - a_lag < 2 * n:
+        return False
+    piece = ref[a_at + n:b_at].astype(np.float64)
+    after, before = a_lag + n, b_lag - n  # where the piece would lie heard whole after `left` / before `right`
+    if after < 0 or b_lag > heard.size or not np.any(piece):
+        return False
+    x = heard[after:after + n].astype(np.float64)  # x[:k] the first part, y[k:] the rest
+    y = heard[before:b_lag].astype(np.float64)
+    dot = np.concatenate([[0.0], np.cumsum(x * piece)]) + np.concatenate([np.cumsum((y * piece)[::-1])[::-1], [0.0]])
+    energy = np.concatenate([[0.0], np.cumsum(x * x)]) + np.concatenate([np.cumsum((y * y)[::-1])[::-1], [0.0]])
+    score = dot / np.sqrt(np.maximum(energy, 1e-12) * float(piece @ piece))
+    return bool(score.max() >= min_score)
 
 
 def _peak_window_energy(x: np.ndarray, m: int, block: int = 1 << 22) -> float:

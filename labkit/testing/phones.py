@@ -97,10 +97,18 @@ class Phone:
 
     def say(self, source: Any = None, *, text: str | None = None) -> float:
         """Speak into the call: `say(text="yes")` (synthesized, and the transcript for speech input) or a
-        WAV/MP3 path or bytes. Returns the seconds of speech queued."""
+        WAV/MP3 path or bytes. Returns the seconds of speech queued; `said_at` then says when it starts."""
         if isinstance(source, str) and text is None and not source.lower().endswith((".wav", ".mp3")):
             return self.remote.say(text=source)
         return self.remote.say(source, text=text)
+
+    @property
+    def said_at(self) -> float | None:
+        """The call second (as `call.time` and `call.heard` count) the last `say()` starts at, after speech
+        queued before it; None outside an answered call. Measure a reply's latency from here: `call.time`
+        read before `say()` also counts the request itself (at speed 5, 0.1-0.4 s of call time on a busy
+        machine)."""
+        return self.remote.said_at
 
     @property
     def heard(self) -> Recording:

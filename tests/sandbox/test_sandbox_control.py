@@ -294,7 +294,29 @@ def test_say_tells_how_much_speech_is_queued(sandbox, receiver, test_audio):
                  schema="Said").json()
     assert first["queued_seconds"] >= first["seconds"] - 0.1
     assert second["queued_seconds"] > first["seconds"]  # the second waits behind what is left of the first
+    assert first["starts_at"] is None  # the record NCCO has run out: no call to say it in yet
     api("POST", "/phones/447700900207/hangup")
+
+
+def test_say_tells_the_call_second_the_speech_starts_at(sandbox, receiver, test_audio):
+    """What a reply's latency counts from: the call second the phone starts speaking, after speech queued
+    before it, not the moment before the request (which costs call time of its own, more at speed > 1)."""
+    api = Control(sandbox)
+    receiver.answer_ncco = [{"action": "conversation", "name": "starts-at"}]
+    api("POST", "/phones", 201, json={"number": "447700900208", "answer_after": 0})
+    call = api("POST", "/phones/447700900208/dial", 201).json()
+    receiver.wait_for("answered", call["uuid"])
+    wav = test_audio["music.wav"].read_bytes()
+    before = api("GET", f"/calls/{call['uuid']}").json()["time"]
+    first = api("POST", "/phones/447700900208/say", data=wav, headers={"Content-Type": "audio/wav"},
+                schema="Said").json()
+    second = api("POST", "/phones/447700900208/say", data=wav, headers={"Content-Type": "audio/wav"},
+                 schema="Said").json()
+    after = api("GET", f"/calls/{call['uuid']}").json()["time"]
+    assert before - 0.021 <= first["starts_at"] <= after  # `time` counts a tick from its start, heard from its end
+    # the second starts where the first ends (to the 20 ms frame: the clock may tick between the two reads)
+    assert abs(second["starts_at"] - (first["starts_at"] + first["seconds"])) < 0.021
+    api("POST", "/phones/447700900208/hangup")
 
 
 def test_the_softphone_page_files_ship_with_the_package():

@@ -184,7 +184,7 @@ def say(p: Platform, number: str, *, text: str | None, audio: bytes | None) -> d
         raise InvalidInput('say needs {"text": "..."} or a WAV/MP3 body (Content-Type audio/wav or audio/mpeg)')
     seconds = phone.say(audio, text=text) if audio is not None else phone.say(text=text)
     # queued_seconds: how far behind live this speech runs (a live microphone keeps it small)
-    return {"seconds": seconds, "queued_seconds": phone.queued_seconds}
+    return {"seconds": seconds, "queued_seconds": phone.queued_seconds, "starts_at": phone.said_at}
 
 
 def press(p: Platform, number: str, body: Any) -> dict:

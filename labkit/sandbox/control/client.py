@@ -148,6 +148,7 @@ class RemotePhone:
     def __init__(self, sandbox: RemoteSandbox, number: str) -> None:
         self._sb = sandbox
         self.number = number
+        self.said_at: float | None = None  # the call second the last say() starts at (VirtualPhone.say)
 
     def _view(self) -> dict:
         return self._sb.request("GET", f"phones/{self.number}").json()
@@ -221,7 +222,7 @@ class RemotePhone:
         """Text, or audio (a path, WAV/MP3 bytes, a Recording, (samples, rate)) sent as WAV/MP3 bytes."""
         path = f"phones/{self.number}/say"
         if source is None:
-            return self._sb.request("POST", path, json={"text": text or ""}).json()["seconds"]
+            return self._said(self._sb.request("POST", path, json={"text": text or ""}).json())
         if isinstance(source, (str, Path)):
             data = Path(source).read_bytes()
         elif isinstance(source, (bytes, bytearray)):
@@ -230,8 +231,12 @@ class RemotePhone:
             data = _wav_bytes(source, rate)
         ctype = "audio/mpeg" if data[:3] == b"ID3" or data[:2] == b"\xff\xfb" else "audio/wav"
         params = {"text": text} if text else None
-        return self._sb.request("POST", path, data=data, params=params,
-                                headers={"Content-Type": ctype}).json()["seconds"]
+        return self._said(self._sb.request("POST", path, data=data, params=params,
+                                           headers={"Content-Type": ctype}).json())
+
+    def _said(self, answer: dict) -> float:
+        self.said_at = answer.get("starts_at")
+        return float(answer["seconds"])
 
     def heard_since(self, position: int = 0) -> Recording:
         r = self._sb.request("GET", f"phones/{self.number}/heard.wav", params={"since": int(position)})

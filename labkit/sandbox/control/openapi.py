@@ -111,7 +111,10 @@ SCHEMAS: dict[str, Any] = {
     "Said": {"type": "object", "required": ["seconds"], "properties": {
         "seconds": {"type": "number"},
         "queued_seconds": {"type": "number", "description": "speech queued and not yet spoken, this included "
-                                                            "(how far behind live a microphone runs)"}}},
+                                                            "(how far behind live a microphone runs)"},
+        "starts_at": {"type": ["number", "null"], "description": "the call second this speech starts at (as "
+                                                                 "the call's `time` and heard.wav count; null "
+                                                                 "outside an answered call)"}}},
     "Reset": {"type": "object", "required": ["reset", "cleared", "kept"], "properties": {
         "reset": {"const": True},
         "cleared": {"type": "array", "items": {"type": "string"}, "description": "what was forgotten"},

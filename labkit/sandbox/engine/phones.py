@@ -114,6 +114,7 @@ class VirtualPhone:
         self._state_cv = threading.Condition(self._lock)
         self.calls: list[SandboxCall] = []
         self.received_dtmf = ""
+        self.said_at: float | None = None  # see say()
 
     # ------------------------------------------------------------------ behaviour
 
@@ -231,10 +232,10 @@ class VirtualPhone:
     def say(self, source: Any = None, rate: int | None = None, *, text: str | None = None) -> float:
         """Queue audio the person speaks into the call; returns its length in seconds.
 
-        `source` is a path, file bytes, a Recording, `(samples, rate)`, or samples with `rate`
-        (default 16000). With only `text`, the phone speaks that text (synthesized); with `text` and a
-        source, `text` is what the sandbox's speech recognition will report for it (input type speech).
-        Speech is played in call time by the clock, after anything queued before it, while in a call.
+        `source` is a path, file bytes, a Recording, `(samples, rate)`, or samples with `rate` (default 16000).
+        With only `text`, the phone speaks that text (synthesized); with `text` and a source, `text` is what the
+        sandbox's speech recognition will report for it (input type speech). Played in call time after anything
+        queued before it; `said_at` becomes the call second it starts at (in the call's `heard`; None if no call).
         """
         if source is None and text is None:
             raise InvalidInput("say() needs audio (a file, bytes, samples) or text=")
@@ -255,16 +256,19 @@ class VirtualPhone:
                 if src_rate not in LEG_RATES:
                     src_rate = BUS_RATE
                 samples = load_audio(source, src_rate)
+            except InvalidInput:
+                raise
             except (AudioError, RuntimeError, ValueError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-                if isinstance(exc, InvalidInput):
-                    raise
                 raise InvalidInput(f"the audio for say() could not be decoded as WAV or MP3: {exc}"[:300]) from None
         if samples.size / src_rate + self.queued_seconds > MAX_QUEUED_SECONDS:
             raise InvalidInput(f"{samples.size / src_rate:.0f} s of audio would queue more than "
                                f"{MAX_QUEUED_SECONDS:g} s of speech on {self.number}")
         bus = upsample(np.asarray(samples, dtype=np.float32), BUS_RATE // src_rate)
         with self._lock:
+            ahead = sum(item[0].size - item[1] for item in self._speech) / BUS_RATE
             self._speech.append([bus, 0, text])
+            seg = self._segments.get(getattr(self._call, "uuid", "")) if self._state == "answered" else None
+            self.said_at = None if seg is None else (self._heard.length - seg[0]) / HEAR_RATE + ahead  # next tick
         return bus.size / BUS_RATE
 
     @property
