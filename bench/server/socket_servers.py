@@ -77,6 +77,9 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
         BenchSession._open_recorder = lambda self: nothing  # type: ignore[method-assign,assignment]
     sockets.SocketSession = BenchSession  # open_session looks the class up in its module at connect time
 
+    # The lab refuses connections past LABKIT_MAX_CONNECTIONS (500 by default: a server a tunnel makes public
+    # has limits); a user who records more calls raises it, and so does this benchmark for its levels.
+    os.environ.setdefault("LABKIT_MAX_CONNECTIONS", str(max(500, streams + 100)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     events = EventLog()
