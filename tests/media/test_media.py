@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import matplotlib
 import numpy as np
 import pytest
 import soundfile as sf
+from support.processes import kill_while_writing
 
 from labkit.errors import AudioError, InvalidInput, SocketError
 from labkit.media import audio, frames, plots
@@ -523,24 +523,7 @@ while True:
 
 def test_recording_survives_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "killed.wav"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env
-    )
-    last = -1
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            last = int(line)
-            if last >= 300:
-                break
-        os.kill(child.pid, signal.SIGKILL)  # while it keeps writing
-    finally:
-        child.kill()
-        child.wait(10)
-        if child.stdout:
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
+    last = kill_while_writing(CHILD, path, until=300)
     assert last >= 300
     samples, rate = read_wave(path)
     assert rate == 16000

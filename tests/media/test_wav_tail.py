@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from support.processes import kill_while_writing
 
 from labkit.media import wav_tail
 from labkit.media.recorder import WavRecorder
@@ -128,23 +127,8 @@ def test_a_killed_process_leaves_every_mapped_frame_it_wrote(tmp_path: Path) -> 
     """SIGKILL mid-recording (a Jupyter kernel killed mid-call): the pages stay with the kernel, and the
     file opens as a WAV with every frame up to the last one written, in order, padding and all."""
     path = tmp_path / "killed.wav"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True,
-                             cwd=REPO, env=env)
-    last = -1
-    try:
-        assert child.stdout is not None
-        for line in child.stdout:
-            last = int(line)
-            if last >= 1000:  # past the first window (64 KiB is ~102 frames) and its reservation
-                break
-        os.kill(child.pid, signal.SIGKILL)  # while it keeps writing
-    finally:
-        child.kill()
-        child.wait(10)
-        if child.stdout:
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL and last >= 1000
+    last = kill_while_writing(CHILD, path, until=1000)  # past the first window (~102 frames) and its reserve
+    assert last >= 1000
     firsts = _firsts(path, 320)
     assert firsts.size >= last + 1
     assert np.array_equal(firsts, np.arange(firsts.size) % 30000)

@@ -6,24 +6,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from support.audio_checks import assert_heard_in_order, without_silent_ticks
+from support.waiting import wait_until
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 ORIGIN = "http://127.0.0.1:8888"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class DirectPage:

@@ -6,25 +6,16 @@ through JupyterLab and chromium.)"""
 from __future__ import annotations
 
 import html
-import time
-from collections.abc import Callable
 
 import pytest
 from support.flaky_app import FlakyApp
+from support.waiting import wait_until
 
 from labkit.widgets.panel_history import HistoryView
 
 PHONE = "447700900471"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

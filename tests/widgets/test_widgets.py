@@ -13,19 +13,11 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 from support.audio_checks import assert_heard_in_order, without_silent_ticks
+from support.waiting import wait_until
 
 import labkit.errors
 from labkit.widgets import ControlPanel, LiveWaveform
 from labkit.widgets.waveform import png_bytes, render_waveform
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
