@@ -13,9 +13,14 @@ ahead of the data:
 
     RIFF <file-8> WAVE | fmt ... | data <D> <D bytes of samples> | JUNK <rest-8> <zeros ...>
 
-A frame is written in an order that never leaves a chunk header a reader would misread: the next
-``JUNK`` header first (inside the old padding), then the data size (which now covers the old padding's
-header and zeros), then the samples over them. Space is reserved a `WINDOW` at a time by writing zeros
+A frame is written so that the data size never counts a byte not yet copied (a process killed mid-copy
+must not leave a torn last frame counted as audio): the frame's samples after its first 8 bytes go first
+(inside the old padding, unread), then the next ``JUNK`` header after them, then the frame's first 8
+bytes over the old padding's header, and only then the data size. Between those last two stores a
+reader sees the data followed by a chunk header made of samples: `wave` stops at the data chunk and
+libsndfile skips it (tried with random and huge sizes), so the file still reads whole.
+
+Space is reserved a `WINDOW` at a time by writing zeros
 (`reserve`: a full disk is then an error from write(2), up front, never a SIGBUS on a store into a
 sparse page), and only that window of the file is mapped, so memory stays bounded per call. `finish()`
 drops the padding: a finished recording is the canonical 44-byte-header WAV.
@@ -87,10 +92,18 @@ class MappedTail:
         new_end = end + len(frame)
         if new_end + _PAD.size > self._limit and not self._reserve(new_end + _PAD.size):
             return False
-        window, base = self._map, self._base
-        _PAD.pack_into(window, new_end - base, b"JUNK", self.file_bytes - new_end - _PAD.size)
-        self.sizes[_DATA_WORD] = new_end - HEADER_BYTES
-        window[end - base:new_end - base] = frame
+        window, at = self._map, end - self._base
+        n = len(frame)
+        pad = self.file_bytes - new_end - _PAD.size
+        if n > _PAD.size:
+            view = memoryview(frame)
+            window[at + _PAD.size:at + n] = view[_PAD.size:]  # into the old padding: nothing reads it
+            _PAD.pack_into(window, at + n, b"JUNK", pad)
+            window[at:at + _PAD.size] = view[:_PAD.size]  # over the old padding's header
+        else:  # a frame no longer than a chunk header (never a 20 ms frame)
+            _PAD.pack_into(window, at + n, b"JUNK", pad)
+            window[at:at + n] = frame
+        self.sizes[_DATA_WORD] = new_end - HEADER_BYTES  # last: the frame is whole before it counts
         self.end = new_end
         return True
 
