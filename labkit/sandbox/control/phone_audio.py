@@ -102,6 +102,15 @@ class _Socket:
     def send_text(self, obj: dict) -> None:
         self.proto.send_text(json.dumps(obj).encode())
 
+    def refuse(self, code: int, reason: str) -> None:
+        """Close with `code`, once: several messages read in one go can each break a rule, and a second
+        close on a closing connection raises (it once ended this socket's thread without its close frame
+        reaching the page: the page saw the connection drop, not the 1008 and why)."""
+        from websockets.protocol import State
+
+        if self.proto.state is State.OPEN:
+            self.proto.send_close(code, reason)
+
     def on_message(self, opcode: Any, data: bytes) -> None:
         from websockets.frames import Opcode
 
@@ -111,13 +120,13 @@ class _Socket:
         cost = max(0.01, len(data) / 2 / HEAR_RATE) if opcode == Opcode.BINARY else 0.002  # 500 small texts a second
         self.tokens -= cost
         if self.tokens < 0:
-            self.proto.send_close(1008, "more voice than real time: send 20 ms of audio every 20 ms")
+            self.refuse(1008, "more voice than real time: send 20 ms of audio every 20 ms")
             return
         if opcode == Opcode.TEXT:
             try:
                 msg = json.loads(data)
             except ValueError:
-                self.proto.send_close(1007, "text messages are JSON")
+                self.refuse(1007, "text messages are JSON")
                 return
             if isinstance(msg, dict):
                 if isinstance(msg.get("listen"), bool):
@@ -128,7 +137,7 @@ class _Socket:
                     self.next_t = float(msg["t"])
             return
         if len(data) % 2:
-            self.proto.send_close(1007, "voice is 16-bit PCM: an even number of bytes")
+            self.refuse(1007, "voice is 16-bit PCM: an even number of bytes")
             return
         sent, self.next_t = self.next_t, None
         if self.phone.state != "answered" or not data:
@@ -140,6 +149,7 @@ class _Socket:
 
     def receive(self) -> None:
         from websockets.frames import Opcode
+        from websockets.protocol import State
 
         data = self.sock.recv(65536)
         if data:
@@ -147,13 +157,15 @@ class _Socket:
         else:
             self.proto.receive_eof()
         for frame in self.proto.events_received():
+            if self.proto.state is not State.OPEN:
+                break  # closing (a rule was broken, or the page said goodbye): the rest is not read
             if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
                 self.kind, self.parts = frame.opcode, []
             elif frame.opcode != Opcode.CONT:
                 continue  # ping, pong and close: the protocol answers them
             self.parts.append(frame.data)
             if sum(len(x) for x in self.parts) > MAX_MESSAGE_BYTES:
-                self.proto.send_close(1009, f"a message is at most {MAX_MESSAGE_BYTES} bytes")
+                self.refuse(1009, f"a message is at most {MAX_MESSAGE_BYTES} bytes")
                 return
             if frame.fin and self.kind is not None:
                 self.on_message(self.kind, b"".join(self.parts))
