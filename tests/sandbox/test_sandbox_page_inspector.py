@@ -59,7 +59,9 @@ def test_the_page_shows_why_the_app_failed_and_lists_every_call(tmp_path):
                     expect(error).to_contain_text(expected[mode], timeout=1500)  # within a second or so
                     expect(trace).to_contain_text("the call to the app ended: ")  # as the sandbox ended it
                     expect(trace).not_to_contain_text("calling the application")
-                    expect(card.locator(".labkit-call")).to_have_count(n)  # the history: one row per call
+                    # the history: one row per call (no time bound asked; the page's poll under two CPU-bound
+                    # processes once took longer than Playwright's default 5 s)
+                    expect(card.locator(".labkit-call")).to_have_count(n, timeout=20_000)
                     page.screenshot(path=str(ARTIFACTS / f"sandbox-page-inspector-{mode}.png"), full_page=True)
                 # the newest call, opened: its exchange with the app, in order
                 newest = card.locator(".labkit-call").first

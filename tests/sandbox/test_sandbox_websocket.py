@@ -87,8 +87,10 @@ def test_audio_from_the_app_is_heard_with_clear_and_notify(sandbox, receiver, ws
     assert reply == {"event": "websocket:notify", "payload": {"step": "greeting done"}}
     played = phone.position - mark
     # answered only once the queued audio had played (the notify goes out in the tick that takes the last
-    # frame, which the phone's count may show a tick or two later: seen 1.98 s under load)
-    assert 2.0 * 16000 - 2 * 320 <= played < 2.6 * 16000
+    # frame, which the phone's count may show a tick or two later: seen 1.98 s under load). The upper bound
+    # only says it was not held back for long: the test reads the phone's position after the reply reached
+    # it, which a loaded machine delayed to 3.92 s once.
+    assert 2.0 * 16000 - 2 * 320 <= played < 5.0 * 16000
     heard = phone.heard_since(mark).samples
     assert band_power(heard[: 2 * 16000], 600) > 0.9
 
