@@ -3,11 +3,11 @@ and why a call went wrong in the same sentences as the sandbox page, in sandbox 
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
 from support.flaky_app import FlakyApp
+from support.waiting import wait_until
 
 from labkit.events import EventLog
 from labkit.lab.calls import Call
@@ -26,14 +26,6 @@ def app():
         flaky.stop()
 
 
-def _until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def _call(lab, url: str) -> Call:
@@ -68,7 +60,7 @@ def test_each_way_an_app_fails_reads_as_the_pages_sentence(fresh, app):
         else:
             app.mode = mode
         call = _call(fresh, url)
-        said[mode] = _until(lambda call=call: problem_of(call))
+        said[mode] = wait_until(lambda call=call: problem_of(call))
         call.wait_for("completed")
     # An app that is down: the platform falls back to the application's (the lab's) answer URL. An app that
     # answers 500 gave its answer: no fallback on Vonage ([WH], [SUP-NCCO]), the call fails.
@@ -84,7 +76,7 @@ def test_a_calls_exchange_lists_webhooks_scripts_and_actions_in_order(fresh, app
     app.mode = "bad"
     call = _call(fresh, f"{app.url}/answer")
     call.wait_for("completed")
-    _until(lambda: all("waiting for" not in s.title for s in exchange(call)))
+    wait_until(lambda: all("waiting for" not in s.title for s in exchange(call)))
     steps = exchange(call)
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     answer = next(s for s in steps if s.title.startswith(f"answer GET {app.url}/answer"))
