@@ -8,15 +8,36 @@ to point the Python SDK, the Node SDK and curl at it, and where the control API 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import select
 import signal
-import time
+import socket
 from typing import Any
 
 
 def _wait_until_interrupted() -> None:
-    """Block until Ctrl-C (or SIGTERM); sleeping in a loop keeps it interruptible on every platform."""
-    while True:
-        time.sleep(3600)
+    """Block until Ctrl-C or SIGTERM raises KeyboardInterrupt here, in the main thread.
+
+    Why not one long sleep: the kernel hands a signal sent to the process to any of its threads that
+    does not block it (signal(7)); Python runs its handlers only in the main thread, and only wakes it
+    when the signal interrupted that thread. A SIGTERM taken by the server's or the clock's thread left
+    `time.sleep(3600)` asleep, and the sandbox running, for an hour (seen once in CI, and reproduced
+    with tgkill on the clock thread). The signal module's wake-up fd is written by whichever thread
+    takes the signal, so the main thread wakes at once; the 1 s timeout is a second guard.
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while True:  # the handler raises once this thread runs Python again, after select returns
+            select.select([reader], [], [], 1.0)
+            with contextlib.suppress(BlockingIOError):
+                reader.recv(512)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:

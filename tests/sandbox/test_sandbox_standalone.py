@@ -279,3 +279,29 @@ def test_the_node_sdk_over_plain_http(tmp_path_factory, app, node_sdk):
     finally:
         out = sb.stop()
     assert "Sandbox stopped." in out
+
+
+def test_a_stop_signal_taken_by_any_thread_stops_the_sandbox(tmp_path):
+    """The kernel gives a signal sent to a process to any thread that takes it (signal(7)); Python runs the
+    handler only in the main thread. SIGTERM is sent here to each of the sandbox's other threads in turn
+    (tgkill), as the kernel chose once in CI, where `labkit sandbox` then slept on for an hour."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "tgkill"):
+        pytest.skip("no tgkill(2) here (Linux with glibc 2.30 or later)")
+    for index in range(2):  # one run per thread would be slow: the newest and the oldest non-main thread
+        sb = SandboxProcess(tmp_path / "home", speed=SPEED)
+        pid = sb.proc.pid
+        others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+        assert others, "the sandbox runs its server and clock on threads"
+        target = others[-1 if index else 0]
+        assert libc.tgkill(pid, target, signal.SIGTERM) == 0, ctypes.get_errno()
+        try:
+            sb.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            sb.proc.kill()
+            sb.proc.wait(5)
+            pytest.fail(f"SIGTERM taken by thread {target} did not stop the sandbox within 10 s")
+        assert sb.proc.returncode == 0
