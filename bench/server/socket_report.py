@@ -30,6 +30,15 @@ def _median(results: list[Any], attr: str) -> float:
     return float(median(values)) if values else float("nan")
 
 
+def _paired(mine: list[Any], bare: list[Any]) -> str:
+    """Each round's own ratio (runs seconds apart share the machine's state), as the median and range: on a
+    shared machine the medians of the two columns can drift apart with the load, the pairs much less."""
+    ratios = sorted(a.us_per_frame / b.us_per_frame for a, b in zip(mine, bare, strict=False) if b.us_per_frame)
+    if not ratios:
+        return ""
+    return f" (paired {median(ratios):.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}])"
+
+
 def table(runs: dict[str, dict], kinds: list[str], pace_seconds: float, cost_level: int) -> str:
     lines = ["", f"condition | server   | streams held | us/frame (median @{cost_level}) | p99 ms (median) | lost "
                  "| vs bare: held, us/frame, p99",
@@ -46,11 +55,15 @@ def table(runs: dict[str, dict], kinds: list[str], pace_seconds: float, cost_lev
             spread = (f" [{min(r.us_per_frame for r in costs[k]):.0f}-{max(r.us_per_frame for r in costs[k]):.0f}]"
                       if costs[k] else "")
             lost = sum(r.lost for r in costs[k]) + sum(r.lost for r in results[k])
-            vs = "(baseline)" if k == "bare" else f"{_ratio(n, bare_n)}, {_ratio(us, bare_us)}, {_ratio(p99, bare_p99)}"
+            paired = _paired(costs[k], costs.get("bare", []))
+            vs = ("(baseline)" if k == "bare"
+                  else f"{_ratio(n, bare_n)}, {_ratio(us, bare_us)}, {_ratio(p99, bare_p99)}{paired}")
             lines.append(f"{condition:<9} | {k:<8} | {shown:>12} | {f'{us:.1f}{spread}':>24} | {p99:>15.2f} | "
                          f"{lost:>4} | {vs}")
     lines.append("(>=N: passed the highest level tried; * the client could not keep pace above it; us/frame and "
-                 "p99: medians of the interleaved cost rounds [min-max]; lost: sent, not in the files, all runs)")
+                 "p99: medians of the interleaved cost rounds [min-max]; paired: the median [min-max] of each round's "
+                 "own us/frame ratio, the server's run against bare's run next to it; lost: sent, not in the files, "
+                 "all runs)")
     lines += ["", f"pacing over {pace_seconds:g} s | sender              | drift ms | jitter p99 ms | max gap ms | "
                   "stalls | resyncs"]
     names = {"lab": "lab PacedSender", "lab_old_rule": "lab, old rule", "asyncio": "asyncio deadline"}

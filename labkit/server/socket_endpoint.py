@@ -3,6 +3,8 @@
 The checks a public endpoint needs come before the upgrade is accepted (Host, the socket token), then
 the platform's first message must be `websocket:connected` with a content type we can record; after
 that each binary message is a 20 ms frame for the session's recorder, each text message an event.
+Frames skip the ASGI queue once it is empty: the lab's uvicorn protocol hands each one to the session
+as it is parsed (labkit.server.limits, `take_frames`: no task switch per frame).
 Size caps and ping timeouts are uvicorn's (`ws_max_size`, `ws_ping_interval/timeout`, set by the runner).
 """
 
@@ -69,6 +71,10 @@ async def serve(hub, scope: dict[str, Any], receive, send, limits: Limits, refus
     session = hub.open_session(link, rate, extra, loop=asyncio.get_running_loop(), send=send,
                                transport=CURRENT_TRANSPORT.get(), send_timeout=limits.send_timeout)
     session._event({"event": protocol.CONNECTED, "content-type": hello.get("content-type"), **extra})
+    transport = CURRENT_TRANSPORT.get()
+    protocol_ = transport.get_protocol() if transport is not None else None
+    take_frames = getattr(protocol_, "take_frames", None)  # the lab's uvicorn protocol (limits.py)
+    direct = session.frames_direct = take_frames is not None and take_frames(session.on_frame)
     try:
         while True:
             message = await receive()
@@ -80,5 +86,10 @@ async def serve(hub, scope: dict[str, Any], receive, send, limits: Limits, refus
                 session.on_frame(data)
             elif message.get("text") is not None:
                 session.on_text(message["text"])
+            if not direct and take_frames is not None:
+                direct = take_frames(session.on_frame)  # once what was queued before is read: in order
+                session.frames_direct = direct
     finally:
+        if direct:
+            protocol_.frame_sink = None
         session._finish()

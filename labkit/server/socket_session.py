@@ -72,6 +72,7 @@ class SocketSession:
         self.recording_error: str | None = None  # why the recording stopped early, if it did
         self._pacer = None
         self._frame_listeners: list = []
+        self.frames_direct = False  # frames come straight from the protocol, not the ASGI queue (socket_endpoint)
 
     # -- identity ------------------------------------------------------------------------------
     @property

@@ -89,6 +89,36 @@ def test_recording_holds_every_frame_sent(hub, rate):
     assert connected.payload["caller"] == "447700900001" and connected.uuid == "call-1"
 
 
+def test_a_burst_sent_with_the_hello_keeps_its_order_when_frames_skip_the_asgi_queue(hub):
+    """The hello and the first second of frames leave the client in one go, so the server parses many of
+    them in one read: those are queued as ASGI messages, and only once the endpoint has read them do frames
+    go straight from the protocol to the session (limits.py `take_frames`). Every frame must be in the
+    file once and in order, and a DTMF text message sent between frames must still arrive."""
+    rate = 16000
+    audio = speech_like(3.0, rate)
+    frames = to_frames(audio, rate)
+    hub.bind_links([{"action": "connect", "endpoint": [{"uri": hub.url(hub.base, "L1")}]}], "call-1")
+    ws = connect(hub.url(hub.base, "L1"))
+    with ws.send_context():  # websockets' documented way to write several messages at once
+        ws.protocol.send_text(protocol.connected(content_type(rate), {"caller": "447700900001"}).encode())
+        for frame in frames[:50]:
+            ws.protocol.send_binary(frame)
+        ws.socket.sendall(b"".join(ws.protocol.data_to_send()))  # one write: the server reads it in one go
+    for frame in frames[50:100]:
+        ws.send(frame)
+    ws.send(protocol.dtmf("7"))
+    for frame in frames[100:]:
+        ws.send(frame)
+    session = hub.session_for("call-1", timeout=5)
+    ws.close()
+    wait_closed(hub)
+    rec = hub.recordings()[0]
+    assert rec.frames_received == len(frames) and rec.frames_malformed == 0
+    np.testing.assert_array_equal(rec.samples, audio[: len(frames) * (rate // 50)])
+    assert [e.payload["digit"] for e in hub.events if e.status == protocol.DTMF] == ["7"]
+    assert session.frames_direct, "frames still went through the ASGI queue"
+
+
 def test_wrong_size_frames_counted_never_written(hub):
     ws = open_socket(hub, 16000)
     good = to_frames(speech_like(0.2, 16000), 16000)
