@@ -73,6 +73,8 @@ WHAT = {
     "aiohttp": "aiohttp = aiohttp.web WebSocketResponse on the {loop} loop: the same handler as bare",
     "lab-norec": "lab-norec = the lab with recording off (no file): lab minus lab-norec is what recording costs",
     "lab-write": "lab-write = the lab writing each frame with os.write instead of through the map of the WAV's end",
+    "lab-queue": "lab-queue = the lab taking each frame through uvicorn's ASGI queue (a task switch per frame), as "
+                 "before its protocol handed frames straight to the session",
 }
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
 HEAD = struct.Struct("<dq")  # send time (monotonic seconds), sequence number
-SERVERS = ("lab", "bare", "aiohttp", "lab-norec", "lab-write")
+SERVERS = ("lab", "bare", "aiohttp", "lab-norec", "lab-write", "lab-queue")
 # lab-norec: the lab with recording off, to see its cost; lab-write: the lab writing each frame with os.write
-# instead of through the map of the WAV's end (labkit.media.wav_tail), to see what the map saves
+# instead of through the map of the WAV's end (labkit.media.wav_tail), to see what the map saves; lab-queue: the
+# lab taking every frame through uvicorn's ASGI queue, as before the protocol handed frames over (take_frames)
 
 
 def frame_latency(frame: bytes) -> float:
@@ -65,6 +66,19 @@ def serve_lab(streams: int, folder: Path, out: Path) -> None:
 
         plain = recorder.WavRecorder.__init__
         recorder.WavRecorder.__init__ = lambda self, *a, **k: plain(self, *a, **{**k, "map_header": False})
+    if os.environ.get("BENCH_LAB_DIRECT") == "0":  # lab-queue
+        import labkit.server.runner as runner_module
+
+        made = runner_module.websocket_protocol
+
+        def queued_protocol() -> type:
+            class Queued(made()):  # type: ignore[misc,valid-type]
+                def take_frames(self, sink) -> bool:
+                    return False
+
+            return Queued
+
+        runner_module.websocket_protocol = queued_protocol
     if not record:  # lab-norec: what the lab costs without its recorder (no file is made)
         class NoRecorder:
             def append_frame(self, frame: bytes) -> None:
@@ -255,7 +269,9 @@ def serve(kind: str, streams: int, folder: Path, out: Path) -> None:
         os.environ["BENCH_LAB_RECORD"] = "0"
     if kind == "lab-write":
         os.environ["BENCH_LAB_MAP_DATA"] = "0"
+    if kind == "lab-queue":
+        os.environ["BENCH_LAB_DIRECT"] = "0"
     (folder.parent / "ready").mkdir(exist_ok=True)  # before any URL is printed: the load generator waits there
-    run = {"lab": serve_lab, "lab-norec": serve_lab, "lab-write": serve_lab, "bare": serve_bare,
+    run = {"lab": serve_lab, "lab-norec": serve_lab, "lab-write": serve_lab, "lab-queue": serve_lab, "bare": serve_bare,
            "aiohttp": serve_aiohttp}[kind]
     run(streams, folder, out)

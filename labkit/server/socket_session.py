@@ -36,7 +36,8 @@ class SocketSession:
     """One live WebSocket: records what arrives, sends what you play, forwards key presses.
 
     Frames arrive on the server's event loop, which appends each to the WAV as it comes while the disk
-    keeps up (else queues it for the hub's writer thread); the listener thread runs frame listeners
+    keeps up (else queues it for the hub's writer thread); the first one goes to the writer thread, which
+    makes the file and hands the call back. The listener thread runs frame listeners
     (labkit.server.socket_workers says why).
     """
 
@@ -99,19 +100,18 @@ class SocketSession:
         self.frames_received += 1
         self._has_audio = True
         workers = self.hub.workers
-        if workers.direct and not self._tracked:
+        recorder = self._recorder
+        if recorder is not None and workers.direct and not self._tracked:
             # The disk keeps up: append it here, as a bare server would (a copy through a map of the file's
             # end: no thread, no GIL hand-off); writes that block move every call's recording to the writer
-            # thread.
-            recorder = self._recorder
-            if recorder is None:  # the first frame creates the file: not a write to time
-                self._open_recorder().append_frame(frame)
-            else:
-                started = perf_counter()
-                recorder.append_frame(frame)
-                took = perf_counter() - started
-                if took > SLOW_WRITE:
-                    workers.wrote(took)
+            # thread. The first frame goes to the writer thread, which makes the file and hands the call
+            # back (`_back_on_loop`): making it (open, header, maps, the first reservation) took 0.2-0.4 ms,
+            # and 100 calls starting together held the loop for 30-100 ms, late frames for every call.
+            started = perf_counter()
+            recorder.append_frame(frame)
+            took = perf_counter() - started
+            if took > SLOW_WRITE:
+                workers.wrote(took)  # a slow disk: every call's recording moves to the writer thread
             if self.echoing:
                 self.pacer.echo(frame)
             if self._frame_listeners:
@@ -147,7 +147,40 @@ class SocketSession:
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""
         recorder = self._recorder or self._open_recorder()
-        recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
+        if self.hub.workers.direct:  # the call goes back to the loop next: keep the file's map
+            for frame in frames:
+                recorder.append_frame(frame)
+        else:
+            recorder.append_frames(frames)  # whole frames only: on_frame checked each one's size
+
+    def _hand_back(self) -> bool:
+        """On the writer thread, after it wrote this call's frames: give the call back to the loop once its
+        file exists and the disk keeps up (False: the writer keeps it)."""
+        if self._recorder is None or self.ended_at is not None or not self.hub.workers.direct:
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self._back_on_loop)
+        except RuntimeError:  # the loop is closed: the writer finishes the call
+            return False
+        return True
+
+    def _back_on_loop(self) -> None:
+        """On the loop: the writer let go of this call; write what it queued meanwhile, in order, then take
+        every next frame here. An end that came first was handed to the writer, which closes the file."""
+        if self.ended_at is not None or not self._tracked:
+            return
+        pending, recorder, workers = self._pending, self._recorder, self.hub.workers
+        n = len(pending)
+        for _ in range(n):
+            started = perf_counter()
+            recorder.append_frame(pending.popleft())
+            took = perf_counter() - started
+            if took > SLOW_WRITE:
+                workers.wrote(took)
+        workers.writer.queued_bytes -= n * self.frame_size  # admitted, never the writer's to write
+        self._tracked = not workers.direct
+        if self._tracked:  # these writes were slow: recording moved to the writer thread, this call with it
+            workers.writer.track(self)
 
     def _open_recorder(self) -> WavRecorder:
         """Create the call's WAV (with its first frame: an empty connection leaves no file)."""

@@ -172,6 +172,9 @@ class RecordingWriter:
                 except Exception:  # noqa: BLE001 - one call's failure must not cost the others their frames
                     log.exception("labkit-socket-writer: unexpected error")
                 self.written_bytes += n * session.frame_size  # only whole frames are queued
+            if not ending and session._hand_back():  # its file exists: the loop writes it again
+                del sessions[session]
+                continue
             if ending and not pending:
                 del sessions[session]
                 try:

@@ -121,3 +121,38 @@ def test_a_slow_disk_moves_recording_off_the_loop_and_keeps_every_frame_in_order
     assert np.array_equal(read_header_and_frames(session.path), np.arange(40))
     moved = [e for e in hub.events if e.status == "recording-on-writer-thread"]
     assert len(moved) == 1 and "slow disk" in moved[0].payload["reason"]
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_the_file_is_made_off_the_loop_and_the_call_comes_back_to_it(hub, monkeypatch, burst):
+    """The first frame goes to the writer thread, which makes the WAV (0.2-0.4 ms each, which for many calls
+    starting at once held the loop) and gives the call back to the loop; frames that arrived meanwhile (a
+    burst of 150 sent at once) are written in order, and the rest through the loop's map of the file."""
+    made_on: list[str] = []
+    open_recorder = socket_session.SocketSession._open_recorder
+
+    def noting(self):
+        made_on.append(threading.current_thread().name)
+        return open_recorder(self)
+
+    monkeypatch.setattr(socket_session.SocketSession, "_open_recorder", noting)
+    ws = connect(hub.url(hub.base, "H"))
+    ws.send(protocol.connected(content_type(16000)))
+    wait_until(lambda: hub.sessions)
+    session = hub.sessions[0]
+    for i in range(150):
+        ws.send(numbered(i))
+        if not burst:
+            time.sleep(0.002)
+    wait_until(lambda: session.frames_written == 150)
+    assert made_on == ["labkit-socket-writer"]
+    wait_until(lambda: not session._tracked)  # back on the loop
+    for i in range(150, 200):
+        ws.send(numbered(i))
+    wait_until(lambda: session.frames_written == 200)
+    assert not session._tracked and hub.workers.direct and hub.workers.writer.backlog_bytes == 0
+    assert session._recorder._tail is not None  # still the map: the writer thread did not leave it
+    assert np.array_equal(read_header_and_frames(session.path), np.arange(200))
+    ws.close()
+    wait_until(lambda: session.closed.is_set())
+    assert np.array_equal(read_header_and_frames(session.path), np.arange(200))
