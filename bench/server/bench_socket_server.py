@@ -11,9 +11,10 @@ for the whole condition), for each level N (default 100, 200, 300, 400, 600, 800
 from /proc/<pid>/stat (utime + stime); servers in bench/server/socket_servers.py:
 
 * **lab**: the real ``SocketHub`` behind ``create_app`` on ``ServerRunner`` (uvicorn, ``/socket`` a native
-  ASGI handler), recording every call to its own crash-safe WAV (frames copied through a map of the
-  file's end, labkit.media.wav_tail; ``lab-write`` writes them with os.write instead, ``lab-norec`` not at
-  all). The only addition, made in the
+  ASGI handler whose binary messages uvicorn's protocol hands straight to the session), recording every
+  call to its own crash-safe WAV (frames copied through a map of the file's end, labkit.media.wav_tail;
+  ``lab-write`` writes them with os.write instead, ``lab-norec`` not at all, ``lab-queue`` takes every frame
+  through the ASGI queue). The only addition, made in the
   subprocess, is a ``SocketSession.on_frame`` override noting the frame's latency once it is queued for
   the hub's writer thread (the WAVs are read afterwards with ``wave``, which trusts the header, and every
   frame must be there in order).
@@ -66,8 +67,10 @@ CLIENT_LATE_LIMIT_MS = 20.0  # client lateness p99 above one frame period: the l
 WHAT = {
     "lab": "lab = labkit SocketHub on create_app/ServerRunner (uvicorn, one {loop} event loop), a crash-safe WAV "
            "per call (each frame copied on the loop through a shared map of the file's end, space reserved 64 KiB "
-           "ahead, the header's sizes patched in the map after each; the writer thread takes over if the disk "
-           "is slow); latency noted once written",
+           "ahead, the header's sizes patched in the map after each; frames handed from uvicorn's protocol "
+           "straight to the session; the file made by the writer thread with the first frame, which then hands "
+           "the call back to the loop; the writer thread takes over if the disk is slow); latency noted once "
+           "written or queued",
     "bare": "bare = websockets.asyncio.server on the {loop} loop: per binary message one unbuffered write() of "
             "the 640 bytes to a raw .pcm file + a latency note; no WAV header, no threads",
     "aiohttp": "aiohttp = aiohttp.web WebSocketResponse on the {loop} loop: the same handler as bare",
