@@ -106,7 +106,7 @@ class SocketSession:
             # end: no thread, no GIL hand-off); writes that block move every call's recording to the writer
             # thread. The first frame goes to the writer thread, which makes the file and hands the call
             # back (`_back_on_loop`): making it (open, header, maps, the first reservation) took 0.2-0.4 ms,
-            # and 100 calls starting together held the loop for 30-100 ms, late frames for every call.
+            # and 100 calls starting together held the loop for 30-170 ms, late frames for every call.
             started = perf_counter()
             recorder.append_frame(frame)
             took = perf_counter() - started
@@ -141,8 +141,9 @@ class SocketSession:
                          "many calls."})
 
     def _write_frames(self, frames: list[bytes] | tuple[bytes, ...]) -> None:
-        """On the loop (the disk keeps up) or the writer thread: append frames in one write (the WAV is
-        created with the first one).
+        """On the writer thread: append frames, making the WAV with the first one. While the disk keeps up
+        (the call goes back to the loop next) each frame goes through the file's map; after a slow disk, in
+        one write per tick.
 
         The recorder never raises on a full disk or an unwritable folder: it keeps a valid WAV of what
         was written and calls `_recording_stopped` once, and the call goes on."""

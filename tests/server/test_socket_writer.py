@@ -48,11 +48,16 @@ def wait_until(predicate, timeout=5.0):
         time.sleep(0.002)
 
 
-def test_every_tick_leaves_a_valid_wav_with_every_frame_in_order(hub):
-    ws = connect(hub.url(hub.base, "T"))
+def open_call(hub, link: str):
+    """A platform-side socket that said websocket:connected, and the hub's session for it."""
+    ws = connect(hub.url(hub.base, link))
     ws.send(protocol.connected(content_type(16000)))
     wait_until(lambda: hub.sessions)
-    session = hub.sessions[0]
+    return ws, hub.sessions[0]
+
+
+def test_every_tick_leaves_a_valid_wav_with_every_frame_in_order(hub):
+    ws, session = open_call(hub, "T")
     sent = 0
     for burst in (1, 1, 4, 2, 9, 1, 30):
         for _ in range(burst):
@@ -76,10 +81,7 @@ def test_a_writer_that_falls_behind_says_so_and_counts_what_it_sheds(hub, monkey
     writer.max_backlog_bytes = 10 * 640
     monkeypatch.setattr(workers, "BEHIND_SECONDS", 0.1)  # 5 frames of one call waiting: behind
     release = threading.Event()
-    ws = connect(hub.url(hub.base, "S"))
-    ws.send(protocol.connected(content_type(16000)))
-    wait_until(lambda: hub.sessions)
-    session = hub.sessions[0]
+    ws, session = open_call(hub, "S")
     real = session._write_frames
     session._write_frames = lambda frames: (release.wait(10), real(frames))  # a disk that stopped answering
     ws.send(numbered(0))
@@ -107,10 +109,7 @@ def test_a_slow_disk_moves_recording_off_the_loop_and_keeps_every_frame_in_order
     monkeypatch.setattr(workers, "SLOW_WRITE", -1.0)  # every write counts as slow
     monkeypatch.setattr(socket_session, "SLOW_WRITE", -1.0)
     assert hub.workers.direct
-    ws = connect(hub.url(hub.base, "D"))
-    ws.send(protocol.connected(content_type(16000)))
-    wait_until(lambda: hub.sessions)
-    session = hub.sessions[0]
+    ws, session = open_call(hub, "D")
     for i in range(40):
         ws.send(numbered(i))
     wait_until(lambda: session.frames_written == 40)
@@ -136,10 +135,7 @@ def test_the_file_is_made_off_the_loop_and_the_call_comes_back_to_it(hub, monkey
         return open_recorder(self)
 
     monkeypatch.setattr(socket_session.SocketSession, "_open_recorder", noting)
-    ws = connect(hub.url(hub.base, "H"))
-    ws.send(protocol.connected(content_type(16000)))
-    wait_until(lambda: hub.sessions)
-    session = hub.sessions[0]
+    ws, session = open_call(hub, "H")
     for i in range(150):
         ws.send(numbered(i))
         if not burst:
