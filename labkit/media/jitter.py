@@ -77,13 +77,21 @@ class LiveVoice:
     arrives, with the page's send time (epoch ms) for the delay figures. When the call has run dry, a
     cushion of silence as long as the measured jitter goes first (in whole `granule` seconds: a paced
     sender pads a partial frame), so the next pieces arrive before they are due.
+
+    An empty queue is not a dry call: a piece on time finds nothing waiting whenever the call's tick took
+    the last one just before it. `short_ticks()`, where the call can count them (a virtual phone's ticks
+    that found less than a frame), says whether it really ran dry since the last piece; without it an
+    empty queue is taken as dry, which may put in a cushion the call did not need (a paced sender, whose
+    queue of whole frames then holds it).
     """
 
     def __init__(self, sink: Callable[[np.ndarray, int], Any], queued: Callable[[], float], *,
-                 granule: float = 0.0) -> None:
+                 granule: float = 0.0, short_ticks: Callable[[], int] | None = None) -> None:
         self.sink = sink
         self.queued = queued
         self.granule = granule
+        self.short_ticks = short_ticks
+        self._short_seen: int | None = None  # short_ticks() once the last piece was queued
         self.max_queue: float | None = None  # seconds: a fixed drop limit instead of the measured one (tests)
         self.jitter = ArrivalJitter()
         self.frames = 0  # 20 ms frames handed to the call
@@ -132,15 +140,23 @@ class LiveVoice:
             self.trimmed += cut / rate
             if not samples.size:
                 return
-        if ahead < 0.001 and cushion > 0:
+        if ahead < 0.001 and cushion > 0 and self._ran_dry():
             silence = np.zeros(int(round(cushion * rate)), dtype=np.int16)
             self.sink(silence, rate)
             self.cushions += 1
             ahead = silence.size / rate
         self.sink(samples, rate)
+        if self.short_ticks is not None:
+            self._short_seen = self.short_ticks()
         self.frames += samples.size // frame
         wire = max(0.0, arrived - sent_ms) if isinstance(sent_ms, (int, float)) else 0.0
         self._parts.append((samples.size / rate * 500, wire, ahead * 1000, FRAME_SECONDS * 500))
+
+    def _ran_dry(self) -> bool:
+        """Whether the call played less than the voice since the last piece went in (see the class)."""
+        if self.short_ticks is None or self._short_seen is None:
+            return True
+        return self.short_ticks() != self._short_seen
 
     def restart(self) -> None:
         """The audio's way in changed (a page's socket opened or closed): its jitter, which sizes the cushion,

@@ -173,7 +173,8 @@ class CallAudio(anywidget.AnyWidget):
                 self.rate = HEAR_RATE
                 self.source = f"what {phone.number} hears (you are that phone)" + self._speed_note()
                 self._stop_feed = phone.add_listener(self._on_frame)
-                self.voice = LiveVoice(lambda x, rate: phone.say(x, rate), lambda: phone.queued_seconds)
+                self.voice = LiveVoice(lambda x, rate: phone.say(x, rate), lambda: phone.queued_seconds,
+                                       short_ticks=lambda: phone.short_ticks)
                 self.voice.max_queue = self.max_mic_queue
                 return
             self.source = "nothing: this call has no WebSocket to hear (add ncco.websocket(lab))"

@@ -75,7 +75,8 @@ class _Socket:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.voice = LiveVoice(lambda samples, rate: phone.say(samples, rate), lambda: phone.queued_seconds)
+        self.voice = LiveVoice(lambda samples, rate: phone.say(samples, rate), lambda: phone.queued_seconds,
+                               short_ticks=lambda: phone.short_ticks)
         self.pieces = 0  # pieces of voice received
         self.next_t: float | None = None
         self.tokens = 1.0  # seconds of voice that may arrive now (refills at RATE_FACTOR x real time)

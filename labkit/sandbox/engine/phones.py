@@ -115,6 +115,7 @@ class VirtualPhone:
         self.calls: list[SandboxCall] = []
         self.received_dtmf = ""
         self.said_at: float | None = None  # see say()
+        self.short_ticks = 0  # call ticks that found less than 20 ms of speech queued (a live voice ran dry)
 
     # ------------------------------------------------------------------ behaviour
 
@@ -339,34 +340,30 @@ class VirtualPhone:
     # ------------------------------------------------------------------ clock side (under the platform lock)
 
     def pull48(self) -> np.ndarray | None:
-        """The next 20 ms of this phone's speech on the 48 kHz bus, or None when it is silent."""
+        """The next 20 ms of this phone's speech on the 48 kHz bus, or None when it is silent. A tick that
+        finds less than a frame is counted (`short_ticks`): a live voice tells a dry call by it."""
         if not self._speech:
+            self.short_ticks += 1
             return None
         done_texts: list[str] = []
+        out, filled = None, 0
         with self._lock:
-            item = self._speech[0]
-            samples, pos = item[0], item[1]
-            if pos + BUS_FRAME <= samples.size:
-                out = samples[pos:pos + BUS_FRAME]
-                item[1] = pos + BUS_FRAME
+            while filled < BUS_FRAME and self._speech:
+                item = self._speech[0]
+                samples, pos = item[0], item[1]
+                take = min(BUS_FRAME - filled, samples.size - pos)
+                if take == BUS_FRAME:  # the whole frame from one piece: a view, no copy
+                    out = samples[pos:pos + take]
+                else:
+                    out = np.zeros(BUS_FRAME, dtype=np.float32) if out is None else out
+                    out[filled:filled + take] = samples[pos:pos + take]
+                filled += take
+                item[1] = pos + take
                 if item[1] >= samples.size:
                     self._speech.popleft()
                     if item[2]:
                         done_texts.append(item[2])
-            else:
-                out = np.zeros(BUS_FRAME, dtype=np.float32)
-                filled = 0
-                while filled < BUS_FRAME and self._speech:
-                    item = self._speech[0]
-                    samples, pos = item[0], item[1]
-                    take = min(BUS_FRAME - filled, samples.size - pos)
-                    out[filled:filled + take] = samples[pos:pos + take]
-                    filled += take
-                    item[1] = pos + take
-                    if item[1] >= samples.size:
-                        self._speech.popleft()
-                        if item[2]:
-                            done_texts.append(item[2])
+            self.short_ticks += filled < BUS_FRAME
         call = self._call
         if done_texts and call is not None:
             for text in done_texts:
