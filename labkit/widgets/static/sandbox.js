@@ -166,7 +166,8 @@ async function checkEnded(c, uuid) {
   if (call.status && !["started", "ringing", "answered"].includes(call.status)) {
     c.trace.textContent = `the call ${call.direction === "inbound" ? "to the app" : "from the app"} ended: ${call.status}`;
     if (call.problem) c.error.textContent = "\u26a0 " + call.problem;
-    renderHistory(c, c.view ? c.view.calls || [] : [], true);
+    const known = c.view ? c.view.calls || [] : []; // the last poll's list may not hold this call yet
+    renderHistory(c, known.includes(uuid) ? known : [...known, uuid], true);
   } else if (uuid === c.dialled) {
     setTimeout(() => checkEnded(c, uuid), POLL_MS); // still going: look again
   }
@@ -178,6 +179,9 @@ const party = (x) => (x && (x.number || x.uri || x.user)) || "";
 async function renderHistory(c, uuids, fresh = false) {
   // The phone's calls, newest first: direction, other party, status, start, duration, id; open one to see
   // its exchange with the app (each webhook, the answer, the NCCO) and why it failed.
+  // Renders overlap (the poll's, and an ended call's check): the one started last is the one shown, or an
+  // older list that took longer to fetch would replace a newer one and stay (the poll renders on change).
+  const generation = (c.historyGeneration = (c.historyGeneration || 0) + 1);
   const rows = [];
   for (const uuid of uuids.slice(-10).reverse()) {
     if (fresh) callInfo.delete(uuid);
@@ -201,6 +205,7 @@ async function renderHistory(c, uuids, fresh = false) {
     }
     rows.push(item);
   }
+  if (generation !== c.historyGeneration) return;
   c.history.replaceChildren(el("div", "labkit-history-title", rows.length ? "Calls" : ""), ...rows);
 }
 
